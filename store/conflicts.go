@@ -1,0 +1,112 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/geogate/geogate/conflict"
+)
+
+// ConflictEntry records versions a rule discarded: nothing is dropped
+// silently. Kept is the version the rule chose (or the merged value);
+// Discarded are the others.
+type ConflictEntry struct {
+	Seq       uint64             `json:"seq"`
+	Key       string             `json:"key"`
+	Rule      string             `json:"rule"`
+	Region    string             `json:"region"`
+	Kept      *conflict.Version  `json:"kept,omitempty"`
+	Discarded []conflict.Version `json:"discarded"`
+	// At is the wall time (Unix ms) the region logged it.
+	At   int64  `json:"at"`
+	Note string `json:"note,omitempty"`
+}
+
+func (s *Store) appendConflict(st *batchState, e ConflictEntry) error {
+	s.cseq++
+	e.Seq = s.cseq
+	if e.Region == "" {
+		e.Region = s.opts.Region
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode conflict %q: %w", e.Key, err)
+	}
+	if err := st.txn.Set(seqKey(prefixConflict, e.Seq), b); err != nil {
+		return err
+	}
+	if err := st.txn.Set(conflictIndexKey(e.Key, e.Seq), nil); err != nil {
+		return err
+	}
+	// Bounded retention: drop the entry that fell out of the window.
+	if old := int64(e.Seq) - int64(s.opts.ConflictRetention); old > 0 {
+		return s.dropConflict(st, uint64(old))
+	}
+	return nil
+}
+
+func (s *Store) dropConflict(st *batchState, seq uint64) error {
+	item, err := st.txn.Get(seqKey(prefixConflict, seq))
+	if err == badger.ErrKeyNotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var e ConflictEntry
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+		return err
+	}
+	if err := st.txn.Delete(seqKey(prefixConflict, seq)); err != nil {
+		return err
+	}
+	return st.txn.Delete(conflictIndexKey(e.Key, seq))
+}
+
+// Conflicts returns up to limit conflict-log entries, newest first, for one
+// key or (key == "") for all keys.
+func (s *Store) Conflicts(key string, limit int) ([]ConflictEntry, error) {
+	out := []ConflictEntry{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		read := func(seq uint64) error {
+			item, err := txn.Get(seqKey(prefixConflict, seq))
+			if err == badger.ErrKeyNotFound {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			var e ConflictEntry
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		}
+		if key == "" {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixConflict, Reverse: true})
+			defer it.Close()
+			for it.Seek(seqKey(prefixConflict, ^uint64(0))); it.Valid() && len(out) < limit; it.Next() {
+				if err := read(seqFromKey(prefixConflict, it.Item().Key())); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		p := conflictIndexPrefix(key)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, Reverse: true})
+		defer it.Close()
+		for it.Seek(append(append([]byte{}, p...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)); it.Valid() && len(out) < limit; it.Next() {
+			if err := read(seqFromKey(p, it.Item().Key())); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read conflicts: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,26 @@
+// Package store keeps one region's state in Badger: a record per key (the
+// causal frontier of conflict.Record), the outbox (this region's replication
+// log, ordered and gapless), an applied watermark per origin actor, the
+// conflict log, and metadata (actor epoch, sequences).
+//
+// # Writes and durability
+//
+// Every mutation (a local write, a batch of replicated events, an outbox
+// trim) goes through one writer goroutine. The writer takes whatever requests
+// are queued (up to Options.MaxBatch), runs them in one Badger transaction,
+// commits once and, when Options.Sync is set, fsyncs before it answers any of
+// them (group commit). A local write is therefore acknowledged only after its
+// record and its outbox entry are durable together; a replicated event is
+// acknowledged (and so may be acked to NATS) only after its record, the
+// origin's watermark and any forwarded outbox entry are durable together.
+// A crash at any point leaves either all of a request's effects or none.
+//
+// # Key spaces
+//
+//	d/<key>          record (JSON conflict.Record)
+//	o/<seq:8>        outbox entry, seq from 1, gapless until trimmed
+//	w/<actor>        applied watermark: highest OSeq of actor applied here
+//	c/<seq:8>        conflict-log entry
+//	k/<key>\x00<seq> conflict-log index by key
+//	m/<name>         metadata: actor, seq, oseq, cseq, trimmed
+package store

@@ -1,0 +1,51 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+var (
+	prefixRecord    = []byte("d/")
+	prefixOutbox    = []byte("o/")
+	prefixWatermark = []byte("w/")
+	prefixConflict  = []byte("c/")
+	prefixConfIndex = []byte("k/")
+
+	keyActor   = []byte("m/actor")
+	keySeq     = []byte("m/seq")     // last outbox seq assigned
+	keyOSeq    = []byte("m/oseq")    // last own-origin seq assigned
+	keyCSeq    = []byte("m/cseq")    // last conflict-log seq assigned
+	keyTrimmed = []byte("m/trimmed") // outbox entries <= this are deleted
+)
+
+func recordKey(key string) []byte { return append(append([]byte{}, prefixRecord...), key...) }
+
+func seqKey(prefix []byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte{}, prefix...), seq)
+}
+
+func seqFromKey(prefix, k []byte) uint64 { return binary.BigEndian.Uint64(k[len(prefix):]) }
+
+func watermarkKey(actor string) []byte {
+	return append(append([]byte{}, prefixWatermark...), actor...)
+}
+
+func conflictIndexKey(key string, seq uint64) []byte {
+	b := append(append([]byte{}, prefixConfIndex...), key...)
+	return binary.BigEndian.AppendUint64(append(b, 0), seq)
+}
+
+func conflictIndexPrefix(key string) []byte {
+	return append(append(append([]byte{}, prefixConfIndex...), key...), 0)
+}
+
+
+func encodeU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func decodeU64(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("corrupt counter: %d bytes", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}

@@ -1,0 +1,174 @@
+package store
+
+import (
+	"github.com/dgraph-io/badger/v4"
+
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// OutboxEntry is one entry of the region's replication log: an event this
+// region wrote (Path = [region]) or forwards for another region (Path lists
+// the regions it has visited, this one last). Data is the encoded
+// conflict.Event, published unchanged.
+type OutboxEntry struct {
+	// Seq is the entry's position in this region's log: from 1, gapless,
+	// assigned in commit order.
+	Seq uint64
+	// Origin is the actor that wrote the event; OSeq its position in that
+	// actor's own log.
+	Origin string
+	OSeq   uint64
+	Path   []string
+	Data   []byte
+}
+
+var errCorruptOutbox = errors.New("corrupt outbox entry")
+
+func encodeOutbox(e OutboxEntry) []byte {
+	b := make([]byte, 0, len(e.Data)+len(e.Origin)+32)
+	b = binary.AppendUvarint(b, uint64(len(e.Origin)))
+	b = append(b, e.Origin...)
+	b = binary.AppendUvarint(b, e.OSeq)
+	b = binary.AppendUvarint(b, uint64(len(e.Path)))
+	for _, p := range e.Path {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return append(b, e.Data...)
+}
+
+func decodeOutbox(seq uint64, b []byte) (OutboxEntry, error) {
+	e := OutboxEntry{Seq: seq}
+	str := func() (string, error) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return "", fmt.Errorf("outbox %d: %w", seq, errCorruptOutbox)
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, nil
+	}
+	var err error
+	if e.Origin, err = str(); err != nil {
+		return e, err
+	}
+	oseq, k := binary.Uvarint(b)
+	if k <= 0 {
+		return e, fmt.Errorf("outbox %d: %w", seq, errCorruptOutbox)
+	}
+	e.OSeq, b = oseq, b[k:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > 64 {
+		return e, fmt.Errorf("outbox %d: %w", seq, errCorruptOutbox)
+	}
+	b = b[k:]
+	for range n {
+		p, err := str()
+		if err != nil {
+			return e, err
+		}
+		e.Path = append(e.Path, p)
+	}
+	e.Data = append([]byte(nil), b...)
+	return e, nil
+}
+
+// ReadOutbox returns up to max committed outbox entries with Seq > after,
+// in Seq order. Entries stay until TrimOutbox removes them.
+func (s *Store) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
+	last := s.committed.Load()
+	var out []OutboxEntry
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixOutbox, PrefetchValues: true, PrefetchSize: 128})
+		defer it.Close()
+		for it.Seek(seqKey(prefixOutbox, after+1)); it.Valid() && len(out) < max; it.Next() {
+			seq := seqFromKey(prefixOutbox, it.Item().Key())
+			if seq > last {
+				break
+			}
+			var e OutboxEntry
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				e, err = decodeOutbox(seq, v)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outbox after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+// TrimOutbox marks entries up to upTo as stored downstream; they are deleted
+// with the writer's next commit (or a commit of their own when the writer is
+// idle). Idempotent; a lower upTo than before is ignored. A trim lost in a
+// crash only means those entries are published again, which consumers
+// recognise as duplicates.
+func (s *Store) TrimOutbox(upTo uint64) error {
+	for {
+		cur := s.trimWant.Load()
+		if upTo <= cur || s.trimWant.CompareAndSwap(cur, upTo) {
+			break
+		}
+	}
+	select {
+	case s.trimCh <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// OutboxSignal returns a channel that receives a value (coalesced) after a
+// commit added outbox entries.
+func (s *Store) OutboxSignal() <-chan struct{} { return s.outboxCh }
+
+func (s *Store) signalOutbox() {
+	select {
+	case s.outboxCh <- struct{}{}:
+	default:
+	}
+}
+
+// trimOutbox deletes entries in (trimmed, trimWant] inside the batch, a
+// bounded number per commit.
+func (s *Store) trimOutbox(st *batchState) error {
+	want := min(s.trimWant.Load(), s.seq)
+	const maxPerCommit = 2048
+	n := 0
+	for s.trimmed < want && n < maxPerCommit {
+		s.trimmed++
+		n++
+		if err := st.txn.Delete(seqKey(prefixOutbox, s.trimmed)); err != nil {
+			return fmt.Errorf("trim outbox %d: %w", s.trimmed, err)
+		}
+	}
+	if n > 0 {
+		if err := st.txn.Set(keyTrimmed, encodeU64(s.trimmed)); err != nil {
+			return err
+		}
+		if s.trimmed < want {
+			select { // more to trim: come back soon
+			case s.trimCh <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return nil
+}
+
+// OutboxLen returns how many committed entries wait to be trimmed.
+func (s *Store) OutboxLen() uint64 {
+	c, t := s.committed.Load(), s.trimWant.Load()
+	if t >= c {
+		return 0
+	}
+	return c - t
+}

@@ -1,0 +1,419 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/geogate/geogate/conflict"
+)
+
+// ErrClosed is returned for requests made after Close began.
+var ErrClosed = errors.New("store closed")
+
+// Options configures a Store.
+type Options struct {
+	// Dir is the Badger directory; it is created if missing.
+	Dir string
+	// Region is this region's name; the actor is Region~<epoch>.
+	Region string
+	// Sync makes every commit fsync before its requests are answered. With
+	// Sync off an acknowledged write survives a process crash (the OS has
+	// it) but not power loss.
+	Sync bool
+	// MaxBatch bounds how many requests one group commit takes (default 512).
+	MaxBatch int
+	// Clock stamps local writes and observes replicated ones. Required.
+	Clock *conflict.Clock
+	// Observer, if set, is consulted inside the transaction for each
+	// record a request changed; the conflict entries it returns are written
+	// in the same transaction (so the conflict log is exactly as durable as
+	// the records).
+	Observer Observer
+	// ConflictRetention bounds the conflict log (entries; default 100000).
+	ConflictRetention int
+	// Logger receives Badger's and the writer's logs.
+	Logger *slog.Logger
+	// SmallFootprint shrinks Badger's caches and tables, for tests and
+	// testbeds running many regions in one process.
+	SmallFootprint bool
+}
+
+// Observer looks at a record a request changed and reports conflicts to log.
+// It runs on the writer goroutine and must be pure and quick.
+type Observer interface {
+	Observe(change Change) []ConflictEntry
+}
+
+// Change describes one record change inside a transaction.
+type Change struct {
+	Key    string
+	Before conflict.Record
+	After  conflict.Record
+	Event  conflict.Event
+	// Local is true for a local write, false for a replicated event.
+	Local   bool
+	Outcome conflict.Outcome
+}
+
+// Store is one region's durable state. All methods are safe for concurrent
+// use. Mutations are serialised through one writer goroutine; reads run on
+// Badger snapshots and see only committed state.
+type Store struct {
+	db     *badger.DB
+	opts   Options
+	actor  string
+	log    *slog.Logger
+	reqs     chan *request
+	trimCh   chan struct{}
+	outboxCh chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+
+	closeOnce sync.Once
+	closing   atomic.Bool
+
+	// state owned by the writer; published copies below for readers.
+	seq, oseq, cseq, trimmed uint64
+	wm                       map[string]uint64
+
+	mu        sync.Mutex
+	applied   conflict.VV // published watermarks incl. own actor
+	changed   chan struct{}
+	trimWant  atomic.Uint64
+	stats     Stats
+	committed atomic.Uint64 // last outbox seq committed
+	// batchBytes bounds the estimated size of one group commit, well under
+	// Badger's transaction limit.
+	batchBytes int
+}
+
+// valueThreshold is Badger's value threshold here: larger values live in
+// the value log and weigh little against the transaction size limit.
+const valueThreshold = 64 << 10
+
+// Stats are cumulative counters since Open.
+type Stats struct {
+	Writes, Applied, Duplicates, Gaps, Forwarded, Conflicts, Commits, Batched uint64
+}
+
+// Open opens or creates the store at opts.Dir. A new store draws a fresh
+// random actor epoch, so a region restarted from empty never reuses a dot or
+// an origin sequence its peers have seen (Riak KV679).
+func Open(opts Options) (*Store, error) {
+	if opts.Region == "" || opts.Clock == nil {
+		return nil, errors.New("store: region and clock are required")
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.ConflictRetention <= 0 {
+		opts.ConflictRetention = 100_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	bo := badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(opts.Sync).
+		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false). // one writer: no conflicting transactions
+		WithValueThreshold(valueThreshold)
+	if opts.SmallFootprint {
+		bo = bo.WithMemTableSize(16 << 20).WithValueLogFileSize(32 << 20).
+			WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20).WithNumCompactors(2).
+			WithNumMemtables(2).WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8)
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open badger %s: %w", opts.Dir, err)
+	}
+	s := &Store{
+		db: db, opts: opts, log: opts.Logger.With("component", "store"),
+		reqs: make(chan *request, 4*opts.MaxBatch), trimCh: make(chan struct{}, 1), outboxCh: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{}),
+		wm: map[string]uint64{}, changed: make(chan struct{}),
+		batchBytes: int(db.MaxBatchSize() / 4),
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.run()
+	return s, nil
+}
+
+func (s *Store) load() error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyActor)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			epoch := make([]byte, 4)
+			if _, err := rand.Read(epoch); err != nil {
+				return fmt.Errorf("draw epoch: %w", err)
+			}
+			s.actor = conflict.Actor(s.opts.Region, hex.EncodeToString(epoch))
+			if err := txn.Set(keyActor, []byte(s.actor)); err != nil {
+				return err
+			}
+			s.log.Info("new store: drew actor epoch", "actor", s.actor)
+		case err != nil:
+			return fmt.Errorf("read actor: %w", err)
+		default:
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			s.actor = string(v)
+			if conflict.RegionOf(s.actor) != s.opts.Region {
+				return fmt.Errorf("store %s belongs to region %q, not %q", s.opts.Dir, conflict.RegionOf(s.actor), s.opts.Region)
+			}
+		}
+		for _, c := range []struct {
+			key []byte
+			dst *uint64
+		}{{keySeq, &s.seq}, {keyOSeq, &s.oseq}, {keyCSeq, &s.cseq}, {keyTrimmed, &s.trimmed}} {
+			if err := getU64(txn, c.key, c.dst); err != nil {
+				return err
+			}
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixWatermark, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			n, err := decodeU64(v)
+			if err != nil {
+				return fmt.Errorf("watermark %s: %w", it.Item().Key(), err)
+			}
+			s.wm[string(it.Item().Key()[len(prefixWatermark):])] = n
+		}
+		s.publishLocked()
+		s.committed.Store(s.seq)
+		s.trimWant.Store(s.trimmed)
+		return nil
+	})
+}
+
+func getU64(txn *badger.Txn, key []byte, dst *uint64) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	return item.Value(func(v []byte) error {
+		n, err := decodeU64(v)
+		*dst = n
+		return err
+	})
+}
+
+// Actor returns this store's actor name (region~epoch).
+func (s *Store) Actor() string { return s.actor }
+
+// Region returns this store's region.
+func (s *Store) Region() string { return s.opts.Region }
+
+// Close stops taking requests, finishes the ones queued, and closes Badger.
+// It is idempotent.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		close(s.stop)
+		<-s.done
+		err = s.db.Close()
+	})
+	return err
+}
+
+// Get returns the committed record of key; ok is false if the key was never
+// written or replicated here.
+func (s *Store) Get(key string) (rec conflict.Record, ok bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		rec, ok, err = getRecord(txn, key)
+		return err
+	})
+	return rec, ok, err
+}
+
+func getRecord(txn *badger.Txn, key string) (conflict.Record, bool, error) {
+	var rec conflict.Record
+	item, err := txn.Get(recordKey(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("get %q: %w", key, err)
+	}
+	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
+	if err != nil {
+		return rec, false, fmt.Errorf("decode record %q: %w", key, err)
+	}
+	return rec, true, nil
+}
+
+// List returns up to limit keys with the prefix, in byte order, starting
+// after the key `after` (exclusive; "" for the start). With live set, keys
+// whose frontier is all tombstones are left out.
+func (s *Store) List(prefix, after string, limit int, live bool) ([]string, error) {
+	keys := []string{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		p := recordKey(prefix)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: live, PrefetchSize: 64})
+		defer it.Close()
+		start := p
+		if after != "" && after >= prefix {
+			start = append(recordKey(after), 0)
+		}
+		for it.Seek(start); it.Valid() && len(keys) < limit; it.Next() {
+			k := string(it.Item().Key()[len(prefixRecord):])
+			if live {
+				var rec conflict.Record
+				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+					return fmt.Errorf("decode record %q: %w", k, err)
+				}
+				if len(rec.Live()) == 0 {
+					continue
+				}
+			}
+			keys = append(keys, k)
+		}
+		return nil
+	})
+	return keys, err
+}
+
+// Digest returns a SHA-256 over every record (key and canonical record, in
+// key order) and the number of records. Two regions with equal digests hold
+// identical data.
+func (s *Store) Digest() (sum []byte, n int, err error) {
+	h := sha256.New()
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var rec conflict.Record
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+				return err
+			}
+			h.Write(it.Item().Key())
+			h.Write([]byte{0})
+			h.Write(rec.MarshalCanonical())
+			h.Write([]byte{0})
+			n++
+		}
+		return nil
+	})
+	return h.Sum(nil), n, err
+}
+
+// Scan calls fn for every record in key order on one snapshot, until fn
+// returns false.
+func (s *Store) Scan(fn func(key string, rec conflict.Record) bool) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var rec conflict.Record
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+				return err
+			}
+			if !fn(string(it.Item().Key()[len(prefixRecord):]), rec) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// Applied returns, per origin actor, the highest OSeq applied here, with
+// this region's own actor at its own last OSeq. Session tokens are checked
+// against it.
+func (s *Store) Applied() conflict.VV {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.applied)
+}
+
+// Seq returns this region's own last origin sequence (OSeq of its latest
+// local write).
+func (s *Store) Seq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied[s.actor]
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// WaitApplied blocks until every origin in want is applied here at least up
+// to its sequence, or ctx ends. It returns the origins still missing (nil
+// when satisfied).
+func (s *Store) WaitApplied(ctx context.Context, want conflict.VV) conflict.VV {
+	for {
+		s.mu.Lock()
+		missing := conflict.VV{}
+		for a, n := range want {
+			if s.applied[a] < n {
+				missing[a] = n
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return missing
+		}
+	}
+}
+
+// publishLocked copies writer state for readers and wakes waiters. Callers
+// hold no lock; it takes s.mu.
+func (s *Store) publishLocked() {
+	applied := maps.Clone(s.wm)
+	if s.oseq > 0 {
+		applied[s.actor] = s.oseq
+	}
+	s.mu.Lock()
+	s.applied = applied
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Committed returns the last outbox sequence committed; entries up to it
+// are readable with ReadOutbox until trimmed.
+func (s *Store) Committed() uint64 { return s.committed.Load() }
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(fmt.Sprintf(f, a...))) }
+
+func trim(s string) string { return string(bytes.TrimSpace([]byte(s))) }

@@ -1,0 +1,422 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/geogate/geogate/conflict"
+)
+
+// Mutation is a local write or delete of one key.
+type Mutation struct {
+	Key string
+	// Value is the JSON document; ignored when Deleted.
+	Value   json.RawMessage
+	Deleted bool
+	// Context is the causal context the client wrote with (nil: none).
+	Context conflict.VV
+	// Supersede joins the record's current context into Context, so the
+	// write supersedes every version this region has seen for the key (the
+	// last-write-wins rule for a write without a context).
+	Supersede bool
+}
+
+// WriteResult is what a durable local write produced.
+type WriteResult struct {
+	// Record is the key's record after the write.
+	Record conflict.Record
+	// Event is the replicated form of the write, OSeq assigned.
+	Event   conflict.Event
+	Outcome conflict.Outcome
+}
+
+// Incoming is one replicated event to apply.
+type Incoming struct {
+	Event conflict.Event
+	// Raw is the event's encoded form as received; when Forward is set it
+	// is appended to the outbox unchanged.
+	Raw []byte
+	// Path lists the regions the event has visited.
+	Path []string
+	// Forward makes this region append the event to its own outbox (star
+	// hub, circle member) in the same transaction as the apply.
+	Forward bool
+}
+
+// ApplyResult reports what happened to one Incoming.
+type ApplyResult struct {
+	// Done is false when the event must wait for an earlier event of its
+	// origin (a gap); it was not applied and should be redelivered.
+	Done bool
+	// Duplicate is true when the origin's watermark already covered it.
+	Duplicate bool
+	// Changed is true when the record was updated.
+	Changed bool
+	Outcome conflict.Outcome
+}
+
+type request struct {
+	mut     *Mutation
+	apply   []Incoming
+	resp    chan response
+	ctxDone <-chan struct{}
+}
+
+// size estimates the bytes a request adds to a transaction.
+func (r *request) size() int {
+	if r.mut != nil {
+		return 2*min(len(r.mut.Value), valueThreshold) + 2*len(r.mut.Key) + 256
+	}
+	n := 0
+	for _, in := range r.apply {
+		n += 2*min(len(in.Raw), valueThreshold) + 2*len(in.Event.Key) + 256
+	}
+	return n
+}
+
+type response struct {
+	write   WriteResult
+	applied []ApplyResult
+	err     error
+}
+
+// Write makes a local write durable and returns its result. It is
+// acknowledged (returns nil error) only after the record and its outbox
+// entry are committed, and synced when Options.Sync is set. A write is not
+// idempotent: each call makes a new version.
+func (s *Store) Write(ctx context.Context, m Mutation) (WriteResult, error) {
+	r, err := s.submit(ctx, &request{mut: &m})
+	return r.write, err
+}
+
+// Apply applies a batch of replicated events in order, durably, and reports
+// per event whether it is done. Per origin actor, events apply strictly in
+// OSeq order: an OSeq at or below the watermark is a duplicate (done, no
+// effect), the next one applies, a later one waits (not done). Apply is
+// idempotent: redelivering a batch changes nothing.
+func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, error) {
+	out := make([]ApplyResult, 0, len(batch))
+	for len(batch) > 0 {
+		// Split large batches so no transaction outgrows Badger's limit;
+		// chunks commit in order, so per-origin order is kept.
+		n, size := 0, 0
+		for n < len(batch) && (n == 0 || size < s.batchBytes/2) {
+			size += 2*min(len(batch[n].Raw), valueThreshold) + 256
+			n++
+		}
+		r, err := s.submit(ctx, &request{apply: batch[:n]})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r.applied...)
+		batch = batch[n:]
+	}
+	return out, nil
+}
+
+func (s *Store) submit(ctx context.Context, r *request) (response, error) {
+	if s.closing.Load() {
+		return response{}, ErrClosed
+	}
+	r.resp = make(chan response, 1)
+	r.ctxDone = ctx.Done()
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		return response{}, ctx.Err()
+	case <-s.stop:
+		return response{}, ErrClosed
+	}
+	// Once queued, the request is committed or failed by the writer; wait
+	// for the answer even if ctx ends, so the caller never mistakes a
+	// durable write for a lost one.
+	select {
+	case resp := <-r.resp:
+		return resp, resp.err
+	case <-s.done:
+		select {
+		case resp := <-r.resp:
+			return resp, resp.err
+		default:
+			return response{}, ErrClosed // queued after the final drain: never applied
+		}
+	}
+}
+
+// run is the writer goroutine: it drains queued requests into one
+// transaction, commits (and syncs) once, then answers them all.
+func (s *Store) run() {
+	defer close(s.done)
+	for {
+		var first *request
+		select {
+		case first = <-s.reqs:
+		case <-s.trimCh:
+		case <-s.stop:
+			// Finish what was queued before Close.
+			for {
+				select {
+				case r := <-s.reqs:
+					s.commitBatch([]*request{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*request{}
+		size := 0
+		if first != nil {
+			batch = append(batch, first)
+			size = first.size()
+		}
+	drain:
+		for len(batch) < s.opts.MaxBatch && size < s.batchBytes {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				size += r.size()
+			default:
+				break drain
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+// batchState is the writer's view inside one transaction.
+type batchState struct {
+	txn      *badger.Txn
+	records  map[string]conflict.Record
+	dirty    map[string]bool
+	wmDirty  map[string]bool
+	outboxed bool
+}
+
+func (s *Store) commitBatch(batch []*request) {
+	// Keep copies to roll back writer state if the commit fails.
+	seq, oseq, cseq, trimmed := s.seq, s.oseq, s.cseq, s.trimmed
+	wm := make(map[string]uint64, len(s.wm))
+	for k, v := range s.wm {
+		wm[k] = v
+	}
+	var stats Stats
+	st := &batchState{
+		txn: s.db.NewTransaction(true), records: map[string]conflict.Record{},
+		dirty: map[string]bool{}, wmDirty: map[string]bool{},
+	}
+	defer st.txn.Discard()
+	resps := make([]response, len(batch))
+	var err error
+	for i, r := range batch {
+		switch {
+		case r.mut != nil:
+			resps[i].write, resps[i].err = s.doWrite(st, r.mut, &stats)
+		default:
+			resps[i].applied, resps[i].err = s.doApply(st, r.apply, &stats)
+		}
+		if resps[i].err != nil && !isRequestError(resps[i].err) {
+			err = resps[i].err
+			break
+		}
+	}
+	if err == nil {
+		err = s.flush(st)
+	}
+	if err == nil {
+		err = s.trimOutbox(st)
+	}
+	if err == nil {
+		err = st.txn.Commit()
+		stats.Commits++
+	}
+	if err != nil {
+		s.seq, s.oseq, s.cseq, s.trimmed, s.wm = seq, oseq, cseq, trimmed, wm
+		s.log.Error("commit failed", "err", err, "requests", len(batch))
+		for _, r := range batch {
+			r.resp <- response{err: fmt.Errorf("commit: %w", err)}
+		}
+		return
+	}
+	stats.Batched = uint64(len(batch))
+	s.committed.Store(s.seq)
+	s.mu.Lock()
+	s.stats.Writes += stats.Writes
+	s.stats.Applied += stats.Applied
+	s.stats.Duplicates += stats.Duplicates
+	s.stats.Gaps += stats.Gaps
+	s.stats.Forwarded += stats.Forwarded
+	s.stats.Conflicts += stats.Conflicts
+	s.stats.Commits += stats.Commits
+	s.stats.Batched += stats.Batched
+	s.mu.Unlock()
+	s.publishLocked()
+	for i, r := range batch {
+		r.resp <- resps[i]
+	}
+	if st.outboxed {
+		s.signalOutbox()
+	}
+}
+
+// requestError marks a failure of one request that does not doom the batch.
+type requestError struct{ error }
+
+func (e requestError) Unwrap() error { return e.error }
+
+func isRequestError(err error) bool {
+	var re requestError
+	return errors.As(err, &re)
+}
+
+func (s *Store) record(st *batchState, key string) (conflict.Record, error) {
+	if rec, ok := st.records[key]; ok {
+		return rec, nil
+	}
+	rec, _, err := getRecord(st.txn, key)
+	if err != nil {
+		return rec, err
+	}
+	st.records[key] = rec
+	return rec, nil
+}
+
+func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult, error) {
+	before, err := s.record(st, m.Key)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	ctx := m.Context
+	if m.Supersede {
+		ctx = before.Context().Merge(ctx)
+	}
+	after, ev, out := before.Write(s.actor, ctx, m.Value, m.Deleted, s.opts.Clock.Now())
+	ev.Key = m.Key
+	ev.OSeq = s.oseq + 1
+	data, err := json.Marshal(ev)
+	if err != nil {
+		// Nothing of this request has touched the batch yet.
+		return WriteResult{}, requestError{fmt.Errorf("encode event %q: %w", m.Key, err)}
+	}
+	s.oseq++
+	if err := s.appendOutbox(st, OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: []string{s.opts.Region}, Data: data}); err != nil {
+		return WriteResult{}, err
+	}
+	st.records[m.Key], st.dirty[m.Key] = after, true
+	stats.Writes++
+	if err := s.observe(st, Change{Key: m.Key, Before: before, After: after, Event: ev, Local: true, Outcome: out}, stats); err != nil {
+		return WriteResult{}, err
+	}
+	return WriteResult{Record: after, Event: ev, Outcome: out}, nil
+}
+
+func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]ApplyResult, error) {
+	res := make([]ApplyResult, len(batch))
+	for i, in := range batch {
+		ev := in.Event
+		origin := ev.Origin()
+		if origin == s.actor || ev.OSeq == 0 {
+			// Our own event came back, or an event without a log
+			// position: never applied (loop prevention, layer 3).
+			res[i] = ApplyResult{Done: true, Duplicate: true}
+			stats.Duplicates++
+			continue
+		}
+		wm := s.wm[origin]
+		switch {
+		case ev.OSeq <= wm:
+			res[i] = ApplyResult{Done: true, Duplicate: true}
+			stats.Duplicates++
+			continue
+		case ev.OSeq > wm+1:
+			stats.Gaps++
+			continue // not done: wait for the gap to fill
+		}
+		before, err := s.record(st, ev.Key)
+		if err != nil {
+			return nil, err
+		}
+		after, out := before.Apply(ev)
+		s.opts.Clock.Observe(ev.Version.HLC)
+		s.wm[origin] = ev.OSeq
+		st.wmDirty[origin] = true
+		if !after.Equal(before) {
+			st.records[ev.Key], st.dirty[ev.Key] = after, true
+		}
+		if in.Forward {
+			raw := in.Raw
+			if raw == nil {
+				if raw, err = json.Marshal(ev); err != nil {
+					return nil, fmt.Errorf("encode event %q: %w", ev.Key, err)
+				}
+			}
+			path := append(slices.Clip(in.Path), s.opts.Region)
+			if err := s.appendOutbox(st, OutboxEntry{Origin: origin, OSeq: ev.OSeq, Path: path, Data: raw}); err != nil {
+				return nil, err
+			}
+			stats.Forwarded++
+		}
+		res[i] = ApplyResult{Done: true, Changed: st.dirty[ev.Key] && !after.Equal(before), Outcome: out}
+		stats.Applied++
+		if out.Added {
+			if err := s.observe(st, Change{Key: ev.Key, Before: before, After: after, Event: ev, Outcome: out}, stats); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
+}
+
+func (s *Store) observe(st *batchState, c Change, stats *Stats) error {
+	if s.opts.Observer == nil {
+		return nil
+	}
+	for _, e := range s.opts.Observer.Observe(c) {
+		if err := s.appendConflict(st, e); err != nil {
+			return err
+		}
+		stats.Conflicts++
+	}
+	return nil
+}
+
+func (s *Store) appendOutbox(st *batchState, e OutboxEntry) error {
+	s.seq++
+	e.Seq = s.seq
+	if err := st.txn.Set(seqKey(prefixOutbox, e.Seq), encodeOutbox(e)); err != nil {
+		return fmt.Errorf("outbox %d: %w", e.Seq, err)
+	}
+	st.outboxed = true
+	return nil
+}
+
+// flush writes the batch's records, watermarks and counters.
+func (s *Store) flush(st *batchState) error {
+	for key := range st.dirty {
+		b, err := json.Marshal(st.records[key])
+		if err != nil {
+			return fmt.Errorf("encode record %q: %w", key, err)
+		}
+		if err := st.txn.Set(recordKey(key), b); err != nil {
+			return fmt.Errorf("put %q: %w", key, err)
+		}
+	}
+	for origin := range st.wmDirty {
+		if err := st.txn.Set(watermarkKey(origin), encodeU64(s.wm[origin])); err != nil {
+			return fmt.Errorf("watermark %s: %w", origin, err)
+		}
+	}
+	for _, c := range []struct {
+		key []byte
+		v   uint64
+	}{{keySeq, s.seq}, {keyOSeq, s.oseq}, {keyCSeq, s.cseq}} {
+		if err := st.txn.Set(c.key, encodeU64(c.v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
