@@ -40,7 +40,6 @@ func conflictIndexPrefix(key string) []byte {
 	return append(append(append([]byte{}, prefixConfIndex...), key...), 0)
 }
 
-
 func encodeU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 func decodeU64(b []byte) (uint64, error) {

@@ -71,15 +71,15 @@ type Change struct {
 // use. Mutations are serialised through one writer goroutine; reads run on
 // Badger snapshots and see only committed state.
 type Store struct {
-	db     *badger.DB
-	opts   Options
-	actor  string
-	log    *slog.Logger
+	db       *badger.DB
+	opts     Options
+	actor    string
+	log      *slog.Logger
 	reqs     chan *request
 	trimCh   chan struct{}
 	outboxCh chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
 
 	closeOnce sync.Once
 	closing   atomic.Bool
