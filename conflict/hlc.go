@@ -3,6 +3,7 @@ package conflict
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"sync"
 )
 
@@ -57,9 +58,15 @@ func (c *Clock) Now() HLC {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	pt := c.phys()
-	if pt > c.last.Wall {
+	switch {
+	case pt > c.last.Wall:
 		c.last = HLC{Wall: pt}
-	} else {
+	case c.last.Logical == math.MaxUint32:
+		// The logical counter is exhausted (a remote clock may hand us
+		// one at its limit): move to the next millisecond instead of
+		// wrapping to 0, which would go backwards.
+		c.last = HLC{Wall: c.last.Wall + 1}
+	default:
 		c.last.Logical++
 	}
 	return c.last

@@ -149,6 +149,10 @@ func (r Record) Write(actor string, ctx VV, value json.RawMessage, deleted bool,
 // MarshalCanonical returns a byte encoding that is equal for Equal records,
 // for digests that compare regions.
 func (r Record) MarshalCanonical() []byte {
-	b, _ := json.Marshal(Record{Versions: r.Versions, Seen: r.Seen.Merge(nil)}) // never fails: no unsupported types
+	versions := r.Versions
+	if versions == nil {
+		versions = []Version{} // Equal does not tell nil from empty, so neither may the bytes
+	}
+	b, _ := json.Marshal(Record{Versions: versions, Seen: r.Seen.Merge(nil)}) // never fails: no unsupported types
 	return b
 }

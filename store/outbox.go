@@ -109,10 +109,13 @@ func (s *Store) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
 
 // TrimOutbox marks entries up to upTo as stored downstream; they are deleted
 // with the writer's next commit (or a commit of their own when the writer is
-// idle). Idempotent; a lower upTo than before is ignored. A trim lost in a
-// crash only means those entries are published again, which consumers
-// recognise as duplicates.
+// idle). Idempotent; a lower upTo than before is ignored, and so is the
+// part of upTo beyond the last committed entry (entries not yet written
+// cannot have been stored downstream). A trim lost in a crash only means
+// those entries are published again, which consumers recognise as
+// duplicates.
 func (s *Store) TrimOutbox(upTo uint64) error {
+	upTo = min(upTo, s.committed.Load())
 	for {
 		cur := s.trimWant.Load()
 		if upTo <= cur || s.trimWant.CompareAndSwap(cur, upTo) {

@@ -124,18 +124,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	bo := badger.DefaultOptions(opts.Dir).
-		WithSyncWrites(opts.Sync).
-		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
-		WithNumVersionsToKeep(1).
-		WithDetectConflicts(false). // one writer: no conflicting transactions
-		WithValueThreshold(valueThreshold)
-	if opts.SmallFootprint {
-		bo = bo.WithMemTableSize(16 << 20).WithValueLogFileSize(32 << 20).
-			WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20).WithNumCompactors(2).
-			WithNumMemtables(2).WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8)
-	}
-	db, err := badger.Open(bo)
+	db, err := badger.Open(badgerOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open badger %s: %w", opts.Dir, err)
 	}
@@ -152,6 +141,23 @@ func Open(opts Options) (*Store, error) {
 	}
 	go s.run()
 	return s, nil
+}
+
+// badgerOptions maps Options (defaults applied) to Badger's options. The
+// benchmarks open raw Badger with the same options as their baseline.
+func badgerOptions(opts Options) badger.Options {
+	bo := badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(opts.Sync).
+		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false). // one writer: no conflicting transactions
+		WithValueThreshold(valueThreshold)
+	if opts.SmallFootprint {
+		bo = bo.WithMemTableSize(16 << 20).WithValueLogFileSize(32 << 20).
+			WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20).WithNumCompactors(2).
+			WithNumMemtables(2).WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8)
+	}
+	return bo
 }
 
 func (s *Store) load() error {

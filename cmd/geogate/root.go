@@ -1,0 +1,17 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "geogate",
+		Short:         "Multi-region, multi-leader replication gateway for JSON documents",
+		Long:          "geogate runs one region of a multi-datacenter deployment: a local leader for JSON documents by key,\nreplicating asynchronously to the other regions over NATS JetStream, with operator-written conflict rules.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServe(), newDemo(), newPut(), newGet(), newDel(), newStatus())
+	return root
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/gateway/config"
+)
+
+func newServe() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run one region until SIGINT or SIGTERM",
+		Long: "Run one region: its HTTP API, its store and its replication links. Configuration comes from the YAML\n" +
+			"file, then GEOGATE_* environment variables (GEOGATE_HTTP__LISTEN sets http.listen), then flags.\n" +
+			"On SIGINT or SIGTERM it stops taking writes, flushes and closes.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _ := cmd.Flags().GetString("config")
+			cfg, err := config.Load(path, os.Environ(), cmd.Flags())
+			if err != nil {
+				return err
+			}
+			logger := newLogger(cfg.Log)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			node, err := gateway.New(cfg, gateway.Options{Logger: logger, RulesFile: path})
+			if err != nil {
+				return err
+			}
+			if err := node.Start(ctx, nil); err != nil {
+				node.Close()
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "region %s %s\n", cfg.Region, node.HTTPURL())
+			<-ctx.Done()
+			logger.Info("shutting down")
+			return node.Close()
+		},
+	}
+	config.RegisterFlags(cmd.Flags())
+	return cmd
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) //nolint:errcheck // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+}

@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	neturl "net/url"
+	"path/filepath"
+
+	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/rules"
+)
+
+// ClusterSpec describes several regions run in one process on loopback:
+// the demo, the testbed and integration tests.
+type ClusterSpec struct {
+	// Regions are the region names, in order (the circular default order).
+	Regions []string
+	// Topology selects the links (kind, hub, order).
+	Topology config.Topology
+	// DataDir holds one directory per region.
+	DataDir string
+	// Rules apply to every region (default: one lww rule).
+	Rules []rules.Spec
+	// HTTPBase and NATSBase, when non-zero, put region i on ports base+i;
+	// zero picks free ports.
+	HTTPBase, NATSBase int
+	// Sync sets durability.sync for every region (fsync before ack).
+	Sync bool
+	// Tune, if set, adjusts each region's config before it starts.
+	Tune func(c *config.Config)
+	// Options returns each region's node options (clock, dialer, logger).
+	Options func(region string) Options
+}
+
+// Cluster is a set of regions started together in one process.
+type Cluster struct {
+	nodes []*Node
+	spec  ClusterSpec
+}
+
+// RegionConfig builds the complete, validated config of one region of spec.
+func (spec ClusterSpec) RegionConfig(i int) (*config.Config, error) {
+	c := config.Default()
+	c.Region = spec.Regions[i]
+	c.Regions = map[string]config.Endpoints{}
+	for j, r := range spec.Regions {
+		// With free ports the real addresses are known only once bound;
+		// Start gets them from the cluster, so these are placeholders.
+		c.Regions[r] = config.Endpoints{
+			HTTP: fmt.Sprintf("http://127.0.0.1:%d", max(port(spec.HTTPBase, j), 1)),
+			NATS: fmt.Sprintf("nats://127.0.0.1:%d", max(port(spec.NATSBase, j), 1)),
+		}
+	}
+	c.Topology = spec.Topology
+	if len(c.Topology.Order) == 0 && c.Topology.Kind == "circular" {
+		c.Topology.Order = spec.Regions
+	}
+	c.DataDir = filepath.Join(spec.DataDir, c.Region)
+	c.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", port(spec.HTTPBase, i))
+	c.NATS.Listen = fmt.Sprintf("127.0.0.1:%d", port(spec.NATSBase, i))
+	c.Durability.Sync = spec.Sync
+	c.Rules = spec.Rules
+	if spec.Tune != nil {
+		spec.Tune(c)
+	}
+	c.Complete()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func hostOf(url string) string {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
+func port(base, i int) int {
+	if base == 0 {
+		return 0
+	}
+	return base + i
+}
+
+// StartCluster creates every region (stores, embedded NATS servers, HTTP
+// listeners), then starts them all with each other's actual addresses.
+func StartCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
+	c := &Cluster{spec: spec}
+	for i, r := range spec.Regions {
+		cfg, err := spec.RegionConfig(i)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("region %s: %w", r, err)
+		}
+		var opts Options
+		if spec.Options != nil {
+			opts = spec.Options(r)
+		}
+		opts.SmallFootprint = true
+		n, err := New(cfg, opts)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("region %s: %w", r, err)
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	for _, n := range c.nodes {
+		if err := n.Start(ctx, c.Peers()); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("region %s: %w", n.cfg.Region, err)
+		}
+	}
+	return c, nil
+}
+
+// Peers returns every region's actual address.
+func (c *Cluster) Peers() map[string]Peer {
+	peers := map[string]Peer{}
+	for _, n := range c.nodes {
+		if n != nil {
+			peers[n.cfg.Region] = Peer{HTTP: n.HTTPURL(), NATS: n.NATSURL()}
+		}
+	}
+	return peers
+}
+
+// Nodes returns the regions in order.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Node returns a region by name, or nil.
+func (c *Cluster) Node(region string) *Node {
+	for _, n := range c.nodes {
+		if n != nil && n.cfg.Region == region {
+			return n
+		}
+	}
+	return nil
+}
+
+// Restart closes one region and starts it again on the same data directory
+// and ports (a clean restart; the testbed's kill -9 uses processes).
+func (c *Cluster) Restart(ctx context.Context, region string) error {
+	for i, n := range c.nodes {
+		if n == nil || n.cfg.Region != region {
+			continue
+		}
+		cfg := *n.cfg
+		cfg.HTTP.Listen = n.listener.Addr().String()
+		cfg.NATS.Listen = hostOf(n.NATSURL())
+		opts := n.opts
+		if err := n.Close(); err != nil {
+			return err
+		}
+		nn, err := New(&cfg, opts)
+		if err != nil {
+			return err
+		}
+		c.nodes[i] = nn
+		return nn.Start(ctx, c.Peers())
+	}
+	return fmt.Errorf("no region %q", region)
+}
+
+// Close stops every region.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, n := range c.nodes {
+		if n != nil {
+			errs = append(errs, n.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

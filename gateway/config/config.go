@@ -1,0 +1,310 @@
+package config
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/geogate/geogate/rules"
+)
+
+// Topology kinds (topology.kind): which replication links the regions run
+// (DESIGN section 4).
+const (
+	// TopologyAllToAll: every region pulls from every other region.
+	TopologyAllToAll = "all-to-all"
+	// TopologyStar: spokes pull from the hub; the hub pulls from every spoke
+	// and forwards.
+	TopologyStar = "star"
+	// TopologyCircular: each region pulls from its predecessor in Order and
+	// forwards.
+	TopologyCircular = "circular"
+)
+
+// NATSSyncAlways is the nats.sync value that makes the embedded JetStream
+// fsync every message before acknowledging it.
+const NATSSyncAlways = "always"
+
+// Config is the complete configuration of one region. The koanf tags are the
+// configuration keys; any other key is an error. A Config returned by Load is
+// complete (Complete has run) and valid (Validate returned nil).
+type Config struct {
+	// Region is this process's region name ([a-z0-9-]+); it must be a key
+	// of Regions. Required.
+	Region string `koanf:"region"`
+	// Regions lists every region of the deployment by name: where clients
+	// and peers reach it. Every region's config must list the same regions.
+	// Required, at least one.
+	Regions map[string]Endpoints `koanf:"regions"`
+	// Topology selects which replication links run between the regions.
+	Topology Topology `koanf:"topology"`
+	// DataDir is where this region keeps its Badger store and, when NATS is
+	// embedded, its JetStream files. Default ./data/<region> (relative paths
+	// are relative to the working directory).
+	DataDir string `koanf:"data_dir"`
+	// HTTP configures the client API listener.
+	HTTP HTTP `koanf:"http"`
+	// NATS configures the JetStream server this region publishes to.
+	NATS NATS `koanf:"nats"`
+	// Durability configures when a write is acknowledged.
+	Durability Durability `koanf:"durability"`
+	// Replication configures the replication links and their streams.
+	Replication Replication `koanf:"replication"`
+	// Conflicts configures the conflict log.
+	Conflicts Conflicts `koanf:"conflicts"`
+	// Sessions configures session-token reads (X-Geo-Session).
+	Sessions Sessions `koanf:"sessions"`
+	// Log configures logging.
+	Log Log `koanf:"log"`
+	// Rules is the ordered conflict rule list (DESIGN section 5); the first
+	// rule whose match holds for a key governs it. Default: DefaultRules.
+	// Load checks the fields; the rules package compiles the expressions.
+	Rules []rules.Spec `koanf:"rules"`
+
+	// fileOrder is the order in which the file wrote the regions mapping.
+	fileOrder []string
+}
+
+// Endpoints is where one region is reached.
+type Endpoints struct {
+	// HTTP is the region's client API base URL (http or https), used for
+	// redirects and by operators. Required.
+	HTTP string `koanf:"http"`
+	// NATS is the URL (nats or tls) of the region's NATS server, from which
+	// its peers pull its replication stream. Required.
+	NATS string `koanf:"nats"`
+}
+
+// Topology selects the region graph.
+type Topology struct {
+	// Kind is all-to-all (default), star or circular.
+	Kind string `koanf:"kind"`
+	// Hub is the star's centre; required for star, and a known region
+	// whenever set.
+	Hub string `koanf:"hub"`
+	// Order is the ring for circular, r0 -> r1 -> ... -> r0: a permutation
+	// of the regions. Optional; use Config.Order for the effective order.
+	Order []string `koanf:"order"`
+}
+
+// HTTP configures the client API server.
+type HTTP struct {
+	// Listen is the host:port to serve on. Default: host:port of
+	// regions.<region>.http.
+	Listen string `koanf:"listen"`
+	// MaxValueBytes bounds a written document; larger bodies get 413.
+	// Accepts a number or a size like "1MiB". Default 1MiB.
+	MaxValueBytes ByteSize `koanf:"max_value_bytes"`
+	// ReadTimeout bounds reading one request (0: none). Default 30s.
+	ReadTimeout time.Duration `koanf:"read_timeout"`
+	// WriteTimeout bounds one response (0: none); it must exceed
+	// sessions.max_wait so a waiting read can answer. Default 60s.
+	WriteTimeout time.Duration `koanf:"write_timeout"`
+	// IdleTimeout bounds an idle keep-alive connection (0: none).
+	// Default 120s.
+	IdleTimeout time.Duration `koanf:"idle_timeout"`
+}
+
+// NATS configures this region's NATS JetStream server: embedded in the
+// process (default), or an external one at URL.
+type NATS struct {
+	// Embedded runs a NATS server with JetStream inside the process.
+	// Default true, or false when url is set; true together with url is an
+	// error.
+	Embedded bool `koanf:"embedded"`
+	// Listen is the embedded server's client host:port, the one peers pull
+	// from. Default: host:port of regions.<region>.nats.
+	Listen string `koanf:"listen"`
+	// URL is an external NATS server for this region (nats:// or tls://,
+	// several separated by commas), used instead of an embedded one.
+	// Default when embedded is false: regions.<region>.nats.
+	URL string `koanf:"url"`
+	// StoreDir is the embedded JetStream's storage directory.
+	// Default <data_dir>/nats.
+	StoreDir string `koanf:"store_dir"`
+	// Sync is the embedded JetStream's fsync policy: "always" (default,
+	// every message) or an interval such as "1s".
+	Sync string `koanf:"sync"`
+}
+
+// SyncInterval returns the embedded JetStream's fsync interval, or 0 when
+// Sync is "always" (or not a valid duration, which Validate refuses).
+func (n NATS) SyncInterval() time.Duration {
+	if n.Sync == NATSSyncAlways {
+		return 0
+	}
+	d, err := time.ParseDuration(n.Sync)
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}
+
+// Durability configures when a write is acknowledged.
+type Durability struct {
+	// Sync makes the store fsync a write batch before acknowledging it.
+	// Default true; false trades acknowledged writes lost on a machine crash
+	// for throughput.
+	Sync bool `koanf:"sync"`
+}
+
+// Replication configures the replication links and this region's stream.
+type Replication struct {
+	// MaxClockSkew is how far ahead of the local clock a remote HLC may be
+	// before it is flagged. Default 5s.
+	MaxClockSkew time.Duration `koanf:"max_clock_skew"`
+	// Heartbeat is how often this region publishes its heartbeat (origin,
+	// sequence, HLC) for lag measurement. Default 1s.
+	Heartbeat time.Duration `koanf:"heartbeat"`
+	// StreamMaxAge is the retention age of this region's stream GEO_<region>;
+	// a peer away longer must be re-seeded. Default 168h.
+	StreamMaxAge time.Duration `koanf:"stream_max_age"`
+	// StreamMaxBytes bounds the size of the stream. Accepts a number or a
+	// size like "1GiB". Default 1GiB.
+	StreamMaxBytes ByteSize `koanf:"stream_max_bytes"`
+	// Batch is the most events a link fetches and applies in one batch.
+	// Default 256.
+	Batch int `koanf:"batch"`
+}
+
+// Conflicts configures the conflict log (versions collapsed away).
+type Conflicts struct {
+	// Retention is the most entries kept; older ones are pruned.
+	// Default 100000.
+	Retention int `koanf:"retention"`
+	// MaxAge is how long an entry is kept. Default 168h.
+	MaxAge time.Duration `koanf:"max_age"`
+}
+
+// Sessions configures reads that carry a session token.
+type Sessions struct {
+	// DefaultWait is how long such a read waits for this region to catch up
+	// when the request has no X-Geo-Wait header. Default 2s.
+	DefaultWait time.Duration `koanf:"default_wait"`
+	// MaxWait caps X-Geo-Wait. Default 30s.
+	MaxWait time.Duration `koanf:"max_wait"`
+}
+
+// Log configures the process's slog logger.
+type Log struct {
+	// Level is debug, info (default), warn or error.
+	Level string `koanf:"level"`
+	// Format is text (default) or json.
+	Format string `koanf:"format"`
+}
+
+// SlogLevel returns Level as a slog.Level (info for an unknown level,
+// which Validate refuses).
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// NewLogger returns a logger writing to w in Format at Level.
+func (l Log) NewLogger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// DefaultRules returns the rule list used when the configuration has none:
+// last-writer-wins for every key.
+func DefaultRules() []rules.Spec {
+	return []rules.Spec{{Name: "default", Match: "true", Strategy: "lww"}}
+}
+
+// Order returns the regions in their configured order: topology.order when
+// set, else the order the file wrote the regions mapping in, with regions
+// added by environment or flags after them in name order; for a Config built
+// in code, name order. This is the circular ring, the display order, and its
+// first element is the default merge resolver. The result is a new slice.
+func (c *Config) Order() []string {
+	if len(c.Topology.Order) > 0 {
+		return slices.Clone(c.Topology.Order)
+	}
+	return c.writtenOrder()
+}
+
+// writtenOrder is Order without topology.order: the regions as the file
+// wrote them, then the others by name.
+func (c *Config) writtenOrder() []string {
+	out := make([]string, 0, len(c.Regions))
+	seen := make(map[string]bool, len(c.Regions))
+	for _, name := range c.fileOrder {
+		if _, ok := c.Regions[name]; ok && !seen[name] {
+			out = append(out, name)
+			seen[name] = true
+		}
+	}
+	var rest []string
+	for name := range c.Regions {
+		if !seen[name] {
+			rest = append(rest, name)
+		}
+	}
+	slices.Sort(rest)
+	return append(out, rest...)
+}
+
+// Peers returns every region but this one, in Order.
+func (c *Config) Peers() []string {
+	return slices.DeleteFunc(c.Order(), func(name string) bool { return name == c.Region })
+}
+
+// Complete fills every setting that defaults from other settings and is
+// still empty: data_dir, http.listen, nats.listen, nats.url (when not
+// embedded), nats.store_dir and rules. It never overwrites a value, so it is
+// idempotent. Values it cannot derive (no region, or a malformed URL) stay
+// empty for Validate to report. Load calls it; call it on a Config built in
+// code (start from Default) before Validate.
+func (c *Config) Complete() {
+	self, ok := c.Regions[c.Region]
+	if c.DataDir == "" && validRegionName(c.Region) {
+		c.DataDir = "./data/" + c.Region
+	}
+	if ok && c.HTTP.Listen == "" {
+		c.HTTP.Listen = hostPort(self.HTTP, map[string]string{"http": "80", "https": "443"})
+	}
+	if ok && c.NATS.Embedded && c.NATS.Listen == "" {
+		c.NATS.Listen = hostPort(self.NATS, map[string]string{"nats": "4222", "tls": "4222"})
+	}
+	if ok && !c.NATS.Embedded && c.NATS.URL == "" {
+		c.NATS.URL = self.NATS
+	}
+	if c.NATS.Embedded && c.NATS.StoreDir == "" && c.DataDir != "" {
+		c.NATS.StoreDir = filepath.Join(c.DataDir, "nats")
+	}
+	if len(c.Rules) == 0 {
+		c.Rules = DefaultRules()
+	}
+}
+
+// hostPort returns the host:port of a URL, the port defaulted by scheme, or
+// "" when the URL does not parse or has no host.
+func hostPort(raw string, defaultPorts map[string]string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = defaultPorts[u.Scheme]
+	}
+	if port == "" {
+		return ""
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}

@@ -1,0 +1,28 @@
+// Package config loads and validates the configuration of one geogate region
+// (CONTRACT.md "Configuration").
+//
+// A configuration is assembled from layers, each overriding the one before:
+//
+//  1. built-in defaults (see Default);
+//  2. the YAML file (--config FILE);
+//  3. environment variables GEOGATE_<KEY>: the key upper-cased, nesting
+//     written "__" (GEOGATE_HTTP__LISTEN is http.listen, GEOGATE_DATA_DIR is
+//     data_dir); GEOGATE_CONFIG names the file when no path is given;
+//  4. command-line flags that the user actually set (RegisterFlags), the
+//     generic --set key.path=value last.
+//
+// Environment and --set values are strings, converted to the key's type; a
+// value starting with '[' or '{' is read as a YAML flow list or mapping, so a
+// list can be given as "[us-east, eu-west]" (or as "us-east,eu-west").
+//
+// Settings derived from others are filled in after merging (see
+// Config.Complete): data_dir defaults to ./data/<region>, http.listen and
+// nats.listen to the host:port of this region's entry in regions,
+// nats.store_dir to <data_dir>/nats, and rules to one lww rule for every key.
+//
+// Loading is strict: a key that is not part of the schema is an error naming
+// the key and where it came from, and Validate refuses bad values naming the
+// key and the reason. Load does nothing but read the file and the given
+// environment and flags, so a process can refuse a bad configuration before
+// it touches any data.
+package config

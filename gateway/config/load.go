@@ -1,0 +1,358 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	koanfyaml "github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix starts every environment variable Load reads.
+const EnvPrefix = "GEOGATE_"
+
+// EnvConfigFile is the environment variable naming the configuration file
+// when Load is given no path and no --config flag. It is not a key.
+const EnvConfigFile = EnvPrefix + "CONFIG"
+
+// flagKey returns the key a flag defined by RegisterFlags overrides, or ""
+// for flags that are not keys (--config, --set, and flags of others).
+func flagKey(name string) string {
+	switch name {
+	case "region":
+		return "region"
+	case "data-dir":
+		return "data_dir"
+	case "http-listen":
+		return "http.listen"
+	case "nats-listen":
+		return "nats.listen"
+	case "nats-url":
+		return "nats.url"
+	case "nats-embedded":
+		return "nats.embedded"
+	case "topology":
+		return "topology.kind"
+	case "hub":
+		return "topology.hub"
+	case "log-level":
+		return "log.level"
+	case "log-format":
+		return "log.format"
+	}
+	return ""
+}
+
+// RegisterFlags defines the configuration flags on fs: --config FILE, one
+// flag per common key (--region, --data-dir, --http-listen, --nats-listen,
+// --nats-url, --nats-embedded, --topology, --hub, --log-level,
+// --log-format) and the repeatable --set key.path=value for any key. Pass
+// the parsed fs to Load; only flags the user set override. It panics, like
+// pflag, if fs already defines one of these names.
+func RegisterFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "configuration file (YAML); default $"+EnvConfigFile)
+	fs.String("region", "", "this region's name (key region)")
+	fs.String("data-dir", "", "data directory (key data_dir; default ./data/<region>)")
+	fs.String("http-listen", "", "client API host:port (key http.listen; default from regions.<region>.http)")
+	fs.String("nats-listen", "", "embedded NATS client host:port (key nats.listen; default from regions.<region>.nats)")
+	fs.String("nats-url", "", "external NATS URL instead of an embedded server (key nats.url)")
+	fs.Bool("nats-embedded", true, "run an embedded NATS server with JetStream (key nats.embedded)")
+	fs.String("topology", TopologyAllToAll, "all-to-all, star or circular (key topology.kind)")
+	fs.String("hub", "", "star topology hub region (key topology.hub)")
+	fs.String("log-level", "info", "debug, info, warn or error (key log.level)")
+	fs.String("log-format", "text", "text or json (key log.format)")
+	fs.StringArray("set", nil, "set any key, e.g. --set replication.batch=512 (repeatable; lists as [a, b] or a,b)")
+}
+
+// Load assembles the configuration from defaults, the YAML file at path,
+// the GEOGATE_* variables in environ (entries "NAME=value", as from
+// os.Environ; nil means none) and the flags the user set on flags (defined
+// by RegisterFlags; nil means none), each overriding the one before. With
+// path "", the file is --config if set, else $GEOGATE_CONFIG, else none.
+//
+// It returns a complete, valid Config, or an error listing every problem
+// found: a missing or unreadable file, YAML that does not parse, an unknown
+// key (naming where it was written), a value of the wrong type, and every
+// Validate failure, one per line, each naming its key. Load only reads; it
+// creates no file or directory.
+func Load(path string, environ []string, flags *pflag.FlagSet) (*Config, error) {
+	if path == "" && flags != nil {
+		if f := flags.Lookup("config"); f != nil && f.Changed {
+			path = f.Value.String()
+		}
+	}
+	if path == "" {
+		path = lookupEnv(environ, EnvConfigFile)
+	}
+
+	user := koanf.New(".")
+	var problems []error
+	var idx yamlIndex
+
+	if path != "" {
+		m, x, err := readFile(path)
+		if err != nil {
+			return nil, err
+		}
+		idx = x
+		problems = append(problems, checkKeys(m, func(key string) string {
+			if l := idx.line(key); l > 0 {
+				return fmt.Sprintf("%s:%d", path, l)
+			}
+			return path
+		})...)
+		if err := user.Load(confmap.Provider(m, ""), nil); err != nil {
+			return nil, fmt.Errorf("config: load %s: %w", path, err)
+		}
+	}
+
+	envNames := map[string]string{}
+	envMap, err := env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, value string) (string, any) {
+			rest := strings.TrimPrefix(name, EnvPrefix)
+			if rest == "" || name == EnvConfigFile {
+				return "", nil
+			}
+			key := strings.ReplaceAll(strings.ToLower(rest), "__", ".")
+			envNames[key] = name
+			return key, parseValue(value)
+		},
+	}).Read()
+	if err != nil {
+		return nil, fmt.Errorf("config: environment: %w", err)
+	}
+	envMap = dropNils(envMap)
+	problems = append(problems, checkKeys(envMap, func(key string) string {
+		return "environment " + nearestName(envNames, key)
+	})...)
+	if err := user.Load(confmap.Provider(envMap, ""), nil); err != nil {
+		return nil, fmt.Errorf("config: environment: %w", err)
+	}
+
+	if flags != nil {
+		flagMap, err := posflag.ProviderWithFlag(flags, ".", user, func(f *pflag.Flag) (string, any) {
+			key := flagKey(f.Name)
+			if key == "" || !f.Changed {
+				return "", nil
+			}
+			return key, posflag.FlagVal(flags, f)
+		}).Read()
+		if err != nil {
+			return nil, fmt.Errorf("config: flags: %w", err)
+		}
+		if err := user.Load(confmap.Provider(flagMap, ""), nil); err != nil {
+			return nil, fmt.Errorf("config: flags: %w", err)
+		}
+
+		setMap, setNames, err := readSetFlags(flags)
+		if err != nil {
+			return nil, err
+		}
+		problems = append(problems, checkKeys(setMap, func(key string) string {
+			return "flag --set " + nearestName(setNames, key)
+		})...)
+		if err := user.Load(confmap.Provider(setMap, ""), nil); err != nil {
+			return nil, fmt.Errorf("config: flag --set: %w", err)
+		}
+	}
+
+	// nats.url given without nats.embedded means an external server.
+	if user.String("nats.url") != "" && !user.Exists("nats.embedded") {
+		if err := user.Set("nats.embedded", false); err != nil {
+			return nil, fmt.Errorf("config: nats.embedded: %w", err)
+		}
+	}
+
+	ko := koanf.New(".")
+	if err := ko.Load(confmap.Provider(defaultValues(), ""), nil); err != nil {
+		return nil, fmt.Errorf("config: defaults: %w", err)
+	}
+	if err := ko.Merge(user); err != nil {
+		return nil, fmt.Errorf("config: merge: %w", err)
+	}
+	c, err := decode(ko, len(problems) == 0)
+	if err != nil {
+		return nil, errors.Join(append(problems, err)...)
+	}
+	c.fileOrder = idx.regions
+	c.Complete()
+	if err := c.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	return c, nil
+}
+
+// Default returns a Config holding every built-in default and nothing else:
+// no region, no regions, no rules. Set those, then call Complete and
+// Validate; Load starts from the same values.
+func Default() *Config {
+	ko := koanf.New(".")
+	if err := ko.Load(confmap.Provider(defaultValues(), ""), nil); err != nil {
+		panic(fmt.Sprintf("config: defaults: %v", err))
+	}
+	c, err := decode(ko, true)
+	if err != nil {
+		panic(fmt.Sprintf("config: defaults: %v", err))
+	}
+	return c
+}
+
+// defaultValues is the defaults layer, written as a file would be.
+func defaultValues() map[string]any {
+	return map[string]any{
+		"topology": map[string]any{"kind": TopologyAllToAll},
+		"http": map[string]any{
+			"max_value_bytes": "1MiB",
+			"read_timeout":    "30s",
+			"write_timeout":   "60s",
+			"idle_timeout":    "120s",
+		},
+		"nats":       map[string]any{"embedded": true, "sync": NATSSyncAlways},
+		"durability": map[string]any{"sync": true},
+		"replication": map[string]any{
+			"max_clock_skew":   "5s",
+			"heartbeat":        "1s",
+			"stream_max_age":   "168h",
+			"stream_max_bytes": "1GiB",
+			"batch":            256,
+		},
+		"conflicts": map[string]any{"retention": 100000, "max_age": "168h"},
+		"sessions":  map[string]any{"default_wait": "2s", "max_wait": "30s"},
+		"log":       map[string]any{"level": "info", "format": "text"},
+	}
+}
+
+// readFile reads and parses the YAML file at path, returning its key map
+// with null values dropped, and the index of its key lines and region order.
+func readFile(path string) (map[string]any, yamlIndex, error) {
+	b, err := file.Provider(path).ReadBytes()
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, yamlIndex{}, fmt.Errorf("config: file %q: %w", path, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, yamlIndex{}, fmt.Errorf("config: file %q is not valid YAML: %w", path, err)
+	}
+	idx, err := indexYAML(&doc)
+	if err != nil {
+		return nil, yamlIndex{}, fmt.Errorf("config: file %q: %w", path, err)
+	}
+	m, err := koanfyaml.Parser().Unmarshal(b)
+	if err != nil {
+		return nil, yamlIndex{}, fmt.Errorf("config: file %q is not valid YAML: %w", path, err)
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	return dropNils(m), idx, nil
+}
+
+// readSetFlags reads the --set key.path=value flags into a nested map, and
+// maps each key to the flag text that set it.
+func readSetFlags(flags *pflag.FlagSet) (map[string]any, map[string]string, error) {
+	f := flags.Lookup("set")
+	if f == nil || !f.Changed || f.Value.Type() != "stringArray" {
+		return map[string]any{}, nil, nil
+	}
+	items, err := flags.GetStringArray("set")
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: flag --set: %w", err)
+	}
+	flat := map[string]any{}
+	names := map[string]string{}
+	for _, item := range items {
+		key, value, ok := strings.Cut(item, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" || strings.ContainsAny(key, "[] ") ||
+			strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") || strings.Contains(key, "..") {
+			return nil, nil, fmt.Errorf("config: flag --set %q: want key.path=value, e.g. --set http.listen=127.0.0.1:7101", item)
+		}
+		flat[key] = parseValue(value)
+		names[key] = item
+	}
+	m, err := confmap.Provider(flat, ".").Read()
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: flag --set: %w", err)
+	}
+	return dropNils(m), names, nil
+}
+
+// checkKeys reports every unknown key of one layer, located by where.
+func checkKeys(m map[string]any, where func(key string) string) []error {
+	paths, suggestions := unknownKeys(m)
+	out := make([]error, len(paths))
+	for i, p := range paths {
+		out[i] = &UnknownKeyError{Key: p, Source: where(p), Suggestion: suggestions[i]}
+	}
+	return out
+}
+
+// parseValue converts an environment or --set value: a YAML flow list or
+// mapping when it starts with '[' or '{', else the string as given.
+func parseValue(s string) any {
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "[") || strings.HasPrefix(t, "{") {
+		var v any
+		if err := yaml.Unmarshal([]byte(t), &v); err == nil {
+			return v
+		}
+	}
+	return s
+}
+
+// dropNils removes null values (a key written with no value) from a map,
+// recursively, so they leave the default in place instead of erasing it.
+func dropNils(m map[string]any) map[string]any {
+	for k, v := range m {
+		switch x := v.(type) {
+		case nil:
+			delete(m, k)
+		case map[string]any:
+			m[k] = dropNils(x)
+		}
+	}
+	return m
+}
+
+// nearestName returns the name recorded for key or for its nearest
+// ancestor key.
+func nearestName(names map[string]string, key string) string {
+	for p := key; p != ""; {
+		if n, ok := names[p]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return key
+}
+
+// lookupEnv returns the value of name in environ, or "".
+func lookupEnv(environ []string, name string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,422 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/store"
+)
+
+// MaxKeyBytes is the longest key accepted.
+const MaxKeyBytes = 1024
+
+// Header names of the HTTP API.
+const (
+	HeaderContext = "X-Geo-Context"
+	HeaderSession = "X-Geo-Session"
+	HeaderWait    = "X-Geo-Wait"
+	HeaderRule    = "X-Geo-Rule"
+)
+
+// apiError is an error with the HTTP status and code word it answers with.
+type apiError struct {
+	status  int
+	code    string
+	msg     string
+	details map[string]any
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.Encode(v) //nolint:errcheck // the client went away; nothing to do
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
+	}
+	body := map[string]any{"error": ae.msg, "code": ae.code}
+	for k, v := range ae.details {
+		body[k] = v
+	}
+	writeJSON(w, ae.status, body)
+}
+
+// validateKey enforces the key rules: 1..1024 bytes of UTF-8 without
+// control characters.
+func validateKey(key string) error {
+	switch {
+	case key == "":
+		return errorf(http.StatusBadRequest, "bad_key", "key is empty: use /v1/kv/{key} with a key of 1 to %d bytes", MaxKeyBytes)
+	case len(key) > MaxKeyBytes:
+		return errorf(http.StatusBadRequest, "bad_key", "key is %d bytes; the limit is %d", len(key), MaxKeyBytes)
+	case !utf8.ValidString(key):
+		return errorf(http.StatusBadRequest, "bad_key", "key is not valid UTF-8")
+	}
+	for i, r := range key {
+		if unicode.IsControl(r) {
+			return errorf(http.StatusBadRequest, "bad_key", "key has a control character (U+%04X) at byte %d", r, i)
+		}
+	}
+	return nil
+}
+
+func (n *Node) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/kv/{key...}", n.handleKV)
+	mux.HandleFunc("/v1/kv", n.handleList)
+	mux.HandleFunc("/v1/status", n.handleStatus)
+	mux.HandleFunc("/v1/conflicts", n.handleConflicts)
+	mux.HandleFunc("/v1/admin/links/{peer}/{action}", n.handleLinkAdmin)
+	mux.HandleFunc("/healthz", n.handleHealth)
+	mux.Handle("/metrics", n.metrics.handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "not_found", "no route %s %s; see the HTTP API in the README", r.Method, r.URL.Path))
+	})
+	return n.metrics.instrument(mux)
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")))
+}
+
+func (n *Node) handleKV(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if err := validateKey(key); err != nil {
+		writeError(w, err)
+		return
+	}
+	var err error
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		err = n.get(w, r, key)
+	case http.MethodPut:
+		err = n.put(w, r, key, false)
+	case http.MethodDelete:
+		err = n.put(w, r, key, true)
+	default:
+		methodNotAllowed(w, r, "GET", "PUT", "DELETE")
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+// readValue reads and checks a PUT body: valid JSON within the size limit.
+func (n *Node) readValue(r *http.Request) (json.RawMessage, error) {
+	limit := int64(n.cfg.HTTP.MaxValueBytes)
+	if r.ContentLength > limit {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "value is %d bytes; the limit is %d (http.max_value_bytes)", r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "bad_body", "reading body: %v", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "value is over the limit of %d bytes (http.max_value_bytes)", limit)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, errorf(http.StatusBadRequest, "bad_json", "body is empty: send a JSON document")
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, body); err != nil {
+		return nil, errorf(http.StatusBadRequest, "bad_json", "body is not valid JSON: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted bool) error {
+	var value json.RawMessage
+	if !deleted {
+		var err error
+		if value, err = n.readValue(r); err != nil {
+			return err
+		}
+	}
+	ctxVV, err := decodeContext(key, r.Header.Get(HeaderContext))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_context", "%s header: %v; pass back the token a read or write of this key returned", HeaderContext, err)
+	}
+	session, err := decodeSession(r.Header.Get(HeaderSession))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_session", "%s header: %v", HeaderSession, err)
+	}
+	rule, err := n.rules().Match(key)
+	if err != nil {
+		return errorf(http.StatusInternalServerError, "rule_error", "no rule governs key %q: %v", key, err)
+	}
+	mut := store.Mutation{Key: key, Value: value, Deleted: deleted, Context: ctxVV}
+	handled, err := n.routeHome(w, r, rule, &mut, session)
+	if handled || err != nil {
+		return err
+	}
+	res, err := n.write(r.Context(), rule, mut)
+	if err != nil {
+		return err
+	}
+	n.answerWrite(w, key, res, session)
+	return nil
+}
+
+// write applies a local mutation under its rule's write semantics.
+func (n *Node) write(ctx context.Context, rule *rules.Rule, mut store.Mutation) (store.WriteResult, error) {
+	mut.Supersede = mut.Context == nil && supersedesWithoutContext(rule)
+	res, err := n.store.Write(ctx, mut)
+	if err != nil {
+		if errors.Is(err, store.ErrClosed) {
+			return res, errorf(http.StatusServiceUnavailable, "shutting_down", "region %s is shutting down; retry at another region", n.cfg.Region)
+		}
+		return res, fmt.Errorf("write %q: %w", mut.Key, err)
+	}
+	n.metrics.writes.WithLabelValues(op(mut.Deleted)).Inc()
+	n.afterLocalWrite(mut.Key)
+	return res, nil
+}
+
+func op(deleted bool) string {
+	if deleted {
+		return "delete"
+	}
+	return "put"
+}
+
+// supersedesWithoutContext says whether a write without a context replaces
+// everything this region has seen for the key (last-write-wins, and the home
+// region serialising its keys) or is concurrent with it (siblings, custom).
+func supersedesWithoutContext(rule *rules.Rule) bool {
+	switch rule.Strategy() {
+	case rules.StrategyLWW, rules.StrategyHomeRegion:
+		return true
+	}
+	return false
+}
+
+type writeAnswer struct {
+	Key     string `json:"key"`
+	Context string `json:"context"`
+	Session string `json:"session"`
+	// Siblings are the live values concurrent with this write that remain
+	// (the returned context covers them: merge them into the next write).
+	Siblings []json.RawMessage `json:"siblings,omitempty"`
+}
+
+func (n *Node) answerWrite(w http.ResponseWriter, key string, res store.WriteResult, session conflict.VV) {
+	origin := res.Event.Origin()
+	if res.Event.OSeq > session[origin] {
+		session = session.Merge(conflict.VV{origin: res.Event.OSeq})
+	}
+	ans := writeAnswer{Key: key, Context: encodeContext(key, res.Record.Context()), Session: encodeSession(session)}
+	if live := res.Record.Live(); len(live) > 1 {
+		for _, v := range live {
+			ans.Siblings = append(ans.Siblings, v.Value)
+		}
+	}
+	w.Header().Set(HeaderContext, ans.Context)
+	w.Header().Set(HeaderSession, ans.Session)
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// waitSession blocks a read until this region has applied what the
+// request's session token names, up to the X-Geo-Wait bound.
+func (n *Node) waitSession(r *http.Request) error {
+	session, err := decodeSession(r.Header.Get(HeaderSession))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_session", "%s header: %v", HeaderSession, err)
+	}
+	if len(session) == 0 {
+		return nil
+	}
+	wait := n.cfg.Sessions.DefaultWait
+	if s := r.Header.Get(HeaderWait); s != "" {
+		ms, err := strconv.Atoi(s)
+		if err != nil || ms < 0 {
+			return errorf(http.StatusBadRequest, "bad_wait", "%s must be a number of milliseconds, got %q", HeaderWait, s)
+		}
+		wait = min(time.Duration(ms)*time.Millisecond, n.cfg.Sessions.MaxWait)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	missing := n.store.WaitApplied(ctx, session)
+	if missing == nil {
+		return nil
+	}
+	applied := n.store.Applied()
+	detail := map[string]any{}
+	for actor, want := range missing {
+		detail[actor] = map[string]uint64{"want": want, "applied": applied[actor]}
+	}
+	n.metrics.staleReads.Inc()
+	return &apiError{status: http.StatusServiceUnavailable, code: "stale",
+		msg:     fmt.Sprintf("region %s has not applied everything the session has seen within %s; retry, or read at the region that took the write", n.cfg.Region, wait),
+		details: map[string]any{"missing": detail}}
+}
+
+type metaVersion struct {
+	Value   json.RawMessage `json:"value"`
+	Origin  string          `json:"origin"`
+	HLC     conflict.HLC    `json:"hlc"`
+	Deleted bool            `json:"deleted"`
+	Dot     string          `json:"dot"`
+}
+
+func (n *Node) get(w http.ResponseWriter, r *http.Request, key string) error {
+	if err := n.waitSession(r); err != nil {
+		return err
+	}
+	rec, ok, err := n.store.Get(key)
+	if err != nil {
+		return err
+	}
+	meta := r.URL.Query().Get("meta")
+	if !ok {
+		return errorf(http.StatusNotFound, "not_found", "key %q not found", key)
+	}
+	rule, err := n.rules().Match(key)
+	if err != nil {
+		return errorf(http.StatusInternalServerError, "rule_error", "no rule governs key %q: %v", key, err)
+	}
+	w.Header().Set(HeaderContext, encodeContext(key, rec.Context()))
+	w.Header().Set(HeaderRule, rule.Name())
+	if meta == "true" || meta == "1" {
+		vs := make([]metaVersion, 0, len(rec.Versions))
+		for _, v := range rec.Versions {
+			val := v.Value
+			if v.Deleted {
+				val = json.RawMessage("null")
+			}
+			vs = append(vs, metaVersion{Value: val, Origin: v.Origin, HLC: v.HLC, Deleted: v.Deleted, Dot: v.Dot.String()})
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"key": key, "context": encodeContext(key, rec.Context()), "versions": vs, "rule": rule.Name(),
+		})
+		return nil
+	}
+	res, err := rule.Resolve(key, n.cfg.Region, rec.Versions)
+	if err != nil {
+		n.ruleError(rule, key, err)
+	}
+	switch res.Status {
+	case http.StatusOK:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(append(res.Value, '\n')) //nolint:errcheck // client gone
+	case http.StatusMultipleChoices:
+		writeJSON(w, http.StatusMultipleChoices, map[string]any{"siblings": res.Siblings})
+	default:
+		return errorf(http.StatusNotFound, "not_found", "key %q is deleted", key)
+	}
+	return nil
+}
+
+func (n *Node) handleList(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, r, "GET")
+		return
+	}
+	q := r.URL.Query()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > 10000 {
+			writeError(w, errorf(http.StatusBadRequest, "bad_limit", "limit must be a whole number from 1 to 10000, got %q", s))
+			return
+		}
+		limit = v
+	}
+	keys, err := n.store.List(q.Get("prefix"), q.Get("after"), limit+1, true)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ans := map[string]any{"keys": keys}
+	if len(keys) > limit {
+		ans["keys"], ans["next"] = keys[:limit], keys[limit-1]
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+func (n *Node) handleConflicts(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, r, "GET")
+		return
+	}
+	q := r.URL.Query()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > 10000 {
+			writeError(w, errorf(http.StatusBadRequest, "bad_limit", "limit must be a whole number from 1 to 10000, got %q", s))
+			return
+		}
+		limit = v
+	}
+	entries, err := n.store.Conflicts(q.Get("key"), limit)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conflicts": entries})
+}
+
+func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if n.closing.Load() {
+		writeError(w, errorf(http.StatusServiceUnavailable, "shutting_down", "region %s is shutting down", n.cfg.Region))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "region": n.cfg.Region})
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, r, "GET")
+		return
+	}
+	writeJSON(w, http.StatusOK, n.Status())
+}
+
+func (n *Node) handleLinkAdmin(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, "POST")
+		return
+	}
+	peer, action := r.PathValue("peer"), r.PathValue("action")
+	if action != "pause" && action != "resume" {
+		writeError(w, errorf(http.StatusNotFound, "not_found", "no admin action %q: use pause or resume", action))
+		return
+	}
+	l := n.link(peer)
+	if l == nil {
+		writeError(w, errorf(http.StatusNotFound, "no_link", "region %s has no link from %q", n.cfg.Region, peer))
+		return
+	}
+	if action == "pause" {
+		l.Pause()
+	} else {
+		l.Resume()
+	}
+	n.log.Info("link "+action+"d by admin", "from", peer)
+	writeJSON(w, http.StatusOK, l.Status())
+}

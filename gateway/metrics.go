@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics is one node's Prometheus registry. Each node has its own, so
+// several regions can run in one process (demo, testbed, tests).
+type metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	writes     *prometheus.CounterVec
+	ruleErrors *prometheus.CounterVec
+	conflicts  *prometheus.CounterVec
+	forwards   *prometheus.CounterVec
+	fallbacks  *prometheus.CounterVec
+	staleReads prometheus.Counter
+	skew       prometheus.Counter
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "geogate_http_request_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"})
+	m.writes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_writes_total", Help: "Acknowledged local writes by operation."}, []string{"op"})
+	m.ruleErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_rule_errors_total", Help: "Rule expressions that failed at run time (versions kept as siblings)."}, []string{"rule"})
+	m.conflicts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_conflicts_total", Help: "Conflict-log entries written, by rule."}, []string{"rule"})
+	m.forwards = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_home_forwards_total", Help: "Writes for home-region keys handled elsewhere, by mode and result."}, []string{"mode", "result"})
+	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_home_fallbacks_total", Help: "Writes taken under a rule's fallback because the home region was unreachable."}, []string{"rule", "fallback"})
+	m.staleReads = prometheus.NewCounter(prometheus.CounterOpts{Name: "geogate_session_stale_reads_total", Help: "Session reads answered 503 stale."})
+	m.skew = prometheus.NewCounter(prometheus.CounterOpts{Name: "geogate_clock_skew_flagged_total", Help: "Replicated events whose HLC was further ahead than replication.max_clock_skew."})
+	f(m.requests)
+	f(m.latency)
+	f(m.writes)
+	f(m.ruleErrors)
+	f(m.conflicts)
+	f(m.forwards)
+	f(m.fallbacks)
+	f(m.staleReads)
+	f(m.skew)
+	stat := func(name, help string, get func() float64, counter bool) {
+		if counter {
+			f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, get))
+		} else {
+			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, get))
+		}
+	}
+	stat("geogate_applied_events_total", "Replicated events applied here.", func() float64 { return float64(n.store.Stats().Applied) }, true)
+	stat("geogate_duplicate_events_total", "Replicated events recognised as already applied.", func() float64 { return float64(n.store.Stats().Duplicates) }, true)
+	stat("geogate_forwarded_events_total", "Replicated events forwarded into this region's stream.", func() float64 { return float64(n.store.Stats().Forwarded) }, true)
+	stat("geogate_store_commits_total", "Group commits of the store writer.", func() float64 { return float64(n.store.Stats().Commits) }, true)
+	stat("geogate_outbox_pending", "Outbox entries not yet stored in this region's stream.", func() float64 { return float64(n.store.OutboxLen()) }, false)
+	stat("geogate_seq", "This region's last own log sequence.", func() float64 { return float64(n.store.Seq()) }, false)
+	m.reg.MustRegister(linkCollector{n})
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// instrument counts requests and their latency by route pattern.
+func (m *metrics) instrument(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		mux.ServeHTTP(sw, r)
+		_, route := mux.Handler(r)
+		if route == "" {
+			route = "other"
+		}
+		m.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+var (
+	descLag     = prometheus.NewDesc("geogate_link_lag_seconds", "Replication lag of an inbound link, measured from the peer's heartbeats.", []string{"from"}, nil)
+	descPending = prometheus.NewDesc("geogate_link_pending_events", "Events in the peer's stream not yet applied here.", []string{"from"}, nil)
+	descUp      = prometheus.NewDesc("geogate_link_up", "1 when the inbound link is up, 0 when paused or down.", []string{"from"}, nil)
+)
+
+// linkCollector exports per-link state at scrape time.
+type linkCollector struct{ n *Node }
+
+func (c linkCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descLag
+	ch <- descPending
+	ch <- descUp
+}
+
+func (c linkCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.n.linkStatuses() {
+		up := 0.0
+		if s.State == "up" {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, s.LagSeconds, s.From)
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.Pending), s.From)
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, s.From)
+	}
+}

@@ -1,0 +1,258 @@
+// Package gateway is one region's geogate node: it wires the store, the
+// rules, the topology plan and the replication links together, and serves
+// the HTTP API of CONTRACT.md. All I/O lives here and below; the decisions
+// are made by the pure packages conflict, rules and topology.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/store"
+	"github.com/geogate/geogate/topology"
+	"github.com/geogate/geogate/topology/link"
+)
+
+// Options are a node's dependencies beyond its configuration. The zero
+// value is production: wall clock, no WAN emulation, default logger.
+type Options struct {
+	Logger *slog.Logger
+	// Clock is the physical clock behind the node's HLC (Unix ms). The
+	// testbed injects a skewed one.
+	Clock conflict.PhysicalClock
+	// Dialer, if set, dials the NATS connection of the inbound link from
+	// peer (the testbed puts a WAN-emulating proxy there).
+	Dialer func(peer string) nats.CustomDialer
+	// SmallFootprint shrinks Badger's memory for many regions per process.
+	SmallFootprint bool
+	// RulesFile, if set, is watched and its rules hot-reloaded (see
+	// WatchRules); normally the config file.
+	RulesFile string
+}
+
+// Node is one running region. Create it with New, start it with Start, stop
+// it with Close.
+type Node struct {
+	cfg   *config.Config
+	opts  Options
+	log   *slog.Logger
+	clock *conflict.Clock
+	plan  *topology.Plan
+	store *store.Store
+
+	ruleSet atomic.Pointer[rules.Set]
+
+	nats      *link.Server // embedded server, nil when external
+	natsURL   string
+	conn      *nats.Conn // this region's NATS: publisher, home-forward service
+	publisher *link.Publisher
+
+	listener net.Listener
+	server   *http.Server
+	metrics  *metrics
+
+	mu    sync.Mutex
+	links map[string]*link.Link
+	peers map[string]Peer // set by Start
+
+	closing atomic.Bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New opens the region's store, starts its embedded NATS server (unless an
+// external one is configured) and binds its HTTP listener. It does not serve
+// or replicate until Start. The config must be complete and valid
+// (config.Load returns such).
+func New(cfg *config.Config, opts Options) (n *Node, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Clock == nil {
+		opts.Clock = func() int64 { return time.Now().UnixMilli() }
+	}
+	n = &Node{cfg: cfg, opts: opts, log: opts.Logger.With("region", cfg.Region), links: map[string]*link.Link{}}
+	kind, err := topology.ParseKind(cfg.Topology.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("topology.kind: %w", err)
+	}
+	if n.plan, err = topology.New(cfg.Order(), topology.Spec{Kind: kind, Hub: cfg.Topology.Hub, Order: cfg.Topology.Order}); err != nil {
+		return nil, fmt.Errorf("topology: %w", err)
+	}
+	set, err := rules.Compile(cfg.Rules, n.ruleOptions())
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	n.ruleSet.Store(set)
+	n.clock = conflict.NewClock(opts.Clock, cfg.Replication.MaxClockSkew.Milliseconds())
+
+	defer func() {
+		if err != nil {
+			n.shutdown()
+		}
+	}()
+	n.store, err = store.Open(store.Options{
+		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
+		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention,
+		Logger: n.log, SmallFootprint: opts.SmallFootprint,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = newMetrics(n)
+	if err := n.startNATS(); err != nil {
+		return nil, err
+	}
+	n.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	n.server = &http.Server{
+		Handler: n.routes(), ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout,
+		IdleTimeout: cfg.HTTP.IdleTimeout, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	return n, nil
+}
+
+func (n *Node) ruleOptions() rules.Options {
+	order := n.cfg.Order()
+	return rules.Options{Regions: order, DefaultResolver: order[0]}
+}
+
+func (n *Node) rules() *rules.Set { return n.ruleSet.Load() }
+
+// SetRules replaces the rule set atomically; requests in flight finish
+// under the set they started with.
+func (n *Node) SetRules(s *rules.Set) { n.ruleSet.Store(s) }
+
+// Config returns the node's configuration (do not modify).
+func (n *Node) Config() *config.Config { return n.cfg }
+
+// Store returns the node's store (tests and the testbed read digests).
+func (n *Node) Store() *store.Store { return n.store }
+
+// HTTPURL returns the base URL the HTTP API listens on.
+func (n *Node) HTTPURL() string { return "http://" + n.listener.Addr().String() }
+
+// NATSURL returns the URL of this region's NATS server (the embedded one's
+// actual address, or the configured external URL).
+func (n *Node) NATSURL() string { return n.natsURL }
+
+// Handler returns the HTTP API handler (for in-process tests).
+func (n *Node) Handler() http.Handler { return n.server.Handler }
+
+// Peer is where a region is reached.
+type Peer struct{ HTTP, NATS string }
+
+// Start serves the HTTP API and starts replication: the outbox publisher,
+// one inbound link per edge of the plan, heartbeats and the home-region
+// forwarding service. peers overrides the configured addresses of regions
+// (nil: as configured). Start returns once everything is launched; failures
+// of peers are retried in the background.
+func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
+	ctx, n.cancel = context.WithCancel(ctx)
+	n.peers = map[string]Peer{}
+	for r, e := range n.cfg.Regions {
+		n.peers[r] = Peer{HTTP: e.HTTP, NATS: e.NATS}
+		if p, ok := peers[r]; ok {
+			n.peers[r] = p
+		}
+	}
+	if err := n.startReplication(ctx); err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.server.Serve(n.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", "err", err)
+		}
+	}()
+	n.log.Info("region serving", "http", n.HTTPURL(), "nats", n.natsURL, "topology", n.plan.Describe(), "actor", n.store.Actor())
+	return nil
+}
+
+// Close shuts the node down gracefully: it stops taking requests, lets
+// those in flight finish (bounded), stops the links and the publisher (so
+// nothing is acked that is not applied), closes the store (flushing the
+// writer) and stops the embedded NATS server. Idempotent.
+func (n *Node) Close() error {
+	if !n.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	if n.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n.server.Shutdown(ctx) //nolint:errcheck // best effort; we close below
+		cancel()
+	}
+	return n.shutdown()
+}
+
+func (n *Node) shutdown() error {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	if n.listener != nil && n.server == nil {
+		n.listener.Close()
+	}
+	if n.conn != nil {
+		n.conn.Drain() //nolint:errcheck // closing anyway
+		n.conn.Close()
+	}
+	var err error
+	if n.store != nil {
+		err = n.store.Close()
+	}
+	if n.nats != nil {
+		n.nats.Shutdown()
+	}
+	return err
+}
+
+// ruleError counts and logs a rule that failed at run time. The versions
+// were kept as siblings, so nothing is lost.
+func (n *Node) ruleError(rule *rules.Rule, key string, err error) {
+	n.metrics.ruleErrors.WithLabelValues(rule.Name()).Inc()
+	n.log.Warn("rule failed at run time; versions kept as siblings", "rule", rule.Name(), "key", key, "err", err)
+}
+
+// observer writes conflict-log entries for versions a rule collapses away.
+// It runs inside the store's transaction, so the log is as durable as the
+// records.
+type observer struct{ n *Node }
+
+func (o observer) Observe(c store.Change) []store.ConflictEntry {
+	if len(c.After.Versions) < 2 {
+		return nil
+	}
+	rule, err := o.n.rules().Match(c.Key)
+	if err != nil {
+		return nil
+	}
+	res, err := rule.Resolve(c.Key, o.n.cfg.Region, c.After.Versions)
+	if err != nil {
+		o.n.ruleError(rule, c.Key, err)
+		return nil
+	}
+	if len(res.Discarded) == 0 {
+		return nil
+	}
+	o.n.metrics.conflicts.WithLabelValues(rule.Name()).Inc()
+	return []store.ConflictEntry{{
+		Key: c.Key, Rule: rule.Name(), Kept: res.Kept, Discarded: res.Discarded, At: o.n.opts.Clock(),
+	}}
+}

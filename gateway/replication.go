@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/store"
+	"github.com/geogate/geogate/topology/link"
+)
+
+// startNATS starts the embedded server (or settles on the external URL) and
+// connects this region's own client.
+func (n *Node) startNATS() error {
+	n.natsURL = n.cfg.NATS.URL
+	if n.cfg.NATS.Embedded {
+		host, portS, err := net.SplitHostPort(n.cfg.NATS.Listen)
+		if err != nil {
+			return fmt.Errorf("nats.listen %q: %w", n.cfg.NATS.Listen, err)
+		}
+		port, err := strconv.Atoi(portS)
+		if err != nil {
+			return fmt.Errorf("nats.listen %q: bad port", n.cfg.NATS.Listen)
+		}
+		if port == 0 {
+			port = -1 // NATS: pick a free port
+		}
+		n.nats, err = link.StartServer(link.ServerOptions{
+			Name: "geogate-" + n.cfg.Region, Host: host, Port: port, StoreDir: n.cfg.NATS.StoreDir,
+			SyncAlways: n.cfg.NATS.SyncInterval() == 0,
+			Logger: n.log.With("component", "nats"),
+		})
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+		n.natsURL = n.nats.ClientURL()
+	}
+	conn, err := nats.Connect(n.natsURL, nats.Name("geogate-"+n.cfg.Region), nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect nats %s: %w", n.natsURL, err)
+	}
+	n.conn = conn
+	return nil
+}
+
+// startReplication launches the publisher, the outbox signal bridge and
+// one link per inbound edge of the plan.
+func (n *Node) startReplication(ctx context.Context) error {
+	var err error
+	n.publisher, err = link.NewPublisher(link.PublisherConfig{
+		Region: n.cfg.Region, Conn: n.conn, Outbox: outbox{n.store},
+		MaxAge: n.cfg.Replication.StreamMaxAge, MaxBytes: int64(n.cfg.Replication.StreamMaxBytes),
+		Heartbeat: n.cfg.Replication.Heartbeat, Clock: n.opts.Clock,
+		Logger: n.log.With("component", "publisher"),
+	})
+	if err != nil {
+		return fmt.Errorf("publisher: %w", err)
+	}
+	n.goRun("publisher", n.publisher.Run, ctx)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.store.OutboxSignal():
+				n.publisher.Notify()
+			}
+		}
+	}()
+	for _, edge := range n.plan.Inbound(n.cfg.Region) {
+		url := n.peers[edge.From].NATS
+		lc := link.LinkConfig{
+			Region: n.cfg.Region, Peer: edge.From, URL: url, Origins: n.plan.FilterOrigins(n.cfg.Region, edge.From),
+			Applier: applier{n}, Batch: n.cfg.Replication.Batch, Logger: n.log.With("link", edge.From),
+		}
+		if n.opts.Dialer != nil {
+			lc.Dialer = n.opts.Dialer(edge.From)
+		}
+		l, err := link.NewLink(lc)
+		if err != nil {
+			return fmt.Errorf("link from %s: %w", edge.From, err)
+		}
+		n.mu.Lock()
+		n.links[edge.From] = l
+		n.mu.Unlock()
+		n.goRun("link "+edge.From, l.Run, ctx)
+	}
+	return nil
+}
+
+func (n *Node) goRun(what string, run func(context.Context) error, ctx context.Context) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error(what+" stopped", "err", err)
+		}
+	}()
+}
+
+func (n *Node) link(peer string) *link.Link {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.links[peer]
+}
+
+func (n *Node) linkStatuses() []link.LinkStatus {
+	out := []link.LinkStatus{}
+	for _, edge := range n.plan.Inbound(n.cfg.Region) {
+		if l := n.link(edge.From); l != nil {
+			out = append(out, l.Status())
+		}
+	}
+	return out
+}
+
+// StatusReport is the body of GET /v1/status.
+type StatusReport struct {
+	Region   string            `json:"region"`
+	Actor    string            `json:"actor"`
+	Topology string            `json:"topology"`
+	Seq      uint64            `json:"seq"`
+	Applied  conflict.VV       `json:"applied"`
+	Outbox   uint64            `json:"outbox_pending"`
+	Links    []link.LinkStatus `json:"links"`
+}
+
+// Status reports the region's replication state.
+func (n *Node) Status() StatusReport {
+	return StatusReport{
+		Region: n.cfg.Region, Actor: n.store.Actor(), Topology: n.plan.Describe(), Seq: n.store.Seq(),
+		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Links: n.linkStatuses(),
+	}
+}
+
+// outbox adapts the store's outbox to the publisher.
+type outbox struct{ s *store.Store }
+
+func (o outbox) ReadOutbox(after uint64, max int) ([]link.OutboxEntry, error) {
+	entries, err := o.s.ReadOutbox(after, max)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]link.OutboxEntry, len(entries))
+	for i, e := range entries {
+		out[i] = link.OutboxEntry{Seq: e.Seq, Origin: e.Origin, OriginRegion: conflict.RegionOf(e.Origin), OSeq: e.OSeq, Path: e.Path, Data: e.Data}
+	}
+	return out, nil
+}
+
+func (o outbox) TrimOutbox(upTo uint64) error { return o.s.TrimOutbox(upTo) }
+
+// applier applies a link's batches to the store, forwarding where the plan
+// says this region relays the origin's events.
+type applier struct{ n *Node }
+
+func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([]bool, error) {
+	n := a.n
+	done := make([]bool, len(msgs))
+	batch := make([]store.Incoming, 0, len(msgs))
+	index := make([]int, 0, len(msgs))
+	for i, m := range msgs {
+		var ev conflict.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Origin() != m.Origin || ev.OSeq != m.OSeq {
+			// Never acked: the link stalls on it and says so, rather
+			// than dropping a write.
+			n.log.Error("undecodable replicated event; link stalls on it", "from", from, "origin", m.Origin, "oseq", m.OSeq, "err", err)
+			continue
+		}
+		batch = append(batch, store.Incoming{
+			Event: ev, Raw: m.Data, Path: m.Path,
+			Forward: n.plan.Forwards(n.cfg.Region, from, conflict.RegionOf(ev.Origin())),
+		})
+		index = append(index, i)
+	}
+	res, err := n.store.Apply(ctx, batch)
+	for j, r := range res {
+		done[index[j]] = r.Done
+	}
+	if err != nil {
+		return done, fmt.Errorf("apply from %s: %w", from, err)
+	}
+	n.afterApply(batch, res)
+	return done, nil
+}

@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The baseline is raw Badger opened with the store's own options
+// (badgerOptions), one Set per db.Update transaction; the store adds the
+// record encoding, the outbox entry, counters and the writer goroutine.
+
+// benchDoc is the document every benchmark writes: about 100 bytes.
+var benchDoc = []byte(`{"user":"u-000042","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"benchmark document"}`)
+
+func syncName(on bool) string {
+	if on {
+		return "sync=on"
+	}
+	return "sync=off"
+}
+
+func openRawBadger(tb testing.TB, sync bool) *badger.DB {
+	tb.Helper()
+	opts := testOptions(tb.TempDir(), "bench")
+	opts.Sync = sync
+	db, err := badger.Open(badgerOptions(opts))
+	if err != nil {
+		tb.Fatalf("open badger: %v", err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func openBenchStore(tb testing.TB, sync bool) *Store {
+	tb.Helper()
+	return openTest(tb, "bench", "", func(o *Options) {
+		o.Sync = sync
+		o.Clock = realClock()
+	})
+}
+
+func rawWrite(db *badger.DB, i int) error {
+	key := fmt.Appendf(recordKey("bench/"), "%d", i)
+	return db.Update(func(txn *badger.Txn) error { return txn.Set(key, benchDoc) })
+}
+
+func storeWrite(s *Store, i int) error {
+	_, err := s.Write(context.Background(), Mutation{Key: fmt.Sprintf("bench/%d", i), Value: benchDoc})
+	return err
+}
+
+func BenchmarkRawBadgerTxn(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		b.Run(syncName(sync), func(b *testing.B) {
+			db := openRawBadger(b, sync)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := rawWrite(db, i); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+func BenchmarkStoreWrite(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		b.Run(syncName(sync), func(b *testing.B) {
+			s := openBenchStore(b, sync)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := storeWrite(s, i); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// parallelism16 is the SetParallelism factor that runs about 16 goroutines.
+func parallelism16() int { return max(1, (16+runtime.GOMAXPROCS(0)-1)/runtime.GOMAXPROCS(0)) }
+
+func BenchmarkStoreWriteParallel(b *testing.B) {
+	b.Run(syncName(true), func(b *testing.B) {
+		s := openBenchStore(b, true)
+		var next atomic.Int64
+		b.ReportAllocs()
+		b.SetParallelism(parallelism16())
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := storeWrite(s, int(next.Add(1))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		st := s.Stats()
+		b.ReportMetric(float64(st.Writes)/float64(max(st.Commits, 1)), "writes/commit")
+	})
+}
+
+// writeRate runs n writes from the given number of goroutines and returns
+// writes per second.
+func writeRate(tb testing.TB, n, writers int, write func(i int) error) float64 {
+	tb.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	start := time.Now()
+	for range writers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1))
+				if i > n {
+					return
+				}
+				if err := write(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		tb.Fatalf("write: %v", err)
+	}
+	return float64(n) / elapsed.Seconds()
+}
+
+// TestWriteThroughputRatios measures, in one run, raw Badger transactions
+// against store writes and checks the issue's targets: with sync off the
+// store reaches at least half of raw Badger's rate; with sync on, 16
+// concurrent store writers reach at least twice raw Badger's rate of one
+// synced transaction per write. Run: GEOGATE_BENCH=1 go test ./store -run Ratios -v
+func TestWriteThroughputRatios(t *testing.T) {
+	if os.Getenv("GEOGATE_BENCH") == "" {
+		t.Skip("set GEOGATE_BENCH=1 to measure write throughput ratios")
+	}
+	const n = 3000
+	raw := func(sync bool, writers int) float64 {
+		db := openRawBadger(t, sync)
+		return writeRate(t, n, writers, func(i int) error { return rawWrite(db, i) })
+	}
+	store := func(sync bool, writers int) float64 {
+		s := openBenchStore(t, sync)
+		r := writeRate(t, n, writers, func(i int) error { return storeWrite(s, i) })
+		st := s.Stats()
+		t.Logf("store %s, %2d writers: %8.0f writes/s (%.1f writes/commit)", syncName(sync), writers, r, float64(st.Writes)/float64(st.Commits))
+		return r
+	}
+	rawOff, rawOn := raw(false, 1), raw(true, 1)
+	t.Logf("raw badger sync=off, 1 writer: %8.0f txn/s", rawOff)
+	t.Logf("raw badger sync=on,  1 writer: %8.0f txn/s", rawOn)
+	storeOff1 := store(false, 1)
+	storeOn1 := store(true, 1)
+	storeOn16 := store(true, 16)
+	storeOff16 := store(false, 16)
+
+	offRatio, onRatio := storeOff1/rawOff, storeOn16/rawOn
+	t.Logf("store/raw (sync off, 1 writer): %.2f (target >= 0.50)", offRatio)
+	t.Logf("store/raw (sync on, 1 writer): %.2f", storeOn1/rawOn)
+	t.Logf("store 16 writers / raw 1 writer (sync on): %.1f (target >= 2.0)", onRatio)
+	t.Logf("store 16 writers / raw 1 writer (sync off): %.1f", storeOff16/rawOff)
+	if offRatio < 0.5 {
+		t.Errorf("sync off: store reaches %.2f of raw Badger, target 0.50", offRatio)
+	}
+	if onRatio < 2 {
+		t.Errorf("sync on: 16 store writers reach %.1fx raw Badger, target 2x", onRatio)
+	}
+}

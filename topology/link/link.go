@@ -1,0 +1,713 @@
+package link
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Link states reported by LinkStatus.State.
+const (
+	StateUp     = "up"     // connected to the peer, consumer in place, pulling
+	StatePaused = "paused" // paused by Pause (connected or not)
+	StateDown   = "down"   // not connected, or the consumer cannot be set up
+)
+
+// Pull tuning. The iterator keeps Prefetch messages requested ahead of the
+// applier so that fetch round trips overlap with Apply.
+const (
+	pullExpiry      = 10 * time.Second
+	pullHeartbeat   = 4 * time.Second
+	infoInterval    = time.Second
+	minInfoInterval = 200 * time.Millisecond
+	infoTimeout     = 2 * time.Second
+)
+
+// Message is one replicated event delivered by a Link.
+type Message struct {
+	// Stream is the region whose stream the message came from (the peer).
+	Stream string
+	// Origin is the actor that wrote the event.
+	Origin string
+	// OriginRegion is the region of Origin (the subject's last token).
+	OriginRegion string
+	// OSeq is the event's position in its origin's order.
+	OSeq uint64
+	// Path lists the regions the event has visited, Stream last. An Applier
+	// that forwards the event puts this path in its outbox entry.
+	Path []string
+	// Data is the payload as published, opaque to this package.
+	Data []byte
+	// StreamSeq is the message's sequence in the peer's stream.
+	StreamSeq uint64
+}
+
+// Applier is where a Link delivers messages.
+type Applier interface {
+	// Apply applies msgs (in stream order) durably before returning. It
+	// returns one flag per message: done[i] means msgs[i] is finished
+	// (applied now, or recognised as already applied by the origin's
+	// watermark) and may be acked; !done[i] means it must wait for a gap in
+	// its origin's order and will be delivered again later. An error means
+	// nothing may be acked; the Link retries the same messages after a
+	// backoff. Apply must be idempotent: a message may be delivered again
+	// after a crash, a lost ack or an ack timeout.
+	Apply(ctx context.Context, from string, msgs []Message) (done []bool, err error)
+}
+
+// LinkConfig configures a Link from Peer's stream to Region.
+type LinkConfig struct {
+	// Region is this region, the one pulling (required).
+	Region string
+	// Peer is the region whose stream GEO_<Peer> is pulled (required).
+	Peer string
+	// URL is the peer's NATS URL (required); a comma-separated list is allowed.
+	URL string
+	// Origins are the origin regions to consume (required, without Region):
+	// the consumer filters geo.<Peer>.<origin> for each.
+	Origins []string
+	// Applier receives the messages (required).
+	Applier Applier
+	// Batch is the most messages handed to one Apply call (default 256).
+	Batch int
+	// Dialer, if set, makes the connection (the testbed's WAN emulation).
+	Dialer nats.CustomDialer
+	// ConnectOptions are appended to the link's own connection options.
+	ConnectOptions []nats.Option
+	// Logger receives the link's log; nil discards it.
+	Logger *slog.Logger
+	// Clock returns the time used for lag and heartbeat times (default time.Now).
+	Clock func() time.Time
+	// AckWait is the consumer's ack wait: a message not acked in this time
+	// is delivered again (default 5s).
+	AckWait time.Duration
+	// GapDelay is how long a message Apply left waiting (!done) stays away
+	// before it is redelivered (default 100ms).
+	GapDelay time.Duration
+	// Prefetch is the number of messages requested ahead (default 4*Batch).
+	Prefetch int
+	// MaxAckPending bounds messages delivered and not yet acked (default
+	// 16*Batch, at least Prefetch+2*Batch).
+	MaxAckPending int
+}
+
+// LinkStatus is a snapshot of a Link.
+type LinkStatus struct {
+	From  string // the peer
+	To    string // this region
+	State string // StateUp, StatePaused or StateDown
+	// Pending is the consumer's NumPending+NumAckPending from the latest
+	// consumer info (refreshed every second).
+	Pending uint64
+	// LagSeconds is the time since the latest peer heartbeat this link has
+	// caught up to (see Link for the exact rule).
+	LagSeconds float64
+	// Applied counts messages Apply reported done.
+	Applied uint64
+	// Skipped counts messages acked without Apply because Geo-Path already
+	// held this region, and malformed messages terminated.
+	Skipped uint64
+	// Waiting counts Nak's of messages Apply left waiting (a gap).
+	Waiting uint64
+	// LastHeartbeat is when the latest peer heartbeat was received (zero if none).
+	LastHeartbeat time.Time
+	// Fetching is true while a pull is open: after Pause, messages can still
+	// arrive (and are applied) until Fetching turns false.
+	Fetching bool
+}
+
+// Link runs one inbound replication link: a durable pull consumer named
+// ConsumerName(Peer, Region) on the peer's stream, reached over the peer's
+// NATS, feeding an Applier.
+//
+// Acknowledgement: the consumer uses AckExplicit and the link sends one
+// fire-and-forget Ack per finished message after Apply returned (a small
+// publish with no round trip; a batch's acks leave in one write). AckAll would
+// need a single ack per batch, but it acks every earlier message too, which
+// is wrong for the ones Apply left waiting behind a gap; they are Nak'd with
+// GapDelay instead. AckSync per message costs one round trip each (see
+// BenchmarkRawJetStream/ack=sync). A lost ack only causes a redelivery after
+// AckWait, which the Applier's watermark turns into a no-op.
+//
+// Loop prevention: the filter leaves out Region's own origin (Origins may not
+// contain it); a message whose Geo-Path already holds Region is acked and
+// never applied; the Applier's watermark makes any repeat a no-op.
+//
+// Lag: the link subscribes to the peer's heartbeats and keeps those it has
+// not caught up to. It is caught up to a heartbeat (received at t vouching for
+// stream sequence s) when it has acked or skipped a message with sequence >= s
+// and none is waiting for redelivery, or when a consumer info requested after
+// t shows nothing pending and nothing awaiting an ack. LagSeconds is the time
+// since the latest heartbeat caught up to; before any heartbeat, the time
+// since the last successful contact with the peer.
+type Link struct {
+	cfg      LinkConfig
+	log      *slog.Logger
+	stream   string
+	consumer string
+	filters  []string
+	wake     chan struct{} // Pause/Resume happened
+	infoKick chan struct{} // a heartbeat wants a consumer info
+
+	running atomic.Bool
+	readers sync.WaitGroup // iterator readers; may outlive a session until its connection closes
+
+	mu       sync.Mutex
+	paused   bool
+	nc       *nats.Conn // current connection, nil between sessions
+	ready    bool       // consumer set up in the current session
+	fetching bool       // a pull iterator is open
+	infoOK   bool       // the latest consumer info succeeded
+	pending  uint64
+	applied  uint64
+	skipped  uint64
+	waiting  uint64
+	lastHB   time.Time
+	lag      *lagTracker
+	lastInfo time.Time
+}
+
+// NewLink validates cfg and returns a Link; nothing connects until Run.
+func NewLink(cfg LinkConfig) (*Link, error) {
+	if err := ValidateRegion(cfg.Region); err != nil {
+		return nil, fmt.Errorf("new link: region: %w", err)
+	}
+	if err := ValidateRegion(cfg.Peer); err != nil {
+		return nil, fmt.Errorf("new link: peer: %w", err)
+	}
+	if cfg.Peer == cfg.Region {
+		return nil, fmt.Errorf("new link: peer %q is this region", cfg.Peer)
+	}
+	if cfg.URL == "" || cfg.Applier == nil {
+		return nil, errors.New("new link: url and applier are required")
+	}
+	if len(cfg.Origins) == 0 {
+		return nil, errors.New("new link: no origins to consume")
+	}
+	origins := slices.Clone(cfg.Origins)
+	slices.Sort(origins)
+	origins = slices.Compact(origins)
+	filters := make([]string, 0, len(origins))
+	for _, o := range origins {
+		if err := ValidateRegion(o); err != nil {
+			return nil, fmt.Errorf("new link: origin: %w", err)
+		}
+		if o == cfg.Region {
+			return nil, fmt.Errorf("new link: origin %q is this region (loop)", o)
+		}
+		filters = append(filters, Subject(cfg.Peer, o))
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 256
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 4 * cfg.Batch
+	}
+	if cfg.MaxAckPending <= 0 {
+		cfg.MaxAckPending = 16 * cfg.Batch
+	}
+	cfg.MaxAckPending = max(cfg.MaxAckPending, cfg.Prefetch+2*cfg.Batch)
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 5 * time.Second
+	}
+	if cfg.GapDelay <= 0 {
+		cfg.GapDelay = 100 * time.Millisecond
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Link{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "link", "from", cfg.Peer, "to", cfg.Region),
+		stream:   StreamName(cfg.Peer),
+		consumer: ConsumerName(cfg.Peer, cfg.Region),
+		filters:  filters,
+		wake:     make(chan struct{}, 1),
+		infoKick: make(chan struct{}, 1),
+		lag:      newLagTracker(cfg.Clock()),
+	}, nil
+}
+
+// Pause stops pulling: messages already delivered to the link are applied,
+// then nothing more is fetched. The durable consumer stays on the peer, so
+// nothing is lost. Idempotent.
+func (l *Link) Pause() { l.setPaused(true) }
+
+// Resume restarts pulling after Pause. Idempotent.
+func (l *Link) Resume() { l.setPaused(false) }
+
+func (l *Link) setPaused(p bool) {
+	l.mu.Lock()
+	changed := l.paused != p
+	l.paused = p
+	l.mu.Unlock()
+	if changed {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (l *Link) isPaused() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.paused
+}
+
+// Status returns a snapshot of the link.
+func (l *Link) Status() LinkStatus {
+	now := l.cfg.Clock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := LinkStatus{
+		From:          l.cfg.Peer,
+		To:            l.cfg.Region,
+		State:         StateDown,
+		Pending:       l.pending,
+		LagSeconds:    l.lag.lag(now),
+		Applied:       l.applied,
+		Skipped:       l.skipped,
+		Waiting:       l.waiting,
+		LastHeartbeat: l.lastHB,
+		Fetching:      l.fetching,
+	}
+	switch {
+	case l.paused:
+		st.State = StatePaused
+	case l.ready && l.infoOK && l.nc != nil && l.nc.IsConnected():
+		st.State = StateUp
+	}
+	return st
+}
+
+// Run keeps the link going until ctx is done, then returns nil (an error
+// only if Run is already running). It connects to the peer (retrying with
+// capped backoff; once connected, the client reconnects forever), creates or
+// updates the durable consumer (AckExplicit, AckWait, MaxAckPending,
+// FilterSubjects for Origins), subscribes to the peer's heartbeats, and pulls
+// batches into the Applier, acking what it finished.
+func (l *Link) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("link: already running")
+	}
+	defer l.running.Store(false)
+	bo := newBackoff(100*time.Millisecond, 5*time.Second)
+	for {
+		nc, err := l.connect()
+		if err == nil {
+			err = l.session(ctx, nc, bo)
+			_ = nc.FlushTimeout(time.Second)
+			nc.Close()
+			l.mu.Lock()
+			l.nc, l.ready, l.infoOK = nil, false, false
+			l.mu.Unlock()
+			l.readers.Wait()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		l.log.Warn("link session ended, retrying", "err", err)
+		if !sleepCtx(ctx, bo.next()) {
+			return nil
+		}
+	}
+}
+
+func (l *Link) connect() (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(fmt.Sprintf("geogate link %s<-%s", l.cfg.Region, l.cfg.Peer)),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(3),
+	}
+	if l.cfg.Dialer != nil {
+		opts = append(opts, nats.SetCustomDialer(l.cfg.Dialer))
+	}
+	opts = append(opts, l.cfg.ConnectOptions...)
+	nc, err := nats.Connect(l.cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", l.cfg.URL, err)
+	}
+	return nc, nil
+}
+
+// errConsumerLost reports that the consumer info found the consumer or its
+// stream gone (the peer lost its store); the consumer must be set up again.
+var errConsumerLost = errors.New("consumer lost")
+
+// session runs the link over one connection until ctx is done or the
+// connection is closed for good.
+func (l *Link) session(ctx context.Context, nc *nats.Conn, bo *backoff) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	sub, err := nc.Subscribe(HeartbeatSubject(l.cfg.Peer), l.onHeartbeat)
+	if err != nil {
+		return fmt.Errorf("subscribe heartbeats: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	l.mu.Lock()
+	l.nc = nc
+	l.lag.contact(l.cfg.Clock())
+	l.mu.Unlock()
+
+	for {
+		cons, err := l.ensureConsumer(ctx, js, bo)
+		if err != nil {
+			return err
+		}
+		bo.reset()
+		cctx, lost := context.WithCancelCause(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { l.refresh(cctx, cons, lost) })
+		err = l.consume(cctx, cons)
+		if err == nil {
+			err = context.Cause(cctx)
+		}
+		lost(nil)
+		wg.Wait()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if nc.IsClosed() {
+			return fmt.Errorf("connection closed: %w", err)
+		}
+		l.log.Warn("consumer lost, setting it up again", "err", err)
+		l.mu.Lock()
+		l.ready = false
+		l.mu.Unlock()
+		if !sleepCtx(ctx, bo.next()) {
+			return nil
+		}
+	}
+}
+
+// ensureConsumer creates or updates the durable consumer, retrying while ctx
+// lives (the stream may not exist yet, the peer may be down).
+func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *backoff) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:        l.consumer,
+		Description:    fmt.Sprintf("geogate link %s -> %s", l.cfg.Peer, l.cfg.Region),
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        l.cfg.AckWait,
+		MaxDeliver:     -1,
+		FilterSubjects: l.filters,
+		ReplayPolicy:   jetstream.ReplayInstantPolicy,
+		MaxAckPending:  l.cfg.MaxAckPending,
+	}
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err := js.CreateOrUpdateConsumer(cctx, l.stream, cfg)
+		cancel()
+		if err == nil {
+			l.mu.Lock()
+			l.ready = true
+			l.infoOK = true
+			l.lag.contact(l.cfg.Clock())
+			l.mu.Unlock()
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		l.log.Warn("create consumer", "stream", l.stream, "consumer", l.consumer, "err", err)
+		if !sleepCtx(ctx, bo.next()) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// consume pulls and applies until ctx is done (nil) or the consumer is gone
+// (error). Pause drains the iterator and waits for Resume.
+func (l *Link) consume(ctx context.Context, cons jetstream.Consumer) error {
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if l.isPaused() {
+			select {
+			case <-l.wake:
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		it, err := cons.Messages(
+			jetstream.PullMaxMessages(l.cfg.Prefetch),
+			jetstream.PullExpiry(pullExpiry),
+			jetstream.PullHeartbeat(pullHeartbeat),
+		)
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", l.consumer, err)
+		}
+		out := make(chan jetstream.Msg, l.cfg.Batch)
+		quit := make(chan struct{})
+		errc := make(chan error, 1)
+		l.readers.Go(func() { l.read(it, out, quit, errc) })
+		l.setFetching(true)
+		finished := l.process(ctx, it, out, quit)
+		l.setFetching(false)
+		if !finished {
+			// Stopped by ctx; the reader ends once the iterator or the
+			// connection closes (Run waits for it).
+			return nil
+		}
+		if err := <-errc; err != nil {
+			return err
+		}
+	}
+}
+
+func (l *Link) setFetching(f bool) {
+	l.mu.Lock()
+	l.fetching = f
+	l.mu.Unlock()
+}
+
+// read moves messages from the iterator to out until the iterator closes or
+// quit is closed; it reports a terminal iterator error (consumer deleted) on
+// errc, nil otherwise.
+func (l *Link) read(it jetstream.MessagesContext, out chan<- jetstream.Msg, quit <-chan struct{}, errc chan<- error) {
+	defer close(out)
+	for {
+		m, err := it.Next()
+		if err == nil {
+			select {
+			case out <- m:
+			case <-quit:
+				_ = m.Nak()
+				errc <- nil
+				return
+			}
+			continue
+		}
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			errc <- nil
+			return
+		case errors.Is(err, jetstream.ErrNoHeartbeat):
+			l.log.Debug("pull heartbeat missed", "err", err)
+		default:
+			it.Stop()
+			errc <- fmt.Errorf("pull %s: %w", l.consumer, err)
+			return
+		}
+	}
+}
+
+// process applies batches from out until out is closed (true). Pause drains
+// the iterator: messages already delivered are still applied. When ctx is
+// done it stops the iterator, Naks the messages it holds (so that they come
+// back at once on the next run instead of after AckWait) and returns false.
+func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-chan jetstream.Msg, quit chan<- struct{}) bool {
+	batch := make([]jetstream.Msg, 0, l.cfg.Batch)
+	for {
+		select {
+		case m, ok := <-out:
+			if !ok {
+				return true
+			}
+			batch = append(batch[:0], m)
+		fill:
+			for len(batch) < l.cfg.Batch {
+				select {
+				case m, ok := <-out:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, m)
+				default:
+					break fill
+				}
+			}
+			l.handle(ctx, batch)
+		case <-l.wake:
+			if l.isPaused() {
+				it.Drain()
+			}
+		case <-ctx.Done():
+			it.Stop()
+			close(quit)
+			for {
+				select {
+				case m, ok := <-out:
+					if !ok {
+						return false
+					}
+					_ = m.Nak()
+				default:
+					return false
+				}
+			}
+		}
+	}
+}
+
+// handle decodes, filters, applies and acks one batch. On an Apply error it
+// retries the same messages with backoff until ctx is done (then nothing is
+// acked).
+func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) {
+	msgs := make([]Message, 0, len(batch))
+	src := make([]jetstream.Msg, 0, len(batch))
+	var finished []uint64
+	var skipped uint64
+	for _, jm := range batch {
+		meta, err := jm.Metadata()
+		if err != nil {
+			l.log.Error("message without metadata, terminating it", "subject", jm.Subject(), "err", err)
+			_ = jm.Term()
+			skipped++
+			continue
+		}
+		m, err := decodeMsg(l.cfg.Peer, jm.Subject(), jm.Headers(), jm.Data())
+		if err != nil {
+			l.log.Error("malformed message, terminating it", "stream_seq", meta.Sequence.Stream, "err", err)
+			_ = jm.Term()
+			finished = append(finished, meta.Sequence.Stream)
+			skipped++
+			continue
+		}
+		m.StreamSeq = meta.Sequence.Stream
+		if pathContains(m.Path, l.cfg.Region) {
+			_ = jm.Ack()
+			finished = append(finished, m.StreamSeq)
+			skipped++
+			continue
+		}
+		msgs = append(msgs, m)
+		src = append(src, jm)
+	}
+	var results []bool
+	if len(msgs) > 0 {
+		bo := newBackoff(50*time.Millisecond, 2*time.Second)
+		for {
+			done, err := l.cfg.Applier.Apply(ctx, l.cfg.Peer, msgs)
+			if err == nil && len(done) != len(msgs) {
+				err = fmt.Errorf("applier returned %d results for %d messages", len(done), len(msgs))
+			}
+			if err == nil {
+				results = done
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			l.log.Warn("apply failed, retrying", "messages", len(msgs), "err", err)
+			if !sleepCtx(ctx, bo.next()) {
+				return
+			}
+		}
+	}
+	var applied, waiting uint64
+	var gaps []uint64
+	for i, jm := range src {
+		if results[i] {
+			_ = jm.Ack()
+			finished = append(finished, msgs[i].StreamSeq)
+			applied++
+		} else {
+			_ = jm.NakWithDelay(l.cfg.GapDelay)
+			gaps = append(gaps, msgs[i].StreamSeq)
+			waiting++
+		}
+	}
+	now := l.cfg.Clock()
+	l.mu.Lock()
+	for _, s := range finished {
+		l.lag.done(s)
+	}
+	for _, s := range gaps {
+		l.lag.wait(s)
+	}
+	l.lag.settled()
+	l.lag.contact(now)
+	l.applied += applied
+	l.skipped += skipped
+	l.waiting += waiting
+	l.mu.Unlock()
+}
+
+// onHeartbeat records a peer heartbeat and, if the acked sequence does not
+// already cover it, asks for a consumer info.
+func (l *Link) onHeartbeat(m *nats.Msg) {
+	var hb Heartbeat
+	if err := json.Unmarshal(m.Data, &hb); err != nil || hb.Region != l.cfg.Peer {
+		l.log.Debug("ignoring heartbeat", "subject", m.Subject, "err", err)
+		return
+	}
+	now := l.cfg.Clock()
+	l.mu.Lock()
+	l.lastHB = now
+	l.lag.heartbeat(now, hb.StreamSeq)
+	kick := l.lag.needsIdleCheck()
+	l.mu.Unlock()
+	if kick {
+		select {
+		case l.infoKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// refresh fetches the consumer info every second, and after a heartbeat
+// that the acked sequence does not cover (at most every 200ms), updating
+// Pending and the idle mark of the lag tracker.
+func (l *Link) refresh(ctx context.Context, cons jetstream.Consumer, lost context.CancelCauseFunc) {
+	t := time.NewTicker(infoInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-l.infoKick:
+			l.mu.Lock()
+			wait := minInfoInterval - l.cfg.Clock().Sub(l.lastInfo)
+			l.mu.Unlock()
+			if wait > 0 && !sleepCtx(ctx, wait) {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+		sent := l.cfg.Clock()
+		ictx, cancel := context.WithTimeout(ctx, infoTimeout)
+		info, err := cons.Info(ictx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		l.mu.Lock()
+		l.lastInfo = sent
+		l.infoOK = err == nil
+		if err == nil {
+			l.pending = info.NumPending + uint64(info.NumAckPending)
+			l.lag.contact(l.cfg.Clock())
+			if info.NumPending == 0 && info.NumAckPending == 0 {
+				l.lag.idle(sent)
+			}
+		}
+		l.mu.Unlock()
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			lost(fmt.Errorf("%w: %w", errConsumerLost, err))
+			return
+		}
+		if err != nil {
+			l.log.Debug("consumer info", "err", err)
+		}
+	}
+}

@@ -1,0 +1,420 @@
+package link
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// OutboxEntry is one event in a region's local replication log.
+type OutboxEntry struct {
+	// Seq is the entry's position in the local log: gapless and ascending.
+	Seq uint64
+	// Origin is the actor that wrote the event (e.g. "us-east~a1b2c3").
+	Origin string
+	// OriginRegion is the region of Origin; it selects the subject.
+	OriginRegion string
+	// OSeq is the event's position in its origin's order (>= 1).
+	OSeq uint64
+	// Path lists the regions the event has visited before this one (the
+	// publisher appends its own region when it is not already last).
+	Path []string
+	// Data is the event payload, opaque to this package.
+	Data []byte
+}
+
+// Outbox is the durable local replication log the Publisher ships.
+type Outbox interface {
+	// ReadOutbox returns up to max entries with Seq > after, in ascending Seq
+	// order, from durable storage. Fewer than max (possibly none) means the
+	// log holds no more at the moment.
+	ReadOutbox(after uint64, max int) ([]OutboxEntry, error)
+	// TrimOutbox records that every entry with Seq <= upTo is stored in the
+	// stream and may be deleted. It must be idempotent, and a trim of a
+	// position already trimmed is a no-op.
+	TrimOutbox(upTo uint64) error
+}
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	// Region owns the stream GEO_<Region> this publisher writes (required).
+	Region string
+	// Conn is a connection to the region's own NATS (required). Use
+	// nats.MaxReconnects(-1) so that the publisher survives server restarts.
+	Conn *nats.Conn
+	// Outbox is the log to ship (required).
+	Outbox Outbox
+	// MaxAge and MaxBytes bound the stream (limits retention); zero means
+	// unbounded. A peer away longer than MaxAge cannot catch up from the log.
+	MaxAge   time.Duration
+	MaxBytes int64
+	// Replicas is the stream's replica count (default 1; 3 on a real cluster).
+	Replicas int
+	// Window is the number of asynchronous publishes awaiting their ack
+	// (default 256).
+	Window int
+	// Heartbeat is the heartbeat interval (default 1s).
+	Heartbeat time.Duration
+	// Clock returns Unix milliseconds for heartbeat timestamps (default wall clock).
+	Clock func() int64
+	// Logger receives the publisher's log; nil discards it.
+	Logger *slog.Logger
+	// DuplicateWindow is the stream's deduplication window (default 2m,
+	// capped at MaxAge).
+	DuplicateWindow time.Duration
+	// AckTimeout bounds the wait for one publish ack before the publisher
+	// backs off and republishes (default 5s).
+	AckTimeout time.Duration
+}
+
+// PublisherStats is a snapshot of a Publisher's progress.
+type PublisherStats struct {
+	// Published counts outbox entries confirmed stored by a publish ack,
+	// duplicates included, since the Publisher was created.
+	Published uint64
+	// Duplicates counts acks that reported the entry as already stored
+	// (republished after a restart or a publish error).
+	Duplicates uint64
+	// LastStreamSeq is the highest stream sequence seen in a publish ack (or
+	// the stream's last sequence when the Publisher was created).
+	LastStreamSeq uint64
+	// Trimmed is the last outbox position trimmed.
+	Trimmed uint64
+	// Backlog estimates the entries not yet trimmed: the highest position
+	// read from the outbox minus Trimmed. Entries committed but not yet read
+	// are not counted.
+	Backlog uint64
+	// Errors counts publish rounds that failed and were retried.
+	Errors uint64
+}
+
+// Publisher ships a region's outbox into its stream, in outbox order, and
+// trims what the stream has acknowledged.
+//
+// Durability: an entry is trimmed only after JetStream acknowledged it, so a
+// crash (of the process or of the NATS server) never loses an entry; it can
+// only leave entries published but not trimmed. Those are republished on
+// restart with the same Nats-Msg-Id (origin:oseq). Within the stream's
+// duplicate window JetStream drops them and acks them as duplicates, which
+// the publisher counts as stored. After a longer outage the copy is stored
+// twice, and consumers drop the second by their per-origin watermark (oseq
+// <= watermark is a no-op), which Appliers must do anyway.
+//
+// Ordering: entries are published on one connection in outbox order and the
+// stream stores them in that order, except after a failure: if publish k is
+// lost (timeout, disconnect) while k+1 was stored, k is stored later by the
+// republish. Consumers therefore see per-origin order with possible gaps,
+// which the Applier's watermark check resolves by waiting (!done).
+type Publisher struct {
+	cfg    PublisherConfig
+	js     jetstream.JetStream
+	stream string
+	log    *slog.Logger
+	notify chan struct{}
+
+	running atomic.Bool
+
+	mu            sync.Mutex
+	published     uint64
+	duplicates    uint64
+	lastStreamSeq uint64
+	acked         uint64 // last outbox seq in the contiguous acked prefix
+	trimmed       uint64 // last outbox seq trimmed
+	maxSeen       uint64 // highest outbox seq read
+	errors        uint64
+}
+
+// NewPublisher validates cfg and creates the region's stream, or updates its
+// limits if it exists: GEO_<Region>, subjects geo.<Region>.*, file storage,
+// limits retention (MaxAge, MaxBytes, discard old), deduplication window.
+// It needs the connection to be up.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	if err := ValidateRegion(cfg.Region); err != nil {
+		return nil, fmt.Errorf("new publisher: %w", err)
+	}
+	if cfg.Conn == nil || cfg.Outbox == nil {
+		return nil, errors.New("new publisher: conn and outbox are required")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 256
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = func() int64 { return time.Now().UnixMilli() }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.DuplicateWindow <= 0 {
+		cfg.DuplicateWindow = 2 * time.Minute
+	}
+	if cfg.MaxAge > 0 && cfg.DuplicateWindow > cfg.MaxAge {
+		cfg.DuplicateWindow = cfg.MaxAge
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 5 * time.Second
+	}
+	maxBytes := cfg.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = -1
+	}
+	js, err := jetstream.New(cfg.Conn,
+		jetstream.WithPublishAsyncMaxPending(cfg.Window),
+		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("new publisher: %w", err)
+	}
+	p := &Publisher{
+		cfg:    cfg,
+		js:     js,
+		stream: StreamName(cfg.Region),
+		log:    cfg.Logger.With("component", "publisher", "region", cfg.Region),
+		notify: make(chan struct{}, 1),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        p.stream,
+		Description: "geogate replication log of region " + cfg.Region,
+		Subjects:    []string{StreamSubjects(cfg.Region)},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    maxBytes,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new publisher: create stream %s: %w", p.stream, err)
+	}
+	p.lastStreamSeq = st.CachedInfo().State.LastSeq
+	return p, nil
+}
+
+// Notify tells the publisher that new entries were committed to the outbox.
+// It never blocks; notifications coalesce.
+func (p *Publisher) Notify() {
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns a snapshot of the publisher's counters.
+func (p *Publisher) Stats() PublisherStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := PublisherStats{
+		Published:     p.published,
+		Duplicates:    p.duplicates,
+		LastStreamSeq: p.lastStreamSeq,
+		Trimmed:       p.trimmed,
+		Errors:        p.errors,
+	}
+	if p.maxSeen > p.trimmed {
+		s.Backlog = p.maxSeen - p.trimmed
+	}
+	return s
+}
+
+// Run ships the outbox until ctx is done, then returns nil (an error only if
+// Run is already running). It reads entries after the last acknowledged
+// position, publishes them asynchronously in order with up to Window in
+// flight, and trims the outbox after each contiguous acknowledged prefix. A
+// publish error or ack timeout makes it wait (capped exponential backoff),
+// let the in-flight publishes settle, and republish from the last
+// acknowledged position; JetStream's deduplication makes this safe. When the
+// outbox is empty it waits for Notify. Every Heartbeat it sends a Heartbeat
+// on HeartbeatSubject(Region) (core NATS, best effort).
+func (p *Publisher) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("publisher: already running")
+	}
+	defer p.running.Store(false)
+	hb := time.NewTicker(p.cfg.Heartbeat)
+	defer hb.Stop()
+	p.sendHeartbeat()
+	bo := newBackoff(50*time.Millisecond, 5*time.Second)
+	for {
+		err := p.pump(ctx, hb.C, bo)
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.mu.Lock()
+		p.errors++
+		p.mu.Unlock()
+		p.log.Warn("publish round failed, will republish", "err", err)
+		p.settle(ctx)
+		wait := time.NewTimer(bo.next())
+	backoff:
+		for {
+			select {
+			case <-wait.C:
+				break backoff
+			case <-hb.C:
+				p.sendHeartbeat()
+			case <-ctx.Done():
+				wait.Stop()
+				return nil
+			}
+		}
+	}
+}
+
+// inflight is one publish awaiting its ack.
+type inflight struct {
+	seq uint64
+	fut jetstream.PubAckFuture
+}
+
+// pump publishes from the last acked position until an error or ctx is done.
+func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) error {
+	p.mu.Lock()
+	acked, trimmed := p.acked, p.trimmed
+	p.mu.Unlock()
+	if trimmed < acked {
+		if err := p.trim(acked); err != nil {
+			return err
+		}
+	}
+	window := p.cfg.Window
+	refill := max(1, window/4)
+	next := acked
+	queue := make([]inflight, 0, window)
+	drained := false
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		space := window - len(queue)
+		if !drained && space > 0 && (len(queue) == 0 || space >= refill) {
+			entries, err := p.cfg.Outbox.ReadOutbox(next, space)
+			if err != nil {
+				return fmt.Errorf("read outbox after %d: %w", next, err)
+			}
+			if len(entries) < space {
+				drained = true
+			}
+			for _, e := range entries {
+				if e.Seq <= next {
+					return fmt.Errorf("read outbox after %d: got seq %d, not ascending", next, e.Seq)
+				}
+				fut, err := p.js.PublishMsgAsync(encodeMsg(p.cfg.Region, e))
+				if err != nil {
+					return fmt.Errorf("publish seq %d: %w", e.Seq, err)
+				}
+				queue = append(queue, inflight{seq: e.Seq, fut: fut})
+				next = e.Seq
+			}
+			if len(entries) > 0 {
+				p.mu.Lock()
+				p.maxSeen = max(p.maxSeen, next)
+				p.mu.Unlock()
+				continue
+			}
+		}
+		if len(queue) == 0 {
+			select {
+			case <-p.notify:
+				drained = false
+			case <-hb:
+				p.sendHeartbeat()
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		select {
+		case ack := <-queue[0].fut.Ok():
+			acks := []*jetstream.PubAck{ack}
+		more:
+			for len(acks) < len(queue) {
+				select {
+				case ack := <-queue[len(acks)].fut.Ok():
+					acks = append(acks, ack)
+				default:
+					break more
+				}
+			}
+			last := queue[len(acks)-1].seq
+			queue = queue[len(acks):]
+			p.recordAcks(acks, last)
+			bo.reset()
+			if err := p.trim(last); err != nil {
+				return err
+			}
+		case err := <-queue[0].fut.Err():
+			return fmt.Errorf("publish seq %d: %w", queue[0].seq, err)
+		case <-p.notify:
+			drained = false
+		case <-hb:
+			p.sendHeartbeat()
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// recordAcks accounts for a contiguous run of acks ending at outbox seq last.
+func (p *Publisher) recordAcks(acks []*jetstream.PubAck, last uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range acks {
+		p.published++
+		if a.Duplicate {
+			p.duplicates++
+		}
+		p.lastStreamSeq = max(p.lastStreamSeq, a.Sequence)
+	}
+	p.acked = last
+}
+
+func (p *Publisher) trim(upTo uint64) error {
+	if err := p.cfg.Outbox.TrimOutbox(upTo); err != nil {
+		return fmt.Errorf("trim outbox to %d: %w", upTo, err)
+	}
+	p.mu.Lock()
+	p.trimmed = max(p.trimmed, upTo)
+	p.mu.Unlock()
+	return nil
+}
+
+// settle waits until every publish in flight has been acked or has failed,
+// so that a republish round starts alone; bounded by AckTimeout.
+func (p *Publisher) settle(ctx context.Context) {
+	t := time.NewTimer(p.cfg.AckTimeout + time.Second)
+	defer t.Stop()
+	select {
+	case <-p.js.PublishAsyncComplete():
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (p *Publisher) sendHeartbeat() {
+	p.mu.Lock()
+	hb := Heartbeat{Region: p.cfg.Region, StreamSeq: p.lastStreamSeq, Published: p.trimmed, At: p.cfg.Clock()}
+	p.mu.Unlock()
+	b, err := json.Marshal(hb)
+	if err != nil {
+		p.log.Error("encode heartbeat", "err", err)
+		return
+	}
+	if err := p.cfg.Conn.Publish(HeartbeatSubject(p.cfg.Region), b); err != nil {
+		p.log.Debug("send heartbeat", "err", err)
+	}
+}

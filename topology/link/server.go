@@ -1,0 +1,140 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// startTimeout bounds how long StartServer waits for the server to accept
+// connections.
+const startTimeout = 10 * time.Second
+
+// ServerOptions configures an embedded NATS server with JetStream.
+type ServerOptions struct {
+	// Name is the server name (shown in logs and monitoring).
+	Name string
+	// Host is the client listen address; empty means 127.0.0.1.
+	Host string
+	// Port is the client port; -1 picks a free port, 0 means NATS's default 4222.
+	Port int
+	// StoreDir is JetStream's storage directory (required). A server
+	// restarted on the same directory recovers its streams and consumers.
+	StoreDir string
+	// SyncAlways makes JetStream fsync every write (sync_interval: always):
+	// a stored message survives a machine crash, at the cost of one fsync
+	// per publish. Without it the server syncs every two minutes and a
+	// machine crash (not a process crash) can lose the unsynced tail.
+	SyncAlways bool
+	// Logger receives the server's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Server is an embedded NATS server with JetStream enabled.
+type Server struct {
+	ns *server.Server
+}
+
+// StartServer starts an embedded NATS server with JetStream and returns once
+// it accepts client connections (at most 10s). It fails, with the server's
+// own reason, when the port is taken, the store directory is unusable or
+// JetStream cannot start; nothing is left running on failure.
+func StartServer(opts ServerOptions) (*Server, error) {
+	if opts.StoreDir == "" {
+		return nil, errors.New("start nats server: store dir is required")
+	}
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	sopts := &server.Options{
+		ServerName: opts.Name,
+		Host:       host,
+		Port:       opts.Port,
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		SyncAlways: opts.SyncAlways,
+		NoSigs:     true,
+		// Dedicated to one gateway; keep the monitoring and cluster ports off.
+		HTTPPort: 0,
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("start nats server %q: %w", opts.Name, err)
+	}
+	sl := &serverLogger{log: logger.With("component", "nats-server"), fatal: make(chan string, 1)}
+	ns.SetLoggerV2(sl, logger.Enabled(context.Background(), slog.LevelDebug), false, false)
+	ns.Start()
+
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case msg := <-sl.fatal:
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil, fmt.Errorf("start nats server %q on %s:%d: %s", opts.Name, host, opts.Port, msg)
+		default:
+		}
+		if ns.ReadyForConnections(50 * time.Millisecond) {
+			if !ns.JetStreamEnabled() {
+				ns.Shutdown()
+				ns.WaitForShutdown()
+				return nil, fmt.Errorf("start nats server %q: jetstream not enabled", opts.Name)
+			}
+			return &Server{ns: ns}, nil
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil, fmt.Errorf("start nats server %q on %s:%d: not ready after %s", opts.Name, host, opts.Port, startTimeout)
+		}
+	}
+}
+
+// ClientURL returns the URL clients connect to, e.g. nats://127.0.0.1:4222.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Port returns the client port the server listens on (useful after Port -1).
+func (s *Server) Port() int {
+	if a, ok := s.ns.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// Shutdown stops the server and returns once it has shut down; JetStream
+// state is flushed to StoreDir. It is safe to call more than once.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// serverLogger adapts nats-server's Logger to slog and reports the first
+// fatal message (a listen failure, JetStream failing to start) to
+// StartServer instead of exiting the process.
+type serverLogger struct {
+	log   *slog.Logger
+	once  sync.Once
+	fatal chan string
+}
+
+func (l *serverLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Tracef(string, ...any)           {}
+func (l *serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	l.once.Do(func() { l.fatal <- msg })
+}

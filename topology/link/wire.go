@@ -1,0 +1,175 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Wire format. One stream per region; one subject per (stream, origin region);
+// every message carries its identity and route in headers, and its payload as
+// opaque bytes.
+const (
+	// StreamPrefix starts every region's stream name: GEO_<region>.
+	StreamPrefix = "GEO_"
+	// SubjectPrefix is the first token of every replication subject.
+	SubjectPrefix = "geo"
+	// HeartbeatToken is the second token of heartbeat subjects
+	// (geo.hb.<region>); for that reason no region may be named "hb".
+	HeartbeatToken = "hb"
+	// MaxRegionLen bounds a region name so that stream and consumer names
+	// built from two of them stay far below JetStream's 255-byte limit.
+	MaxRegionLen = 64
+
+	// HeaderMsgID is JetStream's deduplication header, set to MsgID(origin, oseq).
+	HeaderMsgID = jetstream.MsgIDHeader
+	// HeaderOrigin carries the origin actor (e.g. "us-east~a1b2c3").
+	HeaderOrigin = "Geo-Origin"
+	// HeaderOSeq carries the event's sequence in its origin's order, in decimal.
+	HeaderOSeq = "Geo-OSeq"
+	// HeaderPath lists, comma-separated, the regions the event has visited;
+	// the region of the stream holding the message is last.
+	HeaderPath = "Geo-Path"
+)
+
+// ErrInvalidRegion reports a region name that is not 1..MaxRegionLen bytes of
+// [a-z0-9-], or is the reserved name "hb".
+var ErrInvalidRegion = errors.New("invalid region name")
+
+// ValidateRegion returns nil when name can be used as a region: 1 to
+// MaxRegionLen bytes of [a-z0-9-], and not HeartbeatToken (a region "hb"
+// would make its stream's subjects geo.hb.* capture every heartbeat).
+func ValidateRegion(name string) error {
+	if name == "" || len(name) > MaxRegionLen || name == HeartbeatToken {
+		return fmt.Errorf("%w: %q", ErrInvalidRegion, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return fmt.Errorf("%w: %q", ErrInvalidRegion, name)
+		}
+	}
+	return nil
+}
+
+// sanitizeName maps s to a valid JetStream stream or consumer name component:
+// every byte outside [A-Za-z0-9_-] ('.', '*', '>', whitespace, path
+// separators, non-ASCII) becomes '_'. '-' is kept, so a valid region name is
+// returned unchanged and names stay readable in `nats stream ls`.
+func sanitizeName(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// StreamName returns the name of region's stream, GEO_<region>. A valid
+// region name is used as written ('-' is legal in stream names); any byte
+// a stream name cannot hold is replaced by '_', so the result is always a
+// legal name, though only valid regions map one-to-one.
+func StreamName(region string) string { return StreamPrefix + sanitizeName(region) }
+
+// ConsumerName returns the durable consumer name region uses to pull peer's
+// stream: geo_from_<peer>_to_<region>. Region names contain no '_', so the
+// name is unambiguous for valid regions.
+func ConsumerName(peer, region string) string {
+	return "geo_from_" + sanitizeName(peer) + "_to_" + sanitizeName(region)
+}
+
+// Subject returns the subject of an event of originRegion stored in the
+// stream of region stream: geo.<stream>.<originRegion>.
+func Subject(stream, originRegion string) string {
+	return SubjectPrefix + "." + stream + "." + originRegion
+}
+
+// StreamSubjects returns the subject filter of region's stream,
+// geo.<region>.* (one token per origin region).
+func StreamSubjects(region string) string { return SubjectPrefix + "." + region + ".*" }
+
+// HeartbeatSubject returns the core NATS subject region's publisher sends
+// its heartbeats on: geo.hb.<region>. It is outside every stream.
+func HeartbeatSubject(region string) string {
+	return SubjectPrefix + "." + HeartbeatToken + "." + region
+}
+
+// MsgID returns the deduplication ID of an event: "<originActor>:<oseq>".
+// It names the event itself, not its copy, so the same event published twice
+// into one stream (a republish after a crash) is stored once within the
+// stream's duplicate window.
+func MsgID(origin string, oseq uint64) string {
+	return origin + ":" + strconv.FormatUint(oseq, 10)
+}
+
+// Heartbeat is the JSON document a publisher sends every heartbeat interval
+// on HeartbeatSubject(Region). StreamSeq is the highest stream sequence
+// confirmed by a publish ack before the heartbeat was sent (so every message
+// up to it is in the stream); Published is the last outbox position trimmed;
+// At is the publisher's clock in Unix milliseconds.
+type Heartbeat struct {
+	Region    string `json:"region"`
+	StreamSeq uint64 `json:"stream_seq"`
+	Published uint64 `json:"published"`
+	At        int64  `json:"at"`
+}
+
+// encodeMsg builds the message for e in region's stream. The path is e.Path
+// with region appended unless it is already last.
+func encodeMsg(region string, e OutboxEntry) *nats.Msg {
+	path := e.Path
+	if len(path) == 0 || path[len(path)-1] != region {
+		path = append(path[:len(path):len(path)], region)
+	}
+	h := make(nats.Header, 4)
+	h[HeaderMsgID] = []string{MsgID(e.Origin, e.OSeq)}
+	h[HeaderOrigin] = []string{e.Origin}
+	h[HeaderOSeq] = []string{strconv.FormatUint(e.OSeq, 10)}
+	h[HeaderPath] = []string{strings.Join(path, ",")}
+	return &nats.Msg{Subject: Subject(region, e.OriginRegion), Header: h, Data: e.Data}
+}
+
+// decodeMsg reads the replication fields of a message of stream's stream.
+// StreamSeq is left to the caller (it comes from the delivery metadata).
+func decodeMsg(stream, subject string, h nats.Header, data []byte) (Message, error) {
+	m := Message{Stream: stream, Data: data}
+	prefix := SubjectPrefix + "." + stream + "."
+	origin, ok := strings.CutPrefix(subject, prefix)
+	if !ok || origin == "" || strings.Contains(origin, ".") {
+		return m, fmt.Errorf("decode: subject %q is not in stream %s", subject, stream)
+	}
+	m.OriginRegion = origin
+	m.Origin = h.Get(HeaderOrigin)
+	if m.Origin == "" {
+		return m, fmt.Errorf("decode: missing %s header", HeaderOrigin)
+	}
+	oseq, err := strconv.ParseUint(h.Get(HeaderOSeq), 10, 64)
+	if err != nil || oseq == 0 {
+		return m, fmt.Errorf("decode: bad %s header %q", HeaderOSeq, h.Get(HeaderOSeq))
+	}
+	m.OSeq = oseq
+	if p := h.Get(HeaderPath); p != "" {
+		m.Path = strings.Split(p, ",")
+	}
+	return m, nil
+}
+
+// pathContains reports whether region is on path.
+func pathContains(path []string, region string) bool {
+	for _, r := range path {
+		if r == region {
+			return true
+		}
+	}
+	return false
+}
