@@ -28,9 +28,9 @@ type ClusterSpec struct {
 	// Sync sets durability.sync for every region (fsync before ack).
 	Sync bool
 	// Tune, if set, adjusts each region's config before it starts.
-	Tune func(c *config.Config)
+	Tune func(c *config.Config) `json:"-"`
 	// Options returns each region's node options (clock, dialer, logger).
-	Options func(region string) Options
+	Options func(region string) Options `json:"-"`
 }
 
 // Cluster is a set of regions started together in one process.
@@ -48,8 +48,8 @@ func (spec ClusterSpec) RegionConfig(i int) (*config.Config, error) {
 		// With free ports the real addresses are known only once bound;
 		// Start gets them from the cluster, so these are placeholders.
 		c.Regions[r] = config.Endpoints{
-			HTTP: fmt.Sprintf("http://127.0.0.1:%d", max(port(spec.HTTPBase, j), 1)),
-			NATS: fmt.Sprintf("nats://127.0.0.1:%d", max(port(spec.NATSBase, j), 1)),
+			HTTP: fmt.Sprintf("http://127.0.0.1:%d", max(port(spec.HTTPBase, j), 1+j)),
+			NATS: fmt.Sprintf("nats://127.0.0.1:%d", max(port(spec.NATSBase, j), 1001+j)),
 		}
 	}
 	c.Topology = spec.Topology

@@ -34,7 +34,7 @@ func (n *Node) startNATS() error {
 		n.nats, err = link.StartServer(link.ServerOptions{
 			Name: "geogate-" + n.cfg.Region, Host: host, Port: port, StoreDir: n.cfg.NATS.StoreDir,
 			SyncAlways: n.cfg.NATS.SyncInterval() == 0,
-			Logger: n.log.With("component", "nats"),
+			Logger:     n.log.With("component", "nats"),
 		})
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)

@@ -2,12 +2,14 @@ package rules
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/geogate/geogate/conflict"
 )
@@ -115,6 +117,7 @@ type docFamily struct {
 
 var docFamilies = []docFamily{
 	{"numbers", func(i, salt int) (any, bool) { return float64((i*7+salt*3)%5 + 1), true }},
+	{"tied numbers", func(i, salt int) (any, bool) { return float64((i+salt)%2 + 1), true }},
 	{"strings", func(i, salt int) (any, bool) { return fmt.Sprintf("s%d", (i*7+salt*3)%5), true }},
 	{"arrays", func(i, salt int) (any, bool) {
 		a := []any{"shared", fmt.Sprintf("e%d", i)}
@@ -124,7 +127,7 @@ var docFamilies = []docFamily{
 		return a, true
 	}},
 	{"objects", func(i, salt int) (any, bool) {
-		return map[string]any{"shared": float64(salt), fmt.Sprintf("k%d", i): float64(i)}, true
+		return map[string]any{"shared": float64(salt), fmt.Sprintf("k%d", i): float64(i), "other": fmt.Sprintf("v%d", i)}, true
 	}},
 	{"sparse arrays", func(i, salt int) (any, bool) {
 		return []any{fmt.Sprintf("e%d", i%2), "shared"}, (i+salt)%3 != 0
@@ -140,7 +143,11 @@ func genDoc(t pathTrie, fam docFamily, i int) any {
 	salt := 0
 	var build func(t pathTrie) map[string]any
 	build = func(t pathTrie) map[string]any {
-		out := map[string]any{}
+		// A field the expression does not name, different in every
+		// version: it exposes expressions that pass whole documents on
+		// in an order-dependent way (merge(siblings) over conflicting
+		// fields, siblings[0]).
+		out := map[string]any{"lint_other": fmt.Sprintf("v%d", i)}
 		for _, k := range slices.Sorted(maps.Keys(t)) {
 			salt++
 			if len(t[k]) > 0 {
@@ -227,9 +234,23 @@ type outcome struct {
 
 func (o outcome) String() string {
 	if o.err != nil {
-		return "an error (" + truncate(o.err.Error(), 120) + ")"
+		return "an error (" + shortError(o.err) + ")"
 	}
 	return o.show
+}
+
+// shortError renders an evaluation error on one line, without the rule
+// and key (the diagnostic names them) or expr's snippet.
+func shortError(err error) string {
+	var ee *EvalError
+	if errors.As(err, &ee) {
+		err = ee.Err
+	}
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return truncate(fmt.Sprintf("%s at column %d", fe.Message, fe.Column+1), 160)
+	}
+	return truncate(err.Error(), 160)
 }
 
 // evalOrdered evaluates the rule's expression of kind over vs in the given
@@ -358,7 +379,7 @@ func checkConvergence(r *Rule, kind exprKind, cfg *config) (Severity, string) {
 	}
 	if evaluated == 0 && firstErr != nil {
 		return SeverityWarning, "convergence not checked: the expression failed on every generated sibling set, e.g. " +
-			truncate(firstErr.Error(), 200)
+			shortError(firstErr)
 	}
 	return "", ""
 }

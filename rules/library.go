@@ -136,8 +136,8 @@ func deepCopy(v any) any {
 }
 
 // arraysArg reads the arguments of union and intersect: several arrays,
-// or one array whose elements are all arrays (or null), as produced by
-// map(siblings, #.items).
+// or exactly one argument that is the list of arrays, as produced by
+// map(siblings, #.items). Null stands for an empty array.
 func arraysArg(name string, args []any) ([][]any, error) {
 	norm := make([]any, len(args))
 	for i, a := range args {
@@ -147,9 +147,15 @@ func arraysArg(name string, args []any) ([][]any, error) {
 		}
 		norm[i] = n
 	}
+	what := "argument"
 	if len(norm) == 1 {
-		if list, ok := norm[0].([]any); ok && len(list) > 0 && allArrays(list) {
-			norm = list
+		switch list := norm[0].(type) {
+		case nil:
+			return nil, nil
+		case []any:
+			norm, what = list, "element"
+		default:
+			return nil, fmt.Errorf("%s: argument is %s, not an array of arrays", name, jsonType(list))
 		}
 	}
 	out := make([][]any, 0, len(norm))
@@ -160,19 +166,10 @@ func arraysArg(name string, args []any) ([][]any, error) {
 		case []any:
 			out = append(out, x)
 		default:
-			return nil, fmt.Errorf("%s: argument %d is %s, not an array", name, i+1, jsonType(a))
+			return nil, fmt.Errorf("%s: %s %d is %s, not an array", name, what, i+1, jsonType(a))
 		}
 	}
 	return out, nil
-}
-
-func allArrays(list []any) bool {
-	for _, e := range list {
-		if _, ok := e.([]any); !ok && e != nil {
-			return false
-		}
-	}
-	return true
 }
 
 func fnUnion(args ...any) (any, error) {
@@ -191,29 +188,35 @@ func fnIntersect(args ...any) (any, error) {
 	return Intersect(arrays...), nil
 }
 
-// fnMerge takes objects (or one array of objects); null is skipped.
+// fnMerge takes objects and arrays of objects (flattened in place, so
+// merge(siblings) and merge(map(...), {...}) work); null is skipped.
 func fnMerge(args ...any) (any, error) {
-	norm := make([]any, 0, len(args))
+	var objs []map[string]any
+	add := func(pos string, v any) error {
+		switch x := v.(type) {
+		case nil:
+		case map[string]any:
+			objs = append(objs, x)
+		default:
+			return fmt.Errorf("merge: argument %s is %s, not an object", pos, jsonType(v))
+		}
+		return nil
+	}
 	for i, a := range args {
 		n, err := normalize(a)
 		if err != nil {
 			return nil, fmt.Errorf("merge: argument %d: %w", i+1, err)
 		}
-		norm = append(norm, n)
-	}
-	if len(norm) == 1 {
-		if list, ok := norm[0].([]any); ok {
-			norm = list
+		if list, ok := n.([]any); ok {
+			for j, e := range list {
+				if err := add(fmt.Sprintf("%d[%d]", i+1, j), e); err != nil {
+					return nil, err
+				}
+			}
+			continue
 		}
-	}
-	objs := make([]map[string]any, 0, len(norm))
-	for i, a := range norm {
-		switch x := a.(type) {
-		case nil:
-		case map[string]any:
-			objs = append(objs, x)
-		default:
-			return nil, fmt.Errorf("merge: argument %d is %s, not an object", i+1, jsonType(a))
+		if err := add(fmt.Sprint(i+1), n); err != nil {
+			return nil, err
 		}
 	}
 	return Merge(objs...), nil

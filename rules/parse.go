@@ -152,6 +152,9 @@ func (rf *ruleFile) parseRule(i int, item *yaml.Node) {
 			rf.add(SeverityError, k.Line, k.Column, spec.Name, k.Value, fmt.Sprintf("field %q repeated", k.Value))
 			continue
 		}
+		if v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
 		nodes.keys[k.Value], nodes.values[k.Value] = k, v
 		if v.Kind != yaml.ScalarNode {
 			rf.add(SeverityError, v.Line, v.Column, spec.Name, k.Value, fmt.Sprintf("%s must be a string", k.Value))

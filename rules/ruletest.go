@@ -38,6 +38,7 @@ import (
 //	      home: eu-west
 //	      resolver: us-east
 //	      error: "index out of range"  # expect a run-time error containing this
+//	      ordered: true             # compare arrays in order (default: any order)
 
 type testFile struct {
 	RuleFiles       []string   `yaml:"rule_files"`
@@ -51,17 +52,17 @@ type testCase struct {
 	Name     string        `yaml:"name"`
 	Key      string        `yaml:"key"`
 	Region   string        `yaml:"region"`
-	Value    *yaml.Node    `yaml:"value"`
+	Value    yaml.Node     `yaml:"value"`
 	Versions []testVersion `yaml:"versions"`
 	Expect   testExpect    `yaml:"expect"`
 }
 
 type testVersion struct {
-	Value   *yaml.Node `yaml:"value"`
-	Origin  string     `yaml:"origin"`
-	HLC     int64      `yaml:"hlc"`
-	Deleted bool       `yaml:"deleted"`
-	Counter uint64     `yaml:"counter"`
+	Value   yaml.Node `yaml:"value"`
+	Origin  string    `yaml:"origin"`
+	HLC     int64     `yaml:"hlc"`
+	Deleted bool      `yaml:"deleted"`
+	Counter uint64    `yaml:"counter"`
 }
 
 type testKept struct {
@@ -70,17 +71,18 @@ type testKept struct {
 }
 
 type testExpect struct {
-	Rule      string     `yaml:"rule"`
-	Status    int        `yaml:"status"`
-	Value     *yaml.Node `yaml:"value"`
-	Siblings  *yaml.Node `yaml:"siblings"`
-	Kept      *testKept  `yaml:"kept"`
-	Discarded *int       `yaml:"discarded"`
-	Merged    *yaml.Node `yaml:"merged"`
-	NoMerge   bool       `yaml:"no_merge"`
-	Home      string     `yaml:"home"`
-	Resolver  string     `yaml:"resolver"`
-	Error     *string    `yaml:"error"`
+	Rule      string    `yaml:"rule"`
+	Status    int       `yaml:"status"`
+	Value     yaml.Node `yaml:"value"`
+	Siblings  yaml.Node `yaml:"siblings"`
+	Kept      *testKept `yaml:"kept"`
+	Discarded *int      `yaml:"discarded"`
+	Merged    yaml.Node `yaml:"merged"`
+	NoMerge   bool      `yaml:"no_merge"`
+	Home      string    `yaml:"home"`
+	Resolver  string    `yaml:"resolver"`
+	Error     *string   `yaml:"error"`
+	Ordered   bool      `yaml:"ordered"`
 }
 
 // TestReport is the outcome of RunTests: one CaseResult per test case, in
@@ -207,6 +209,9 @@ func testRules(tf testFile, filename string) ([]Spec, []string, error) {
 	return specs, regions, nil
 }
 
+// has reports whether a YAML field was given (null counts as given).
+func has(n yaml.Node) bool { return n.Kind != 0 }
+
 // nodeJSON converts a YAML node to a JSON document.
 func nodeJSON(n *yaml.Node) (json.RawMessage, error) {
 	var v any
@@ -228,8 +233,8 @@ func runCase(set *Set, regions []string, tc testCase) []string {
 		region = regions[0]
 	}
 	var value json.RawMessage
-	if tc.Value != nil {
-		v, err := nodeJSON(tc.Value)
+	if has(tc.Value) {
+		v, err := nodeJSON(&tc.Value)
 		if err != nil {
 			return []string{fmt.Sprintf("value: %v", err)}
 		}
@@ -250,14 +255,14 @@ func runCase(set *Set, regions []string, tc testCase) []string {
 	if exp.Rule != "" && rule.Name() != exp.Rule {
 		failf("rule:\n- %s\n+ %s", exp.Rule, rule.Name())
 	}
-	if len(versions) > 0 || exp.Status != 0 || exp.Value != nil || exp.Siblings != nil || exp.Kept != nil || exp.Discarded != nil {
+	if len(versions) > 0 || exp.Status != 0 || has(exp.Value) || has(exp.Siblings) || exp.Kept != nil || exp.Discarded != nil {
 		res, err := rule.Resolve(tc.Key, region, versions)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		failures = append(failures, checkResolution(res, exp)...)
 	}
-	if exp.Merged != nil || exp.NoMerge {
+	if has(exp.Merged) || exp.NoMerge {
 		merged, ok, err := rule.MergeOnWrite(tc.Key, region, versions)
 		if err != nil {
 			errs = append(errs, err)
@@ -265,10 +270,10 @@ func runCase(set *Set, regions []string, tc testCase) []string {
 		switch {
 		case exp.NoMerge && ok:
 			failf("merged: want no merge, got %s", merged)
-		case exp.Merged != nil && !ok && err == nil:
+		case has(exp.Merged) && !ok && err == nil:
 			failf("merged: want a merged value, got no merge (no merge expression, or fewer than 2 live versions)")
-		case exp.Merged != nil && ok:
-			failures = append(failures, compareDocs("merged", exp.Merged, merged)...)
+		case has(exp.Merged) && ok:
+			failures = append(failures, compareDocs("merged", &exp.Merged, merged, exp.Ordered)...)
 		}
 	}
 	if exp.Home != "" {
@@ -323,12 +328,12 @@ func testVersions(tvs []testVersion) ([]conflict.Version, error) {
 			Deleted: tv.Deleted,
 		}
 		switch {
-		case tv.Deleted && tv.Value != nil:
+		case tv.Deleted && has(tv.Value):
 			return nil, fmt.Errorf("versions[%d]: a deleted version has no value", i)
-		case !tv.Deleted && tv.Value == nil:
+		case !tv.Deleted && !has(tv.Value):
 			return nil, fmt.Errorf("versions[%d]: value is required (or deleted: true)", i)
 		case !tv.Deleted:
-			raw, err := nodeJSON(tv.Value)
+			raw, err := nodeJSON(&tv.Value)
 			if err != nil {
 				return nil, fmt.Errorf("versions[%d]: %w", i, err)
 			}
@@ -343,10 +348,10 @@ func testVersions(tvs []testVersion) ([]conflict.Version, error) {
 func checkResolution(res Resolution, exp testExpect) []string {
 	var failures []string
 	want := exp.Status
-	if want == 0 && exp.Value != nil {
+	if want == 0 && has(exp.Value) {
 		want = StatusOne
 	}
-	if want == 0 && exp.Siblings != nil {
+	if want == 0 && has(exp.Siblings) {
 		want = StatusSiblings
 	}
 	if want != 0 && res.Status != want {
@@ -360,11 +365,11 @@ func checkResolution(res Resolution, exp testExpect) []string {
 		failures = append(failures, fmt.Sprintf("status:\n- %d\n+ %d%s", want, res.Status, got))
 		return failures
 	}
-	if exp.Value != nil {
-		failures = append(failures, compareDocs("value", exp.Value, res.Value)...)
+	if has(exp.Value) {
+		failures = append(failures, compareDocs("value", &exp.Value, res.Value, exp.Ordered)...)
 	}
-	if exp.Siblings != nil {
-		failures = append(failures, compareSiblings(exp.Siblings, res.Siblings)...)
+	if has(exp.Siblings) {
+		failures = append(failures, compareSiblings(&exp.Siblings, res.Siblings)...)
 	}
 	if exp.Kept != nil {
 		switch {
@@ -390,13 +395,18 @@ func optInt(p *int64) string {
 }
 
 // compareDocs compares an expected YAML document with a JSON result,
-// reporting a line diff of their indented JSON.
-func compareDocs(label string, want *yaml.Node, got json.RawMessage) []string {
+// reporting a line diff of their indented JSON. Unless ordered, arrays
+// compare as multisets (both sides are shown sorted).
+func compareDocs(label string, want *yaml.Node, got json.RawMessage, ordered bool) []string {
 	w, err := nodeJSON(want)
 	if err != nil {
 		return []string{fmt.Sprintf("%s: expected value: %v", label, err)}
 	}
 	wantV, gotV := decodeLoose(w), decodeLoose(got)
+	if !ordered {
+		label += " (arrays in any order)"
+		wantV, gotV = setForm(wantV), setForm(gotV)
+	}
 	if canonical(wantV) == canonical(gotV) {
 		return nil
 	}

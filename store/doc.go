@@ -22,5 +22,6 @@
 //	w/<actor>        applied watermark: highest OSeq of actor applied here
 //	c/<seq:8>        conflict-log entry
 //	k/<key>\x00<seq> conflict-log index by key
-//	m/<name>         metadata: actor, seq, oseq, cseq, trimmed
+//	m/<name>         metadata: actor, seqs (outbox, own-origin and
+//	                 conflict-log sequences), trimmed
 package store

@@ -12,10 +12,11 @@ var (
 	prefixConflict  = []byte("c/")
 	prefixConfIndex = []byte("k/")
 
-	keyActor   = []byte("m/actor")
-	keySeq     = []byte("m/seq")     // last outbox seq assigned
-	keyOSeq    = []byte("m/oseq")    // last own-origin seq assigned
-	keyCSeq    = []byte("m/cseq")    // last conflict-log seq assigned
+	keyActor = []byte("m/actor")
+	// keySeqs holds the last outbox seq, own-origin seq and conflict-log
+	// seq assigned (8 bytes each): one key, rewritten only by commits that
+	// advance one of them.
+	keySeqs    = []byte("m/seqs")
 	keyTrimmed = []byte("m/trimmed") // outbox entries <= this are deleted
 )
 
@@ -41,6 +42,20 @@ func conflictIndexPrefix(key string) []byte {
 }
 
 func encodeU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func encodeSeqs(seq, oseq, cseq uint64) []byte {
+	b := make([]byte, 0, 24)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = binary.BigEndian.AppendUint64(b, oseq)
+	return binary.BigEndian.AppendUint64(b, cseq)
+}
+
+func decodeSeqs(b []byte) (seq, oseq, cseq uint64, err error) {
+	if len(b) != 24 {
+		return 0, 0, 0, fmt.Errorf("corrupt sequences: %d bytes", len(b))
+	}
+	return binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint64(b[16:]), nil
+}
 
 func decodeU64(b []byte) (uint64, error) {
 	if len(b) != 8 {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -186,11 +186,20 @@ func (s *Store) load() error {
 				return fmt.Errorf("store %s belongs to region %q, not %q", s.opts.Dir, conflict.RegionOf(s.actor), s.opts.Region)
 			}
 		}
-		for _, c := range []struct {
-			key []byte
-			dst *uint64
-		}{{keySeq, &s.seq}, {keyOSeq, &s.oseq}, {keyCSeq, &s.cseq}, {keyTrimmed, &s.trimmed}} {
-			if err := getU64(txn, c.key, c.dst); err != nil {
+		if err := getU64(txn, keyTrimmed, &s.trimmed); err != nil {
+			return err
+		}
+		switch item, err := txn.Get(keySeqs); {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("read sequences: %w", err)
+		default:
+			err := item.Value(func(v []byte) error {
+				var err error
+				s.seq, s.oseq, s.cseq, err = decodeSeqs(v)
+				return err
+			})
+			if err != nil {
 				return err
 			}
 		}
@@ -207,7 +216,7 @@ func (s *Store) load() error {
 			}
 			s.wm[string(it.Item().Key()[len(prefixWatermark):])] = n
 		}
-		s.publishLocked()
+		s.publish(nil)
 		s.committed.Store(s.seq)
 		s.trimWant.Store(s.trimmed)
 		return nil
@@ -397,29 +406,43 @@ func (s *Store) WaitApplied(ctx context.Context, want conflict.VV) conflict.VV {
 	}
 }
 
-// publishLocked copies writer state for readers and wakes waiters. Callers
-// hold no lock; it takes s.mu.
-func (s *Store) publishLocked() {
-	applied := maps.Clone(s.wm)
-	if s.oseq > 0 {
-		applied[s.actor] = s.oseq
-	}
+// publish copies writer state for readers and wakes waiters: the
+// watermarks of the origins in dirty (all of them when dirty is nil) and the
+// own actor's sequence. Callers hold no lock; it takes s.mu.
+func (s *Store) publish(dirty map[string]uint64) {
 	s.mu.Lock()
-	s.applied = applied
+	defer s.mu.Unlock()
+	if dirty == nil || s.applied == nil {
+		s.applied = maps.Clone(s.wm)
+	} else {
+		for origin := range dirty {
+			s.applied[origin] = s.wm[origin]
+		}
+	}
+	if s.oseq > 0 {
+		s.applied[s.actor] = s.oseq
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
-	s.mu.Unlock()
 }
 
 // Committed returns the last outbox sequence committed; entries up to it
 // are readable with ReadOutbox until trimmed.
 func (s *Store) Committed() uint64 { return s.committed.Load() }
 
+// badgerLogger adapts Badger's printf-style logger to slog. Badger logs at
+// debug level several times per commit, so a message is formatted only when
+// its level is enabled.
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trim(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug, f, a) }
 
-func trim(s string) string { return string(bytes.TrimSpace([]byte(s))) }
+func (b badgerLogger) log(level slog.Level, f string, a []any) {
+	if !b.l.Enabled(context.Background(), level) {
+		return
+	}
+	b.l.Log(context.Background(), level, strings.TrimSpace(fmt.Sprintf(f, a...)))
+}

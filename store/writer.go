@@ -190,24 +190,23 @@ func (s *Store) run() {
 
 // batchState is the writer's view inside one transaction.
 type batchState struct {
-	txn      *badger.Txn
-	records  map[string]conflict.Record
-	dirty    map[string]bool
-	wmDirty  map[string]bool
-	outboxed bool
+	txn     *badger.Txn
+	records map[string]conflict.Record
+	dirty   map[string]bool
+	// wmOld holds, for each origin whose watermark the batch moved, the
+	// watermark before the batch (to roll back if the commit fails).
+	wmOld map[string]uint64
+	// seq, oseq, cseq and trimmed as they were before the batch.
+	seq, oseq, cseq, trimmed uint64
+	outboxed                 bool
 }
 
 func (s *Store) commitBatch(batch []*request) {
-	// Keep copies to roll back writer state if the commit fails.
-	seq, oseq, cseq, trimmed := s.seq, s.oseq, s.cseq, s.trimmed
-	wm := make(map[string]uint64, len(s.wm))
-	for k, v := range s.wm {
-		wm[k] = v
-	}
 	var stats Stats
 	st := &batchState{
 		txn: s.db.NewTransaction(true), records: map[string]conflict.Record{},
-		dirty: map[string]bool{}, wmDirty: map[string]bool{},
+		dirty: map[string]bool{}, wmOld: map[string]uint64{},
+		seq: s.seq, oseq: s.oseq, cseq: s.cseq, trimmed: s.trimmed,
 	}
 	defer st.txn.Discard()
 	resps := make([]response, len(batch))
@@ -235,7 +234,14 @@ func (s *Store) commitBatch(batch []*request) {
 		stats.Commits++
 	}
 	if err != nil {
-		s.seq, s.oseq, s.cseq, s.trimmed, s.wm = seq, oseq, cseq, trimmed, wm
+		s.seq, s.oseq, s.cseq, s.trimmed = st.seq, st.oseq, st.cseq, st.trimmed
+		for origin, old := range st.wmOld {
+			if old == 0 {
+				delete(s.wm, origin)
+			} else {
+				s.wm[origin] = old
+			}
+		}
 		s.log.Error("commit failed", "err", err, "requests", len(batch))
 		for _, r := range batch {
 			r.resp <- response{err: fmt.Errorf("commit: %w", err)}
@@ -254,7 +260,7 @@ func (s *Store) commitBatch(batch []*request) {
 	s.stats.Commits += stats.Commits
 	s.stats.Batched += stats.Batched
 	s.mu.Unlock()
-	s.publishLocked()
+	s.publish(st.wmOld)
 	for i, r := range batch {
 		r.resp <- resps[i]
 	}
@@ -342,8 +348,10 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 		}
 		after, out := before.Apply(ev)
 		s.opts.Clock.Observe(ev.Version.HLC)
+		if _, ok := st.wmOld[origin]; !ok {
+			st.wmOld[origin] = wm
+		}
 		s.wm[origin] = ev.OSeq
-		st.wmDirty[origin] = true
 		if !after.Equal(before) {
 			st.records[ev.Key], st.dirty[ev.Key] = after, true
 		}
@@ -405,17 +413,14 @@ func (s *Store) flush(st *batchState) error {
 			return fmt.Errorf("put %q: %w", key, err)
 		}
 	}
-	for origin := range st.wmDirty {
+	for origin := range st.wmOld {
 		if err := st.txn.Set(watermarkKey(origin), encodeU64(s.wm[origin])); err != nil {
 			return fmt.Errorf("watermark %s: %w", origin, err)
 		}
 	}
-	for _, c := range []struct {
-		key []byte
-		v   uint64
-	}{{keySeq, s.seq}, {keyOSeq, s.oseq}, {keyCSeq, s.cseq}} {
-		if err := st.txn.Set(c.key, encodeU64(c.v)); err != nil {
-			return err
+	if s.seq != st.seq || s.oseq != st.oseq || s.cseq != st.cseq {
+		if err := st.txn.Set(keySeqs, encodeSeqs(s.seq, s.oseq, s.cseq)); err != nil {
+			return fmt.Errorf("sequences: %w", err)
 		}
 	}
 	return nil

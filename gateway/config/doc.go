@@ -7,7 +7,10 @@
 //  2. the YAML file (--config FILE);
 //  3. environment variables GEOGATE_<KEY>: the key upper-cased, nesting
 //     written "__" (GEOGATE_HTTP__LISTEN is http.listen, GEOGATE_DATA_DIR is
-//     data_dir); GEOGATE_CONFIG names the file when no path is given;
+//     data_dir); GEOGATE_CONFIG names the file when no path is given, and
+//     variables whose first key is neither a key nor a likely misspelling
+//     of one (GEOGATE_URL of the client verbs) are not configuration and
+//     are ignored;
 //  4. command-line flags that the user actually set (RegisterFlags), the
 //     generic --set key.path=value last.
 //

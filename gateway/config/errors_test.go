@@ -52,9 +52,10 @@ func TestErrors(t *testing.T) {
 		yaml    string // "" means no file; baseYAML is NOT prepended
 		env     []string
 		args    []string
-		field   string // a *FieldError key that must be reported
-		unknown string // an *UnknownKeyError key that must be reported
-		text    string // a substring the message must contain
+		field   string   // a *FieldError key that must be reported
+		unknown string   // an *UnknownKeyError key that must be reported
+		text    string   // a substring the message must contain
+		not     []string // keys that must not be reported (follow-on noise)
 	}{
 		// unknown keys, at every level and from every source
 		{name: "unknown top-level key", yaml: baseYAML + "htp:\n  listen: 127.0.0.1:1\n",
@@ -69,6 +70,8 @@ func TestErrors(t *testing.T) {
 			unknown: "rules[0].stratgy", text: `did you mean "rules[0].strategy"?`},
 		{name: "unknown key from env", yaml: baseYAML, env: []string{"GEOGATE_HTP__LISTEN=x"},
 			unknown: "htp.listen", text: "in environment GEOGATE_HTP__LISTEN"},
+		{name: "misspelt top-level key from env", yaml: baseYAML, env: []string{"GEOGATE_REGOIN=eu-west"},
+			unknown: "regoin", text: `in environment GEOGATE_REGOIN (did you mean "region"?)`},
 		{name: "unknown key from --set", yaml: baseYAML, args: []string{"--set", "nats.urll=nats://x:1"},
 			unknown: "nats.urll", text: `in flag --set nats.urll=nats://x:1 (did you mean "nats.url"?)`},
 		{name: "keys are case-sensitive", yaml: baseYAML + "Log: {level: info}\n", unknown: "Log.level"},
@@ -79,7 +82,7 @@ func TestErrors(t *testing.T) {
 		{name: "region not in regions", yaml: strings.Replace(baseYAML, "region: us-east", "region: eu-central", 1),
 			field: "region", text: `config: region: "eu-central" is not one of the regions (us-east, eu-west, ap-south)`},
 		{name: "bad region name", yaml: strings.Replace(baseYAML, "region: us-east", "region: US_East", 1),
-			field: "region", text: "not a valid region name"},
+			field: "region", text: "not a valid region name", not: []string{"data_dir", "http.listen"}},
 		{name: "bad region name from flag", yaml: baseYAML, args: []string{"--region", "us east"}, field: "region"},
 		{name: "bad name in regions", yaml: withRegion("Bad_Name", `Bad_Name: {http: "http://h:1", nats: "nats://h:2"}`),
 			field: "regions.Bad_Name"},
@@ -110,9 +113,9 @@ func TestErrors(t *testing.T) {
 		{name: "order misses a region", yaml: baseYAML + "topology: {kind: circular, order: [us-east, eu-west]}\n",
 			field: "topology.order", text: "missing ap-south"},
 		{name: "order repeats a region", yaml: baseYAML + "topology: {order: [us-east, eu-west, ap-south, us-east]}\n",
-			field: "topology.order", text: "appears twice"},
+			field: "topology.order", text: "appears twice", not: []string{"regions.us-east.http", "regions.us-east.nats"}},
 		{name: "order names an unknown region", yaml: baseYAML + "topology: {order: [us-east, eu-west, mars]}\n",
-			field: "topology.order", text: `"mars" is not one of the regions`},
+			field: "topology.order", text: `"mars" is not one of the regions`, not: []string{"regions.mars.http", "regions.mars.nats"}},
 
 		// types and durations
 		{name: "duration with a bad unit", yaml: baseYAML + "replication: {heartbeat: 5 parsecs}\n",
@@ -199,6 +202,11 @@ func TestErrors(t *testing.T) {
 			}
 			if tt.unknown != "" && !slices.Contains(unknown, tt.unknown) {
 				t.Errorf("no unknown-key error for %q; unknown %q; error:\n%s", tt.unknown, unknown, msg)
+			}
+			for _, k := range tt.not {
+				if slices.Contains(fields, k) {
+					t.Errorf("spurious error for %q:\n%s", k, msg)
+				}
 			}
 			if tt.text != "" && !strings.Contains(msg, tt.text) {
 				t.Errorf("message lacks %q:\n%s", tt.text, msg)

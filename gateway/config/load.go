@@ -93,76 +93,36 @@ func Load(path string, environ []string, flags *pflag.FlagSet) (*Config, error) 
 		path = lookupEnv(environ, EnvConfigFile)
 	}
 
+	// Each layer is read, checked for unknown keys (located in its source)
+	// and merged over the layers before it.
 	user := koanf.New(".")
 	var problems []error
 	var idx yamlIndex
-
-	if path != "" {
-		m, x, err := readFile(path)
-		if err != nil {
-			return nil, err
-		}
-		idx = x
-		problems = append(problems, checkKeys(m, func(key string) string {
-			if l := idx.line(key); l > 0 {
-				return fmt.Sprintf("%s:%d", path, l)
+	layers := []func() (map[string]any, []error, error){
+		func() (m map[string]any, unknown []error, err error) {
+			if path == "" {
+				return nil, nil, nil
 			}
-			return path
-		})...)
-		if err := user.Load(confmap.Provider(m, ""), nil); err != nil {
-			return nil, fmt.Errorf("config: load %s: %w", path, err)
-		}
-	}
-
-	envNames := map[string]string{}
-	envMap, err := env.Provider(".", env.Opt{
-		Prefix:      EnvPrefix,
-		EnvironFunc: func() []string { return environ },
-		TransformFunc: func(name, value string) (string, any) {
-			rest := strings.TrimPrefix(name, EnvPrefix)
-			if rest == "" || name == EnvConfigFile {
-				return "", nil
-			}
-			key := strings.ReplaceAll(strings.ToLower(rest), "__", ".")
-			envNames[key] = name
-			return key, parseValue(value)
+			m, idx, err = readFile(path)
+			return m, checkKeys(m, func(key string) string {
+				if l := idx.line(key); l > 0 {
+					return fmt.Sprintf("%s:%d", path, l)
+				}
+				return path
+			}), err
 		},
-	}).Read()
-	if err != nil {
-		return nil, fmt.Errorf("config: environment: %w", err)
+		func() (map[string]any, []error, error) { return readEnv(environ) },
+		func() (map[string]any, []error, error) { return readFlags(flags, user) },
+		func() (map[string]any, []error, error) { return readSetFlags(flags) },
 	}
-	envMap = dropNils(envMap)
-	problems = append(problems, checkKeys(envMap, func(key string) string {
-		return "environment " + nearestName(envNames, key)
-	})...)
-	if err := user.Load(confmap.Provider(envMap, ""), nil); err != nil {
-		return nil, fmt.Errorf("config: environment: %w", err)
-	}
-
-	if flags != nil {
-		flagMap, err := posflag.ProviderWithFlag(flags, ".", user, func(f *pflag.Flag) (string, any) {
-			key := flagKey(f.Name)
-			if key == "" || !f.Changed {
-				return "", nil
-			}
-			return key, posflag.FlagVal(flags, f)
-		}).Read()
-		if err != nil {
-			return nil, fmt.Errorf("config: flags: %w", err)
-		}
-		if err := user.Load(confmap.Provider(flagMap, ""), nil); err != nil {
-			return nil, fmt.Errorf("config: flags: %w", err)
-		}
-
-		setMap, setNames, err := readSetFlags(flags)
+	for _, layer := range layers {
+		m, unknown, err := layer()
 		if err != nil {
 			return nil, err
 		}
-		problems = append(problems, checkKeys(setMap, func(key string) string {
-			return "flag --set " + nearestName(setNames, key)
-		})...)
-		if err := user.Load(confmap.Provider(setMap, ""), nil); err != nil {
-			return nil, fmt.Errorf("config: flag --set: %w", err)
+		problems = append(problems, unknown...)
+		if err := user.Load(confmap.Provider(m, ""), nil); err != nil {
+			return nil, fmt.Errorf("config: merge: %w", err)
 		}
 	}
 
@@ -264,12 +224,60 @@ func readFile(path string) (map[string]any, yamlIndex, error) {
 	return dropNils(m), idx, nil
 }
 
-// readSetFlags reads the --set key.path=value flags into a nested map, and
-// maps each key to the flag text that set it.
-func readSetFlags(flags *pflag.FlagSet) (map[string]any, map[string]string, error) {
+// readEnv reads the GEOGATE_* variables of environ into a nested map and
+// reports its unknown keys.
+func readEnv(environ []string) (map[string]any, []error, error) {
+	names := map[string]string{}
+	m, err := env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, value string) (string, any) {
+			rest := strings.TrimPrefix(name, EnvPrefix)
+			if rest == "" || name == EnvConfigFile {
+				return "", nil
+			}
+			key := strings.ReplaceAll(strings.ToLower(rest), "__", ".")
+			names[key] = name
+			return key, parseValue(value)
+		},
+	}).Read()
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: environment: %w", err)
+	}
+	m = dropForeign(dropNils(m))
+	return m, checkKeys(m, func(key string) string {
+		return "environment " + nearestName(names, key)
+	}), nil
+}
+
+// readFlags reads the flags of RegisterFlags that the user set (never a
+// flag's default) into a nested map.
+func readFlags(flags *pflag.FlagSet, user *koanf.Koanf) (map[string]any, []error, error) {
+	if flags == nil {
+		return nil, nil, nil
+	}
+	m, err := posflag.ProviderWithFlag(flags, ".", user, func(f *pflag.Flag) (string, any) {
+		key := flagKey(f.Name)
+		if key == "" || !f.Changed {
+			return "", nil
+		}
+		return key, posflag.FlagVal(flags, f)
+	}).Read()
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: flags: %w", err)
+	}
+	return m, nil, nil
+}
+
+// readSetFlags reads the --set key.path=value flags into a nested map and
+// reports its unknown keys.
+func readSetFlags(flags *pflag.FlagSet) (map[string]any, []error, error) {
+	if flags == nil {
+		return nil, nil, nil
+	}
 	f := flags.Lookup("set")
 	if f == nil || !f.Changed || f.Value.Type() != "stringArray" {
-		return map[string]any{}, nil, nil
+		return nil, nil, nil
 	}
 	items, err := flags.GetStringArray("set")
 	if err != nil {
@@ -291,7 +299,10 @@ func readSetFlags(flags *pflag.FlagSet) (map[string]any, map[string]string, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: flag --set: %w", err)
 	}
-	return dropNils(m), names, nil
+	m = dropNils(m)
+	return m, checkKeys(m, func(key string) string {
+		return "flag --set " + nearestName(names, key)
+	}), nil
 }
 
 // checkKeys reports every unknown key of one layer, located by where.
@@ -326,6 +337,20 @@ func dropNils(m map[string]any) map[string]any {
 			delete(m, k)
 		case map[string]any:
 			m[k] = dropNils(x)
+		}
+	}
+	return m
+}
+
+// dropForeign removes the environment variables that share the GEOGATE_
+// prefix without being configuration keys (GEOGATE_URL of the client verbs,
+// test switches): those whose first key is neither a key nor a likely
+// misspelling of one. An unknown key below a known one stays, to be
+// reported.
+func dropForeign(m map[string]any) map[string]any {
+	for k := range m {
+		if _, ok := fieldByTag(configType, k); !ok && nearestTag(configType, k) == "" {
+			delete(m, k)
 		}
 	}
 	return m

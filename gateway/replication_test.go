@@ -1,0 +1,195 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/geogate/geogate/rules"
+)
+
+// digests returns each region's digest and record count.
+func converged(c *Cluster) (bool, string) {
+	var first []byte
+	var desc []string
+	same := true
+	for i, n := range c.Nodes() {
+		d, cnt, err := n.Store().Digest()
+		if err != nil {
+			return false, err.Error()
+		}
+		desc = append(desc, fmt.Sprintf("%s:%x/%d", n.Config().Region, d[:4], cnt))
+		if i == 0 {
+			first = d
+		} else if !bytes.Equal(first, d) {
+			same = false
+		}
+	}
+	return same, strings.Join(desc, " ")
+}
+
+func waitConverged(t *testing.T, c *Cluster, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, desc := converged(c)
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("regions did not converge within %s: %s", d, desc)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestTopologiesConverge(t *testing.T) {
+	cases := []struct {
+		kind    string
+		regions []string
+	}{
+		{"all-to-all", []string{"r1", "r2", "r3"}},
+		{"star", []string{"r1", "r2", "r3"}},
+		{"circular", []string{"r1", "r2", "r3"}},
+		{"circular", []string{"r1", "r2", "r3", "r4", "r5"}},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s-%d", tc.kind, len(tc.regions)), func(t *testing.T) {
+			c := startCluster(t, tc.regions, tc.kind, nil)
+			const perRegion = 30
+			for i := range perRegion {
+				for _, n := range c.Nodes() {
+					key := fmt.Sprintf("k%d", i%7)
+					body := fmt.Sprintf(`{"from":%q,"i":%d}`, n.Config().Region, i)
+					if a := do(t, "PUT", n.HTTPURL()+"/v1/kv/"+key, []byte(body)); a.status != 200 {
+						t.Fatalf("put: %d %s", a.status, a.body)
+					}
+				}
+			}
+			waitConverged(t, c, 20*time.Second)
+			// Exactly once: every region applied each other region's
+			// writes once (applied counters = unique remote writes).
+			for _, n := range c.Nodes() {
+				st := n.Store().Stats()
+				want := uint64(perRegion * (len(tc.regions) - 1))
+				if st.Applied != want {
+					t.Fatalf("%s applied %d events, want %d", n.Config().Region, st.Applied, want)
+				}
+			}
+		})
+	}
+}
+
+func pause(t *testing.T, n *Node, peer string) {
+	t.Helper()
+	if a := do(t, "POST", n.HTTPURL()+"/v1/admin/links/"+peer+"/pause", nil); a.status != 200 {
+		t.Fatalf("pause %s at %s: %d %s", peer, n.Config().Region, a.status, a.body)
+	}
+}
+
+func resume(t *testing.T, n *Node, peer string) {
+	t.Helper()
+	if a := do(t, "POST", n.HTTPURL()+"/v1/admin/links/"+peer+"/resume", nil); a.status != 200 {
+		t.Fatalf("resume %s at %s: %d %s", peer, n.Config().Region, a.status, a.body)
+	}
+}
+
+func TestConcurrentWritesWhilePaused(t *testing.T) {
+	for _, strategy := range []string{"lww", "siblings"} {
+		for _, kind := range []string{"all-to-all", "star", "circular"} {
+			t.Run(strategy+"/"+kind, func(t *testing.T) {
+				c := startCluster(t, []string{"r1", "r2", "r3"}, kind, []rules.Spec{{Name: "title", Match: "true", Strategy: strategy}})
+				r1, r2 := c.Node("r1"), c.Node("r2")
+				do(t, "PUT", r1.HTTPURL()+"/v1/kv/title", []byte(`"A"`))
+				waitConverged(t, c, 10*time.Second)
+				// Cut every inbound link so the writes are truly concurrent.
+				for _, n := range c.Nodes() {
+					for _, l := range n.Status().Links {
+						pause(t, n, l.From)
+					}
+				}
+				do(t, "PUT", r1.HTTPURL()+"/v1/kv/title", []byte(`"B"`))
+				do(t, "PUT", r2.HTTPURL()+"/v1/kv/title", []byte(`"C"`))
+				for _, n := range c.Nodes() {
+					for _, l := range n.Status().Links {
+						resume(t, n, l.From)
+					}
+				}
+				waitConverged(t, c, 15*time.Second)
+				var answers []string
+				for _, n := range c.Nodes() {
+					a := do(t, "GET", n.HTTPURL()+"/v1/kv/title", nil)
+					answers = append(answers, fmt.Sprintf("%d %s", a.status, strings.TrimSpace(string(a.body))))
+				}
+				for _, a := range answers[1:] {
+					if a != answers[0] {
+						t.Fatalf("regions answer differently: %v", answers)
+					}
+				}
+				switch strategy {
+				case "lww":
+					if !strings.HasPrefix(answers[0], "200 ") {
+						t.Fatalf("lww answer %v", answers)
+					}
+					// The loser is in some region's conflict log.
+					found := false
+					for _, n := range c.Nodes() {
+						cs, err := n.Store().Conflicts("title", 10)
+						if err != nil {
+							t.Fatal(err)
+						}
+						found = found || len(cs) > 0 && len(cs[0].Discarded) == 1
+					}
+					if !found {
+						t.Fatal("no region logged the lww loser")
+					}
+				case "siblings":
+					if !strings.HasPrefix(answers[0], "300 ") || !strings.Contains(answers[0], `"B"`) || !strings.Contains(answers[0], `"C"`) {
+						t.Fatalf("siblings answer %v", answers)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestFigure5_9 replays DDIA figure 5-9 in all-to-all: the update made at
+// r3 reaches r2 before the insert it depends on.
+func TestFigure5_9(t *testing.T) {
+	c := startCluster(t, []string{"r1", "r2", "r3"}, "all-to-all", []rules.Spec{{Name: "rows", Match: "true", Strategy: "siblings"}})
+	r1, r2, r3 := c.Node("r1"), c.Node("r2"), c.Node("r3")
+	pause(t, r2, "r1") // the slow link: r1 -> r2
+	do(t, "PUT", r1.HTTPURL()+"/v1/kv/row", []byte(`{"v":1}`))
+	var ctx string
+	eventually(t, 10*time.Second, "r3 to receive the insert", func() bool {
+		a := do(t, "GET", r3.HTTPURL()+"/v1/kv/row", nil)
+		ctx = a.header.Get(HeaderContext)
+		return a.status == 200
+	})
+	if a := do(t, "PUT", r3.HTTPURL()+"/v1/kv/row", []byte(`{"v":2}`), HeaderContext, ctx); a.status != 200 {
+		t.Fatalf("update at r3: %d %s", a.status, a.body)
+	}
+	eventually(t, 10*time.Second, "r2 to receive the update", func() bool {
+		a := do(t, "GET", r2.HTTPURL()+"/v1/kv/row", nil)
+		return a.status == 200 && strings.TrimSpace(string(a.body)) == `{"v":2}`
+	})
+	resume(t, r2, "r1")
+	waitConverged(t, c, 10*time.Second)
+	for _, n := range c.Nodes() {
+		m := do(t, "GET", n.HTTPURL()+"/v1/kv/row?meta=true", nil).json(t)
+		vs := m["versions"].([]any)
+		if len(vs) != 1 {
+			t.Fatalf("%s holds %d versions, want the update only: %v", n.Config().Region, len(vs), m)
+		}
+		v, _ := json.Marshal(vs[0].(map[string]any)["value"])
+		if string(v) != `{"v":2}` {
+			t.Fatalf("%s holds %s", n.Config().Region, v)
+		}
+	}
+	if dup := r2.Store().Stats().Applied; dup != 2 {
+		t.Fatalf("r2 applied %d events, want 2 (the late insert is applied as superseded)", dup)
+	}
+}

@@ -1,0 +1,54 @@
+package link
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStartServerPortTaken(t *testing.T) {
+	s := startTestServer(t, "first", -1, t.TempDir())
+	start := time.Now()
+	_, err := StartServer(ServerOptions{Name: "second", Port: s.Port(), StoreDir: t.TempDir()})
+	if err == nil {
+		t.Fatal("second server on a taken port started")
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("error %q does not say the port is taken", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s to fail", d)
+	}
+}
+
+func TestStartServerNeedsStoreDir(t *testing.T) {
+	if _, err := StartServer(ServerOptions{Name: "x", Port: -1}); err == nil {
+		t.Fatal("started without a store dir")
+	}
+}
+
+func TestStartServerSyncAlwaysKeepsStreams(t *testing.T) {
+	dir := t.TempDir()
+	s, err := StartServer(ServerOptions{Name: "a", Port: -1, StoreDir: dir, SyncAlways: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.ns.JetStreamConfig().SyncAlways {
+		t.Error("SyncAlways not passed to JetStream")
+	}
+	nc := connectTest(t, s.ClientURL())
+	ob := &memOutbox{}
+	ob.add("a~e1", "a", nil, 1, 10)
+	p := newTestPublisher(t, "a", nc, ob)
+	r := goRun(t, p.Run)
+	waitFor(t, 5*time.Second, "published", func() bool { return ob.len() == 0 })
+	r.stop(t)
+	nc.Close()
+	s.Shutdown()
+	s.Shutdown() // twice is fine
+
+	s2 := startTestServer(t, "a", -1, dir)
+	if got := streamMsgs(t, connectTest(t, s2.ClientURL()), "a"); got != 10 {
+		t.Fatalf("restarted server holds %d messages, want 10", got)
+	}
+}
