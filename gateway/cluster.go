@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	neturl "net/url"
 	"path/filepath"
 
@@ -35,8 +36,17 @@ type ClusterSpec struct {
 
 // Cluster is a set of regions started together in one process.
 type Cluster struct {
-	nodes []*Node
-	spec  ClusterSpec
+	nodes   []*Node // nil while stopped
+	stopped []stopped
+	spec    ClusterSpec
+	// addrs remembers every region's address, stopped ones included.
+	addrs map[string]Peer
+}
+
+type stopped struct {
+	index int
+	cfg   *config.Config
+	opts  Options
 }
 
 // RegionConfig builds the complete, validated config of one region of spec.
@@ -117,18 +127,21 @@ func StartCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
 	return c, nil
 }
 
-// Peers returns every region's actual address.
+// Peers returns every region's actual address (a stopped region's last
+// one, where it comes back).
 func (c *Cluster) Peers() map[string]Peer {
-	peers := map[string]Peer{}
+	if c.addrs == nil {
+		c.addrs = map[string]Peer{}
+	}
 	for _, n := range c.nodes {
 		if n != nil {
-			peers[n.cfg.Region] = Peer{HTTP: n.HTTPURL(), NATS: n.NATSURL()}
+			c.addrs[n.cfg.Region] = Peer{HTTP: n.HTTPURL(), NATS: n.NATSURL()}
 		}
 	}
-	return peers
+	return maps.Clone(c.addrs)
 }
 
-// Nodes returns the regions in order.
+// Nodes returns the regions in order; a stopped region is nil.
 func (c *Cluster) Nodes() []*Node { return c.nodes }
 
 // Node returns a region by name, or nil.
@@ -141,9 +154,10 @@ func (c *Cluster) Node(region string) *Node {
 	return nil
 }
 
-// Restart closes one region and starts it again on the same data directory
-// and ports (a clean restart; the testbed's kill -9 uses processes).
-func (c *Cluster) Restart(ctx context.Context, region string) error {
+// Stop closes one region (a clean shutdown); StartRegion brings it back on
+// the same data directory and ports.
+func (c *Cluster) Stop(region string) error {
+	c.Peers() // remember its address for its return
 	for i, n := range c.nodes {
 		if n == nil || n.cfg.Region != region {
 			continue
@@ -151,18 +165,36 @@ func (c *Cluster) Restart(ctx context.Context, region string) error {
 		cfg := *n.cfg
 		cfg.HTTP.Listen = n.listener.Addr().String()
 		cfg.NATS.Listen = hostOf(n.NATSURL())
-		opts := n.opts
-		if err := n.Close(); err != nil {
-			return err
+		c.stopped = append(c.stopped, stopped{index: i, cfg: &cfg, opts: n.opts})
+		c.nodes[i] = nil
+		return n.Close()
+	}
+	return fmt.Errorf("no running region %q", region)
+}
+
+// StartRegion starts a region stopped with Stop.
+func (c *Cluster) StartRegion(ctx context.Context, region string) error {
+	for j, s := range c.stopped {
+		if s.cfg.Region != region {
+			continue
 		}
-		nn, err := New(&cfg, opts)
+		n, err := New(s.cfg, s.opts)
 		if err != nil {
 			return err
 		}
-		c.nodes[i] = nn
-		return nn.Start(ctx, c.Peers())
+		c.nodes[s.index] = n
+		c.stopped = append(c.stopped[:j], c.stopped[j+1:]...)
+		return n.Start(ctx, c.Peers())
 	}
-	return fmt.Errorf("no region %q", region)
+	return fmt.Errorf("no stopped region %q", region)
+}
+
+// Restart stops a region and starts it again at once.
+func (c *Cluster) Restart(ctx context.Context, region string) error {
+	if err := c.Stop(region); err != nil {
+		return err
+	}
+	return c.StartRegion(ctx, region)
 }
 
 // Close stops every region.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -191,5 +192,42 @@ func TestFigure5_9(t *testing.T) {
 	}
 	if dup := r2.Store().Stats().Applied; dup != 2 {
 		t.Fatalf("r2 applied %d events, want 2 (the late insert is applied as superseded)", dup)
+	}
+}
+
+// TestRelayOutage stops the star hub, or one member of a circle, while the
+// other regions keep writing; once it returns, every write flows everywhere.
+func TestRelayOutage(t *testing.T) {
+	for _, kind := range []string{"star", "circular"} {
+		t.Run(kind, func(t *testing.T) {
+			regions := []string{"r1", "r2", "r3"}
+			if kind == "circular" {
+				regions = append(regions, "r4")
+			}
+			c := startCluster(t, regions, kind, nil)
+			down := "r1" // the hub, or a ring member
+			if err := c.Stop(down); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 10 {
+				for _, n := range c.Nodes() {
+					if n == nil {
+						continue
+					}
+					key := fmt.Sprintf("%s-%d", n.Config().Region, i)
+					if a := do(t, "PUT", n.HTTPURL()+"/v1/kv/"+key, []byte(`1`)); a.status != 200 {
+						t.Fatalf("write while %s is down: %d", down, a.status)
+					}
+				}
+			}
+			if err := c.StartRegion(context.Background(), down); err != nil {
+				t.Fatal(err)
+			}
+			waitConverged(t, c, 30*time.Second)
+			_, count, _ := c.Node("r2").Store().Digest()
+			if want := 10 * (len(regions) - 1); count != want {
+				t.Fatalf("r2 holds %d keys, want %d", count, want)
+			}
+		})
 	}
 }

@@ -209,7 +209,7 @@ func TestHome(t *testing.T) {
 	}{
 		{"user/1", `{"region": "eu-west"}`, "eu-west", nil},
 		{"user/1", `{"name": "x"}`, "us-east", nil},
-		{"user/1", ``, "us-east", nil},      // delete: value null
+		{"user/1", ``, "us-east", nil},    // delete: value null
 		{"user/1", `[1, 2]`, "", ErrEval}, // a field of an array is an error
 		{"user/1", `{"region": "mars"}`, "", ErrBadHome},
 		{"user/1", `{"region": 7}`, "", ErrBadHome},

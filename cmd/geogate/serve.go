@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -28,7 +27,7 @@ func newServe() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			logger := newLogger(cfg.Log)
+			logger := cfg.Log.NewLogger(os.Stderr)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			node, err := gateway.New(cfg, gateway.Options{Logger: logger, RulesFile: path})
@@ -47,16 +46,6 @@ func newServe() *cobra.Command {
 	}
 	config.RegisterFlags(cmd.Flags())
 	return cmd
-}
-
-func newLogger(c config.Log) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.Level)) //nolint:errcheck // validated by config
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
 func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
