@@ -192,3 +192,23 @@ func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([
 	n.afterApply(batch, res)
 	return done, nil
 }
+
+// PauseLink pauses the inbound link from peer (as the admin API does); it
+// reports whether such a link exists.
+func (n *Node) PauseLink(peer string) bool {
+	l := n.link(peer)
+	if l != nil {
+		l.Pause()
+	}
+	return l != nil
+}
+
+// ResumeLink resumes the inbound link from peer; it reports whether such a
+// link exists.
+func (n *Node) ResumeLink(peer string) bool {
+	l := n.link(peer)
+	if l != nil {
+		l.Resume()
+	}
+	return l != nil
+}

@@ -211,10 +211,10 @@ func decodeDoc(raw json.RawMessage) (any, error) {
 }
 
 // normalize converts an expression value to the JSON data model (nil,
-// bool, float64, string, []any, map[string]any). Values outside it
-// (ints, typed slices, structs, times) go through encoding/json; values
-// that do not encode (functions, maps with non-string keys, NaN) are an
-// error.
+// bool, float64, string, []any, map[string]any). Maps with other keys are
+// keyed by the keys' text; other values (ints, typed slices, structs,
+// times) go through encoding/json; values that do not encode (functions,
+// NaN) are an error.
 func normalize(v any) (any, error) {
 	switch x := v.(type) {
 	case nil, bool, float64, string:
@@ -245,6 +245,24 @@ func normalize(v any) (any, error) {
 		return out, nil
 	case time.Duration:
 		return x.String(), nil
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Map {
+		// groupBy and friends build maps with non-string keys: key them
+		// by their text, refusing collisions (whose winner would depend
+		// on Go's random map order).
+		out := make(map[string]any, rv.Len())
+		for it := rv.MapRange(); it.Next(); {
+			k := fmt.Sprint(it.Key().Interface())
+			if _, dup := out[k]; dup {
+				return nil, fmt.Errorf("not a JSON value: two map keys read %q", k)
+			}
+			n, err := normalize(it.Value().Interface())
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

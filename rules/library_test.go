@@ -62,6 +62,8 @@ func TestLibraryFunctions(t *testing.T) {
 		{`maxBy(versions, "hlc").origin`, []string{`{}`, `{}`, `{}`}, `"r2"`},
 		{`{"m": maxBy(siblings, "s")}`, []string{`{"s": "b", "id": 1}`, `{"s": "b", "id": 0}`}, `{"m":{"id":1,"s":"b"}}`}, // tie: greater canonical JSON
 		{`maxBy(siblings, "s")`, []string{`{"s": "b"}`, `{"s": 1}`}, `error: cannot compare`},
+		{`keys(groupBy(siblings, #.n))`, []string{`{"n": 2}`, `{"n": 1}`, `{"n": 2}`}, `["1","2"]`},
+		{`groupBy(siblings, #.n)`, []string{`{"n": 1}`, `{"n": "1"}`}, `error: two map keys read "1"`},
 		{`keys(siblings[0])`, []string{`{"z": 1, "a": 2, "m": 3}`}, `["a","m","z"]`},
 		{`values(siblings[0])`, []string{`{"z": 1, "a": 2, "m": 3}`}, `[2,3,1]`},
 		{`toPairs(siblings[0])`, []string{`{"b": 1, "a": 2}`}, `[["a",2],["b",1]]`},

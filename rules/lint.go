@@ -151,6 +151,9 @@ func (rf *ruleFile) fieldPos(i int, field string, offset int) (int, int) {
 
 // addCompileError turns a compile error into a located diagnostic.
 func (rf *ruleFile) addCompileError(e *CompileError) {
+	if rf.nodes[e.Index].bad[e.Field] {
+		return // the field's value was unusable; already reported
+	}
 	msg := e.Err.Error()
 	offset := 0
 	if fe := e.ExprError(); fe != nil {

@@ -37,6 +37,7 @@ func knownKeys() string {
 
 // ruleNodes are the YAML nodes of one rule, for positions.
 type ruleNodes struct {
+	bad    map[string]bool       // keys with a structural error already reported
 	rule   *yaml.Node            // the rule's mapping
 	keys   map[string]*yaml.Node // config key -> key node
 	values map[string]*yaml.Node // config key -> value node
@@ -69,7 +70,9 @@ func parseRuleFile(src []byte, filename string) *ruleFile {
 		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 			line, _ = strconv.Atoi(m[1])
 		}
-		rf.add(SeverityError, line, 1, "", "", strings.TrimPrefix(err.Error(), "yaml: "))
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = strings.TrimPrefix(msg, fmt.Sprintf("line %d: ", line))
+		rf.add(SeverityError, line, 1, "", "", msg)
 		return rf
 	}
 	if len(doc.Content) == 0 {
@@ -126,7 +129,7 @@ func regionNames(v *yaml.Node) []string {
 // parseRule reads one rule mapping into a Spec; unknown and repeated keys
 // and non-scalar values are diagnosed.
 func (rf *ruleFile) parseRule(i int, item *yaml.Node) {
-	nodes := ruleNodes{rule: item, keys: map[string]*yaml.Node{}, values: map[string]*yaml.Node{}}
+	nodes := ruleNodes{bad: map[string]bool{}, rule: item, keys: map[string]*yaml.Node{}, values: map[string]*yaml.Node{}}
 	var spec Spec
 	if item.Kind != yaml.MappingNode {
 		rf.add(SeverityError, item.Line, item.Column, "", "", fmt.Sprintf("rule #%d must be a mapping of %s", i+1, knownKeys()))
@@ -157,6 +160,7 @@ func (rf *ruleFile) parseRule(i int, item *yaml.Node) {
 		}
 		nodes.keys[k.Value], nodes.values[k.Value] = k, v
 		if v.Kind != yaml.ScalarNode {
+			nodes.bad[k.Value] = true
 			rf.add(SeverityError, v.Line, v.Column, spec.Name, k.Value, fmt.Sprintf("%s must be a string", k.Value))
 			continue
 		}

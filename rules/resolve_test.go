@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/geogate/geogate/conflict"
@@ -223,7 +224,7 @@ func TestRuntimeFailureKeepsVersions(t *testing.T) {
 		{"index out of range", Spec{Strategy: "siblings", OnRead: `siblings[5]`}, Options{}, ErrEval},
 		{"type error", Spec{Strategy: "siblings", OnRead: `{"n": sum(map(siblings, #.n))}`}, Options{}, ErrEval},
 		{"select on a bad field", Spec{Strategy: "custom", Select: `version.value.n + 1`}, Options{}, ErrEval},
-		{"not JSON", Spec{Strategy: "custom", OnRead: `groupBy(siblings, #.n)`}, Options{}, ErrEval},
+		{"not JSON", Spec{Strategy: "custom", OnRead: `{"f": toJSON}`}, Options{}, ErrEval},
 		{"null on_read", Spec{Strategy: "custom", OnRead: `nil`}, Options{}, ErrEval},
 		{"memory budget", Spec{Strategy: "custom", OnRead: `map(1..100000, #)`}, Options{MemoryBudget: 1000}, ErrEval},
 		{"input too large", Spec{Strategy: "custom", OnRead: `siblings`}, Options{MaxInputBytes: 10}, ErrTooLarge},
@@ -385,4 +386,54 @@ func TestPropFailureKeepsEveryLiveVersion(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A Set is shared by every request goroutine of the gateway: concurrent
+// evaluations must give the serial answers (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	set := mustCompile(t, designSpecs(), Options{Regions: testRegions})
+	vs := []conflict.Version{
+		ver("us-east", 1, 1, `{"items": ["a"], "updated_at": 3}`),
+		ver("eu-west", 1, 2, `{"items": ["b"], "updated_at": 1}`),
+	}
+	keys := []string{"cart/1", "stock/1", "user/1", "x"}
+	want := map[string]string{}
+	for _, k := range keys {
+		r, _ := set.Match(k)
+		res, err := r.Resolve(k, "us-east", vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[k] = resolutionKey(res)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				k := keys[(g+i)%len(keys)]
+				r, err := set.Match(k)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				res, err := r.Resolve(k, "us-east", vs)
+				if err != nil || resolutionKey(res) != want[k] {
+					errs <- fmt.Sprintf("%s: %s, %v", k, resolutionKey(res), err)
+					return
+				}
+				if k == "user/1" {
+					if h, err := r.Home(k, json.RawMessage(`{"region": "eu-west"}`)); err != nil || h != "eu-west" {
+						errs <- fmt.Sprintf("home %q %v", h, err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
 }

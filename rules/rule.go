@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 )
@@ -44,11 +43,10 @@ const (
 	DefaultMaxNodes       uint = 2000
 	DefaultMaxInputBytes       = 8 << 20
 	DefaultMaxResultBytes      = 1 << 20
+	// DefaultMemoryBudget is expr's own default VM budget (its units:
+	// roughly the elements of the collections an evaluation builds).
+	DefaultMemoryBudget uint = 1_000_000
 )
-
-// DefaultMemoryBudget is expr's default VM memory budget, applied when
-// Options.MemoryBudget is zero.
-var DefaultMemoryBudget = conf.DefaultMemoryBudget
 
 // Options are the deployment facts and limits rules are compiled under.
 type Options struct {

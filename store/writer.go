@@ -300,14 +300,17 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	if m.Supersede {
 		ctx = before.Context().Merge(ctx)
 	}
-	after, ev, out := before.Write(s.actor, ctx, m.Value, m.Deleted, s.opts.Clock.Now())
+	value := m.Value
+	if !m.Deleted {
+		if value, err = normalizeValue(m.Value); err != nil {
+			// Nothing of this request has touched the batch yet.
+			return WriteResult{}, requestError{fmt.Errorf("encode value of %q: %w", m.Key, err)}
+		}
+	}
+	after, ev, out := before.Write(s.actor, ctx, value, m.Deleted, s.opts.Clock.Now())
 	ev.Key = m.Key
 	ev.OSeq = s.oseq + 1
-	data, err := json.Marshal(ev)
-	if err != nil {
-		// Nothing of this request has touched the batch yet.
-		return WriteResult{}, requestError{fmt.Errorf("encode event %q: %w", m.Key, err)}
-	}
+	data := appendEvent(make([]byte, 0, 128+len(value)), ev)
 	s.oseq++
 	if err := s.appendOutbox(st, OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: []string{s.opts.Region}, Data: data}); err != nil {
 		return WriteResult{}, err
@@ -342,6 +345,11 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 			stats.Gaps++
 			continue // not done: wait for the gap to fill
 		}
+		value, err := normalizeValue(ev.Version.Value)
+		if err != nil {
+			return nil, fmt.Errorf("apply %s:%d to %q: value: %w", origin, ev.OSeq, ev.Key, err)
+		}
+		ev.Version.Value = value
 		before, err := s.record(st, ev.Key)
 		if err != nil {
 			return nil, err
@@ -358,9 +366,7 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 		if in.Forward {
 			raw := in.Raw
 			if raw == nil {
-				if raw, err = json.Marshal(ev); err != nil {
-					return nil, fmt.Errorf("encode event %q: %w", ev.Key, err)
-				}
+				raw = appendEvent(nil, ev)
 			}
 			path := append(slices.Clip(in.Path), s.opts.Region)
 			if err := s.appendOutbox(st, OutboxEntry{Origin: origin, OSeq: ev.OSeq, Path: path, Data: raw}); err != nil {
@@ -405,10 +411,7 @@ func (s *Store) appendOutbox(st *batchState, e OutboxEntry) error {
 // flush writes the batch's records, watermarks and counters.
 func (s *Store) flush(st *batchState) error {
 	for key := range st.dirty {
-		b, err := json.Marshal(st.records[key])
-		if err != nil {
-			return fmt.Errorf("encode record %q: %w", key, err)
-		}
+		b := appendRecord(make([]byte, 0, 256), st.records[key])
 		if err := st.txn.Set(recordKey(key), b); err != nil {
 			return fmt.Errorf("put %q: %w", key, err)
 		}

@@ -12,6 +12,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newDemo(), newPut(), newGet(), newDel(), newStatus())
+	root.AddCommand(newServe(), newDemo(), newPut(), newGet(), newDel(), newStatus(), newBench())
 	return root
 }

@@ -62,7 +62,8 @@ func (o *memOutbox) TrimOutbox(upTo uint64) error {
 		return nil
 	}
 	i := sort.Search(len(o.entries), func(i int) bool { return o.entries[i].Seq > upTo })
-	o.entries = slices.Delete(o.entries, 0, i)
+	clear(o.entries[:i]) // drop the payloads; reslicing keeps trims O(1)
+	o.entries = o.entries[i:]
 	return nil
 }
 

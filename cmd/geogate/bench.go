@@ -1,0 +1,54 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/geogate/geogate/gateway/bench"
+)
+
+func newBench() *cobra.Command {
+	var (
+		o       bench.Options
+		jsonOut string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure geogate against raw Badger and raw JetStream in one run and print the ratios",
+		Long: "Measure, in one run on this machine: store and HTTP writes against raw Badger transactions, replication\n" +
+			"throughput against raw JetStream publish-then-consume, replication lag at a steady rate, and catch-up after\n" +
+			"a paused link. Figures are printed as they finish; the ratios at the end are what to compare across machines.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "geogate-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			o.Dir, o.Progress = dir, cmd.OutOrStdout()
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			rep, err := bench.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			if jsonOut != "" {
+				b, _ := json.MarshalIndent(rep, "", "  ")
+				return os.WriteFile(jsonOut, b, 0o644)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Writes, "writes", 3000, "writes per write benchmark")
+	f.IntVar(&o.Events, "events", 20000, "events in the replication throughput run")
+	f.IntVar(&o.Backlog, "backlog", 100000, "events in the catch-up backlog")
+	f.IntVar(&o.Rate, "rate", 1000, "writes per second in the lag run")
+	f.IntVar(&o.LagSeconds, "lag-seconds", 5, "duration of the lag run")
+	f.IntVar(&o.Clients, "clients", 16, "concurrent HTTP clients")
+	f.StringSliceVar(&o.Only, "only", nil, "run only these parts: writes, replication")
+	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
+	return cmd
+}

@@ -1,0 +1,221 @@
+// Package bench measures geogate against raw baselines in one run, so the
+// figures are ratios that hold on a noisy shared machine: store and HTTP
+// writes against raw Badger transactions, replication against raw
+// JetStream publish-then-consume, lag at a steady rate, and catch-up after a
+// paused link. `geogate bench` runs it; so does TestBenchSmoke, briefly.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/store"
+)
+
+// Options sizes a run.
+type Options struct {
+	// Dir holds the run's data (a temporary directory).
+	Dir string
+	// Writes is the number of writes in the write benchmarks (default 3000).
+	Writes int
+	// Events is the number of events in the replication throughput run
+	// (default 20000).
+	Events int
+	// Backlog is the size of the catch-up backlog (default 100000).
+	Backlog int
+	// Rate and LagSeconds shape the steady-rate lag run (default 1000/s
+	// for 5s).
+	Rate       int
+	LagSeconds int
+	// Clients is the number of concurrent HTTP clients (default 16).
+	Clients int
+	// Only, if non-empty, selects the parts to run: writes, replication.
+	Only   []string
+	Logger *slog.Logger
+	// Progress receives one line per finished measurement.
+	Progress io.Writer
+}
+
+func (o *Options) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.Writes, 3000)
+	def(&o.Events, 20000)
+	def(&o.Backlog, 100000)
+	def(&o.Rate, 1000)
+	def(&o.LagSeconds, 5)
+	def(&o.Clients, 16)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// Figure is one measured rate.
+type Figure struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+}
+
+// Ratio compares two figures of the same run against a target.
+type Ratio struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Target string  `json:"target"`
+	Met    bool    `json:"met"`
+}
+
+// Report is a run's figures and the ratios derived from them.
+type Report struct {
+	Figures []Figure `json:"figures"`
+	Ratios  []Ratio  `json:"ratios"`
+}
+
+func (r *Report) add(o *Options, name string, v float64, unit string) float64 {
+	r.Figures = append(r.Figures, Figure{name, v, unit})
+	fmt.Fprintf(o.Progress, "%-52s %12.1f %s\n", name, v, unit)
+	return v
+}
+
+func (r *Report) ratio(o *Options, name string, v float64, target string, met bool) {
+	r.Ratios = append(r.Ratios, Ratio{name, v, target, met})
+	mark := "met"
+	if !met {
+		mark = "MISSED"
+	}
+	fmt.Fprintf(o.Progress, "ratio %-46s %8.2f  (target %s: %s)\n", name, v, target, mark)
+}
+
+// Run performs the selected measurements.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	rep := &Report{}
+	want := func(part string) bool { return len(o.Only) == 0 || slices.Contains(o.Only, part) }
+	if want("writes") {
+		if err := writes(ctx, &o, rep); err != nil {
+			return rep, fmt.Errorf("writes: %w", err)
+		}
+	}
+	if want("replication") {
+		if err := replication(ctx, &o, rep); err != nil {
+			return rep, fmt.Errorf("replication: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+// rawBadger measures one Set per db.Update transaction, sequentially.
+func rawBadger(dir string, sync bool, n int) (float64, error) {
+	db, err := badger.Open(badger.DefaultOptions(dir).WithSyncWrites(sync).WithLogger(nil).
+		WithMemTableSize(16 << 20).WithValueLogFileSize(32 << 20).WithNumVersionsToKeep(1))
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	val := []byte(`{"name":"benchmark","n":123456,"tags":["a","b"]}`)
+	start := time.Now()
+	for i := range n {
+		if err := db.Update(func(txn *badger.Txn) error {
+			return txn.Set(fmt.Appendf(nil, "d/key-%d", i), val)
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+func openStore(dir string, sync bool) (*store.Store, error) {
+	return store.Open(store.Options{Dir: dir, Region: "bench", Sync: sync, SmallFootprint: true,
+		Clock: conflict.NewClock(func() int64 { return time.Now().UnixMilli() }, 0),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+// storeWrites measures store.Write from `writers` goroutines.
+func storeWrites(ctx context.Context, s *store.Store, n, writers int, prefix string) (float64, error) {
+	var next atomic.Int64
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				_, err := s.Write(ctx, store.Mutation{Key: fmt.Sprintf("%s-%d", prefix, i), Value: []byte(`{"name":"benchmark","n":123456,"tags":["a","b"]}`), Supersede: true})
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds(), firstErr
+}
+
+func writes(ctx context.Context, o *Options, rep *Report) error {
+	n := o.Writes
+	rawOn, err := rawBadger(filepath.Join(o.Dir, "raw-sync"), true, max(n/3, 200))
+	if err != nil {
+		return err
+	}
+	rep.add(o, "raw badger, sync on, 1 txn per write", rawOn, "writes/s")
+	rawOff, err := rawBadger(filepath.Join(o.Dir, "raw-nosync"), false, n*3)
+	if err != nil {
+		return err
+	}
+	rep.add(o, "raw badger, sync off, 1 txn per write", rawOff, "writes/s")
+
+	s, err := openStore(filepath.Join(o.Dir, "store-nosync"), false)
+	if err != nil {
+		return err
+	}
+	storeOff, err := storeWrites(ctx, s, n*3, 1, "k")
+	s.Close()
+	if err != nil {
+		return err
+	}
+	rep.add(o, "store.Write, sync off, 1 writer", storeOff, "writes/s")
+
+	c, err := gateway.StartCluster(ctx, gateway.ClusterSpec{
+		Regions: []string{"solo"}, Topology: config.Topology{Kind: "all-to-all"}, DataDir: filepath.Join(o.Dir, "http"), Sync: true,
+		Options: func(string) gateway.Options { return gateway.Options{Logger: o.Logger} },
+	})
+	if err != nil {
+		return err
+	}
+	httpOn, err := httpPuts(ctx, c.Node("solo").HTTPURL(), n, o.Clients)
+	c.Close()
+	if err != nil {
+		return err
+	}
+	rep.add(o, fmt.Sprintf("HTTP PUT, sync on, %d keep-alive clients", o.Clients), httpOn, "writes/s")
+	rep.ratio(o, "store (sync off) / raw badger (sync off)", storeOff/rawOff, ">= 0.5", storeOff/rawOff >= 0.5)
+	rep.ratio(o, fmt.Sprintf("HTTP PUT x%d (sync on) / raw badger (sync on)", o.Clients), httpOn/rawOn, ">= 2", httpOn/rawOn >= 2)
+	return nil
+}

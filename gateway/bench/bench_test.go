@@ -1,0 +1,32 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"testing"
+)
+
+// TestBenchSmoke runs every measurement at a tiny size, so `geogate bench`
+// keeps working; the figures of a real run come from `geogate bench`.
+// GEOGATE_BENCH=1 runs the full-size benchmark here instead.
+func TestBenchSmoke(t *testing.T) {
+	o := Options{Dir: t.TempDir(), Writes: 150, Events: 500, Backlog: 1000, Rate: 200, LagSeconds: 1, Clients: 4}
+	if os.Getenv("GEOGATE_BENCH") != "" {
+		o = Options{Dir: t.TempDir(), Progress: os.Stdout}
+	}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Figures) != 9 || len(rep.Ratios) != 5 {
+		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
+	}
+	for _, f := range rep.Figures {
+		if !(f.Value > 0) {
+			t.Fatalf("figure %q is %v", f.Name, f.Value)
+		}
+	}
+	for _, r := range rep.Ratios {
+		t.Logf("%s = %.2f (target %s, met %v)", r.Name, r.Value, r.Target, r.Met)
+	}
+}

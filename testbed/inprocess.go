@@ -1,0 +1,151 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/store"
+)
+
+// deployment is a running set of regions the testbed drives: in this
+// process or as child processes.
+type deployment interface {
+	// urls returns each region's HTTP API base URL; they do not change
+	// across kills and restarts.
+	urls() map[string]string
+	// kill stops a region hard; restart starts it again on the same data
+	// directory and addresses.
+	kill(ctx context.Context, region string) error
+	restart(ctx context.Context, region string) error
+	// setSkew moves a region's physical clock by d from the wall clock.
+	setSkew(region string, d time.Duration) error
+	// finalStates reads every region's data after quiescence; the regions
+	// may be stopped by it.
+	finalStates(ctx context.Context) ([]RegionState, error)
+	// close stops every region. Idempotent.
+	close() error
+}
+
+// conflictLogLimit is how many conflict-log entries a region's final state
+// reads (the store keeps 100000 by default).
+const conflictLogLimit = 1 << 20
+
+// inProcess runs the regions with gateway.StartCluster in this process.
+// Every region's physical clock is the wall clock plus an atomic offset
+// (clock skew faults), and every inbound link dials through the network.
+//
+// A kill here is a clean close of the node (Node.Close: in-flight requests
+// finish, the store flushes), and the restart is cluster.Restart on the same
+// data and ports: it exercises downtime and recovery, not crash recovery.
+// Use process mode for SIGKILL.
+type inProcess struct {
+	cluster *gateway.Cluster
+	skews   map[string]*atomic.Int64
+	regions []string
+	base    map[string]string
+}
+
+var _ deployment = (*inProcess)(nil)
+
+func startInProcess(ctx context.Context, sc *Scenario, dataDir string, net *network, log *slog.Logger) (*inProcess, error) {
+	d := &inProcess{skews: map[string]*atomic.Int64{}, regions: sc.Regions}
+	for _, r := range sc.Regions {
+		d.skews[r] = &atomic.Int64{}
+	}
+	spec := gateway.ClusterSpec{
+		Regions:  sc.Regions,
+		Topology: config.Topology{Kind: string(sc.Topology.Kind), Hub: sc.Topology.Hub, Order: sc.Topology.Order},
+		DataDir:  dataDir,
+		Rules:    sc.Rules,
+		Sync:     sc.Sync,
+		Options: func(region string) gateway.Options {
+			skew := d.skews[region]
+			return gateway.Options{
+				Logger: log.With("region", region),
+				Clock:  func() int64 { return time.Now().UnixMilli() + skew.Load() },
+				Dialer: func(peer string) nats.CustomDialer { return net.dialer(peer, region) },
+			}
+		},
+	}
+	c, err := gateway.StartCluster(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("start cluster: %w", err)
+	}
+	d.cluster = c
+	d.base = map[string]string{}
+	for _, n := range c.Nodes() {
+		d.base[n.Config().Region] = n.HTTPURL()
+	}
+	return d, nil
+}
+
+func (d *inProcess) urls() map[string]string { return maps.Clone(d.base) }
+
+func (d *inProcess) kill(_ context.Context, region string) error {
+	n := d.cluster.Node(region)
+	if n == nil {
+		return fmt.Errorf("no region %q", region)
+	}
+	return n.Close()
+}
+
+func (d *inProcess) restart(ctx context.Context, region string) error {
+	return d.cluster.Restart(ctx, region)
+}
+
+func (d *inProcess) setSkew(region string, by time.Duration) error {
+	s, ok := d.skews[region]
+	if !ok {
+		return fmt.Errorf("no region %q", region)
+	}
+	s.Store(by.Milliseconds())
+	return nil
+}
+
+func (d *inProcess) finalStates(context.Context) ([]RegionState, error) {
+	var out []RegionState
+	for _, r := range d.regions {
+		n := d.cluster.Node(r)
+		if n == nil {
+			return nil, fmt.Errorf("no region %q", r)
+		}
+		st, err := readState(r, n.Store())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// readState reads a store's digest, records and conflict log.
+func readState(region string, s *store.Store) (RegionState, error) {
+	st := RegionState{Region: region, Records: map[string]conflict.Record{}}
+	var err error
+	if st.Digest, _, err = s.Digest(); err != nil {
+		return st, fmt.Errorf("digest %s: %w", region, err)
+	}
+	if err := s.Scan(func(key string, rec conflict.Record) bool { st.Records[key] = rec; return true }); err != nil {
+		return st, fmt.Errorf("scan %s: %w", region, err)
+	}
+	if st.Conflicts, err = s.Conflicts("", conflictLogLimit); err != nil {
+		return st, fmt.Errorf("conflict log %s: %w", region, err)
+	}
+	return st, nil
+}
+
+func (d *inProcess) close() error {
+	if d.cluster == nil {
+		return nil
+	}
+	return d.cluster.Close()
+}
