@@ -21,7 +21,8 @@ func genText() *rapid.Generator[string] {
 	)
 }
 
-// genDoc draws a JSON document, indented so it needs compacting.
+// genDoc draws a JSON document: indented (needs compacting), compact, or
+// compact without HTML escaping (needs escaping).
 func genDoc() *rapid.Generator[json.RawMessage] {
 	return rapid.Custom(func(t *rapid.T) json.RawMessage {
 		doc := map[string]any{
@@ -37,11 +38,18 @@ func genDoc() *rapid.Generator[json.RawMessage] {
 		case 1:
 			v = nil
 		}
-		b, err := json.MarshalIndent(v, "", "  ")
-		if err != nil { // NaN or Inf cannot be encoded: use a plain document
-			b = []byte(` { "x" : [ 1 , 2 ] } `)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		switch rapid.IntRange(0, 2).Draw(t, "form") {
+		case 0:
+			enc.SetIndent("", "  ")
+		case 1:
+			enc.SetEscapeHTML(false)
 		}
-		return b
+		if err := enc.Encode(v); err != nil { // NaN or Inf cannot be encoded
+			return json.RawMessage(` { "x" : [ 1 , 2 ] } `)
+		}
+		return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	})
 }
 
@@ -99,7 +107,7 @@ func TestNormalizeValueMatchesMarshal(t *testing.T) {
 }
 
 func TestNormalizeValueRejectsInvalid(t *testing.T) {
-	for _, v := range []string{`{`, `{"a":}`, `nul`, `1 2`, "\"\xff"} {
+	for _, v := range []string{`{`, `{"a":}`, `nul`, `1 2`, `"abc`, `[1,]`, `{"a":1}}`, "\"\xff", "\"a\tb\""} {
 		if _, err := normalizeValue(json.RawMessage(v)); err == nil {
 			t.Errorf("normalize(%q) accepted invalid JSON", v)
 		}

@@ -144,7 +144,7 @@ func rawBadger(dir string, sync bool, n int) (float64, error) {
 
 func openStore(dir string, sync bool) (*store.Store, error) {
 	return store.Open(store.Options{Dir: dir, Region: "bench", Sync: sync, SmallFootprint: true,
-		Clock: conflict.NewClock(func() int64 { return time.Now().UnixMilli() }, 0),
+		Clock:  conflict.NewClock(func() int64 { return time.Now().UnixMilli() }, 0),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 

@@ -100,29 +100,30 @@ type LinkConfig struct {
 	MaxAckPending int
 }
 
-// LinkStatus is a snapshot of a Link.
+// LinkStatus is a snapshot of a Link. Its JSON form is the link object of
+// GET /v1/status (from, to, state, pending, lag_seconds, plus extras).
 type LinkStatus struct {
-	From  string // the peer
-	To    string // this region
-	State string // StateUp, StatePaused or StateDown
+	From  string `json:"from"`  // the peer
+	To    string `json:"to"`    // this region
+	State string `json:"state"` // StateUp, StatePaused or StateDown
 	// Pending is the consumer's NumPending+NumAckPending from the latest
-	// consumer info (refreshed every second).
-	Pending uint64
+	// consumer info (refreshed every second; kept while down).
+	Pending uint64 `json:"pending"`
 	// LagSeconds is the time since the latest peer heartbeat this link has
 	// caught up to (see Link for the exact rule).
-	LagSeconds float64
+	LagSeconds float64 `json:"lag_seconds"`
 	// Applied counts messages Apply reported done.
-	Applied uint64
+	Applied uint64 `json:"applied"`
 	// Skipped counts messages acked without Apply because Geo-Path already
 	// held this region, and malformed messages terminated.
-	Skipped uint64
-	// Waiting counts Nak's of messages Apply left waiting (a gap).
-	Waiting uint64
+	Skipped uint64 `json:"skipped"`
+	// Waiting counts Naks of messages Apply left waiting (a gap).
+	Waiting uint64 `json:"waiting"`
 	// LastHeartbeat is when the latest peer heartbeat was received (zero if none).
-	LastHeartbeat time.Time
+	LastHeartbeat time.Time `json:"last_heartbeat"`
 	// Fetching is true while a pull is open: after Pause, messages can still
 	// arrive (and are applied) until Fetching turns false.
-	Fetching bool
+	Fetching bool `json:"fetching"`
 }
 
 // Link runs one inbound replication link: a durable pull consumer named
