@@ -164,9 +164,9 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted b
 	if err != nil {
 		return errorf(http.StatusBadRequest, "bad_session", "%s header: %v", HeaderSession, err)
 	}
-	rule, err := n.rules().Match(key)
+	rule, err := n.matchRule(key)
 	if err != nil {
-		return errorf(http.StatusInternalServerError, "rule_error", "no rule governs key %q: %v", key, err)
+		return err
 	}
 	mut := store.Mutation{Key: key, Value: value, Deleted: deleted, Context: ctxVV}
 	handled, err := n.routeHome(w, r, rule, &mut, session)
@@ -294,9 +294,9 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request, key string) error {
 	if !ok {
 		return errorf(http.StatusNotFound, "not_found", "key %q not found", key)
 	}
-	rule, err := n.rules().Match(key)
+	rule, err := n.matchRule(key)
 	if err != nil {
-		return errorf(http.StatusInternalServerError, "rule_error", "no rule governs key %q: %v", key, err)
+		return err
 	}
 	w.Header().Set(HeaderContext, encodeContext(key, rec.Context()))
 	w.Header().Set(HeaderRule, rule.Name())

@@ -223,6 +223,21 @@ func (n *Node) shutdown() error {
 	return err
 }
 
+// matchRule finds the rule governing key. A match expression that failed
+// at run time counts as not matching (the next rule is tried) and is logged
+// and counted; only a key no rule matches is an error.
+func (n *Node) matchRule(key string) (*rules.Rule, error) {
+	rule, err := n.rules().Match(key)
+	if rule == nil {
+		return nil, errorf(http.StatusInternalServerError, "rule_error", "no rule governs key %q (add a final rule with match: 'true'): %v", key, err)
+	}
+	if err != nil {
+		n.metrics.ruleErrors.WithLabelValues("match").Inc()
+		n.log.Warn("a rule's match expression failed; tried the next rule", "key", key, "err", err)
+	}
+	return rule, nil
+}
+
 // ruleError counts and logs a rule that failed at run time. The versions
 // were kept as siblings, so nothing is lost.
 func (n *Node) ruleError(rule *rules.Rule, key string, err error) {
@@ -239,7 +254,7 @@ func (o observer) Observe(c store.Change) []store.ConflictEntry {
 	if len(c.After.Versions) < 2 {
 		return nil
 	}
-	rule, err := o.n.rules().Match(c.Key)
+	rule, err := o.n.matchRule(c.Key)
 	if err != nil {
 		return nil
 	}

@@ -27,7 +27,12 @@ type OutboxEntry struct {
 var errCorruptOutbox = errors.New("corrupt outbox entry")
 
 func encodeOutbox(e OutboxEntry) []byte {
-	b := make([]byte, 0, len(e.Data)+len(e.Origin)+32)
+	return append(appendOutboxHeader(make([]byte, 0, len(e.Data)+len(e.Origin)+32), e), e.Data...)
+}
+
+// appendOutboxHeader appends everything of the entry's stored form but its
+// Data, which follows to the end of the value.
+func appendOutboxHeader(b []byte, e OutboxEntry) []byte {
 	b = binary.AppendUvarint(b, uint64(len(e.Origin)))
 	b = append(b, e.Origin...)
 	b = binary.AppendUvarint(b, e.OSeq)
@@ -36,7 +41,7 @@ func encodeOutbox(e OutboxEntry) []byte {
 		b = binary.AppendUvarint(b, uint64(len(p)))
 		b = append(b, p...)
 	}
-	return append(b, e.Data...)
+	return b
 }
 
 func decodeOutbox(seq uint64, b []byte) (OutboxEntry, error) {

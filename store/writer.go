@@ -310,9 +310,11 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	after, ev, out := before.Write(s.actor, ctx, value, m.Deleted, s.opts.Clock.Now())
 	ev.Key = m.Key
 	ev.OSeq = s.oseq + 1
-	data := appendEvent(make([]byte, 0, 128+len(value)), ev)
 	s.oseq++
-	if err := s.appendOutbox(st, OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: []string{s.opts.Region}, Data: data}); err != nil {
+	// The outbox value is the entry header followed by the event: encode
+	// the event straight after the header.
+	entry := appendOutboxHeader(make([]byte, 0, 192+len(m.Key)+len(value)), OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: []string{s.opts.Region}})
+	if err := s.appendOutbox(st, appendEvent(entry, ev)); err != nil {
 		return WriteResult{}, err
 	}
 	st.records[m.Key], st.dirty[m.Key] = after, true
@@ -369,7 +371,7 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 				raw = appendEvent(nil, ev)
 			}
 			path := append(slices.Clip(in.Path), s.opts.Region)
-			if err := s.appendOutbox(st, OutboxEntry{Origin: origin, OSeq: ev.OSeq, Path: path, Data: raw}); err != nil {
+			if err := s.appendOutbox(st, encodeOutbox(OutboxEntry{Origin: origin, OSeq: ev.OSeq, Path: path, Data: raw})); err != nil {
 				return nil, err
 			}
 			stats.Forwarded++
@@ -398,11 +400,11 @@ func (s *Store) observe(st *batchState, c Change, stats *Stats) error {
 	return nil
 }
 
-func (s *Store) appendOutbox(st *batchState, e OutboxEntry) error {
+// appendOutbox adds an encoded entry (encodeOutbox) at the next outbox seq.
+func (s *Store) appendOutbox(st *batchState, value []byte) error {
 	s.seq++
-	e.Seq = s.seq
-	if err := st.txn.Set(seqKey(prefixOutbox, e.Seq), encodeOutbox(e)); err != nil {
-		return fmt.Errorf("outbox %d: %w", e.Seq, err)
+	if err := st.txn.Set(seqKey(prefixOutbox, s.seq), value); err != nil {
+		return fmt.Errorf("outbox %d: %w", s.seq, err)
 	}
 	st.outboxed = true
 	return nil

@@ -52,10 +52,12 @@ func reportRate(b *testing.B, d time.Duration) {
 
 // BenchmarkRawJetStream publishes N messages (the link's wire format,
 // asynchronously, 256 in flight) and then consumes them with a pull
-// iterator prefetching 1024, acking each: ack=async fire-and-forget like the
-// link, ack=sync one round trip per message.
+// iterator prefetching 1024: ack=async acks each message fire-and-forget
+// (what the link does), ack=sync waits for each ack's confirmation (one round
+// trip per message), ack=all uses AckAll and acks every 256th message and the
+// last (the ceiling a strictly ordered link could reach).
 func BenchmarkRawJetStream(b *testing.B) {
-	for _, mode := range []string{"async", "sync"} {
+	for _, mode := range []string{"async", "sync", "all"} {
 		b.Run("ack="+mode, func(b *testing.B) {
 			s := startTestServer(b, "a", -1, b.TempDir())
 			nc := connectTest(b, s.ClientURL())
@@ -67,7 +69,11 @@ func BenchmarkRawJetStream(b *testing.B) {
 			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"geo.a.*"}, Duplicates: 2 * time.Minute}); err != nil {
 				b.Fatal(err)
 			}
-			cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096})
+			policy := jetstream.AckExplicitPolicy
+			if mode == "all" {
+				policy = jetstream.AckAllPolicy
+			}
+			cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{Durable: "raw", AckPolicy: policy, MaxAckPending: 4096})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -92,14 +98,17 @@ func BenchmarkRawJetStream(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			for range b.N {
+			for i := range b.N {
 				m, err := it.Next()
 				if err != nil {
 					b.Fatal(err)
 				}
-				if mode == "sync" {
+				switch {
+				case mode == "sync":
 					err = m.DoubleAck(ctx)
-				} else {
+				case mode == "async":
+					err = m.Ack()
+				case i%256 == 255 || i == b.N-1:
 					err = m.Ack()
 				}
 				if err != nil {

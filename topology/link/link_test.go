@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -311,5 +312,23 @@ func TestLinkDownWithoutPeer(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("run did not return after cancel")
+	}
+}
+
+// The status JSON carries the fields GET /v1/status promises for a link.
+func TestLinkStatusJSON(t *testing.T) {
+	b, err := json.Marshal(LinkStatus{From: "a", To: "b", State: StateUp, Pending: 3, LagSeconds: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"from": "a", "to": "b", "state": "up", "pending": 3.0, "lag_seconds": 0.5}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v (json %s)", k, m[k], v, b)
+		}
 	}
 }

@@ -1,0 +1,231 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/geogate/geogate/topology"
+)
+
+// FaultEvent is one fault action as it happened, for the report's timeline.
+type FaultEvent struct {
+	// At is when the action ran, from the start of the workload.
+	At time.Duration `json:"at"`
+	// Fault describes the fault ("partition a/b").
+	Fault string `json:"fault"`
+	// Action is "start" or "end".
+	Action string `json:"action"`
+	// Took is how long the action took (a restart takes a while).
+	Took time.Duration `json:"took"`
+	// Err is the action's error, if it failed.
+	Err string `json:"error,omitempty"`
+}
+
+// faults runs a scenario's fault timeline against a deployment and its
+// network, and undoes whatever is still in force when asked.
+type faults struct {
+	sc     *Scenario
+	plan   *topology.Plan
+	dep    deployment
+	net    *network
+	client *apiClient
+	log    *slog.Logger
+	start  time.Time
+	// life is the run's context: regions restarted by a fault live in it,
+	// past the end of the timeline.
+	life context.Context
+
+	mu     sync.Mutex
+	events []FaultEvent
+	active map[int]bool // faults started and not ended
+	latest string
+}
+
+func newFaults(life context.Context, sc *Scenario, plan *topology.Plan, dep deployment, net *network, client *apiClient, log *slog.Logger) *faults {
+	return &faults{life: life, sc: sc, plan: plan, dep: dep, net: net, client: client, log: log, active: map[int]bool{}}
+}
+
+type faultAction struct {
+	at    time.Duration
+	index int
+	start bool
+}
+
+// run applies the timeline from start until ctx ends (the end of the
+// workload). Actions run one at a time in time order (a start before an end
+// at the same instant); each runs to completion in the run's context.
+func (f *faults) run(ctx context.Context, start time.Time) {
+	f.start = start
+	var actions []faultAction
+	for i, ft := range f.sc.Faults {
+		actions = append(actions, faultAction{at: ft.At, index: i, start: true})
+		if ft.For > 0 {
+			actions = append(actions, faultAction{at: ft.At + ft.For, index: i})
+		}
+	}
+	slices.SortStableFunc(actions, func(a, b faultAction) int {
+		if a.at != b.at {
+			return int(a.at - b.at)
+		}
+		if a.start != b.start {
+			if a.start {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	for _, a := range actions {
+		t := time.NewTimer(time.Until(start.Add(a.at)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if a.start {
+			f.begin(a.index)
+		} else {
+			f.end(a.index)
+		}
+	}
+}
+
+// undo ends every fault still in force, except clock skews meant to last
+// the whole run (For 0): heals cuts, resumes links, restarts killed regions.
+func (f *faults) undo() {
+	f.mu.Lock()
+	var open []int
+	for i := range f.active {
+		if f.sc.Faults[i].Kind() != "skew" || f.sc.Faults[i].For > 0 {
+			open = append(open, i)
+		}
+	}
+	f.mu.Unlock()
+	slices.Sort(open)
+	for _, i := range open {
+		f.end(i)
+	}
+}
+
+// timeline returns the actions taken so far.
+func (f *faults) timeline() []FaultEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.events)
+}
+
+// current describes the latest action, for progress.
+func (f *faults) current() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.latest
+}
+
+func (f *faults) begin(i int) {
+	f.mu.Lock()
+	f.active[i] = true
+	f.mu.Unlock()
+	f.act(i, "start", func() error { return f.apply(f.life, f.sc.Faults[i], true) })
+}
+
+func (f *faults) end(i int) {
+	f.mu.Lock()
+	if !f.active[i] {
+		f.mu.Unlock()
+		return
+	}
+	delete(f.active, i)
+	f.mu.Unlock()
+	f.act(i, "end", func() error { return f.apply(f.life, f.sc.Faults[i], false) })
+}
+
+func (f *faults) act(i int, action string, do func() error) {
+	ft := f.sc.Faults[i]
+	t0 := time.Now()
+	err := do()
+	ev := FaultEvent{At: t0.Sub(f.start), Fault: ft.String(), Action: action, Took: time.Since(t0)}
+	if err != nil {
+		ev.Err = err.Error()
+		f.log.Error("fault action failed", "fault", ft.String(), "action", action, "err", err)
+	} else {
+		f.log.Info("fault", "fault", ft.String(), "action", action, "took", ev.Took)
+	}
+	f.mu.Lock()
+	f.events = append(f.events, ev)
+	f.latest = action + " " + ft.String()
+	f.mu.Unlock()
+}
+
+// linksBetween returns the plan's links between two regions, both ways.
+func (f *faults) linksBetween(a, b string) []topology.Link {
+	var out []topology.Link
+	for _, l := range f.plan.Links() {
+		if (l.From == a && l.To == b) || (l.From == b && l.To == a) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// linksOf returns every link to or from a region.
+func (f *faults) linksOf(r string) []topology.Link {
+	return slices.Concat(f.plan.Inbound(r), f.plan.Outbound(r))
+}
+
+// apply starts (on) or ends (!on) one fault.
+func (f *faults) apply(ctx context.Context, ft Fault, on bool) error {
+	cut := func(links []topology.Link) error {
+		for _, l := range links {
+			if on {
+				f.net.cut(l.From, l.To)
+			} else {
+				f.net.uncut(l.From, l.To)
+			}
+		}
+		return nil
+	}
+	switch ft.Kind() {
+	case "partition":
+		return cut(f.linksBetween(ft.Partition[0], ft.Partition[1]))
+	case "cut":
+		from, to, _ := strings.Cut(ft.Cut, "->")
+		return cut([]topology.Link{{From: from, To: to}})
+	case "isolate":
+		return cut(f.linksOf(ft.Isolate))
+	case "kill":
+		if on {
+			return f.dep.kill(ctx, ft.Kill)
+		}
+		return f.dep.restart(ctx, ft.Kill)
+	case "pause":
+		action := "resume"
+		if on {
+			action = "pause"
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return f.client.linkAdmin(actx, ft.Pause.Region, ft.Pause.From, action)
+	case "skew":
+		by := ft.Skew.By
+		if !on {
+			by = 0
+		}
+		return f.dep.setSkew(ft.Skew.Region, by)
+	case "degrade":
+		from, to, _ := strings.Cut(ft.Degrade.Link, "->")
+		if on {
+			s := ft.Degrade.Profile.Shape()
+			f.net.setShape(from, to, &s)
+		} else {
+			f.net.setShape(from, to, nil)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown fault %q", ft.Kind())
+}

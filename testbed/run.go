@@ -1,0 +1,496 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/geogate/geogate/testbed/wan"
+	"github.com/geogate/geogate/topology"
+)
+
+// RunOptions are a run's settings beyond its scenario.
+type RunOptions struct {
+	// OutDir, if set, receives the report (see WriteReport) and the
+	// testbed's log, testbed.log.
+	OutDir string
+	// DataDir holds the regions' data; default a temporary directory,
+	// removed after the run unless KeepData.
+	DataDir  string
+	KeepData bool
+	// Binary is the geogate executable process mode runs (see
+	// BuildBinary); required for process mode.
+	Binary string
+	// Logger receives the testbed's and the in-process regions' logs.
+	// Default: OutDir/testbed.log at info level, or nothing without OutDir.
+	Logger *slog.Logger
+	// Progress, if set, is called about four times a second and once per
+	// phase change, from one goroutine at a time.
+	Progress func(Progress)
+	// SampleEvery is the lag sampling period (default 250ms).
+	SampleEvery time.Duration
+}
+
+// Progress is a run's state for a progress display.
+type Progress struct {
+	// Phase is starting, running, quiescing, checking or done.
+	Phase string
+	// Elapsed is the time since the workload started (0 while starting);
+	// Duration is the workload's planned length.
+	Elapsed, Duration time.Duration
+	// Ops, Acked and Errors count operations, acknowledged writes and
+	// failed writes so far.
+	Ops, Acked, Errors uint64
+	// Fault is the latest fault action ("start partition a/b").
+	Fault string
+}
+
+// Phases of a run, in order.
+const (
+	PhaseStarting  = "starting"
+	PhaseRunning   = "running"
+	PhaseQuiescing = "quiescing"
+	PhaseChecking  = "checking"
+	PhaseDone      = "done"
+)
+
+// Report is the outcome of a run: what was run, what happened and the
+// checkers' verdicts. Pass is true when every check passed.
+type Report struct {
+	Scenario    string        `json:"scenario"`
+	Description string        `json:"description,omitempty"`
+	Source      string        `json:"source,omitempty"`
+	Short       bool          `json:"short"`
+	Mode        Mode          `json:"mode"`
+	Regions     []string      `json:"regions"`
+	Topology    string        `json:"topology"`
+	Links       []string      `json:"links"`
+	Started     time.Time     `json:"started"`
+	Duration    time.Duration `json:"duration"`
+	// Elapsed is the whole run, start-up to checks.
+	Elapsed time.Duration `json:"elapsed"`
+	// Quiesced is how long the regions took to converge after the workload
+	// and faults ended; QuiesceTimedOut is set when they did not within the
+	// scenario's bound.
+	Quiesced        time.Duration `json:"quiesced"`
+	QuiesceTimedOut bool          `json:"quiesce_timed_out,omitempty"`
+
+	Pass   bool          `json:"pass"`
+	Checks []CheckResult `json:"checks"`
+
+	Workload   WorkloadStats             `json:"workload"`
+	LostWrites LostWriteStats            `json:"lost_writes"`
+	Lag        map[string]Percentiles    `json:"lag_seconds"`
+	Conflicts  map[string]map[string]int `json:"conflicts_by_rule"`
+	Faults     []FaultEvent              `json:"faults"`
+	Digests    map[string]string         `json:"digests"`
+	Records    map[string]int            `json:"records"`
+	WAN        map[string]wan.Stats      `json:"wan"`
+	// LagSamples are every lag reading, for the plots.
+	LagSamples []LagSample `json:"lag_samples"`
+}
+
+// Run runs a scenario: it starts the regions behind an emulated WAN, waits
+// for every link to come up, runs the workload and the fault timeline for
+// the scenario's duration, undoes the faults, waits for quiescence, reads
+// every region's final state and runs the checks. It returns an error only
+// when the run could not be carried out (regions did not start, ...); a
+// failed check is a Report with Pass false. With OutDir set the report is
+// written there, pass or fail.
+func Run(ctx context.Context, sc *Scenario, opts RunOptions) (rep *Report, err error) {
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	if opts.SampleEvery <= 0 {
+		opts.SampleEvery = 250 * time.Millisecond
+	}
+	if opts.OutDir != "" {
+		if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+			return nil, fmt.Errorf("report dir: %w", err)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+		if opts.OutDir != "" {
+			f, err := os.Create(filepath.Join(opts.OutDir, "testbed.log"))
+			if err != nil {
+				return nil, fmt.Errorf("testbed log: %w", err)
+			}
+			defer f.Close()
+			log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		}
+	}
+	dataDir := opts.DataDir
+	if dataDir == "" {
+		if dataDir, err = os.MkdirTemp("", "geogate-testbed-"); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		if !opts.KeepData {
+			defer os.RemoveAll(dataDir)
+		}
+	}
+	r := &runner{sc: sc, opts: opts, log: log.With("scenario", sc.Name), dataDir: dataDir}
+	return r.run(ctx)
+}
+
+type runner struct {
+	sc      *Scenario
+	opts    RunOptions
+	log     *slog.Logger
+	dataDir string
+
+	progressMu sync.Mutex
+}
+
+func (r *runner) progress(p Progress) {
+	if r.opts.Progress == nil {
+		return
+	}
+	r.progressMu.Lock()
+	defer r.progressMu.Unlock()
+	p.Duration = r.sc.Duration
+	r.opts.Progress(p)
+}
+
+func (r *runner) run(ctx context.Context) (*Report, error) {
+	sc := r.sc
+	began := time.Now()
+	r.progress(Progress{Phase: PhaseStarting})
+	plan, err := topology.New(sc.Regions, sc.Topology)
+	if err != nil {
+		return nil, err
+	}
+	var linkNames []string
+	for _, l := range plan.Links() {
+		linkNames = append(linkNames, l.String())
+	}
+	seed := sc.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+
+	life, cancel := context.WithCancel(ctx)
+	defer cancel()
+	net := newNetwork(sc.Links, seed, r.log.With("component", "wan"))
+	defer net.close()
+	var dep deployment
+	switch sc.Mode {
+	case Process:
+		dep, err = startProcesses(life, sc, plan, r.dataDir, r.opts.Binary, net, r.log)
+	default:
+		dep, err = startInProcess(life, sc, r.dataDir, net, r.log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := dep.close(); err != nil {
+			r.log.Warn("closing regions", "err", err)
+		}
+	}()
+	client := newAPIClient(dep.urls(), sc.Workload.Timeout, sc.Workload.Concurrency)
+	defer client.close()
+
+	if err := r.waitReady(life, client, plan); err != nil {
+		return nil, err
+	}
+
+	// The workload, the fault timeline and the lag sampler share one clock:
+	// the workload's start.
+	start := time.Now()
+	sampler := newLagSampler(client, sc.Regions, start, r.opts.SampleEvery)
+	sampleCtx, stopSampling := context.WithCancel(life)
+	var sampling sync.WaitGroup
+	sampling.Add(1)
+	go func() { defer sampling.Done(); sampler.run(sampleCtx) }()
+
+	work := newWorkload(sc.Workload, client, seed, start)
+	flt := newFaults(life, sc, plan, dep, net, client, r.log)
+	workCtx, stopWork := context.WithTimeout(life, sc.Duration)
+	defer stopWork()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); work.run(workCtx) }()
+	go func() { defer wg.Done(); flt.run(workCtx, start) }()
+	r.tick(workCtx, PhaseRunning, start, work, flt)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		stopSampling()
+		sampling.Wait()
+		return nil, fmt.Errorf("run interrupted: %w", err)
+	}
+
+	// Undo every fault, then wait for the regions to agree.
+	r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start)})
+	flt.undo()
+	qStart := time.Now()
+	timedOut := !r.waitQuiescent(life, client, dep, work, start)
+	quiesced := time.Since(qStart)
+	stopSampling()
+	sampling.Wait()
+
+	r.progress(Progress{Phase: PhaseChecking, Elapsed: time.Since(start)})
+	states, err := dep.finalStates(life)
+	if err != nil {
+		return nil, fmt.Errorf("read final state: %w", err)
+	}
+	acked, sessions, stats := work.results()
+	samples := sampler.samples()
+	rep := &Report{
+		Scenario: sc.Name, Description: sc.Description, Source: sc.Source, Short: sc.IsShort, Mode: sc.Mode,
+		Regions: sc.Regions, Topology: plan.Describe(), Links: linkNames, Started: began, Duration: sc.Duration,
+		Quiesced: quiesced, QuiesceTimedOut: timedOut, Workload: stats, Faults: flt.timeline(),
+		Lag: LagByLink(samples), Conflicts: ConflictsByRule(states), WAN: net.stats(), LagSamples: samples,
+		Digests: map[string]string{}, Records: map[string]int{},
+	}
+	for _, s := range states {
+		rep.Digests[s.Region] = fmt.Sprintf("%x", s.Digest)
+		rep.Records[s.Region] = len(s.Records)
+	}
+	rep.Checks = evaluate(sc, acked, sessions, stats, states, rep, linkNames)
+	rep.Pass = true
+	for _, c := range rep.Checks {
+		rep.Pass = rep.Pass && c.Pass
+	}
+	rep.Elapsed = time.Since(began)
+	if r.opts.OutDir != "" {
+		if err := WriteReport(r.opts.OutDir, rep); err != nil {
+			return rep, err
+		}
+		if err := writeAcked(filepath.Join(r.opts.OutDir, "acked.jsonl"), acked); err != nil {
+			return rep, err
+		}
+	}
+	r.progress(Progress{Phase: PhaseDone, Elapsed: time.Since(start), Ops: stats.Ops, Acked: stats.Acked, Errors: failed(stats)})
+	return rep, nil
+}
+
+func failed(s WorkloadStats) uint64 {
+	n := uint64(0)
+	for _, v := range s.WriteErrors {
+		n += uint64(v)
+	}
+	return n
+}
+
+// evaluate runs every check the scenario asks for.
+func evaluate(sc *Scenario, acked []AckedWrite, sessions []SessionRead, stats WorkloadStats, states []RegionState, rep *Report, links []string) []CheckResult {
+	var out []CheckResult
+	c := sc.Checks
+	if enabled(c.Convergence) {
+		res := CheckConvergence(states)
+		if rep.QuiesceTimedOut {
+			res.Summary += fmt.Sprintf(" (quiescence timed out after %s)", sc.Quiescence)
+		}
+		out = append(out, res)
+	}
+	if enabled(c.LostWrites) {
+		res, st := CheckLostWrites(acked, states)
+		rep.LostWrites = st
+		out = append(out, res)
+	}
+	if c.Sessions != nil || sc.Workload.SessionRatio > 0 {
+		out = append(out, CheckSessions(sessions, c.Sessions))
+	}
+	out = append(out, CheckLag(rep.Lag, links, c.Lag))
+	out = append(out, CheckConflicts(rep.Conflicts, c.Conflicts))
+	out = append(out, CheckWorkload(stats, c)...)
+	return out
+}
+
+// tick reports progress until ctx ends.
+func (r *runner) tick(ctx context.Context, phase string, start time.Time, work *workload, flt *faults) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ops, acked, errs := work.progress()
+		r.progress(Progress{Phase: phase, Elapsed: min(time.Since(start), r.sc.Duration), Ops: ops, Acked: acked, Errors: errs, Fault: flt.current()})
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// readyTimeout bounds the wait for every region to serve and every link to
+// come up before the workload starts.
+const readyTimeout = 60 * time.Second
+
+// waitReady polls until every region answers /healthz and reports all its
+// inbound links up.
+func (r *runner) waitReady(ctx context.Context, client *apiClient, plan *topology.Plan) error {
+	deadline := time.Now().Add(readyTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		last = nil
+		for _, region := range r.sc.Regions {
+			st, err := client.status(ctx, region)
+			if err != nil {
+				last = fmt.Errorf("region %s: %w", region, err)
+				break
+			}
+			up := 0
+			for _, l := range st.Links {
+				if l.State == "up" {
+					up++
+				}
+			}
+			if want := len(plan.Inbound(region)); up < want {
+				last = fmt.Errorf("region %s: %d of %d links up", region, up, want)
+				break
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("regions not ready after %s: %w", readyTimeout, last)
+}
+
+// waitQuiescent polls until the regions have exchanged everything: every
+// region has applied every other region's log up to its current sequence,
+// no outbox holds unpublished entries and every link is up with nothing
+// pending, twice in a row. It reports false when the scenario's
+// quiescence bound passed first.
+func (r *runner) waitQuiescent(ctx context.Context, client *apiClient, dep deployment, work *workload, start time.Time) bool {
+	deadline := time.Now().Add(r.sc.Quiescence)
+	streak := 0
+	for time.Now().Before(deadline) {
+		ops, acked, errs := work.progress()
+		r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start), Ops: ops, Acked: acked, Errors: errs})
+		if quiescent(ctx, client, r.sc.Regions) {
+			streak++
+			if streak >= 2 {
+				return true
+			}
+		} else {
+			streak = 0
+		}
+		if sleepCtx(ctx, 250*time.Millisecond) != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// quiescent reports whether one poll of every region's status shows
+// nothing left to exchange.
+func quiescent(ctx context.Context, client *apiClient, regions []string) bool {
+	var sts []regionStatus
+	for _, region := range regions {
+		st, err := client.status(ctx, region)
+		if err != nil {
+			return false
+		}
+		sts = append(sts, st)
+	}
+	return statusesQuiescent(sts)
+}
+
+// statusesQuiescent is the pure part of quiescent.
+func statusesQuiescent(sts []regionStatus) bool {
+	for _, st := range sts {
+		if st.Outbox > 0 {
+			return false
+		}
+		for _, l := range st.Links {
+			if l.State != "up" || l.Pending > 0 {
+				return false
+			}
+		}
+		for _, other := range sts {
+			if other.Actor == "" || other.Seq == 0 {
+				continue // has written nothing
+			}
+			if st.Applied[other.Actor] < other.Seq {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// lagSampler reads every region's link lag from /v1/status periodically.
+type lagSampler struct {
+	client  *apiClient
+	regions []string
+	start   time.Time
+	every   time.Duration
+
+	mu   sync.Mutex
+	data []LagSample
+}
+
+func newLagSampler(client *apiClient, regions []string, start time.Time, every time.Duration) *lagSampler {
+	return &lagSampler{client: client, regions: regions, start: start, every: every}
+}
+
+// run samples until ctx ends. A region that does not answer (killed) is
+// skipped for that round.
+func (s *lagSampler) run(ctx context.Context) {
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	for {
+		var wg sync.WaitGroup
+		for _, region := range s.regions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sctx, cancel := context.WithTimeout(ctx, s.every*4)
+				defer cancel()
+				st, err := s.client.status(sctx, region)
+				if err != nil {
+					return
+				}
+				at := time.Since(s.start)
+				s.mu.Lock()
+				for _, l := range st.Links {
+					s.data = append(s.data, LagSample{At: at, Link: linkName(l.From, l.To), Lag: l.lag(), Pending: l.Pending, State: l.State})
+				}
+				s.mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *lagSampler) samples() []LagSample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.data)
+	slices.SortStableFunc(out, func(a, b LagSample) int { return int(a.At - b.At) })
+	return out
+}
+
+// errNoBinary is returned for a process-mode run without a binary.
+var errNoBinary = errors.New("process mode needs the geogate binary (RunOptions.Binary; see BuildBinary)")
+
+var _ = io.Discard
