@@ -200,7 +200,7 @@ func TestWriteThroughputRatios(t *testing.T) {
 			s := cfg.store.Stats()
 			extra = fmt.Sprintf(" (%.1f writes/commit)", float64(s.Writes)/float64(s.Commits))
 		}
-		t.Logf("%s: %7.0f writes/s%s", cfg.name, median(cfg), extra)
+		t.Logf("%s: %7.0f writes/s%s %v", cfg.name, median(cfg), extra, cfg.rates)
 	}
 	rawOff, rawOn := median(configs[0]), median(configs[1])
 	storeOff1, storeOn1, storeOn16, storeOff16 := median(configs[2]), median(configs[3]), median(configs[4]), median(configs[5])

@@ -114,7 +114,7 @@ func (s *Store) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
 
 // TrimOutbox marks entries up to upTo as stored downstream; they are deleted
 // with the writer's next commit (or a commit of their own when the writer is
-// idle). Idempotent; a lower upTo than before is ignored, and so is the
+// idle; TrimOutbox does not wait for it). Idempotent; a lower upTo than before is ignored, and so is the
 // part of upTo beyond the last committed entry (entries not yet written
 // cannot have been stored downstream). A trim lost in a crash only means
 // those entries are published again, which consumers recognise as
@@ -127,9 +127,15 @@ func (s *Store) TrimOutbox(upTo uint64) error {
 			break
 		}
 	}
-	select {
-	case s.trimCh <- struct{}{}:
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	switch {
+	case s.closed:
+	case s.writing:
+		s.trimReq = true // the writer commits it, in this turn or the next
 	default:
+		s.writing = true
+		go s.writeBatch() // a commit of its own
 	}
 	return nil
 }
@@ -162,12 +168,7 @@ func (s *Store) trimOutbox(st *batchState) error {
 		if err := st.txn.Set(keyTrimmed, encodeU64(s.trimmed)); err != nil {
 			return err
 		}
-		if s.trimmed < want {
-			select { // more to trim: come back soon
-			case s.trimCh <- struct{}{}:
-			default:
-			}
-		}
+		// More left to trim: writeBatch gives the writer another turn.
 	}
 	return nil
 }

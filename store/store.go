@@ -68,18 +68,24 @@ type Change struct {
 }
 
 // Store is one region's durable state. All methods are safe for concurrent
-// use. Mutations are serialised through one writer goroutine; reads run on
-// Badger snapshots and see only committed state.
+// use. Mutations are serialised through one writer at a time (see
+// writer.go); reads run on Badger snapshots and see only committed state.
 type Store struct {
 	db       *badger.DB
 	opts     Options
 	actor    string
 	log      *slog.Logger
-	reqs     chan *request
-	trimCh   chan struct{}
 	outboxCh chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
+
+	// The writer role and its queue (see submit and writeBatch).
+	qmu     sync.Mutex
+	queue   []*request
+	writing bool // some goroutine holds the writer role
+	trimReq bool // TrimOutbox was called since the writer took its batch
+	closed  bool
+	slots   chan struct{} // bounds queued requests: back-pressure
+	stop    chan struct{} // closed when Close begins
+	idle    chan struct{} // closed when the writer role ends after Close
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -130,8 +136,8 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, opts: opts, log: opts.Logger.With("component", "store"),
-		reqs: make(chan *request, 4*opts.MaxBatch), trimCh: make(chan struct{}, 1), outboxCh: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{}),
+		outboxCh: make(chan struct{}, 1),
+		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),
 		batchBytes: int(db.MaxBatchSize() / 4),
 	}
@@ -139,7 +145,6 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	go s.run()
 	return s, nil
 }
 
@@ -151,7 +156,8 @@ func badgerOptions(opts Options) badger.Options {
 		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false). // one writer: no conflicting transactions
-		WithValueThreshold(valueThreshold)
+		WithValueThreshold(valueThreshold).
+		WithMetricsEnabled(false)
 	if opts.SmallFootprint {
 		bo = bo.WithMemTableSize(16 << 20).WithValueLogFileSize(32 << 20).
 			WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20).WithNumCompactors(2).
@@ -251,7 +257,13 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
 		close(s.stop)
-		<-s.done
+		s.qmu.Lock()
+		s.closed = true
+		busy := s.writing
+		s.qmu.Unlock()
+		if busy {
+			<-s.idle // the writer drains the queue, then gives the role up
+		}
 		err = s.db.Close()
 	})
 	return err

@@ -61,10 +61,9 @@ type ApplyResult struct {
 }
 
 type request struct {
-	mut     *Mutation
-	apply   []Incoming
-	resp    chan response
-	ctxDone <-chan struct{}
+	mut   *Mutation
+	apply []Incoming
+	resp  chan response
 }
 
 // size estimates the bytes a request adds to a transaction.
@@ -83,6 +82,9 @@ type response struct {
 	write   WriteResult
 	applied []ApplyResult
 	err     error
+	// lead passes the writer role to the request's goroutine instead of
+	// answering it.
+	lead bool
 }
 
 // Write makes a local write durable and returns its result. It is
@@ -119,72 +121,92 @@ func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, err
 	return out, nil
 }
 
+// submit queues r and waits for its answer. Mutations are serialised by a
+// writer role rather than a dedicated goroutine: a caller that finds no
+// writer at work takes the role, commits what is queued (its own request
+// included) and passes the role on to the oldest request still queued, if
+// any. A lone writer thus commits on its own goroutine, with no hand-off;
+// under load, requests queue while a commit (and its fsync) runs and the
+// next writer takes them all in one batch (group commit).
 func (s *Store) submit(ctx context.Context, r *request) (response, error) {
 	if s.closing.Load() {
 		return response{}, ErrClosed
 	}
-	r.resp = make(chan response, 1)
-	r.ctxDone = ctx.Done()
 	select {
-	case s.reqs <- r:
+	case s.slots <- struct{}{}:
 	case <-ctx.Done():
 		return response{}, ctx.Err()
 	case <-s.stop:
 		return response{}, ErrClosed
 	}
-	// Once queued, the request is committed or failed by the writer; wait
+	r.resp = make(chan response, 1)
+	s.qmu.Lock()
+	if s.closed {
+		s.qmu.Unlock()
+		<-s.slots
+		return response{}, ErrClosed
+	}
+	s.queue = append(s.queue, r)
+	lead := !s.writing
+	s.writing = true
+	s.qmu.Unlock()
+	if lead {
+		s.writeBatch()
+	}
+	// Once queued, the request is committed or failed by a writer; wait
 	// for the answer even if ctx ends, so the caller never mistakes a
-	// durable write for a lost one.
-	select {
-	case resp := <-r.resp:
-		return resp, resp.err
-	case <-s.done:
-		select {
-		case resp := <-r.resp:
-			return resp, resp.err
-		default:
-			return response{}, ErrClosed // queued after the final drain: never applied
+	// durable write for a lost one (and so a role passed to r is taken).
+	for {
+		resp := <-r.resp
+		if resp.lead {
+			s.writeBatch()
+			continue
 		}
+		return resp, resp.err
 	}
 }
 
-// run is the writer goroutine: it drains queued requests into one
-// transaction, commits (and syncs) once, then answers them all.
-func (s *Store) run() {
-	defer close(s.done)
-	for {
-		var first *request
-		select {
-		case first = <-s.reqs:
-		case <-s.trimCh:
-		case <-s.stop:
-			// Finish what was queued before Close.
-			for {
-				select {
-				case r := <-s.reqs:
-					s.commitBatch([]*request{r})
-				default:
-					return
-				}
-			}
+// writeBatch is one turn of the writer role: it takes what is queued (up to
+// Options.MaxBatch requests and batchBytes), runs it in one transaction,
+// commits (and syncs) once, answers every request of the batch, then passes
+// the role on: to the oldest queued request, to a goroutine of its own when
+// only an outbox trim is pending, or to nobody.
+func (s *Store) writeBatch() {
+	s.qmu.Lock()
+	n, size := 0, 0
+	for n < len(s.queue) && n < s.opts.MaxBatch && (n == 0 || size < s.batchBytes) {
+		size += s.queue[n].size()
+		n++
+	}
+	batch := slices.Clone(s.queue[:n])
+	clear(s.queue[:n])
+	s.queue = s.queue[n:]
+	s.trimReq = false
+	s.qmu.Unlock()
+
+	committed := s.commitBatch(batch)
+	for range batch {
+		<-s.slots
+	}
+	// A trim bounded per commit may have more to do; after a failed commit
+	// the next request or TrimOutbox retries it.
+	moreTrim := committed && s.trimmed < min(s.trimWant.Load(), s.seq)
+
+	s.qmu.Lock()
+	switch {
+	case len(s.queue) > 0:
+		next := s.queue[0]
+		s.qmu.Unlock()
+		next.resp <- response{lead: true}
+	case (s.trimReq || moreTrim) && !s.closed:
+		s.qmu.Unlock()
+		go s.writeBatch() // TrimOutbox never waits for a commit
+	default:
+		s.writing = false
+		if s.closed {
+			close(s.idle)
 		}
-		batch := []*request{}
-		size := 0
-		if first != nil {
-			batch = append(batch, first)
-			size = first.size()
-		}
-	drain:
-		for len(batch) < s.opts.MaxBatch && size < s.batchBytes {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-				size += r.size()
-			default:
-				break drain
-			}
-		}
-		s.commitBatch(batch)
+		s.qmu.Unlock()
 	}
 }
 
@@ -201,7 +223,9 @@ type batchState struct {
 	outboxed                 bool
 }
 
-func (s *Store) commitBatch(batch []*request) {
+// commitBatch runs the batch in one transaction and answers every request;
+// it reports whether the commit succeeded.
+func (s *Store) commitBatch(batch []*request) bool {
 	var stats Stats
 	st := &batchState{
 		txn: s.db.NewTransaction(true), records: map[string]conflict.Record{},
@@ -246,7 +270,7 @@ func (s *Store) commitBatch(batch []*request) {
 		for _, r := range batch {
 			r.resp <- response{err: fmt.Errorf("commit: %w", err)}
 		}
-		return
+		return false
 	}
 	stats.Batched = uint64(len(batch))
 	s.committed.Store(s.seq)
@@ -267,6 +291,7 @@ func (s *Store) commitBatch(batch []*request) {
 	if st.outboxed {
 		s.signalOutbox()
 	}
+	return true
 }
 
 // requestError marks a failure of one request that does not doom the batch.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -492,5 +491,3 @@ func (s *lagSampler) samples() []LagSample {
 
 // errNoBinary is returned for a process-mode run without a binary.
 var errNoBinary = errors.New("process mode needs the geogate binary (RunOptions.Binary; see BuildBinary)")
-
-var _ = io.Discard

@@ -105,7 +105,9 @@ func BenchmarkRawJetStream(b *testing.B) {
 				}
 				switch {
 				case mode == "sync":
-					err = m.DoubleAck(ctx)
+					actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					err = m.DoubleAck(actx)
+					cancel()
 				case mode == "async":
 					err = m.Ack()
 				case i%256 == 255 || i == b.N-1:

@@ -23,6 +23,8 @@ type memOutbox struct {
 	last       uint64
 	trims      int
 	freezeTrim bool
+	readErrs   int // fail the next n reads
+	trimErrs   int // fail the next n trims
 }
 
 var _ Outbox = (*memOutbox)(nil)
@@ -49,6 +51,10 @@ func (o *memOutbox) add(origin, originRegion string, path []string, from uint64,
 func (o *memOutbox) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.readErrs > 0 {
+		o.readErrs--
+		return nil, errors.New("injected read failure")
+	}
 	i := sort.Search(len(o.entries), func(i int) bool { return o.entries[i].Seq > after })
 	j := min(len(o.entries), i+max)
 	return slices.Clone(o.entries[i:j]), nil
@@ -58,6 +64,10 @@ func (o *memOutbox) TrimOutbox(upTo uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.trims++
+	if o.trimErrs > 0 {
+		o.trimErrs--
+		return errors.New("injected trim failure")
+	}
 	if o.freezeTrim {
 		return nil
 	}

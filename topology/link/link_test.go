@@ -3,10 +3,13 @@ package link
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Two regions publishing to each other: every event reaches the other side
@@ -330,5 +333,58 @@ func TestLinkStatusJSON(t *testing.T) {
 		if m[k] != v {
 			t.Errorf("%s = %v, want %v (json %s)", k, m[k], v, b)
 		}
+	}
+}
+
+// countingDialer is a nats.CustomDialer that counts the connections it made.
+type countingDialer struct{ n atomic.Int32 }
+
+func (d *countingDialer) Dial(network, address string) (net.Conn, error) {
+	d.n.Add(1)
+	return (&net.Dialer{Timeout: 2 * time.Second}).Dial(network, address)
+}
+
+// If the peer loses the consumer (deleted, or the peer's store was reset),
+// the link sets it up again and replays; the watermark drops the replay.
+// The link dials through the configured Dialer.
+func TestLinkRecreatesLostConsumer(t *testing.T) {
+	const n = 400
+	sa := startTestServer(t, "a", -1, t.TempDir())
+	nca := connectTest(t, sa.ClientURL())
+	ob := &memOutbox{}
+	ob.add("a~e1", "a", nil, 1, n/2)
+	pub := newTestPublisher(t, "a", nca, ob)
+	rec := newRecorder()
+	dialer := &countingDialer{}
+	l, err := NewLink(LinkConfig{Region: "b", Peer: "a", URL: sa.ClientURL(), Origins: []string{"a"}, Applier: rec, Dialer: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	goRun(t, pub.Run)
+	goRun(t, l.Run)
+	waitFor(t, 10*time.Second, "first half applied", func() bool { return rec.appliedCount() == n/2 })
+	if dialer.n.Load() == 0 {
+		t.Error("the link did not dial through the configured dialer")
+	}
+
+	js, err := jetstream.New(nca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := js.DeleteConsumer(ctx, StreamName("a"), ConsumerName("a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	ob.add("a~e1", "a", nil, n/2+1, n/2)
+	pub.Notify()
+	waitFor(t, 15*time.Second, "second half applied", func() bool { return rec.appliedCount() == n })
+	applied, _, dups := rec.snapshot()
+	checkOrder(t, applied, "a~e1", n)
+	if dups != n/2 {
+		t.Errorf("%d duplicates dropped by the watermark, want the %d replayed", dups, n/2)
+	}
+	if _, err := js.Consumer(ctx, StreamName("a"), ConsumerName("a", "b")); err != nil {
+		t.Errorf("consumer not recreated: %v", err)
 	}
 }

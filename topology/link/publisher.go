@@ -92,7 +92,8 @@ type PublisherStats struct {
 	// read from the outbox minus Trimmed. Entries committed but not yet read
 	// are not counted.
 	Backlog uint64
-	// Errors counts publish rounds that failed and were retried.
+	// Errors counts failures that were retried: publish rounds (publish
+	// error, ack timeout, outbox read error) and outbox trims.
 	Errors uint64
 }
 
@@ -235,11 +236,13 @@ func (p *Publisher) Stats() PublisherStats {
 // Run is already running). It reads entries after the last acknowledged
 // position, publishes them asynchronously in order with up to Window in
 // flight, and trims the outbox after each contiguous acknowledged prefix. A
-// publish error or ack timeout makes it wait (capped exponential backoff),
-// let the in-flight publishes settle, and republish from the last
-// acknowledged position; JetStream's deduplication makes this safe. When the
-// outbox is empty it waits for Notify. Every Heartbeat it sends a Heartbeat
-// on HeartbeatSubject(Region) (core NATS, best effort).
+// publish error or ack timeout (or an outbox read error) makes it collect
+// the acks still arriving for the contiguous prefix, wait (capped
+// exponential backoff) and republish from the last acknowledged position;
+// JetStream's deduplication makes this safe. A trim error is logged and the
+// trim retried later (trims are cumulative). When the outbox is empty it
+// waits for Notify. Every Heartbeat it sends a Heartbeat on
+// HeartbeatSubject(Region) (core NATS, best effort).
 func (p *Publisher) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return errors.New("publisher: already running")
@@ -250,14 +253,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 	p.sendHeartbeat()
 	bo := newBackoff(50*time.Millisecond, 5*time.Second)
 	for {
-		err := p.pump(ctx, hb.C, bo)
+		queue, err := p.pump(ctx, hb.C, bo)
 		if ctx.Err() != nil {
 			return nil
 		}
-		p.mu.Lock()
-		p.errors++
-		p.mu.Unlock()
+		p.countError()
 		p.log.Warn("publish round failed, will republish", "err", err)
+		p.harvest(ctx, queue)
 		p.settle(ctx)
 		wait := time.NewTimer(bo.next())
 	backoff:
@@ -281,41 +283,37 @@ type inflight struct {
 	fut jetstream.PubAckFuture
 }
 
-// pump publishes from the last acked position until an error or ctx is done.
-func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) error {
+// pump publishes from the last acked position until an error (returned with
+// the publishes still in flight) or until ctx is done.
+func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) ([]inflight, error) {
+	p.retryTrim()
 	p.mu.Lock()
-	acked, trimmed := p.acked, p.trimmed
+	next := p.acked
 	p.mu.Unlock()
-	if trimmed < acked {
-		if err := p.trim(acked); err != nil {
-			return err
-		}
-	}
 	window := p.cfg.Window
 	refill := max(1, window/4)
-	next := acked
 	queue := make([]inflight, 0, window)
 	drained := false
 	for {
 		if ctx.Err() != nil {
-			return nil
+			return queue, nil
 		}
 		space := window - len(queue)
 		if !drained && space > 0 && (len(queue) == 0 || space >= refill) {
 			entries, err := p.cfg.Outbox.ReadOutbox(next, space)
 			if err != nil {
-				return fmt.Errorf("read outbox after %d: %w", next, err)
+				return queue, fmt.Errorf("read outbox after %d: %w", next, err)
 			}
 			if len(entries) < space {
 				drained = true
 			}
 			for _, e := range entries {
 				if e.Seq <= next {
-					return fmt.Errorf("read outbox after %d: got seq %d, not ascending", next, e.Seq)
+					return queue, fmt.Errorf("read outbox after %d: got seq %d, not ascending", next, e.Seq)
 				}
 				fut, err := p.js.PublishMsgAsync(encodeMsg(p.cfg.Region, e))
 				if err != nil {
-					return fmt.Errorf("publish seq %d: %w", e.Seq, err)
+					return queue, fmt.Errorf("publish seq %d: %w", e.Seq, err)
 				}
 				queue = append(queue, inflight{seq: e.Seq, fut: fut})
 				next = e.Seq
@@ -333,8 +331,9 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 				drained = false
 			case <-hb:
 				p.sendHeartbeat()
+				p.retryTrim()
 			case <-ctx.Done():
-				return nil
+				return queue, nil
 			}
 			continue
 		}
@@ -354,19 +353,47 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 			queue = queue[len(acks):]
 			p.recordAcks(acks, last)
 			bo.reset()
-			if err := p.trim(last); err != nil {
-				return err
-			}
+			p.retryTrim()
 		case err := <-queue[0].fut.Err():
-			return fmt.Errorf("publish seq %d: %w", queue[0].seq, err)
+			return queue, fmt.Errorf("publish seq %d: %w", queue[0].seq, err)
 		case <-p.notify:
 			drained = false
 		case <-hb:
 			p.sendHeartbeat()
 		case <-ctx.Done():
-			return nil
+			return queue, nil
 		}
 	}
+}
+
+// harvest waits, in order, for the acks of publishes left in flight by a
+// failed round and records the contiguous acknowledged prefix, so that the
+// next round does not republish what the stream already confirmed. It stops
+// at the first failure, or after AckTimeout.
+func (p *Publisher) harvest(ctx context.Context, queue []inflight) {
+	t := time.NewTimer(p.cfg.AckTimeout)
+	defer t.Stop()
+	for _, f := range queue {
+		select {
+		case ack := <-f.fut.Ok():
+			p.recordAcks([]*jetstream.PubAck{ack}, f.seq)
+		case <-f.fut.Err():
+			p.retryTrim()
+			return
+		case <-t.C:
+			p.retryTrim()
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+	p.retryTrim()
+}
+
+func (p *Publisher) countError() {
+	p.mu.Lock()
+	p.errors++
+	p.mu.Unlock()
 }
 
 // recordAcks accounts for a contiguous run of acks ending at outbox seq last.
@@ -383,14 +410,24 @@ func (p *Publisher) recordAcks(acks []*jetstream.PubAck, last uint64) {
 	p.acked = last
 }
 
-func (p *Publisher) trim(upTo uint64) error {
-	if err := p.cfg.Outbox.TrimOutbox(upTo); err != nil {
-		return fmt.Errorf("trim outbox to %d: %w", upTo, err)
+// retryTrim trims the outbox up to the acknowledged position if it is not
+// there yet. A failure is counted and logged; the next call retries (trims
+// are cumulative), and publishing goes on meanwhile.
+func (p *Publisher) retryTrim() {
+	p.mu.Lock()
+	acked, trimmed := p.acked, p.trimmed
+	p.mu.Unlock()
+	if acked <= trimmed {
+		return
+	}
+	if err := p.cfg.Outbox.TrimOutbox(acked); err != nil {
+		p.countError()
+		p.log.Warn("trim outbox failed, will retry", "up_to", acked, "err", err)
+		return
 	}
 	p.mu.Lock()
-	p.trimmed = max(p.trimmed, upTo)
+	p.trimmed = max(p.trimmed, acked)
 	p.mu.Unlock()
-	return nil
 }
 
 // settle waits until every publish in flight has been acked or has failed,

@@ -1,0 +1,34 @@
+// Package testbed runs geogate regions on one machine behind an emulated
+// WAN, drives them with a workload while a fault timeline partitions,
+// kills, pauses and skews them, then checks what they converged to and
+// writes a report (DESIGN.md section 7).
+//
+// A run (Run) goes through fixed phases:
+//
+//  1. starting: the regions start, in this process (gateway.StartCluster;
+//     Mode InProcess) or as `geogate serve` child processes (Mode Process),
+//     with every inbound replication link dialling its peer's NATS through
+//     its own wan.Proxy; the run waits until every link is up.
+//  2. running: for the scenario's duration the workload issues operations
+//     at its rate and records every acknowledged write; the fault timeline
+//     runs; every region's /v1/status is sampled every 250ms for link lag.
+//  3. quiescing: faults still in force are undone (links healed and
+//     resumed, killed regions restarted) and the run waits until every
+//     region has applied every other region's log.
+//  4. checking: every region's digest, records and conflict log are read
+//     and the checkers judge them: convergence, no acknowledged write lost,
+//     session reads, lag bounds, conflicts by rule.
+//
+// Scenarios are YAML files (Load; configs/scenarios/ has the shipped ones),
+// each with a `short:` block that CI merges over it to run in seconds.
+// WriteReport writes report.json, report.md and an SVG lag-over-time chart
+// per link. The checkers are pure functions over collected data, exported
+// so they can be reused and tested on synthetic histories.
+//
+// The CLI wiring (`geogate testbed run SCENARIO`) is a thin layer:
+//
+//	sc, err := testbed.Load(path, short)
+//	rep, err := testbed.Run(ctx, sc, testbed.RunOptions{
+//		OutDir: out, Binary: self, Progress: testbed.ProgressBar(os.Stderr, isTerminal)})
+//	if !rep.Pass { exit non-zero }
+package testbed
