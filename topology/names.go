@@ -19,7 +19,7 @@ const SubjectPrefix = "geo"
 // token and a valid part of a JetStream stream or consumer name (it has no
 // whitespace, '.', '*', '>', '/' or '\').
 func ValidRegion(name string) bool {
-	if name == "" || len(name) > MaxRegionLen {
+	if name == "" || len(name) > MaxRegionLen || name == ReservedRegion {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
@@ -30,6 +30,10 @@ func ValidRegion(name string) bool {
 	}
 	return true
 }
+
+// ReservedRegion is the one name a region may not take: heartbeats travel
+// on geo.hb.<region>, so a region "hb" would capture them in its stream.
+const ReservedRegion = "hb"
 
 // StreamName returns the name of region's JetStream stream: "GEO_" followed
 // by the region name unchanged (GEO_us-east). NATS forbids whitespace, '.',

@@ -29,7 +29,8 @@ var regionNameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
 // validRegionName reports whether s is a region name: [a-z0-9-]+, at most
 // MaxRegionNameLen bytes.
 func validRegionName(s string) bool {
-	return len(s) <= MaxRegionNameLen && regionNameRE.MatchString(s)
+	// "hb" is reserved: heartbeats travel on geo.hb.<region>.
+	return len(s) <= MaxRegionNameLen && regionNameRE.MatchString(s) && s != "hb"
 }
 
 // Validate checks every setting and returns nil, or every problem found
