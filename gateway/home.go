@@ -1,22 +1,296 @@
 package gateway
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/store"
 )
 
-// routeHome handles a write for a key governed by a home_region rule at a
-// region that is not the key's home. It returns handled=true when it has
-// answered the request (forwarded, redirected or rejected).
-func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rule, mut *store.Mutation, session conflict.VV) (bool, error) {
-	return false, nil
+// forwardTimeout bounds a forwarded write's round trip to its home region.
+const forwardTimeout = 3 * time.Second
+
+// forwardSubject is where a region serves writes forwarded to it.
+func forwardSubject(region string) string { return "geo.fwd." + region }
+
+// forwardRequest is a write forwarded to the key's home region over NATS
+// request/reply.
+type forwardRequest struct {
+	From    string          `json:"from"`
+	Key     string          `json:"key"`
+	Value   json.RawMessage `json:"value,omitempty"`
+	Deleted bool            `json:"deleted,omitempty"`
+	Context string          `json:"context,omitempty"`
+	Session string          `json:"session,omitempty"`
 }
 
-// afterLocalWrite runs after a local write is durable.
-func (n *Node) afterLocalWrite(key string) {}
+// forwardReply is the home region's answer: the HTTP status and body it
+// would have answered the client with.
+type forwardReply struct {
+	Status int             `json:"status"`
+	Body   json.RawMessage `json:"body"`
+}
 
-// afterApply runs after a batch of replicated events is durable.
-func (n *Node) afterApply(batch []store.Incoming, res []store.ApplyResult) {}
+var errHomeUnreachable = errors.New("home region unreachable")
+
+// routeHome handles a write for a key governed by a home_region rule. At
+// the home region (or when the rule has no home) it returns handled=false
+// and the write proceeds locally. Elsewhere it forwards the write to the
+// home over NATS and relays the answer, redirects (307) or rejects (421),
+// per the rule's home_mode; when the home is unreachable the rule's
+// fallback applies: reject (503) or a local write under lww or siblings.
+func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rule, mut *store.Mutation, session conflict.VV) (bool, error) {
+	if rule.Strategy() != rules.StrategyHomeRegion || !rule.HasHome() {
+		return false, nil
+	}
+	home, err := n.homeOf(rule, mut)
+	if err != nil {
+		return true, errorf(http.StatusBadRequest, "bad_home", "rule %s cannot place key %q: %v", rule.Name(), mut.Key, err)
+	}
+	if home == n.cfg.Region {
+		return false, nil
+	}
+	mode := rule.HomeMode()
+	if mode == "" {
+		mode = "forward"
+	}
+	reachable := n.peerReachable(home)
+	if reachable {
+		switch mode {
+		case "redirect":
+			n.metrics.forwards.WithLabelValues(mode, "ok").Inc()
+			url := n.peers[home].HTTP + r.URL.RequestURI()
+			w.Header().Set("Location", url)
+			writeJSON(w, http.StatusTemporaryRedirect, map[string]string{
+				"error": fmt.Sprintf("key %q belongs to region %s; repeat the request there", mut.Key, home),
+				"code":  "redirect", "home": home, "url": url,
+			})
+			return true, nil
+		case "reject":
+			n.metrics.forwards.WithLabelValues(mode, "ok").Inc()
+			return true, &apiError{status: http.StatusMisdirectedRequest, code: "wrong_region",
+				msg:     fmt.Sprintf("key %q belongs to region %s; write it there", mut.Key, home),
+				details: map[string]any{"home": home, "url": n.peers[home].HTTP + r.URL.RequestURI()}}
+		default:
+			reply, err := n.forward(r.Context(), home, mut, r.Header.Get(HeaderContext), encodeSession(session))
+			if err == nil {
+				n.metrics.forwards.WithLabelValues(mode, "ok").Inc()
+				relay(w, reply)
+				return true, nil
+			}
+			n.log.Warn("forwarding to home region failed", "home", home, "key", mut.Key, "err", err)
+			if !errors.Is(err, errHomeUnreachable) {
+				return true, err
+			}
+		}
+	}
+	n.metrics.forwards.WithLabelValues(mode, "unreachable").Inc()
+	return n.fallback(w, r, rule, home, mut, session)
+}
+
+// homeOf evaluates the rule's home for a mutation. A delete has no value:
+// the key's current visible value stands in, so a home computed from the
+// document stays where the document lives.
+func (n *Node) homeOf(rule *rules.Rule, mut *store.Mutation) (string, error) {
+	value := mut.Value
+	if mut.Deleted {
+		if rec, ok, err := n.store.Get(mut.Key); err == nil && ok {
+			if res, err := rule.Resolve(mut.Key, n.cfg.Region, rec.Versions); err == nil && res.Status == http.StatusOK {
+				value = res.Value
+			}
+		}
+	}
+	return rule.Home(mut.Key, value)
+}
+
+// fallback applies a home_region rule's fallback when the home region is
+// unreachable.
+func (n *Node) fallback(w http.ResponseWriter, r *http.Request, rule *rules.Rule, home string, mut *store.Mutation, session conflict.VV) (bool, error) {
+	fb := rule.Fallback()
+	if fb == "" {
+		fb = "reject"
+	}
+	n.metrics.fallbacks.WithLabelValues(rule.Name(), string(fb)).Inc()
+	n.log.Warn("home region unreachable; applying the rule's fallback", "rule", rule.Name(), "home", home, "key", mut.Key, "fallback", fb)
+	switch fb {
+	case rules.StrategyLWW, rules.StrategySiblings:
+		mut.Supersede = mut.Context == nil && fb == rules.StrategyLWW
+		res, err := n.writeMutation(r.Context(), *mut)
+		if err != nil {
+			return true, err
+		}
+		n.answerWrite(w, mut.Key, res, session)
+		return true, nil
+	}
+	return true, &apiError{status: http.StatusServiceUnavailable, code: "home_unreachable",
+		msg:     fmt.Sprintf("key %q belongs to region %s, which is unreachable; retry later (rule %s has fallback: reject)", mut.Key, home, rule.Name()),
+		details: map[string]any{"home": home}}
+}
+
+func relay(w http.ResponseWriter, reply forwardReply) {
+	var ans writeAnswer
+	if reply.Status == http.StatusOK && json.Unmarshal(reply.Body, &ans) == nil {
+		w.Header().Set(HeaderContext, ans.Context)
+		w.Header().Set(HeaderSession, ans.Session)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(reply.Status)
+	w.Write(append(reply.Body, '\n')) //nolint:errcheck // client gone
+}
+
+// peerConn returns this region's connection to a peer's NATS server,
+// created on first use and reconnecting on its own afterwards.
+func (n *Node) peerConn(peer string) (*nats.Conn, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c, ok := n.peerConns[peer]; ok {
+		return c, nil
+	}
+	opts := []nats.Option{nats.Name("geogate-" + n.cfg.Region + "-to-" + peer), nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(time.Second)}
+	if n.opts.Dialer != nil {
+		opts = append(opts, nats.SetCustomDialer(n.opts.Dialer(peer)))
+	}
+	c, err := nats.Connect(n.peers[peer].NATS, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", peer, err)
+	}
+	n.peerConns[peer] = c
+	return c, nil
+}
+
+// peerReachable reports whether this region's connection to the peer's
+// NATS is up (waiting briefly for a first connection).
+func (n *Node) peerReachable(peer string) bool {
+	c, err := n.peerConn(peer)
+	if err != nil {
+		return false
+	}
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for !c.IsConnected() {
+		if time.Now().After(deadline) || c.IsClosed() {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// forward sends a write to its home region and returns the home's answer.
+// The write is acknowledged to the client only with the home's answer.
+func (n *Node) forward(ctx context.Context, home string, mut *store.Mutation, ctxToken, session string) (forwardReply, error) {
+	c, err := n.peerConn(home)
+	if err != nil {
+		return forwardReply{}, fmt.Errorf("%w: %v", errHomeUnreachable, err)
+	}
+	req, err := json.Marshal(forwardRequest{From: n.cfg.Region, Key: mut.Key, Value: mut.Value, Deleted: mut.Deleted, Context: ctxToken, Session: session})
+	if err != nil {
+		return forwardReply{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
+	msg, err := c.RequestWithContext(ctx, forwardSubject(home), req)
+	if err != nil {
+		// No responders, a timeout or a closed connection: the home did
+		// not answer. (After a timeout the home may still have applied
+		// the write; a retry makes a second version, never a lost one.)
+		return forwardReply{}, fmt.Errorf("%w: %v", errHomeUnreachable, err)
+	}
+	var reply forwardReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil || reply.Status == 0 {
+		return forwardReply{}, fmt.Errorf("bad reply from %s: %v", home, err)
+	}
+	return reply, nil
+}
+
+// serveForwards answers writes other regions forward to this one. Each is
+// handled in its own goroutine (bounded) so forwarded writes group-commit
+// like local ones.
+func (n *Node) serveForwards(ctx context.Context) error {
+	sem := make(chan struct{}, 256)
+	sub, err := n.conn.QueueSubscribe(forwardSubject(n.cfg.Region), "geogate", func(m *nats.Msg) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() { <-sem }()
+			reply := n.handleForward(ctx, m.Data)
+			b, _ := json.Marshal(reply) //nolint:errchkjson // plain struct
+			m.Respond(b)                //nolint:errcheck // the requester times out and falls back
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("serve forwards: %w", err)
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		<-ctx.Done()
+		sub.Unsubscribe() //nolint:errcheck // connection closing
+	}()
+	return nil
+}
+
+// handleForward applies a forwarded write as if a client had sent it here.
+// A write whose home is not this region (rules that differ between regions)
+// is refused with 421 rather than forwarded again: no forwarding loops.
+func (n *Node) handleForward(ctx context.Context, data []byte) forwardReply {
+	answer := func(status int, v any) forwardReply {
+		b, _ := json.Marshal(v) //nolint:errchkjson // plain values
+		return forwardReply{Status: status, Body: b}
+	}
+	fail := func(err error) forwardReply {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
+		}
+		body := map[string]any{"error": ae.msg, "code": ae.code}
+		for k, v := range ae.details {
+			body[k] = v
+		}
+		return answer(ae.status, body)
+	}
+	var req forwardRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return fail(errorf(http.StatusBadRequest, "bad_forward", "malformed forwarded write: %v", err))
+	}
+	if err := validateKey(req.Key); err != nil {
+		return fail(err)
+	}
+	ctxVV, err := decodeContext(req.Key, req.Context)
+	if err != nil {
+		return fail(errorf(http.StatusBadRequest, "bad_context", "%s header: %v", HeaderContext, err))
+	}
+	session, err := decodeSession(req.Session)
+	if err != nil {
+		return fail(errorf(http.StatusBadRequest, "bad_session", "%s header: %v", HeaderSession, err))
+	}
+	rule, err := n.matchRule(req.Key)
+	if err != nil {
+		return fail(err)
+	}
+	mut := store.Mutation{Key: req.Key, Value: req.Value, Deleted: req.Deleted, Context: ctxVV}
+	if rule.Strategy() == rules.StrategyHomeRegion && rule.HasHome() {
+		if home, err := n.homeOf(rule, &mut); err != nil || home != n.cfg.Region {
+			return fail(&apiError{status: http.StatusMisdirectedRequest, code: "wrong_region",
+				msg: fmt.Sprintf("region %s received a write for key %q forwarded by %s, but its rules place the key in %q (%v); check that every region has the same rules", n.cfg.Region, req.Key, req.From, home, err)})
+		}
+	}
+	res, err := n.write(ctx, rule, mut)
+	if err != nil {
+		return fail(err)
+	}
+	return answer(http.StatusOK, n.writeAnswerFor(req.Key, res, session))
+}

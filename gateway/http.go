@@ -184,6 +184,11 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted b
 // write applies a local mutation under its rule's write semantics.
 func (n *Node) write(ctx context.Context, rule *rules.Rule, mut store.Mutation) (store.WriteResult, error) {
 	mut.Supersede = mut.Context == nil && supersedesWithoutContext(rule)
+	return n.writeMutation(ctx, mut)
+}
+
+// writeMutation makes a local write durable, as given.
+func (n *Node) writeMutation(ctx context.Context, mut store.Mutation) (store.WriteResult, error) {
 	res, err := n.store.Write(ctx, mut)
 	if err != nil {
 		if errors.Is(err, store.ErrClosed) {
@@ -192,7 +197,7 @@ func (n *Node) write(ctx context.Context, rule *rules.Rule, mut store.Mutation) 
 		return res, fmt.Errorf("write %q: %w", mut.Key, err)
 	}
 	n.metrics.writes.WithLabelValues(op(mut.Deleted)).Inc()
-	n.afterLocalWrite(mut.Key)
+	n.afterWrite(mut.Key, res.Record)
 	return res, nil
 }
 
@@ -224,6 +229,15 @@ type writeAnswer struct {
 }
 
 func (n *Node) answerWrite(w http.ResponseWriter, key string, res store.WriteResult, session conflict.VV) {
+	ans := n.writeAnswerFor(key, res, session)
+	w.Header().Set(HeaderContext, ans.Context)
+	w.Header().Set(HeaderSession, ans.Session)
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// writeAnswerFor builds a write's answer: the key's new context, the
+// client's session advanced past this write, and any remaining siblings.
+func (n *Node) writeAnswerFor(key string, res store.WriteResult, session conflict.VV) writeAnswer {
 	origin := res.Event.Origin()
 	if res.Event.OSeq > session[origin] {
 		session = session.Merge(conflict.VV{origin: res.Event.OSeq})
@@ -234,9 +248,7 @@ func (n *Node) answerWrite(w http.ResponseWriter, key string, res store.WriteRes
 			ans.Siblings = append(ans.Siblings, v.Value)
 		}
 	}
-	w.Header().Set(HeaderContext, ans.Context)
-	w.Header().Set(HeaderSession, ans.Session)
-	writeJSON(w, http.StatusOK, ans)
+	return ans
 }
 
 // waitSession blocks a read until this region has applied what the

@@ -66,6 +66,9 @@ type Node struct {
 	mu    sync.Mutex
 	links map[string]*link.Link
 	peers map[string]Peer // set by Start
+	// peerConns are connections to peers' NATS for home forwarding.
+	peerConns map[string]*nats.Conn
+	merges    *mergeQueue
 
 	closing atomic.Bool
 	cancel  context.CancelFunc
@@ -83,7 +86,8 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if opts.Clock == nil {
 		opts.Clock = func() int64 { return time.Now().UnixMilli() }
 	}
-	n = &Node{cfg: cfg, opts: opts, log: opts.Logger.With("region", cfg.Region), links: map[string]*link.Link{}}
+	n = &Node{cfg: cfg, opts: opts, log: opts.Logger.With("region", cfg.Region), links: map[string]*link.Link{},
+		peerConns: map[string]*nats.Conn{}, merges: newMergeQueue()}
 	kind, err := topology.ParseKind(cfg.Topology.Kind)
 	if err != nil {
 		return nil, fmt.Errorf("topology.kind: %w", err)
@@ -105,7 +109,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	}()
 	n.store, err = store.Open(store.Options{
 		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
-		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention,
+		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, OnConflicts: n.publishConflicts,
 		Logger: n.log, SmallFootprint: opts.SmallFootprint,
 	})
 	if err != nil {
@@ -174,6 +178,14 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 	if err := n.startReplication(ctx); err != nil {
 		return err
 	}
+	if err := n.serveForwards(ctx); err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.runMerges(ctx)
+	}()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -209,6 +221,11 @@ func (n *Node) shutdown() error {
 	if n.listener != nil && n.server == nil {
 		n.listener.Close()
 	}
+	n.mu.Lock()
+	for _, c := range n.peerConns {
+		c.Close()
+	}
+	n.mu.Unlock()
 	if n.conn != nil {
 		n.conn.Drain() //nolint:errcheck // closing anyway
 		n.conn.Close()
@@ -251,23 +268,36 @@ func (n *Node) ruleError(rule *rules.Rule, key string, err error) {
 type observer struct{ n *Node }
 
 func (o observer) Observe(c store.Change) []store.ConflictEntry {
-	if len(c.After.Versions) < 2 {
-		return nil
+	var out []store.ConflictEntry
+	if c.Skewed {
+		o.n.metrics.skew.Inc()
+		v := c.Event.Version
+		out = append(out, store.ConflictEntry{Key: c.Key, Rule: "clock-skew", Kept: &v, At: o.n.opts.Clock(),
+			Note: fmt.Sprintf("HLC %s from %s is more than replication.max_clock_skew (%s) ahead of this region's clock", v.HLC, v.Origin, o.n.cfg.Replication.MaxClockSkew)})
 	}
 	rule, err := o.n.matchRule(c.Key)
 	if err != nil {
-		return nil
+		return out
+	}
+	if c.Merged && len(c.Outcome.Superseded) > 0 {
+		v := c.Event.Version
+		o.n.metrics.conflicts.WithLabelValues(rule.Name()).Inc()
+		return append(out, store.ConflictEntry{Key: c.Key, Rule: rule.Name(), Kept: &v, Discarded: c.Outcome.Superseded,
+			At: o.n.opts.Clock(), Note: "merged by the resolver region"})
+	}
+	if len(c.After.Versions) < 2 {
+		return out
 	}
 	res, err := rule.Resolve(c.Key, o.n.cfg.Region, c.After.Versions)
 	if err != nil {
 		o.n.ruleError(rule, c.Key, err)
-		return nil
+		return out
 	}
 	if len(res.Discarded) == 0 {
-		return nil
+		return out
 	}
 	o.n.metrics.conflicts.WithLabelValues(rule.Name()).Inc()
-	return []store.ConflictEntry{{
+	return append(out, store.ConflictEntry{
 		Key: c.Key, Rule: rule.Name(), Kept: res.Kept, Discarded: res.Discarded, At: o.n.opts.Clock(),
-	}}
+	})
 }

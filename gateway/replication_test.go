@@ -178,6 +178,10 @@ func TestFigure5_9(t *testing.T) {
 		return a.status == 200 && strings.TrimSpace(string(a.body)) == `{"v":2}`
 	})
 	resume(t, r2, "r1")
+	// The late insert changes nothing at r2, so wait for its watermark.
+	eventually(t, 10*time.Second, "r2 to apply r1's insert", func() bool {
+		return r2.Store().Applied()[r1.Store().Actor()] == 1
+	})
 	waitConverged(t, c, 10*time.Second)
 	for _, n := range c.Nodes() {
 		m := do(t, "GET", n.HTTPURL()+"/v1/kv/row?meta=true", nil).json(t)

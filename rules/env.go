@@ -185,15 +185,27 @@ func scoreType(t reflect.Type) bool {
 	return false
 }
 
-// run evaluates a program under the memory budget. It never panics: a
-// panic in the VM or in a library function becomes an error.
-func run(prog *vm.Program, env any, budget uint) (out any, err error) {
+// run evaluates a program under the memory budget of c, on a VM from c's
+// pool (a VM is reused across evaluations, never shared by two at once).
+// It never panics: a panic in the VM or in a library function becomes an
+// error, and that VM is dropped.
+func (c *config) run(prog *vm.Program, env any) (out any, err error) {
+	machine, _ := c.vms.Get().(*vm.VM)
+	if machine == nil {
+		machine = &vm.VM{}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("panic: %v", r)
+			return
 		}
+		// Drop the references to this evaluation's documents before the
+		// VM waits in the pool.
+		clear(machine.Stack[:cap(machine.Stack)])
+		clear(machine.Variables)
+		c.vms.Put(machine)
 	}()
-	machine := vm.VM{MemoryBudget: budget}
+	machine.MemoryBudget = c.memoryBudget
 	return machine.Run(prog, env)
 }
 

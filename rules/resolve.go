@@ -196,7 +196,7 @@ func (r *Rule) evalDoc(kind exprKind, prog *vm.Program, key, region string, vs [
 	if err != nil {
 		return fail(err)
 	}
-	out, err := run(prog, siblingsEnv{Key: key, Region: region, Siblings: siblings, Versions: versions}, r.cfg.memoryBudget)
+	out, err := r.cfg.run(prog, siblingsEnv{Key: key, Region: region, Siblings: siblings, Versions: versions})
 	if err != nil {
 		return fail(err)
 	}
@@ -249,7 +249,7 @@ func (r *Rule) scores(key string, vs []conflict.Version) ([]float64, error) {
 	}
 	raw := make([]any, len(vs))
 	for i := range vs {
-		out, err := run(r.sel, selectEnv{Key: key, Siblings: siblings, Versions: versions, Version: versions[i]}, r.cfg.memoryBudget)
+		out, err := r.cfg.run(r.sel, selectEnv{Key: key, Siblings: siblings, Versions: versions, Version: versions[i]})
 		if err != nil {
 			if vs[i].Deleted {
 				continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
@@ -79,6 +80,9 @@ type config struct {
 	memoryBudget   uint
 	maxInputBytes  int
 	maxResultBytes int
+	// vms holds idle *vm.VM for run: reusing them saves their
+	// allocations on every evaluation.
+	vms sync.Pool
 }
 
 // newConfig applies defaults and validates opts.
@@ -349,9 +353,9 @@ func (s *Set) Rules() []*Rule { return slices.Clone(s.rules) }
 // is nil and the error wraps ErrNoRule (joined with any failures).
 func (s *Set) Match(key string) (*Rule, error) {
 	var failures []error
-	env := matchEnv{Key: key}
+	var env any = matchEnv{Key: key} // boxed once for every rule
 	for _, r := range s.rules {
-		out, err := run(r.match, env, s.cfg.memoryBudget)
+		out, err := s.cfg.run(r.match, env)
 		if err != nil {
 			failures = append(failures, &EvalError{Rule: r.spec.Name, Field: string(kindMatch), Key: key, Err: err})
 			continue
@@ -411,7 +415,7 @@ func (r *Rule) Home(key string, value json.RawMessage) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
-	out, err := run(r.home, homeEnv{Key: key, Value: doc}, r.cfg.memoryBudget)
+	out, err := r.cfg.run(r.home, homeEnv{Key: key, Value: doc})
 	if err != nil {
 		return fail(err)
 	}

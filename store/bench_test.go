@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -144,22 +145,59 @@ func writeRate(tb testing.TB, n, writers int, write func(i int) error) float64 {
 	return float64(n) / elapsed.Seconds()
 }
 
+// storeWriteShape returns the record and outbox values one store write of
+// benchDoc puts in Badger, for the store-shaped raw baseline.
+func storeWriteShape(tb testing.TB) (record, outbox []byte) {
+	tb.Helper()
+	s := openBenchStore(tb, false)
+	if err := storeWrite(s, 0); err != nil {
+		tb.Fatalf("write: %v", err)
+	}
+	out := mustOutbox(tb, s, 0)
+	return appendRecord(nil, mustGet(tb, s, "bench/0")), encodeOutbox(out[0])
+}
+
+// rawShapedWrite is one Badger transaction doing what a store write does
+// to Badger, without the store's logic: read the key's record (absent),
+// put the record, the outbox entry and the sequences.
+func rawShapedWrite(db *badger.DB, i int, record, outbox []byte) error {
+	key := fmt.Appendf(recordKey("bench/"), "%d", i)
+	return db.Update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(key); !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("get %s: %v", key, err)
+		}
+		if err := txn.Set(key, record); err != nil {
+			return err
+		}
+		if err := txn.Set(seqKey(prefixOutbox, uint64(i)+1), outbox); err != nil {
+			return err
+		}
+		return txn.Set(keySeqs, encodeSeqs(uint64(i)+1, uint64(i)+1, 0))
+	})
+}
+
 // TestWriteThroughputRatios measures, in one run, raw Badger transactions
 // against store writes and checks the targets: with sync off the
 // store reaches at least half of raw Badger's rate; with sync on, 16
 // concurrent store writers reach at least twice raw Badger's rate of one
-// synced transaction per write. Every configuration makes n writes in
+// synced transaction per write. Every configuration makes its writes in
 // chunks, the chunks of all configurations interleaved, and its figure is
 // the median chunk rate: load from other processes on the machine then
-// slows both sides of a ratio alike.
+// slows both sides of a ratio alike. A third baseline, a raw transaction
+// shaped like a store write (read the record, put a record, an outbox entry
+// and the sequences, at the store's sizes), shows what the data layout alone
+// costs.
 // Run: GEOGATE_BENCH=1 go test ./store -run Ratios -v
 func TestWriteThroughputRatios(t *testing.T) {
 	if os.Getenv("GEOGATE_BENCH") == "" {
 		t.Skip("set GEOGATE_BENCH=1 to measure write throughput ratios")
 	}
-	const n, chunks = 3000, 6
+	// Synced writes are slow (one fsync each for raw Badger): 3000 of them;
+	// unsynced ones are fast enough to measure over more.
+	const nSync, nNoSync, chunks = 3000, 24000, 6
 	type config struct {
 		name    string
+		n       int
 		writers int
 		write   func(i int) error
 		store   *Store
@@ -173,21 +211,27 @@ func TestWriteThroughputRatios(t *testing.T) {
 		s := openBenchStore(t, sync)
 		return s, func(i int) error { return storeWrite(s, i) }
 	}
+	shaped := func() func(int) error {
+		rec, outbox := storeWriteShape(t)
+		db := openRawBadger(t, false)
+		return func(i int) error { return rawShapedWrite(db, i, rec, outbox) }
+	}
 	configs := []*config{
-		{name: "raw badger txn, sync=off,  1 writer ", writers: 1, write: raw(false)},
-		{name: "raw badger txn, sync=on,   1 writer ", writers: 1, write: raw(true)},
-		{name: "store write,    sync=off,  1 writer ", writers: 1},
-		{name: "store write,    sync=on,   1 writer ", writers: 1},
-		{name: "store write,    sync=on,  16 writers", writers: 16},
-		{name: "store write,    sync=off, 16 writers", writers: 16},
+		{name: "raw badger txn, sync=off,  1 writer ", n: nNoSync, writers: 1, write: raw(false)},
+		{name: "raw store-shaped txn, sync=off      ", n: nNoSync, writers: 1, write: shaped()},
+		{name: "raw badger txn, sync=on,   1 writer ", n: nSync, writers: 1, write: raw(true)},
+		{name: "store write,    sync=off,  1 writer ", n: nNoSync, writers: 1},
+		{name: "store write,    sync=on,   1 writer ", n: nSync, writers: 1},
+		{name: "store write,    sync=on,  16 writers", n: nSync, writers: 16},
+		{name: "store write,    sync=off, 16 writers", n: nNoSync, writers: 16},
 	}
 	for i, sync := range []bool{false, true, true, false} {
-		configs[2+i].store, configs[2+i].write = st(sync)
+		configs[3+i].store, configs[3+i].write = st(sync)
 	}
 	for c := range chunks {
 		for _, cfg := range configs {
-			base := c * (n / chunks)
-			cfg.rates = append(cfg.rates, writeRate(t, n/chunks, cfg.writers, func(i int) error { return cfg.write(base + i) }))
+			base := c * (cfg.n / chunks)
+			cfg.rates = append(cfg.rates, writeRate(t, cfg.n/chunks, cfg.writers, func(i int) error { return cfg.write(base + i) }))
 		}
 	}
 	median := func(cfg *config) float64 {
@@ -200,11 +244,17 @@ func TestWriteThroughputRatios(t *testing.T) {
 			s := cfg.store.Stats()
 			extra = fmt.Sprintf(" (%.1f writes/commit)", float64(s.Writes)/float64(s.Commits))
 		}
-		t.Logf("%s: %7.0f writes/s%s %v", cfg.name, median(cfg), extra, cfg.rates)
+		chunkRates := make([]int, len(cfg.rates))
+		for i, r := range cfg.rates {
+			chunkRates[i] = int(r)
+		}
+		t.Logf("%s: %7.0f writes/s%s; chunks %v", cfg.name, median(cfg), extra, chunkRates)
 	}
-	rawOff, rawOn := median(configs[0]), median(configs[1])
-	storeOff1, storeOn1, storeOn16, storeOff16 := median(configs[2]), median(configs[3]), median(configs[4]), median(configs[5])
+	rawOff, rawShaped, rawOn := median(configs[0]), median(configs[1]), median(configs[2])
+	storeOff1, storeOn1, storeOn16, storeOff16 := median(configs[3]), median(configs[4]), median(configs[5]), median(configs[6])
 	offRatio, onRatio := storeOff1/rawOff, storeOn16/rawOn
+	t.Logf("raw store-shaped/raw (sync off): %.2f (the layout's ceiling for the next ratio)", rawShaped/rawOff)
+	t.Logf("store/raw store-shaped (sync off): %.2f", storeOff1/rawShaped)
 	t.Logf("store/raw (sync off, 1 writer): %.2f (target >= 0.50)", offRatio)
 	t.Logf("store/raw (sync on, 1 writer): %.2f", storeOn1/rawOn)
 	t.Logf("store 16 writers / raw 1 writer (sync on): %.1f (target >= 2.0)", onRatio)

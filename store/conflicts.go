@@ -40,6 +40,7 @@ func (s *Store) appendConflict(st *batchState, e ConflictEntry) error {
 	if err := st.txn.Set(conflictIndexKey(e.Key, e.Seq), nil); err != nil {
 		return err
 	}
+	st.conflicts = append(st.conflicts, e)
 	// Bounded retention: drop the entry that fell out of the window.
 	if old := int64(e.Seq) - int64(s.opts.ConflictRetention); old > 0 {
 		return s.dropConflict(st, uint64(old))

@@ -3,9 +3,13 @@ package store
 import (
 	"bytes"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/geogate/geogate/conflict"
 )
 
 // siblingObserver logs every change that leaves more than one version,
@@ -169,4 +173,88 @@ func countKeys(t *testing.T, s *Store, prefix []byte) int {
 		t.Fatalf("count %q: %v", prefix, err)
 	}
 	return n
+}
+
+// recordingObserver keeps every change it is shown.
+type recordingObserver struct {
+	mu      sync.Mutex
+	changes []Change
+}
+
+func (o *recordingObserver) Observe(c Change) []ConflictEntry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.changes = append(o.changes, c)
+	return nil
+}
+
+func (o *recordingObserver) last() Change {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.changes[len(o.changes)-1]
+}
+
+func TestOnConflictsAfterCommit(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		got []ConflictEntry
+	)
+	s := openTest(t, "us", "", func(o *Options) {
+		withObserver(0)(o)
+		o.OnConflicts = func(es []ConflictEntry) {
+			mu.Lock()
+			got = append(got, es...)
+			mu.Unlock()
+		}
+	})
+	for _, key := range []string{"a", "a", "b", "b", "a"} {
+		mustWrite(t, s, Mutation{Key: key, Value: jsonDoc(`%q`, key)})
+	}
+	eventually(t, 5*time.Second, "three conflict entries published", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 3
+	})
+	logged := mustConflicts(t, s, "", 10)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || len(logged) != 3 {
+		t.Fatalf("published %d entries, logged %d; want 3 each", len(got), len(logged))
+	}
+	for i, e := range got { // published in log order; Conflicts is newest first
+		if l := logged[len(logged)-1-i]; e.Seq != l.Seq || e.Key != l.Key || e.Region != "us" {
+			t.Errorf("published entry %d = {%d %s %s}, logged {%d %s}", i, e.Seq, e.Key, e.Region, l.Seq, l.Key)
+		}
+	}
+}
+
+func TestChangeFlags(t *testing.T) {
+	rec := &recordingObserver{}
+	local := newFakeClock(baseWall)
+	s := openTest(t, "us", "", func(o *Options) {
+		o.Observer = rec
+		o.Clock = conflict.NewClock(local.now, 60_000) // a minute of skew allowed
+	})
+	mustWrite(t, s, Mutation{Key: "m", Value: jsonDoc(`1`), Merged: true})
+	if c := rec.last(); !c.Local || !c.Merged || c.Skewed || c.Key != "m" {
+		t.Errorf("merged write: change %+v, want local and merged", c)
+	}
+
+	fast := newFakeClock(baseWall)
+	eu := openTest(t, "eu", "", func(o *Options) { o.Clock = conflict.NewClock(fast.now, 0) })
+	near := writeEvents(t, eu, Mutation{Key: "near", Value: jsonDoc(`1`)})
+	fast.advance(time.Hour)
+	far := writeEvents(t, eu, Mutation{Key: "far", Value: jsonDoc(`2`)})
+
+	mustApply(t, s, near[0].incoming())
+	if c := rec.last(); c.Local || c.Merged || c.Skewed || c.Key != "near" {
+		t.Errorf("event within the skew bound: change %+v, want remote, not skewed", c)
+	}
+	mustApply(t, s, far[0].incoming())
+	if c := rec.last(); !c.Skewed || c.Key != "far" {
+		t.Errorf("event an hour ahead: change %+v, want skewed", c)
+	}
+	if w := mustWrite(t, s, Mutation{Key: "after", Value: jsonDoc(`3`)}); w.Event.Version.HLC.Wall >= far[0].Event.Version.HLC.Wall {
+		t.Errorf("skewed HLC %v was folded into the local clock (%v)", far[0].Event.Version.HLC, w.Event.Version.HLC)
+	}
 }

@@ -6,7 +6,10 @@
 // # Writes and durability
 //
 // Every mutation (a local write, a batch of replicated events, an outbox
-// trim) goes through one writer goroutine. The writer takes whatever requests
+// trim) goes through one writer at a time. The writer is not a dedicated
+// goroutine but a role: a request that finds no writer at work takes it (a
+// lone writer so commits without a goroutine hand-off), and a writer passes
+// it to the oldest request still queued. The writer takes whatever requests
 // are queued (up to Options.MaxBatch), runs them in one Badger transaction,
 // commits once and, when Options.Sync is set, fsyncs before it answers any of
 // them (group commit). A local write is therefore acknowledged only after its

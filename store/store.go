@@ -43,6 +43,11 @@ type Options struct {
 	Observer Observer
 	// ConflictRetention bounds the conflict log (entries; default 100000).
 	ConflictRetention int
+	// OnConflicts, if set, receives the conflict-log entries of each commit
+	// once that commit is durable, in log order. It runs on the writer (the
+	// goroutine holding the writer role): it must be quick and must not
+	// call the Store.
+	OnConflicts func([]ConflictEntry)
 	// Logger receives Badger's and the writer's logs.
 	Logger *slog.Logger
 	// SmallFootprint shrinks Badger's caches and tables, for tests and
@@ -63,7 +68,12 @@ type Change struct {
 	After  conflict.Record
 	Event  conflict.Event
 	// Local is true for a local write, false for a replicated event.
-	Local   bool
+	Local bool
+	// Merged is true for a local write a resolver made (Mutation.Merged).
+	Merged bool
+	// Skewed is true for a replicated event whose HLC is further ahead of
+	// the local clock than the clock's skew bound (not folded into it).
+	Skewed  bool
 	Outcome conflict.Outcome
 }
 

@@ -24,6 +24,9 @@ type Mutation struct {
 	// write supersedes every version this region has seen for the key (the
 	// last-write-wins rule for a write without a context).
 	Supersede bool
+	// Merged marks the write of a resolver's merged value (it reaches the
+	// Observer as Change.Merged).
+	Merged bool
 }
 
 // WriteResult is what a durable local write produced.
@@ -218,6 +221,8 @@ type batchState struct {
 	// wmOld holds, for each origin whose watermark the batch moved, the
 	// watermark before the batch (to roll back if the commit fails).
 	wmOld map[string]uint64
+	// conflicts are the conflict-log entries the batch appended.
+	conflicts []ConflictEntry
 	// seq, oseq, cseq and trimmed as they were before the batch.
 	seq, oseq, cseq, trimmed uint64
 	outboxed                 bool
@@ -291,6 +296,9 @@ func (s *Store) commitBatch(batch []*request) bool {
 	if st.outboxed {
 		s.signalOutbox()
 	}
+	if s.opts.OnConflicts != nil && len(st.conflicts) > 0 {
+		s.opts.OnConflicts(st.conflicts)
+	}
 	return true
 }
 
@@ -344,7 +352,7 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	}
 	st.records[m.Key], st.dirty[m.Key] = after, true
 	stats.Writes++
-	if err := s.observe(st, Change{Key: m.Key, Before: before, After: after, Event: ev, Local: true, Outcome: out}, stats); err != nil {
+	if err := s.observe(st, Change{Key: m.Key, Before: before, After: after, Event: ev, Local: true, Merged: m.Merged, Outcome: out}, stats); err != nil {
 		return WriteResult{}, err
 	}
 	return WriteResult{Record: after, Event: ev, Outcome: out}, nil
@@ -382,7 +390,7 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 			return nil, err
 		}
 		after, out := before.Apply(ev)
-		s.opts.Clock.Observe(ev.Version.HLC)
+		skewed := !s.opts.Clock.Observe(ev.Version.HLC)
 		if _, ok := st.wmOld[origin]; !ok {
 			st.wmOld[origin] = wm
 		}
@@ -403,8 +411,8 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 		}
 		res[i] = ApplyResult{Done: true, Changed: st.dirty[ev.Key] && !after.Equal(before), Outcome: out}
 		stats.Applied++
-		if out.Added {
-			if err := s.observe(st, Change{Key: ev.Key, Before: before, After: after, Event: ev, Outcome: out}, stats); err != nil {
+		if out.Added || skewed {
+			if err := s.observe(st, Change{Key: ev.Key, Before: before, After: after, Event: ev, Skewed: skewed, Outcome: out}, stats); err != nil {
 				return nil, err
 			}
 		}

@@ -200,7 +200,13 @@ func (f *faults) apply(ctx context.Context, ft Fault, on bool) error {
 		return cut(f.linksOf(ft.Isolate))
 	case "kill":
 		if on {
-			return f.dep.kill(ctx, ft.Kill)
+			if err := f.dep.kill(ctx, ft.Kill); err != nil {
+				return err
+			}
+			if ft.Wipe {
+				return f.dep.wipe(ft.Kill)
+			}
+			return nil
 		}
 		return f.dep.restart(ctx, ft.Kill)
 	case "pause":

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,8 @@ type deployment interface {
 	// directory and addresses.
 	kill(ctx context.Context, region string) error
 	restart(ctx context.Context, region string) error
+	// wipe deletes a killed region's data directory.
+	wipe(region string) error
 	// setSkew moves a region's physical clock by d from the wall clock.
 	setSkew(region string, d time.Duration) error
 	// finalStates reads every region's data after quiescence; the regions
@@ -96,6 +99,17 @@ func (d *inProcess) kill(_ context.Context, region string) error {
 		return fmt.Errorf("no region %q", region)
 	}
 	return n.Close()
+}
+
+func (d *inProcess) wipe(region string) error {
+	n := d.cluster.Node(region)
+	if n == nil {
+		return fmt.Errorf("no region %q", region)
+	}
+	if err := os.RemoveAll(n.Config().DataDir); err != nil {
+		return fmt.Errorf("wipe %s: %w", region, err)
+	}
+	return nil
 }
 
 func (d *inProcess) restart(ctx context.Context, region string) error {

@@ -67,14 +67,14 @@ func lineChart(title, xLabel, yLabel string, all []series, shades []window, xmax
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="11">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%.0f" height="%.0f" fill="white"/>`+"\n", w, h)
 	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
-	for _, s := range shades {
+	for i, s := range shades {
 		x0, x1 := px(max(s.from, 0)), px(min(s.to, xmax))
 		if x1 <= x0 {
 			continue
 		}
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#f4b6b6" fill-opacity="0.35"><title>%s</title></rect>`+"\n",
 			x0, top, x1-x0, ph, html.EscapeString(s.label))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="9" fill="#a33">%s</text>`+"\n", x0+2, top+10, html.EscapeString(s.label))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="9" fill="#a33">%s</text>`+"\n", x0+2, top+10+10*float64(i%4), html.EscapeString(s.label))
 	}
 	// Grid and ticks.
 	for y := 0.0; y <= ymax+ystep/2; y += ystep {

@@ -66,7 +66,9 @@ var _ deployment = (*processes)(nil)
 // startTimeout bounds a region process's start until /healthz answers.
 const startTimeout = 30 * time.Second
 
-func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir, bin string, net *network, log *slog.Logger) (*processes, error) {
+// startProcesses writes each region's config into dir, its data under
+// dir/<region> and its output into logDir/<region>.log, and starts them all.
+func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir, logDir, bin string, net *network, log *slog.Logger) (*processes, error) {
 	if bin == "" {
 		return nil, errNoBinary
 	}
@@ -86,7 +88,7 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 	for _, r := range sc.Regions {
 		p.base[r] = "http://" + httpAddr[r]
 		p.data[r] = filepath.Join(dir, r)
-		p.logs[r] = filepath.Join(dir, r+".log")
+		p.logs[r] = filepath.Join(logDir, r+".log")
 		// What region r dials for each peer: the link's proxy when the
 		// plan has a link peer -> r, else the peer's NATS directly.
 		peerNATS := map[string]string{}
@@ -241,6 +243,13 @@ func (p *processes) stop(region string, sig syscall.Signal, grace time.Duration)
 		}
 	}
 	<-c.done
+	return nil
+}
+
+func (p *processes) wipe(region string) error {
+	if err := os.RemoveAll(p.data[region]); err != nil {
+		return fmt.Errorf("wipe %s: %w", region, err)
+	}
 	return nil
 }
 

@@ -231,3 +231,23 @@ func countsText(m map[string]int) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Summary renders the verdict and one line per check, for a terminal:
+//
+//	wan-3-regions: PASS (6s workload, 461 acked writes, 8.2s in all)
+//	  PASS convergence   3 regions, digest 58d8c99b7b81, 103 records
+//	  ...
+func (rep *Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s (%s workload, %d acked writes, %s in all)\n", rep.Scenario, verdict(rep.Pass),
+		rep.Duration, rep.Workload.Acked, rep.Elapsed.Round(100*time.Millisecond))
+	for _, c := range rep.Checks {
+		fmt.Fprintf(&b, "  %s %-13s %s\n", verdict(c.Pass), c.Name, c.Summary)
+		if !c.Pass {
+			for _, d := range c.Details {
+				fmt.Fprintf(&b, "       %s\n", d)
+			}
+		}
+	}
+	return b.String()
+}

@@ -29,7 +29,7 @@ func sampleReport() *Report {
 			{At: 6 * time.Second, Fault: "kill b", Action: "start", Err: "boom | bang"},
 		},
 		Digests: map[string]string{"a": "abcdef", "b": "abcdef"}, Records: map[string]int{"a": 3, "b": 3},
-		WAN:     map[string]wan.Stats{"a->b": {Accepted: 2, Cut: 1}},
+		WAN: map[string]wan.Stats{"a->b": {Accepted: 2, Cut: 1}},
 		LagSamples: []LagSample{
 			{At: time.Second, Link: "a->b", Lag: 0.1}, {At: 2 * time.Second, Link: "a->b", Lag: 0.5},
 			{At: 3 * time.Second, Link: "a->b", Lag: 0.2},
@@ -53,6 +53,15 @@ func TestMarkdown(t *testing.T) {
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestSummary(t *testing.T) {
+	s := sampleReport().Summary()
+	for _, want := range []string{"demo: FAIL", "PASS convergence", "FAIL lost_writes", `write w1 of "k" is missing at b`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
 	}
 }

@@ -17,8 +17,9 @@ import (
 
 // RunOptions are a run's settings beyond its scenario.
 type RunOptions struct {
-	// OutDir, if set, receives the report (see WriteReport) and the
-	// testbed's log, testbed.log.
+	// OutDir, if set, receives the report (see WriteReport), the acked
+	// writes (acked.jsonl), the testbed's log (testbed.log) and, in process
+	// mode, each region's output (<region>.log).
 	OutDir string
 	// DataDir holds the regions' data; default a temporary directory,
 	// removed after the run unless KeepData.
@@ -183,7 +184,11 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	var dep deployment
 	switch sc.Mode {
 	case Process:
-		dep, err = startProcesses(life, sc, plan, r.dataDir, r.opts.Binary, net, r.log)
+		logDir := r.opts.OutDir
+		if logDir == "" {
+			logDir = r.dataDir
+		}
+		dep, err = startProcesses(life, sc, plan, r.dataDir, logDir, r.opts.Binary, net, r.log)
 	default:
 		dep, err = startInProcess(life, sc, r.dataDir, net, r.log)
 	}
@@ -211,7 +216,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	sampling.Add(1)
 	go func() { defer sampling.Done(); sampler.run(sampleCtx) }()
 
-	work := newWorkload(sc.Workload, client, seed, start)
+	work := newWorkload(sc.Workload, sc.Regions, client, seed, start)
 	flt := newFaults(life, sc, plan, dep, net, client, r.log)
 	workCtx, stopWork := context.WithTimeout(life, sc.Duration)
 	defer stopWork()

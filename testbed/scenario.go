@@ -126,9 +126,13 @@ func (l Links) For(from, to string) LinkProfile {
 // connection, so a round trip takes twice Latency; Bandwidth caps each
 // direction.
 type LinkProfile struct {
-	Latency   time.Duration `yaml:"latency" json:"latency"`
-	Jitter    time.Duration `yaml:"jitter" json:"jitter,omitempty"`
-	Bandwidth ByteRate      `yaml:"bandwidth" json:"bandwidth,omitempty"`
+	// Latency is the one-way delay.
+	Latency time.Duration `yaml:"latency" json:"latency"`
+	// Jitter spreads the delay uniformly over Latency +- Jitter without
+	// reordering bytes.
+	Jitter time.Duration `yaml:"jitter" json:"jitter,omitempty"`
+	// Bandwidth caps each direction in bytes per second (0: unlimited).
+	Bandwidth ByteRate `yaml:"bandwidth" json:"bandwidth,omitempty"`
 	// Drop is the probability per forwarded chunk that the connection is
 	// cut (see wan.Profile).
 	Drop float64 `yaml:"drop" json:"drop,omitempty"`
@@ -244,6 +248,10 @@ type Fault struct {
 	// Kill stops a region hard (SIGKILL in process mode; a clean close in
 	// process) and restarts it on the same data when the fault ends.
 	Kill string `yaml:"kill" json:"kill,omitempty"`
+	// Wipe (with Kill) deletes the killed region's data directory before
+	// the restart: a region that lost its disk. Writes it acknowledged and
+	// had not replicated are lost, which the lost-write check must report.
+	Wipe bool `yaml:"wipe" json:"wipe,omitempty"`
 	// Pause pauses a link through the admin API.
 	Pause *PauseFault `yaml:"pause" json:"pause,omitempty"`
 	// Skew moves a region's physical clock.
@@ -254,19 +262,25 @@ type Fault struct {
 
 // PauseFault pauses the link From -> Region at Region.
 type PauseFault struct {
+	// Region is where the link is paused (the pulling region).
 	Region string `yaml:"region" json:"region"`
-	From   string `yaml:"from" json:"from"`
+	// From is the link's source region.
+	From string `yaml:"from" json:"from"`
 }
 
-// SkewFault moves Region's physical clock by By (negative: behind).
+// SkewFault moves a region's physical clock.
 type SkewFault struct {
-	Region string        `yaml:"region" json:"region"`
-	By     time.Duration `yaml:"by" json:"by"`
+	// Region is the region whose clock moves.
+	Region string `yaml:"region" json:"region"`
+	// By is the offset from the wall clock (negative: behind).
+	By time.Duration `yaml:"by" json:"by"`
 }
 
-// DegradeFault gives the link "from->to" another profile.
+// DegradeFault gives a link another profile for the fault's duration.
 type DegradeFault struct {
-	Link    string      `yaml:"link" json:"link"`
+	// Link is "from->to".
+	Link string `yaml:"link" json:"link"`
+	// Profile replaces the link's profile.
 	Profile LinkProfile `yaml:"profile" json:"profile"`
 }
 
@@ -301,6 +315,9 @@ func (f Fault) String() string {
 	case "isolate":
 		return "isolate " + f.Isolate
 	case "kill":
+		if f.Wipe {
+			return "kill " + f.Kill + " and wipe its data"
+		}
 		return "kill " + f.Kill
 	case "pause":
 		return "pause " + f.Pause.From + "->" + f.Pause.Region
@@ -357,16 +374,22 @@ type SessionBound struct {
 	MaxRatio float64 `yaml:"max_ratio" json:"max_ratio,omitempty"`
 }
 
-// LagBound bounds every link's lag percentiles; zero leaves one unbounded.
+// LagBound bounds every link's lag percentiles over the run's samples
+// (workload and quiescence); zero leaves one unbounded.
 type LagBound struct {
+	// P50 bounds the median lag of each link.
 	P50 time.Duration `yaml:"p50" json:"p50,omitempty"`
+	// P99 bounds the 99th percentile.
 	P99 time.Duration `yaml:"p99" json:"p99,omitempty"`
+	// Max bounds the largest sample.
 	Max time.Duration `yaml:"max" json:"max,omitempty"`
 }
 
-// CountBound is an inclusive range; a nil Max is unbounded.
+// CountBound is an inclusive range.
 type CountBound struct {
-	Min int  `yaml:"min" json:"min"`
+	// Min is the fewest allowed.
+	Min int `yaml:"min" json:"min"`
+	// Max is the most allowed; nil is unbounded.
 	Max *int `yaml:"max" json:"max,omitempty"`
 }
 
@@ -606,6 +629,9 @@ func (s *Scenario) Validate() error {
 		if f.At < 0 || f.For < 0 {
 			bad(field, "at and for must be >= 0")
 		}
+		if f.Wipe && f.Kill == "" {
+			bad(field+".wipe", "only goes with kill")
+		}
 		if f.At >= s.Duration {
 			bad(field, "at %s is not within the duration %s", f.At, s.Duration)
 		}
@@ -616,6 +642,9 @@ func (s *Scenario) Validate() error {
 			}
 			for _, r := range f.Partition {
 				known(field+".partition", r)
+			}
+			if a, b := f.Partition[0], f.Partition[len(f.Partition)-1]; plan != nil && !plan.HasLink(a, b) && !plan.HasLink(b, a) {
+				bad(field+".partition", "the %s topology has no link between %s and %s (isolate one instead)", s.Topology.Kind, a, b)
 			}
 		case "cut":
 			link(field+".cut", f.Cut)

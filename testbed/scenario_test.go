@@ -137,6 +137,7 @@ func TestValidate(t *testing.T) {
 		{"fault with two kinds", "faults:\n  - {at: 1s, kill: a, isolate: b}\n", "exactly one of"},
 		{"fault with none", "faults:\n  - {at: 1s}\n", "exactly one of"},
 		{"fault after the end", "faults:\n  - {at: 10s, kill: a}\n", "not within the duration"},
+		{"partition without link", "topology: {kind: star, hub: a}\nfaults:\n  - {at: 1s, partition: [b, c]}\n", "no link between b and c"},
 		{"partition one region", "faults:\n  - {at: 1s, partition: [a, a]}\n", "two different regions"},
 		{"unknown kill", "faults:\n  - {at: 1s, kill: z}\n", "faults[0].kill"},
 		{"pause without link", "topology: {kind: circular}\nfaults:\n  - {at: 1s, pause: {region: a, from: b}}\n", "has no link b->a"},
@@ -144,6 +145,7 @@ func TestValidate(t *testing.T) {
 		{"cut unknown link", "faults:\n  - {at: 1s, cut: a-b}\n", "not a link"},
 		{"conflict bound", "checks:\n  conflicts: {x: {min: 3, max: 1}}\n", "min <= max"},
 		{"rule fields", "rules:\n  - {name: x}\n", "rules[0]"},
+		{"wipe without kill", "faults:\n  - {at: 1s, isolate: a, wipe: true}\n", "wipe: only goes with kill"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

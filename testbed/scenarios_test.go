@@ -95,3 +95,58 @@ func TestShippedScenarios(t *testing.T) {
 		})
 	}
 }
+
+// sabotage breaks the guarantees from outside the gateway: region a takes
+// writes while isolated, then loses its disk (killed, data wiped,
+// restarted), so the writes it acknowledged before are gone everywhere;
+// session reads at b of a's writes cannot see them while a is isolated.
+const sabotage = `
+name: sabotage
+regions: [a, b]
+workload: {rate: 60, keys: 50, regions: [a], session_ratio: 0.5, session_wait: 200ms}
+faults:
+  - {at: 0s, for: 3s, isolate: a}
+  - {at: 2s, for: 500ms, kill: a, wipe: true}
+duration: 4s
+quiescence: 8s
+seed: 7
+checks:
+  sessions: {max_violations: 0}
+`
+
+// TestCheckersCatchRealFaults checks that a real run reports real damage:
+// the lost-write and session checks must fail on the sabotage scenario.
+func TestCheckersCatchRealFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two regions for about 10s; skipped with -short")
+	}
+	sc, err := Parse([]byte(sabotage), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, sc, RunOptions{OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdicts := map[string]CheckResult{}
+	for _, c := range rep.Checks {
+		verdicts[c.Name] = c
+		t.Logf("%-12s %s  %s", c.Name, verdict(c.Pass), c.Summary)
+	}
+	if rep.Pass {
+		t.Fatal("the sabotaged run passed")
+	}
+	if c := verdicts["lost_writes"]; c.Pass || rep.LostWrites.Lost == 0 {
+		t.Errorf("lost_writes = %s (%d lost); want the writes a acknowledged before losing its disk reported lost", verdict(c.Pass), rep.LostWrites.Lost)
+	}
+	if c := verdicts["sessions"]; c.Pass {
+		t.Errorf("sessions passed (%s); want stale reads at b while a was isolated", c.Summary)
+	}
+	for _, f := range rep.Faults {
+		if f.Err != "" {
+			t.Errorf("fault %s %s failed: %s", f.Action, f.Fault, f.Err)
+		}
+	}
+}

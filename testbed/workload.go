@@ -20,7 +20,10 @@ import (
 // and records every acknowledged write, every session read and the
 // outcome of every other request. Safe for concurrent use.
 type workload struct {
-	spec   Workload
+	spec Workload
+	// all are every region of the run: session reads go to one of them
+	// other than the writer's.
+	all    []string
 	client *apiClient
 	seed   uint64
 	start  time.Time
@@ -41,9 +44,9 @@ type workload struct {
 	dotsUnknown  uint64
 }
 
-func newWorkload(spec Workload, client *apiClient, seed uint64, start time.Time) *workload {
+func newWorkload(spec Workload, all []string, client *apiClient, seed uint64, start time.Time) *workload {
 	return &workload{
-		spec: spec, client: client, seed: seed, start: start,
+		spec: spec, all: all, client: client, seed: seed, start: start,
 		pad:         strings.Repeat("x", max(spec.ValueBytes-48, 0)),
 		writeErrors: map[string]int{}, reads: map[string]int{},
 	}
@@ -106,7 +109,7 @@ func (w *workload) op(ctx context.Context, rng *rand.Rand, keys keyPicker) {
 		key := w.key(keys.next())
 		ans, ok := w.write(ctx, region, key, false)
 		if ok && rng.Float64() < w.spec.SessionRatio {
-			others := slices.DeleteFunc(slices.Clone(regions), func(r string) bool { return r == region })
+			others := slices.DeleteFunc(slices.Clone(w.all), func(r string) bool { return r == region })
 			if len(others) == 0 {
 				return
 			}

@@ -1,0 +1,310 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/rules"
+)
+
+// rulePairs is how many pairs of write runs (one per rule set, in
+// alternating order) RuleOverhead times. Each pair's runs are adjacent in
+// time, so they share the machine's load; the median of the pairs' ratios
+// resists the noise of a shared machine.
+const rulePairs = 7
+
+// ruleWriters is the number of goroutines writing through the handler.
+const ruleWriters = 4
+
+// overheadRegion is the region of the rule-overhead clusters.
+const overheadRegion = "solo"
+
+// overheadRules is the non-trivial rule set of RuleOverhead: six rules
+// matched by prefixes, suffixes, a list and anchored regular expressions
+// (one with an on_read), then the custom select rule that governs the
+// benchmark's stock/ keys, then a catch-all.
+func overheadRules() []rules.Spec {
+	return []rules.Spec{
+		{Name: "user-profiles", Match: `key startsWith "user/"`, Strategy: "lww"},
+		{Name: "carts", Match: `key startsWith "cart/"`, Strategy: "siblings",
+			OnRead: `{"items": union(map(siblings, #.items))}`},
+		{Name: "sessions", Match: `key matches "^session/[0-9a-f]{16}$"`, Strategy: "lww"},
+		{Name: "order-lines", Match: `key startsWith "order/" && key endsWith "/lines"`, Strategy: "siblings"},
+		{Name: "audit", Match: `key matches "^audit/[0-9]{4}-[0-9]{2}/"`, Strategy: "siblings"},
+		{Name: "flags", Match: `key in ["flags/global", "flags/beta"] || key startsWith "flags/team/"`, Strategy: "lww"},
+		{Name: "stock", Match: `key matches "^stock/[a-z0-9-]+$"`, Strategy: "custom", Select: "version.value.updated_at"},
+		{Name: "default", Match: "true", Strategy: "lww"},
+	}
+}
+
+// RuleOverhead measures, in one run, what rule evaluation costs on the
+// write path: writes/s through a region's HTTP handler in process
+// (httptest, durability.sync off so fsync does not hide the cost,
+// ruleWriters goroutines, 2*o.Writes fresh keys per run) under (a) the
+// default single lww rule and (b) overheadRules, whose seventh rule
+// governs the keys written. It runs rulePairs pairs of runs and reports
+// the median rate of each set and the median of the pairs' ratios (b)/(a),
+// with the target ">= 0.91" (at most 10% overhead). It also reports
+// the direct cost per call, in ns, of Set.Match and of Set.Match plus
+// Rule.Resolve on a frontier of three concurrent versions, under both
+// sets. It is the "rules" part of Run.
+//
+// A write to a fresh key evaluates the match expressions only; Resolve
+// runs on the write path when the write leaves concurrent versions (the
+// conflict observer), so its direct cost bounds that case.
+func RuleOverhead(ctx context.Context, o Options, rep *Report) error {
+	o.defaults()
+	opts := rules.Options{Regions: []string{overheadRegion}}
+	custom, err := rules.Compile(overheadRules(), opts)
+	if err != nil {
+		return fmt.Errorf("overhead rules: %w", err)
+	}
+	lww, err := rules.Compile(config.DefaultRules(), opts)
+	if err != nil {
+		return fmt.Errorf("default rules: %w", err)
+	}
+	if err := directCosts(&o, rep, lww, custom); err != nil {
+		return err
+	}
+
+	start := func(name string, rs []rules.Spec) (*gateway.Cluster, error) {
+		return gateway.StartCluster(ctx, gateway.ClusterSpec{
+			Regions: []string{overheadRegion}, Topology: config.Topology{Kind: config.TopologyAllToAll},
+			DataDir: filepath.Join(o.Dir, "rules-"+name), Rules: rs, Sync: false,
+			// JetStream without fsync per message too, so the outbox
+			// drains quickly between runs.
+			Tune:    func(c *config.Config) { c.NATS.Sync = "1m" },
+			Options: func(string) gateway.Options { return gateway.Options{Logger: o.Logger} },
+		})
+	}
+	ca, err := start("default", nil)
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+	cb, err := start("custom", overheadRules())
+	if err != nil {
+		return err
+	}
+	defer cb.Close()
+	a, b := ca.Node(overheadRegion), cb.Node(overheadRegion)
+
+	n := o.Writes * 2
+	var ratesA, ratesB, ratios []float64
+	for pair := range rulePairs {
+		// Alternate which set goes first, and let both regions publish
+		// their backlog to JetStream before each run, so neither run
+		// pays for the other's publishing.
+		var rate [2]float64
+		order := []int{0, 1}
+		if pair%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			node, rule := a, "default"
+			if i == 1 {
+				node, rule = b, "stock"
+			}
+			if err := drainOutboxes(ctx, a, b); err != nil {
+				return err
+			}
+			r, err := handlerPuts(ctx, node.Handler(), n, ruleWriters, fmt.Sprintf("p%d", pair), rule)
+			if err != nil {
+				return fmt.Errorf("rule %s: %w", rule, err)
+			}
+			rate[i] = r
+		}
+		ratesA, ratesB = append(ratesA, rate[0]), append(ratesB, rate[1])
+		ratios = append(ratios, rate[1]/rate[0])
+	}
+	rep.add(&o, fmt.Sprintf("handler PUT, sync off, x%d, default lww rule", ruleWriters), median(ratesA), "writes/s")
+	rep.add(&o, fmt.Sprintf("handler PUT, sync off, x%d, 7th rule custom select", ruleWriters), median(ratesB), "writes/s")
+	ratio := median(ratios)
+	rep.ratio(&o, "PUT with 8 rules / PUT with default rule", ratio, ">= 0.91", ratio >= 0.91)
+	return nil
+}
+
+// median returns the median of xs (the mean of the middle two for an
+// even count).
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// drainOutboxes waits until every node has published its outbox.
+func drainOutboxes(ctx context.Context, nodes ...*gateway.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, n := range nodes {
+		for n.Store().OutboxLen() > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("outbox of %s not drained: %d entries left: %w", n.Config().Region, n.Store().OutboxLen(), ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// handlerPuts runs n PUTs of fresh keys stock/<tag>-<i> through h from
+// `writers` goroutines and returns the rate. Every answer must be 200 and
+// name the expected rule.
+func handlerPuts(ctx context.Context, h http.Handler, n, writers int, tag, rule string) (float64, error) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	body := []byte(`{"sku":"benchmark","qty":12,"updated_at":"2026-11-27T12:00:00Z","tags":["a","b"]}`)
+	start := time.Now()
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				key := fmt.Sprintf("stock/%s-%d", tag, i)
+				req := httptest.NewRequestWithContext(ctx, http.MethodPut, "/v1/kv/"+key, bytes.NewReader(body))
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				var err error
+				if rec.Code != http.StatusOK {
+					err = fmt.Errorf("PUT %s: %d %s", key, rec.Code, bytes.TrimSpace(rec.Body.Bytes()))
+				} else if i == 1 {
+					err = checkRule(ctx, h, key, rule)
+				}
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds(), firstErr
+}
+
+// checkRule verifies that the rule governing key is the one measured.
+func checkRule(ctx context.Context, h http.Handler, key, want string) error {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/kv/"+key, nil))
+	if got := rec.Header().Get(gateway.HeaderRule); got != want {
+		return fmt.Errorf("GET %s: rule %q (status %d), want %q", key, got, rec.Code, want)
+	}
+	return nil
+}
+
+// overheadFrontier is three concurrent versions of a stock/ key.
+func overheadFrontier() []conflict.Version {
+	doc := func(qty int, at string) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"sku":"benchmark","qty":%d,"updated_at":%q,"tags":["a","b"]}`, qty, at))
+	}
+	v := func(region string, wall int64, value json.RawMessage) conflict.Version {
+		return conflict.Version{Dot: conflict.Dot{Actor: region + "~0001", Counter: 7}, Value: value,
+			HLC: conflict.HLC{Wall: wall}, Origin: region}
+	}
+	return []conflict.Version{
+		v("us-east", 1_700_000_000_300, doc(10, "2026-11-27T12:00:03Z")),
+		v("eu-west", 1_700_000_000_200, doc(11, "2026-11-27T12:00:05Z")),
+		v("ap-south", 1_700_000_000_100, doc(12, "2026-11-27T12:00:01Z")),
+	}
+}
+
+// directCosts reports ns per call of Set.Match and of Set.Match +
+// Rule.Resolve under both sets, and checks that each resolves as expected.
+func directCosts(o *Options, rep *Report, lww, custom *rules.Set) error {
+	const key = "stock/r0-1"
+	vs := overheadFrontier()
+	match := func(set *rules.Set, want string) func(int) error {
+		return func(n int) error {
+			for range n {
+				r, err := set.Match(key)
+				if err != nil {
+					return err
+				}
+				if r.Name() != want {
+					return fmt.Errorf("key %s: rule %q, want %q", key, r.Name(), want)
+				}
+			}
+			return nil
+		}
+	}
+	resolve := func(set *rules.Set, wantOrigin string) func(int) error {
+		return func(n int) error {
+			for range n {
+				r, err := set.Match(key)
+				if err != nil {
+					return err
+				}
+				res, err := r.Resolve(key, overheadRegion, vs)
+				if err != nil {
+					return err
+				}
+				if res.Kept == nil || res.Kept.Origin != wantOrigin {
+					return fmt.Errorf("rule %s kept %+v, want the version from %s", r.Name(), res.Kept, wantOrigin)
+				}
+			}
+			return nil
+		}
+	}
+	for _, m := range []struct {
+		name string
+		f    func(int) error
+	}{
+		{"Set.Match, default lww rule", match(lww, "default")},
+		{"Set.Match, 8 rules, 7th matches", match(custom, "stock")},
+		// lww keeps the greatest HLC, select the latest updated_at.
+		{"Match+Resolve, 3 versions, default lww", resolve(lww, "us-east")},
+		{"Match+Resolve, 3 versions, 7th rule custom select", resolve(custom, "eu-west")},
+	} {
+		ns, err := nsPerOp(200*time.Millisecond, m.f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		rep.add(o, m.name, ns, "ns/op")
+	}
+	return nil
+}
+
+// nsPerOp times f(n), growing n as testing.B does until one call of f
+// lasts at least target, and returns the time per iteration.
+func nsPerOp(target time.Duration, f func(n int) error) (float64, error) {
+	n := 1
+	for {
+		start := time.Now()
+		if err := f(n); err != nil {
+			return 0, err
+		}
+		el := time.Since(start)
+		if el >= target || n >= 1e9 {
+			return float64(el.Nanoseconds()) / float64(n), nil
+		}
+		// Aim 20% past the target, growing at least by one and at most
+		// 100-fold per step.
+		next := int(float64(n) * 1.2 * float64(target) / float64(max(el, time.Microsecond)))
+		n = min(max(next, n+1), 100*n)
+	}
+}

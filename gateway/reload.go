@@ -1,0 +1,167 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/geogate/geogate/rules"
+)
+
+// DefaultRulesPoll is how often WatchRules looks at the rule file when
+// given no interval.
+const DefaultRulesPoll = time.Second
+
+// WatchRules hot-reloads the node's rules from path (a rule file or the
+// region's config file, whose other keys are ignored and not reloaded)
+// until ctx is done. It polls the file every `every` (DefaultRulesPoll
+// when <= 0) and reloads when its modification time, size or identity
+// changed: polling, unlike change notifications, also follows
+// configuration tools that replace the file by renaming another onto it.
+//
+// A reload reads the file, parses its rules strictly (rules.ParseRules),
+// compiles them under the node's regions and, only if every step
+// succeeded, replaces the rule set atomically (SetRules): requests in
+// flight finish under the set they started with. A file without rules:
+// reloads the default set (every key lww), as at start. On any failure the
+// current rules stay in effect and the reason is logged at error level
+// with located diagnostics; the same content is not retried until the file
+// changes again. Each attempt counts in
+// geogate_rule_reloads_total{result="ok|error"}; a change that leaves the
+// rule list as it was is logged at debug level and not counted.
+//
+// The state of the file when WatchRules starts is taken to be the rules
+// the node runs (normally the config it was started from). WatchRules
+// blocks; run it in its own goroutine.
+func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration) {
+	if every <= 0 {
+		every = DefaultRulesPoll
+	}
+	log := n.log.With("file", path)
+	reloads := n.reloadCounter()
+	last, err := os.Stat(path)
+	if err != nil {
+		log.Error("cannot watch the rule file; rules will not hot-reload until it is readable", "err", err)
+	}
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			if last != nil { // log the disappearance once, not every tick
+				log.Error("rule file unreadable; keeping the current rules", "err", err)
+				reloads.WithLabelValues("error").Inc()
+			}
+			last = nil
+			continue
+		}
+		if last != nil && sameFile(last, info) {
+			continue
+		}
+		last = info
+		count, changed, err := n.reloadRules(path)
+		switch {
+		case err != nil:
+			reloads.WithLabelValues("error").Inc()
+			log.Error("rules reload failed; keeping the current rules", "err", err)
+		case !changed:
+			log.Debug("rule file changed but its rules did not")
+		default:
+			reloads.WithLabelValues("ok").Inc()
+			log.Info("rules reloaded", "rules", count)
+		}
+	}
+}
+
+// sameFile reports whether two stats of one path show the same content:
+// the same file (a rename replaces it), size and modification time.
+func sameFile(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// reloadRules reads, parses and compiles the rules of path and installs
+// them. It returns the number of rules, and changed=false (installing
+// nothing) when they equal the current ones. On error nothing changes.
+func (n *Node) reloadRules(path string) (count int, changed bool, err error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false, fmt.Errorf("read: %w", err)
+	}
+	specs, err := rules.ParseRules(src, path)
+	if err != nil {
+		return 0, false, err
+	}
+	if len(specs) == 0 {
+		specs = []rules.Spec{{Name: "default", Match: "true", Strategy: string(rules.StrategyLWW)}}
+	}
+	if slices.Equal(specs, currentSpecs(n.rules())) {
+		return len(specs), false, nil
+	}
+	opts := n.ruleOptions()
+	set, err := rules.Compile(specs, opts)
+	if err != nil {
+		return 0, false, located(src, path, opts, err)
+	}
+	n.SetRules(set)
+	return len(specs), true, nil
+}
+
+// currentSpecs returns the specs of a compiled set, as written.
+func currentSpecs(set *rules.Set) []rules.Spec {
+	rs := set.Rules()
+	out := make([]rules.Spec, len(rs))
+	for i, r := range rs {
+		out[i] = r.Spec()
+	}
+	return out
+}
+
+// located turns a compile failure into the lint diagnostics of the file
+// (file:line:col with the source line and a caret), which say where each
+// problem is; it falls back to the compile error itself.
+func located(src []byte, path string, opts rules.Options, compileErr error) error {
+	var lines []string
+	for _, d := range rules.Lint(src, path, opts) {
+		if d.Severity == rules.SeverityError {
+			lines = append(lines, d.String())
+		}
+	}
+	if len(lines) == 0 {
+		return compileErr
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// reloadCounter returns geogate_rule_reloads_total on the node's registry,
+// registering it on first use (a second WatchRules shares it).
+func (n *Node) reloadCounter() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "geogate_rule_reloads_total",
+		Help: "Hot reloads of the rule file by result: ok (new rules in effect) or error (old rules kept).",
+	}, []string{"result"})
+	if err := n.metrics.reg.Register(c); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			// The name and labels are fixed, so only a programming error
+			// gets here; count into an unregistered vector rather than
+			// stop reloading.
+			n.log.Error("cannot register geogate_rule_reloads_total", "err", err)
+			return c
+		}
+		c = already.ExistingCollector.(*prometheus.CounterVec)
+	}
+	c.WithLabelValues("ok")
+	c.WithLabelValues("error")
+	return c
+}
