@@ -109,7 +109,8 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	}()
 	n.store, err = store.Open(store.Options{
 		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
-		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, OnConflicts: n.publishConflicts,
+		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, ConflictMaxAge: cfg.Conflicts.MaxAge,
+		OnConflicts: n.publishConflicts,
 		Logger: n.log, SmallFootprint: opts.SmallFootprint,
 	})
 	if err != nil {

@@ -41,29 +41,52 @@ func (s *Store) appendConflict(st *batchState, e ConflictEntry) error {
 		return err
 	}
 	st.conflicts = append(st.conflicts, e)
-	// Bounded retention: drop the entry that fell out of the window.
-	if old := int64(e.Seq) - int64(s.opts.ConflictRetention); old > 0 {
-		return s.dropConflict(st, uint64(old))
+	return s.pruneConflicts(st, e)
+}
+
+// pruneConflicts enforces the conflict log's bounds after appending e:
+// at most ConflictRetention entries, none older than ConflictMaxAge (by
+// the entries' At). It drops a bounded number of the oldest entries per
+// append, so the log shrinks back under its bounds as it grows.
+func (s *Store) pruneConflicts(st *batchState, e ConflictEntry) error {
+	maxAge := s.opts.ConflictMaxAge.Milliseconds()
+	for range 16 {
+		if s.cfirst >= e.Seq {
+			return nil
+		}
+		old, ok, err := s.readConflict(st.txn, s.cfirst)
+		if err != nil {
+			return err
+		}
+		overCount := e.Seq-s.cfirst >= uint64(s.opts.ConflictRetention)
+		tooOld := ok && maxAge > 0 && old.At < e.At-maxAge
+		if ok && !overCount && !tooOld {
+			return nil
+		}
+		if ok {
+			if err := st.txn.Delete(seqKey(prefixConflict, s.cfirst)); err != nil {
+				return err
+			}
+			if err := st.txn.Delete(conflictIndexKey(old.Key, s.cfirst)); err != nil {
+				return err
+			}
+		}
+		s.cfirst++
 	}
 	return nil
 }
 
-func (s *Store) dropConflict(st *batchState, seq uint64) error {
-	item, err := st.txn.Get(seqKey(prefixConflict, seq))
+func (s *Store) readConflict(txn *badger.Txn, seq uint64) (ConflictEntry, bool, error) {
+	var e ConflictEntry
+	item, err := txn.Get(seqKey(prefixConflict, seq))
 	if err == badger.ErrKeyNotFound {
-		return nil
+		return e, false, nil
 	}
 	if err != nil {
-		return err
+		return e, false, err
 	}
-	var e ConflictEntry
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
-		return err
-	}
-	if err := st.txn.Delete(seqKey(prefixConflict, seq)); err != nil {
-		return err
-	}
-	return st.txn.Delete(conflictIndexKey(e.Key, seq))
+	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &e) })
+	return e, err == nil, err
 }
 
 // Conflicts returns up to limit conflict-log entries, newest first, for one

@@ -258,3 +258,40 @@ func TestChangeFlags(t *testing.T) {
 		t.Errorf("skewed HLC %v was folded into the local clock (%v)", far[0].Event.Version.HLC, w.Event.Version.HLC)
 	}
 }
+
+// TestConflictMaxAge: entries older than ConflictMaxAge (relative to the
+// newest entry) are pruned as the log grows, and stay pruned after reopen.
+func TestConflictMaxAge(t *testing.T) {
+	clock := newFakeClock(baseWall)
+	dir := t.TempDir()
+	edit := func(o *Options) {
+		withObserver(1000)(o)
+		o.ConflictMaxAge = time.Minute
+		o.Clock = conflict.NewClock(clock.now, 0)
+	}
+	s := openTest(t, "us", dir, edit)
+	for i := range 4 { // entries 1..3 at baseWall
+		mustWrite(t, s, Mutation{Key: "old", Value: jsonDoc(`%d`, i)})
+	}
+	if got := len(mustConflicts(t, s, "", 100)); got != 3 {
+		t.Fatalf("%d entries before aging, want 3", got)
+	}
+	clock.advance(2 * time.Minute)
+	mustWrite(t, s, Mutation{Key: "new", Value: jsonDoc(`1`)})
+	mustWrite(t, s, Mutation{Key: "new", Value: jsonDoc(`2`)}) // entry 4, two minutes later
+	es := mustConflicts(t, s, "", 100)
+	if !slices.Equal(conflictSeqs(es), []uint64{4}) {
+		t.Fatalf("after aging: entries %v, want only [4]", conflictSeqs(es))
+	}
+	if got := mustConflicts(t, s, "old", 100); len(got) != 0 {
+		t.Fatalf("key index still returns pruned entries: %v", conflictSeqs(got))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, "us", dir, edit)
+	mustWrite(t, s, Mutation{Key: "new", Value: jsonDoc(`3`)}) // entry 5
+	if es := mustConflicts(t, s, "", 100); !slices.Equal(conflictSeqs(es), []uint64{5, 4}) {
+		t.Fatalf("after reopen: entries %v, want [5 4]", conflictSeqs(es))
+	}
+}

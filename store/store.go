@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -43,6 +44,9 @@ type Options struct {
 	Observer Observer
 	// ConflictRetention bounds the conflict log (entries; default 100000).
 	ConflictRetention int
+	// ConflictMaxAge drops conflict-log entries older than this (by their
+	// At, against the newest entry's); 0 keeps them until the count bound.
+	ConflictMaxAge time.Duration
 	// OnConflicts, if set, receives the conflict-log entries of each commit
 	// once that commit is durable, in log order. It runs on the writer (the
 	// goroutine holding the writer role): it must be quick and must not
@@ -102,6 +106,7 @@ type Store struct {
 
 	// state owned by the writer; published copies below for readers.
 	seq, oseq, cseq, trimmed uint64
+	cfirst                   uint64 // oldest conflict-log seq that may exist
 	wm                       map[string]uint64
 
 	mu        sync.Mutex
@@ -219,6 +224,14 @@ func (s *Store) load() error {
 				return err
 			}
 		}
+		// The oldest conflict-log entry still stored (retention drops
+		// from the front).
+		s.cfirst = s.cseq + 1
+		cit := txn.NewIterator(badger.IteratorOptions{Prefix: prefixConflict})
+		if cit.Rewind(); cit.Valid() {
+			s.cfirst = seqFromKey(prefixConflict, cit.Item().Key())
+		}
+		cit.Close()
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixWatermark, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

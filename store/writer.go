@@ -224,8 +224,8 @@ type batchState struct {
 	// conflicts are the conflict-log entries the batch appended.
 	conflicts []ConflictEntry
 	// seq, oseq, cseq and trimmed as they were before the batch.
-	seq, oseq, cseq, trimmed uint64
-	outboxed                 bool
+	seq, oseq, cseq, trimmed, cfirst uint64
+	outboxed                         bool
 }
 
 // commitBatch runs the batch in one transaction and answers every request;
@@ -235,7 +235,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 	st := &batchState{
 		txn: s.db.NewTransaction(true), records: map[string]conflict.Record{},
 		dirty: map[string]bool{}, wmOld: map[string]uint64{},
-		seq: s.seq, oseq: s.oseq, cseq: s.cseq, trimmed: s.trimmed,
+		seq: s.seq, oseq: s.oseq, cseq: s.cseq, trimmed: s.trimmed, cfirst: s.cfirst,
 	}
 	defer st.txn.Discard()
 	resps := make([]response, len(batch))
@@ -263,7 +263,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 		stats.Commits++
 	}
 	if err != nil {
-		s.seq, s.oseq, s.cseq, s.trimmed = st.seq, st.oseq, st.cseq, st.trimmed
+		s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst = st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst
 		for origin, old := range st.wmOld {
 			if old == 0 {
 				delete(s.wm, origin)
