@@ -111,7 +111,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
 		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, ConflictMaxAge: cfg.Conflicts.MaxAge,
 		OnConflicts: n.publishConflicts,
-		Logger: n.log, SmallFootprint: opts.SmallFootprint,
+		Logger:      n.log, SmallFootprint: opts.SmallFootprint,
 	})
 	if err != nil {
 		return nil, err

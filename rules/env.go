@@ -186,27 +186,41 @@ func scoreType(t reflect.Type) bool {
 }
 
 // run evaluates a program under the memory budget of c, on a VM from c's
-// pool (a VM is reused across evaluations, never shared by two at once).
-// It never panics: a panic in the VM or in a library function becomes an
-// error, and that VM is dropped.
-func (c *config) run(prog *vm.Program, env any) (out any, err error) {
-	machine, _ := c.vms.Get().(*vm.VM)
-	if machine == nil {
-		machine = &vm.VM{}
-	}
+// pool. It never panics: a panic in the VM or in a library function
+// becomes an error.
+func (c *config) run(prog *vm.Program, env any) (any, error) {
+	machine := c.getVM()
+	defer c.putVM(machine)
+	return c.runOn(machine, prog, env)
+}
+
+// runOn is run on a given VM, for a caller evaluating several programs in
+// a row (Set.Match). A VM serves one evaluation at a time; vm.VM.Run resets
+// its state, so it can be reused even after a failure.
+func (c *config) runOn(machine *vm.VM, prog *vm.Program, env any) (out any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("panic: %v", r)
-			return
 		}
-		// Drop the references to this evaluation's documents before the
-		// VM waits in the pool.
-		clear(machine.Stack[:cap(machine.Stack)])
-		clear(machine.Variables)
-		c.vms.Put(machine)
 	}()
 	machine.MemoryBudget = c.memoryBudget
 	return machine.Run(prog, env)
+}
+
+// getVM takes an idle VM from the pool, or makes one.
+func (c *config) getVM() *vm.VM {
+	if machine, ok := c.vms.Get().(*vm.VM); ok {
+		return machine
+	}
+	return &vm.VM{}
+}
+
+// putVM returns a VM to the pool, dropping its references to the last
+// evaluation's values first.
+func (c *config) putVM(machine *vm.VM) {
+	clear(machine.Stack[:cap(machine.Stack)])
+	clear(machine.Variables)
+	c.vms.Put(machine)
 }
 
 // decodeDoc decodes a stored JSON value for an expression: objects become

@@ -354,8 +354,10 @@ func (s *Set) Rules() []*Rule { return slices.Clone(s.rules) }
 func (s *Set) Match(key string) (*Rule, error) {
 	var failures []error
 	var env any = matchEnv{Key: key} // boxed once for every rule
+	machine := s.cfg.getVM()
+	defer s.cfg.putVM(machine)
 	for _, r := range s.rules {
-		out, err := s.cfg.run(r.match, env)
+		out, err := s.cfg.runOn(machine, r.match, env)
 		if err != nil {
 			failures = append(failures, &EvalError{Rule: r.spec.Name, Field: string(kindMatch), Key: key, Err: err})
 			continue
