@@ -1,13 +1,17 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/store"
 )
 
 var homeRule = rules.Spec{Name: "homed", Match: `key startsWith "h/"`, Strategy: "home_region", Home: `value.home ?? "r1"`}
@@ -239,5 +243,37 @@ func TestSkewedClockLWW(t *testing.T) {
 	}
 	if conflicts == 0 {
 		t.Fatal("lww losers not logged")
+	}
+}
+
+// TestConflictsPublished: conflict-log entries are served at
+// /v1/conflicts and published on geogate.conflicts.<region>.
+func TestConflictsPublished(t *testing.T) {
+	c := startCluster(t, []string{"r1", "r2"}, "all-to-all", nil)
+	r1, r2 := c.Node("r1"), c.Node("r2")
+	nc, err := nats.Connect(r1.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("geogate.conflicts.r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pause(t, r1, "r2")
+	do(t, "PUT", r1.HTTPURL()+"/v1/kv/k", []byte(`"one"`))
+	do(t, "PUT", r2.HTTPURL()+"/v1/kv/k", []byte(`"two"`))
+	resume(t, r1, "r2")
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no conflict published: %v", err)
+	}
+	var e store.ConflictEntry
+	if err := json.Unmarshal(msg.Data, &e); err != nil || e.Key != "k" || e.Rule != "default" || len(e.Discarded) != 1 || e.Kept == nil {
+		t.Fatalf("published entry %s (%v)", msg.Data, err)
+	}
+	cs := do(t, "GET", r1.HTTPURL()+"/v1/conflicts?key=k", nil).json(t)["conflicts"].([]any)
+	if len(cs) != 1 || cs[0].(map[string]any)["rule"] != "default" {
+		t.Fatalf("GET /v1/conflicts: %v", cs)
 	}
 }
