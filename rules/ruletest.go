@@ -13,7 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// The rule test file format (see README-rules.md):
+// The rule test file format (see the README, section Rules):
 //
 //	rule_files: [rules.yaml]        # relative to the test file; or inline rules:
 //	regions: [us-east, eu-west]     # optional: the deployment's regions
@@ -129,7 +129,7 @@ func (r TestReport) String() string {
 }
 
 // RunTests runs the operator-written test cases of a rule test file (the
-// format is in README-rules.md), in the spirit of `promtool test rules`.
+// format is in the README, section Rules), in the spirit of `promtool test rules`.
 // Rule files named in rule_files are read relative to the test file's
 // directory and their rules concatenated in order; inline rules: are used
 // otherwise. Regions come from opts, else the test file's regions:, else
