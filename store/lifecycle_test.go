@@ -205,3 +205,48 @@ func TestCloseWithWritersInFlight(t *testing.T) {
 	}
 	t.Logf("%d writes acknowledged before close", len(acked))
 }
+
+// TestSequencesSurviveTrimAndReopen: the sequences are derived at Open from
+// the newest entries, or from m/seqs after a trim deleted them; neither an
+// outbox seq nor an origin seq is ever reused.
+func TestSequencesSurviveTrimAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	hub := openTest(t, "hub", dir, nil)
+	spoke := openTest(t, "spoke", "", nil)
+	for i := range 3 {
+		mustWrite(t, hub, Mutation{Key: "own", Value: jsonDoc(`%d`, i)}) // outbox 1..3, oseq 1..3
+	}
+	// Trim all own entries, then forward two of the spoke's events.
+	if err := hub.TrimOutbox(3); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "trim", func() bool { return len(mustOutbox(t, hub, 0)) == 0 })
+	for _, p := range writeEvents(t, spoke, Mutation{Key: "a", Value: jsonDoc(`1`)}, Mutation{Key: "b", Value: jsonDoc(`2`)}) {
+		in := p.incoming()
+		in.Forward = true
+		mustApply(t, hub, in) // outbox 4, 5: forwarded, not own
+	}
+	if err := hub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hub = openTest(t, "hub", dir, nil)
+	res := mustWrite(t, hub, Mutation{Key: "own", Value: jsonDoc(`"after"`)})
+	if res.Event.OSeq != 4 {
+		t.Fatalf("own oseq after reopen %d, want 4", res.Event.OSeq)
+	}
+	out := mustOutbox(t, hub, 0)
+	if len(out) != 3 || out[2].Seq != 6 || out[0].Seq != 4 {
+		t.Fatalf("outbox after reopen: %d entries, last seq %d", len(out), out[len(out)-1].Seq)
+	}
+	// And with nothing trimmed since: derived from the newest entries.
+	if err := hub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hub = openTest(t, "hub", dir, nil)
+	if res := mustWrite(t, hub, Mutation{Key: "own", Value: jsonDoc(`"again"`)}); res.Event.OSeq != 5 {
+		t.Fatalf("own oseq after second reopen %d, want 5", res.Event.OSeq)
+	}
+	if out := mustOutbox(t, hub, 0); out[len(out)-1].Seq != 7 {
+		t.Fatalf("outbox seq after second reopen %d, want 7", out[len(out)-1].Seq)
+	}
+}

@@ -168,6 +168,10 @@ func (s *Store) trimOutbox(st *batchState) error {
 		if err := st.txn.Set(keyTrimmed, encodeU64(s.trimmed)); err != nil {
 			return err
 		}
+		// The trim may delete the entries Open derives the sequences from.
+		if err := st.txn.Set(keySeqs, encodeSeqs(s.seq, s.oseq, s.cseq)); err != nil {
+			return fmt.Errorf("sequences: %w", err)
+		}
 		// More left to trim: writeBatch gives the writer another turn.
 	}
 	return nil

@@ -224,6 +224,9 @@ func (s *Store) load() error {
 				return err
 			}
 		}
+		if err := s.deriveSeqs(txn); err != nil {
+			return err
+		}
 		// The oldest conflict-log entry still stored (retention drops
 		// from the front).
 		s.cfirst = s.cseq + 1
@@ -265,6 +268,47 @@ func getU64(txn *badger.Txn, key []byte, dst *uint64) error {
 		*dst = n
 		return err
 	})
+}
+
+// deriveSeqs raises the sequences read from m/seqs to what the newest
+// entries show: commits do not rewrite m/seqs (a write would cost one more
+// key per commit); the newest outbox entry carries seq, the newest entry of
+// this actor carries oseq, the newest conflict-log entry cseq. Trims, which
+// delete outbox entries, record m/seqs first.
+func (s *Store) deriveSeqs(txn *badger.Txn) error {
+	last := func(prefix []byte) *badger.Iterator {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		it.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		return it
+	}
+	it := last(prefixOutbox)
+	defer it.Close()
+	first := true
+	for ; it.Valid(); it.Next() {
+		seq := seqFromKey(prefixOutbox, it.Item().Key())
+		if first {
+			s.seq, first = max(s.seq, seq), false
+		}
+		var e OutboxEntry
+		err := it.Item().Value(func(v []byte) error {
+			var err error
+			e, err = decodeOutbox(seq, v)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if e.Origin == s.actor {
+			s.oseq = max(s.oseq, e.OSeq)
+			break
+		}
+	}
+	cit := last(prefixConflict)
+	defer cit.Close()
+	if cit.Valid() {
+		s.cseq = max(s.cseq, seqFromKey(prefixConflict, cit.Item().Key()))
+	}
+	return nil
 }
 
 // Actor returns this store's actor name (region~epoch).

@@ -456,10 +456,9 @@ func (s *Store) flush(st *batchState) error {
 			return fmt.Errorf("watermark %s: %w", origin, err)
 		}
 	}
-	if s.seq != st.seq || s.oseq != st.oseq || s.cseq != st.cseq {
-		if err := st.txn.Set(keySeqs, encodeSeqs(s.seq, s.oseq, s.cseq)); err != nil {
-			return fmt.Errorf("sequences: %w", err)
-		}
-	}
+	// The sequences are not written here: Open derives them from the
+	// newest outbox and conflict-log entries, which this transaction
+	// writes. Only a trim, which may delete the newest outbox entry,
+	// records them (trimOutbox).
 	return nil
 }
