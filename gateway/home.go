@@ -251,17 +251,7 @@ func (n *Node) handleForward(ctx context.Context, data []byte) forwardReply {
 		b, _ := json.Marshal(v) //nolint:errchkjson // plain values
 		return forwardReply{Status: status, Body: b}
 	}
-	fail := func(err error) forwardReply {
-		var ae *apiError
-		if !errors.As(err, &ae) {
-			ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
-		}
-		body := map[string]any{"error": ae.msg, "code": ae.code}
-		for k, v := range ae.details {
-			body[k] = v
-		}
-		return answer(ae.status, body)
-	}
+	fail := func(err error) forwardReply { return answer(errorBody(err)) }
 	var req forwardRequest
 	if err := json.Unmarshal(data, &req); err != nil {
 		return fail(errorf(http.StatusBadRequest, "bad_forward", "malformed forwarded write: %v", err))

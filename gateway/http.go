@@ -52,6 +52,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, err error) {
+	status, body := errorBody(err)
+	writeJSON(w, status, body)
+}
+
+// errorBody renders an error as its HTTP status and JSON body
+// {"error", "code", details...}; an error that is not an *apiError is a 500.
+func errorBody(err error) (int, map[string]any) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
@@ -60,7 +67,7 @@ func writeError(w http.ResponseWriter, err error) {
 	for k, v := range ae.details {
 		body[k] = v
 	}
-	writeJSON(w, ae.status, body)
+	return ae.status, body
 }
 
 // validateKey enforces the key rules: 1..1024 bytes of UTF-8 without
@@ -343,20 +350,28 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request, key string) error {
 	return nil
 }
 
+// parseLimit reads a limit query parameter: default 100, 1 to 10000.
+func parseLimit(s string) (int, error) {
+	if s == "" {
+		return 100, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 || v > 10000 {
+		return 0, errorf(http.StatusBadRequest, "bad_limit", "limit must be a whole number from 1 to 10000, got %q", s)
+	}
+	return v, nil
+}
+
 func (n *Node) handleList(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		methodNotAllowed(w, r, "GET")
 		return
 	}
 	q := r.URL.Query()
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 || v > 10000 {
-			writeError(w, errorf(http.StatusBadRequest, "bad_limit", "limit must be a whole number from 1 to 10000, got %q", s))
-			return
-		}
-		limit = v
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	keys, err := n.store.List(q.Get("prefix"), q.Get("after"), limit+1, true)
 	if err != nil {
@@ -376,14 +391,10 @@ func (n *Node) handleConflicts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 || v > 10000 {
-			writeError(w, errorf(http.StatusBadRequest, "bad_limit", "limit must be a whole number from 1 to 10000, got %q", s))
-			return
-		}
-		limit = v
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	entries, err := n.store.Conflicts(q.Get("key"), limit)
 	if err != nil {
