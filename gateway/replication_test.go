@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/topology/link"
 )
 
 // digests returns each region's digest and record count.
@@ -233,5 +235,37 @@ func TestRelayOutage(t *testing.T) {
 				t.Fatalf("r2 holds %d keys, want %d", count, want)
 			}
 		})
+	}
+}
+
+// TestExternalNATS runs two regions against NATS servers started outside
+// geogate (nats.embedded: false, nats.url): the same links replicate.
+func TestExternalNATS(t *testing.T) {
+	urls := map[string]string{}
+	for _, r := range []string{"r1", "r2"} {
+		srv, err := link.StartServer(link.ServerOptions{Name: "external-" + r, Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), SyncAlways: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Shutdown)
+		urls[r] = srv.ClientURL()
+	}
+	c := startCluster(t, []string{"r1", "r2"}, "all-to-all", nil, func(s *ClusterSpec) {
+		s.Tune = func(cfg *config.Config) {
+			cfg.NATS.Embedded = false
+			cfg.NATS.Listen = ""
+			cfg.NATS.URL = urls[cfg.Region]
+		}
+	})
+	for _, n := range c.Nodes() {
+		if n.NATSURL() != urls[n.Config().Region] {
+			t.Fatalf("%s uses %s, want the external %s", n.Config().Region, n.NATSURL(), urls[n.Config().Region])
+		}
+	}
+	do(t, "PUT", c.Node("r1").HTTPURL()+"/v1/kv/x", []byte(`1`))
+	do(t, "PUT", c.Node("r2").HTTPURL()+"/v1/kv/y", []byte(`2`))
+	waitConverged(t, c, 10*time.Second)
+	if _, n, _ := c.Node("r2").Store().Digest(); n != 2 {
+		t.Fatalf("r2 holds %d keys, want 2", n)
 	}
 }
