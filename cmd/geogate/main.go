@@ -6,11 +6,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 )
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "geogate:", err)
+		// One line: a config with several problems lists them all, joined.
+		fmt.Fprintln(os.Stderr, "geogate:", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
 		os.Exit(1)
 	}
 }
