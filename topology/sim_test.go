@@ -117,7 +117,7 @@ func checkDelivery(p *Plan, res simResult) error {
 
 // genRegions draws n distinct valid region names.
 func genRegions(t *rapid.T, minN, maxN int) []string {
-	name := rapid.StringMatching(`[a-z0-9-]{1,12}`)
+	name := rapid.StringMatching(`[a-z0-9-]{1,12}`).Filter(func(s string) bool { return s != ReservedRegion })
 	return rapid.SliceOfNDistinct(name, minN, maxN, rapid.ID[string]).Draw(t, "regions")
 }
 

@@ -93,6 +93,9 @@ func validate(regions []string, spec Spec) ([]string, error) {
 	}
 	seen := make(map[string]bool, len(regions))
 	for i, r := range regions {
+		if r == ReservedRegion {
+			return nil, specErr("regions", "region %d name %q is reserved (heartbeat subjects); choose another", i, r)
+		}
 		if !ValidRegion(r) {
 			return nil, specErr("regions", "region %d name %q must be 1..%d characters of [a-z0-9-]", i, r, MaxRegionLen)
 		}

@@ -55,7 +55,7 @@ func (c *Config) Validate() error {
 	case c.Region == "":
 		add("region", "required: this region's name")
 	case !validRegionName(c.Region):
-		add("region", "%q is not a valid region name (lowercase letters, digits and '-', at most %d)", c.Region, MaxRegionNameLen)
+		add("region", "%q is not a valid region name (lowercase letters, digits and '-', at most %d; \"hb\" is reserved)", c.Region, MaxRegionNameLen)
 	case len(c.Regions) > 0 && !isRegion(c.Region):
 		add("region", "%q is not one of the regions %s", c.Region, known)
 	}
@@ -69,7 +69,7 @@ func (c *Config) Validate() error {
 		ep := c.Regions[name]
 		key := "regions." + name
 		if !validRegionName(name) {
-			add(key, "%q is not a valid region name (lowercase letters, digits and '-', at most %d)", name, MaxRegionNameLen)
+			add(key, "%q is not a valid region name (lowercase letters, digits and '-', at most %d; \"hb\" is reserved)", name, MaxRegionNameLen)
 		}
 		if u, err := checkURL(ep.HTTP, "http", "https"); err != nil {
 			add(key+".http", "%v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,8 @@ type OutboxEntry struct {
 	Data []byte
 }
 
-// Outbox is the durable local replication log the Publisher ships.
+// Outbox is the durable local replication log the Publisher ships. The
+// Publisher calls it from one goroutine at a time.
 type Outbox interface {
 	// ReadOutbox returns up to max entries with Seq > after, in ascending Seq
 	// order, from durable storage. Fewer than max (possibly none) means the
@@ -73,6 +75,30 @@ type PublisherConfig struct {
 	// AckTimeout bounds the wait for one publish ack before the publisher
 	// backs off and republishes (default 5s).
 	AckTimeout time.Duration
+
+	// Mode decides when a published entry is trimmed: ModeStream (the
+	// default) on its publish ack, ModeOutbox once every Downstream
+	// consumer finished it. See the modes' comments for what each needs
+	// from the server and what each guarantees.
+	Mode Mode
+	// Downstream (ModeOutbox only) names the durable consumers expected on
+	// this region's stream: for every region d that pulls from it (each
+	// outbound link Region -> d of the topology plan),
+	// ConsumerName(Region, d) -- the stream's region first, the puller
+	// second. A name whose consumer does not exist holds every entry (its
+	// region has not connected yet) but never holds publishing. Empty: no
+	// region reads the stream and entries are trimmed on their ack.
+	Downstream []string
+	// MaxHold (ModeOutbox only) is the age past which an acknowledged entry
+	// is trimmed even if a downstream consumer has not finished it (logged
+	// at warn level; that region must be re-seeded, as when the stream's
+	// retention drops what it never read). Default MaxAge; zero with MaxAge
+	// zero, or a negative MaxHold, holds entries for ever.
+	MaxHold time.Duration
+	// ReleaseInterval (ModeOutbox only) is how often, while entries are
+	// held, the publisher reads the downstream consumers' progress
+	// (default 200ms).
+	ReleaseInterval time.Duration
 }
 
 // PublisherStats is a snapshot of a Publisher's progress.
@@ -84,25 +110,42 @@ type PublisherStats struct {
 	// (republished after a restart or a publish error).
 	Duplicates uint64
 	// LastStreamSeq is the highest stream sequence seen in a publish ack (or
-	// the stream's last sequence when the Publisher was created).
+	// the stream's last sequence when the Publisher was created or last
+	// resynchronised).
 	LastStreamSeq uint64
-	// Trimmed is the last outbox position trimmed.
+	// Acked is the end of the contiguous outbox prefix the stream has
+	// acknowledged: the next publish starts after it.
+	Acked uint64
+	// Trimmed is the last outbox position trimmed (in ModeOutbox, at least
+	// the position before the outbox's first entry when the publisher
+	// started).
 	Trimmed uint64
 	// Backlog estimates the entries not yet trimmed: the highest position
 	// read from the outbox minus Trimmed. Entries committed but not yet read
-	// are not counted.
+	// are not counted. In ModeOutbox it includes the entries published and
+	// held for a downstream region.
 	Backlog uint64
 	// Errors counts failures that were retried: publish rounds (publish
-	// error, ack timeout, outbox read error) and outbox trims.
+	// error, ack timeout, outbox read error, stream check) and outbox trims.
 	Errors uint64
+	// Resyncs counts the times (ModeOutbox) the running publisher found the
+	// stream behind what it had acknowledged -- a lost unsynced tail, a
+	// deleted stream -- and republished from the outbox.
+	Resyncs uint64
+	// Expired counts entries (ModeOutbox) trimmed by MaxHold before every
+	// downstream consumer had finished them.
+	Expired uint64
 }
 
 // Publisher ships a region's outbox into its stream, in outbox order, and
-// trims what the stream has acknowledged.
+// trims what the stream has acknowledged (ModeStream) or what every
+// downstream region has finished (ModeOutbox).
 //
 // Durability: an entry is trimmed only after JetStream acknowledged it, so a
 // crash (of the process or of the NATS server) never loses an entry; it can
-// only leave entries published but not trimmed. Those are republished on
+// only leave entries published but not trimmed. In ModeOutbox the entry is
+// further kept until the downstream consumers acked it, so that a tail the
+// stream loses (lazy sync and a power loss) is republished: see ModeOutbox. Those are republished on
 // restart with the same Nats-Msg-Id (origin:oseq). Within the stream's
 // duplicate window JetStream drops them and acks them as duplicates, which
 // the publisher counts as stored. After a longer outage the copy is stored
@@ -121,6 +164,9 @@ type Publisher struct {
 	log    *slog.Logger
 	notify chan struct{}
 
+	released chan struct{} // ModeOutbox: the release target moved
+	behind   chan struct{} // ModeOutbox: the stream was found behind the publisher
+
 	running atomic.Bool
 
 	mu            sync.Mutex
@@ -131,6 +177,15 @@ type Publisher struct {
 	trimmed       uint64 // last outbox seq trimmed
 	maxSeen       uint64 // highest outbox seq read
 	errors        uint64
+	recheck       bool // check (create) the stream before the next round
+	// ModeOutbox state.
+	resync  bool     // the stream may not hold what acked says: re-read it
+	started bool     // the first resynchronisation (at start) is done
+	target  uint64   // outbox seq every downstream finished (or MaxHold expired)
+	held    *heldLog // acked entries not yet trimmed -> stream seqs
+	epoch   uint64   // bumped by every resynchronisation
+	resyncs uint64
+	expired uint64
 }
 
 // NewPublisher validates cfg and creates the region's stream, or updates its
@@ -168,9 +223,24 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 5 * time.Second
 	}
-	maxBytes := cfg.MaxBytes
-	if maxBytes <= 0 {
-		maxBytes = -1
+	mode, err := ParseMode(string(cfg.Mode))
+	if err != nil {
+		return nil, fmt.Errorf("new publisher: %w", err)
+	}
+	cfg.Mode = mode
+	cfg.Downstream = slices.Clone(cfg.Downstream)
+	slices.Sort(cfg.Downstream)
+	cfg.Downstream = slices.Compact(cfg.Downstream)
+	for _, d := range cfg.Downstream {
+		if d == "" || sanitizeName(d) != d {
+			return nil, fmt.Errorf("new publisher: downstream consumer name %q is not a valid durable name", d)
+		}
+	}
+	if cfg.MaxHold == 0 {
+		cfg.MaxHold = cfg.MaxAge
+	}
+	if cfg.ReleaseInterval <= 0 {
+		cfg.ReleaseInterval = 200 * time.Millisecond
 	}
 	js, err := jetstream.New(cfg.Conn,
 		jetstream.WithPublishAsyncMaxPending(cfg.Window),
@@ -179,31 +249,49 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		return nil, fmt.Errorf("new publisher: %w", err)
 	}
 	p := &Publisher{
-		cfg:    cfg,
-		js:     js,
-		stream: StreamName(cfg.Region),
-		log:    cfg.Logger.With("component", "publisher", "region", cfg.Region),
-		notify: make(chan struct{}, 1),
+		cfg:      cfg,
+		js:       js,
+		stream:   StreamName(cfg.Region),
+		log:      cfg.Logger.With("component", "publisher", "region", cfg.Region, "mode", cfg.Mode.String()),
+		notify:   make(chan struct{}, 1),
+		released: make(chan struct{}, 1),
+		behind:   make(chan struct{}, 1),
+		held:     newHeldLog(maxHeldMarks),
+		resync:   cfg.Mode == ModeOutbox,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        p.stream,
-		Description: "geogate replication log of region " + cfg.Region,
-		Subjects:    []string{StreamSubjects(cfg.Region)},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      cfg.MaxAge,
-		MaxBytes:    maxBytes,
-		Replicas:    cfg.Replicas,
-		Duplicates:  cfg.DuplicateWindow,
-	})
+	st, err := p.ensureStream(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("new publisher: create stream %s: %w", p.stream, err)
+		return nil, fmt.Errorf("new publisher: %w", err)
 	}
 	p.lastStreamSeq = st.CachedInfo().State.LastSeq
 	return p, nil
+}
+
+// ensureStream creates the region's stream, or updates its limits if it
+// exists, and returns it with fresh info.
+func (p *Publisher) ensureStream(ctx context.Context) (jetstream.Stream, error) {
+	maxBytes := p.cfg.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = -1
+	}
+	st, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        p.stream,
+		Description: "geogate replication log of region " + p.cfg.Region,
+		Subjects:    []string{StreamSubjects(p.cfg.Region)},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      p.cfg.MaxAge,
+		MaxBytes:    maxBytes,
+		Replicas:    p.cfg.Replicas,
+		Duplicates:  p.cfg.DuplicateWindow,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", p.stream, err)
+	}
+	return st, nil
 }
 
 // Notify tells the publisher that new entries were committed to the outbox.
@@ -223,8 +311,11 @@ func (p *Publisher) Stats() PublisherStats {
 		Published:     p.published,
 		Duplicates:    p.duplicates,
 		LastStreamSeq: p.lastStreamSeq,
+		Acked:         p.acked,
 		Trimmed:       p.trimmed,
 		Errors:        p.errors,
+		Resyncs:       p.resyncs,
+		Expired:       p.expired,
 	}
 	if p.maxSeen > p.trimmed {
 		s.Backlog = p.maxSeen - p.trimmed
@@ -235,19 +326,37 @@ func (p *Publisher) Stats() PublisherStats {
 // Run ships the outbox until ctx is done, then returns nil (an error only if
 // Run is already running). It reads entries after the last acknowledged
 // position, publishes them asynchronously in order with up to Window in
-// flight, and trims the outbox after each contiguous acknowledged prefix. A
-// publish error or ack timeout (or an outbox read error) makes it collect
-// the acks still arriving for the contiguous prefix, wait (capped
-// exponential backoff) and republish from the last acknowledged position;
+// flight, and trims the outbox: in ModeStream after each contiguous
+// acknowledged prefix, in ModeOutbox up to the position every Downstream
+// consumer has finished (checked every ReleaseInterval while entries are
+// held). A publish error or ack timeout (or an outbox read error) makes it
+// collect the acks still arriving for the contiguous prefix, wait (capped
+// exponential backoff), make sure the stream exists (recreating it if it
+// was deleted) and republish from the last acknowledged position;
 // JetStream's deduplication makes this safe. A trim error is logged and the
 // trim retried later (trims are cumulative). When the outbox is empty it
 // waits for Notify. Every Heartbeat it sends a Heartbeat on
 // HeartbeatSubject(Region) (core NATS, best effort).
+//
+// In ModeOutbox, Run first reads the stream's last message and resumes
+// after the outbox prefix that message proves stored (HeaderAcked), instead
+// of republishing every untrimmed entry; it does the same whenever it finds
+// the stream behind what it had acknowledged (a tail lost to lazy sync, a
+// deleted stream), which republishes the lost entries.
 func (p *Publisher) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return errors.New("publisher: already running")
 	}
 	defer p.running.Store(false)
+	if p.cfg.Mode == ModeOutbox {
+		rctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { p.releaseLoop(rctx) })
+		defer func() {
+			stop()
+			wg.Wait()
+		}()
+	}
 	hb := time.NewTicker(p.cfg.Heartbeat)
 	defer hb.Stop()
 	p.sendHeartbeat()
@@ -261,6 +370,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 		p.log.Warn("publish round failed, will republish", "err", err)
 		p.harvest(ctx, queue)
 		p.settle(ctx)
+		p.mu.Lock()
+		p.recheck = true
+		p.mu.Unlock()
 		wait := time.NewTimer(bo.next())
 	backoff:
 		for {
@@ -269,6 +381,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 				break backoff
 			case <-hb.C:
 				p.sendHeartbeat()
+			case <-p.released:
+				p.retryTrim()
 			case <-ctx.Done():
 				wait.Stop()
 				return nil
@@ -283,9 +397,16 @@ type inflight struct {
 	fut jetstream.PubAckFuture
 }
 
+// errStreamBehind reports that the stream holds less than the publisher had
+// acknowledged (ModeOutbox): the round ends and the next one resynchronises.
+var errStreamBehind = errors.New("stream is behind the acknowledged position")
+
 // pump publishes from the last acked position until an error (returned with
 // the publishes still in flight) or until ctx is done.
 func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) ([]inflight, error) {
+	if err := p.checkStream(ctx); err != nil {
+		return nil, err
+	}
 	p.retryTrim()
 	p.mu.Lock()
 	next := p.acked
@@ -307,11 +428,14 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 			if len(entries) < space {
 				drained = true
 			}
+			p.mu.Lock()
+			acked := p.acked
+			p.mu.Unlock()
 			for _, e := range entries {
 				if e.Seq <= next {
 					return queue, fmt.Errorf("read outbox after %d: got seq %d, not ascending", next, e.Seq)
 				}
-				fut, err := p.js.PublishMsgAsync(encodeMsg(p.cfg.Region, e))
+				fut, err := p.js.PublishMsgAsync(encodeMsg(p.cfg.Region, e, acked))
 				if err != nil {
 					return queue, fmt.Errorf("publish seq %d: %w", e.Seq, err)
 				}
@@ -332,6 +456,10 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 			case <-hb:
 				p.sendHeartbeat()
 				p.retryTrim()
+			case <-p.released:
+				p.retryTrim()
+			case <-p.behind:
+				return queue, errStreamBehind
 			case <-ctx.Done():
 				return queue, nil
 			}
@@ -351,7 +479,9 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 			}
 			last := queue[len(acks)-1].seq
 			queue = queue[len(acks):]
-			p.recordAcks(acks, last)
+			if !p.recordAcks(acks, last) {
+				return queue, errStreamBehind
+			}
 			bo.reset()
 			p.retryTrim()
 		case err := <-queue[0].fut.Err():
@@ -360,6 +490,10 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 			drained = false
 		case <-hb:
 			p.sendHeartbeat()
+		case <-p.released:
+			p.retryTrim()
+		case <-p.behind:
+			return queue, errStreamBehind
 		case <-ctx.Done():
 			return queue, nil
 		}
@@ -376,7 +510,9 @@ func (p *Publisher) harvest(ctx context.Context, queue []inflight) {
 	for _, f := range queue {
 		select {
 		case ack := <-f.fut.Ok():
-			p.recordAcks([]*jetstream.PubAck{ack}, f.seq)
+			if !p.recordAcks([]*jetstream.PubAck{ack}, f.seq) {
+				return
+			}
 		case <-f.fut.Err():
 			p.retryTrim()
 			return
@@ -396,37 +532,67 @@ func (p *Publisher) countError() {
 	p.mu.Unlock()
 }
 
-// recordAcks accounts for a contiguous run of acks ending at outbox seq last.
-func (p *Publisher) recordAcks(acks []*jetstream.PubAck, last uint64) {
+// recordAcks accounts for a contiguous run of acks ending at outbox seq
+// last. In ModeOutbox it marks the run as held and returns false, without
+// recording it, if an ack reveals that the stream lost messages it had
+// acknowledged (a new message stored at or below the highest sequence seen
+// before): the stream then needs a resynchronisation.
+func (p *Publisher) recordAcks(acks []*jetstream.PubAck, last uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.cfg.Mode == ModeOutbox {
+		if p.resync {
+			return false
+		}
+		top := p.lastStreamSeq
+		for _, a := range acks {
+			if !a.Duplicate && a.Sequence <= top {
+				p.log.Warn("stream stored a new message at an old sequence: it lost its tail, republishing from the outbox",
+					"stream_seq", a.Sequence, "acked_stream_seq", p.lastStreamSeq)
+				p.resync = true
+				return false
+			}
+			top = max(top, a.Sequence)
+		}
+	}
+	var runMax uint64
 	for _, a := range acks {
 		p.published++
 		if a.Duplicate {
 			p.duplicates++
 		}
 		p.lastStreamSeq = max(p.lastStreamSeq, a.Sequence)
+		runMax = max(runMax, a.Sequence)
 	}
 	p.acked = last
+	if p.cfg.Mode == ModeOutbox {
+		p.held.add(last, runMax, time.Now())
+	}
+	return true
 }
 
-// retryTrim trims the outbox up to the acknowledged position if it is not
-// there yet. A failure is counted and logged; the next call retries (trims
-// are cumulative), and publishing goes on meanwhile.
+// retryTrim trims the outbox up to the acknowledged position (ModeStream) or
+// the released one (ModeOutbox) if it is not there yet. A failure is counted
+// and logged; the next call retries (trims are cumulative), and publishing
+// goes on meanwhile.
 func (p *Publisher) retryTrim() {
 	p.mu.Lock()
-	acked, trimmed := p.acked, p.trimmed
+	goal, trimmed := p.acked, p.trimmed
+	if p.cfg.Mode == ModeOutbox {
+		goal = min(goal, p.target)
+	}
 	p.mu.Unlock()
-	if acked <= trimmed {
+	if goal <= trimmed {
 		return
 	}
-	if err := p.cfg.Outbox.TrimOutbox(acked); err != nil {
+	if err := p.cfg.Outbox.TrimOutbox(goal); err != nil {
 		p.countError()
-		p.log.Warn("trim outbox failed, will retry", "up_to", acked, "err", err)
+		p.log.Warn("trim outbox failed, will retry", "up_to", goal, "err", err)
 		return
 	}
 	p.mu.Lock()
-	p.trimmed = max(p.trimmed, acked)
+	p.trimmed = max(p.trimmed, goal)
+	p.held.release(p.trimmed)
 	p.mu.Unlock()
 }
 
@@ -444,7 +610,7 @@ func (p *Publisher) settle(ctx context.Context) {
 
 func (p *Publisher) sendHeartbeat() {
 	p.mu.Lock()
-	hb := Heartbeat{Region: p.cfg.Region, StreamSeq: p.lastStreamSeq, Published: p.trimmed, At: p.cfg.Clock()}
+	hb := Heartbeat{Region: p.cfg.Region, StreamSeq: p.lastStreamSeq, Published: p.acked, At: p.cfg.Clock()}
 	p.mu.Unlock()
 	b, err := json.Marshal(hb)
 	if err != nil {

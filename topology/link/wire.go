@@ -34,6 +34,16 @@ const (
 	// HeaderPath lists, comma-separated, the regions the event has visited;
 	// the region of the stream holding the message is last.
 	HeaderPath = "Geo-Path"
+	// HeaderSeq carries the message's position in the publishing region's
+	// outbox (OutboxEntry.Seq), in decimal. Only the publisher reads it back,
+	// to find where a restarted or resynchronised ModeOutbox publisher must
+	// resume.
+	HeaderSeq = "Geo-Seq"
+	// HeaderAcked carries, in decimal, the end of the outbox prefix the
+	// publisher knew the stream had acknowledged when it sent the message:
+	// if the message survives in the stream, so do all of those entries
+	// (they were stored before it, and a lost tail is a suffix).
+	HeaderAcked = "Geo-Acked"
 )
 
 // ErrInvalidRegion reports a region name that is not 1..MaxRegionLen bytes of
@@ -124,19 +134,42 @@ type Heartbeat struct {
 	At        int64  `json:"at"`
 }
 
-// encodeMsg builds the message for e in region's stream. The path is e.Path
-// with region appended unless it is already last.
-func encodeMsg(region string, e OutboxEntry) *nats.Msg {
+// encodeMsg builds the message for e in region's stream; acked is the end
+// of the outbox prefix the stream has acknowledged so far (HeaderAcked). The
+// path is e.Path with region appended unless it is already last.
+func encodeMsg(region string, e OutboxEntry, acked uint64) *nats.Msg {
 	path := e.Path
 	if len(path) == 0 || path[len(path)-1] != region {
 		path = append(path[:len(path):len(path)], region)
 	}
-	h := make(nats.Header, 4)
+	h := make(nats.Header, 6)
 	h[HeaderMsgID] = []string{MsgID(e.Origin, e.OSeq)}
 	h[HeaderOrigin] = []string{e.Origin}
 	h[HeaderOSeq] = []string{strconv.FormatUint(e.OSeq, 10)}
 	h[HeaderPath] = []string{strings.Join(path, ",")}
+	h[HeaderSeq] = []string{strconv.FormatUint(e.Seq, 10)}
+	h[HeaderAcked] = []string{strconv.FormatUint(acked, 10)}
 	return &nats.Msg{Subject: Subject(region, e.OriginRegion), Header: h, Data: e.Data}
+}
+
+// resumeMark is what a stream message says about the publisher's outbox:
+// it holds entry seq (whose event has message ID id) and, stored before it,
+// every entry up to acked.
+type resumeMark struct {
+	seq, acked uint64
+	id         string
+}
+
+// decodeResume reads HeaderSeq, HeaderAcked and HeaderMsgID; ok is false for
+// a message without them (written before they existed) or with bad values.
+func decodeResume(h nats.Header) (m resumeMark, ok bool) {
+	seq, err1 := strconv.ParseUint(h.Get(HeaderSeq), 10, 64)
+	acked, err2 := strconv.ParseUint(h.Get(HeaderAcked), 10, 64)
+	id := h.Get(HeaderMsgID)
+	if err1 != nil || err2 != nil || seq == 0 || acked >= seq || id == "" {
+		return resumeMark{}, false
+	}
+	return resumeMark{seq: seq, acked: acked, id: id}, true
 }
 
 // decodeMsg reads the replication fields of a message of stream's stream.
