@@ -230,6 +230,9 @@ type writeAnswer struct {
 	Key     string `json:"key"`
 	Context string `json:"context"`
 	Session string `json:"session"`
+	// Dot names the version the write created ("actor:counter"), as
+	// ?meta=true shows it: clients and checkers can track it.
+	Dot string `json:"dot"`
 	// Siblings are the live values concurrent with this write that remain
 	// (the returned context covers them: merge them into the next write).
 	Siblings []json.RawMessage `json:"siblings,omitempty"`
@@ -249,7 +252,7 @@ func (n *Node) writeAnswerFor(key string, res store.WriteResult, session conflic
 	if res.Event.OSeq > session[origin] {
 		session = session.Merge(conflict.VV{origin: res.Event.OSeq})
 	}
-	ans := writeAnswer{Key: key, Context: encodeContext(key, res.Record.Context()), Session: encodeSession(session)}
+	ans := writeAnswer{Key: key, Context: encodeContext(key, res.Record.Context()), Session: encodeSession(session), Dot: res.Event.Version.Dot.String()}
 	if live := res.Record.Live(); len(live) > 1 {
 		for _, v := range live {
 			ans.Siblings = append(ans.Siblings, v.Value)

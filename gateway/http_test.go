@@ -23,6 +23,10 @@ func TestSingleRegionCRUD(t *testing.T) {
 	if w["key"] != "user/1" || w["context"] == "" || w["session"] == "" {
 		t.Fatalf("put answer %v lacks key/context/session", w)
 	}
+	meta := do(t, "GET", base+"/v1/kv/user/1?meta=true", nil).json(t)
+	if dot := meta["versions"].([]any)[0].(map[string]any)["dot"]; w["dot"] == "" || w["dot"] != dot {
+		t.Fatalf("put answer dot %v, meta says %v", w["dot"], dot)
+	}
 	if a.header.Get(HeaderContext) != w["context"] || a.header.Get(HeaderSession) != w["session"] {
 		t.Fatalf("headers do not repeat the tokens: %v", a.header)
 	}

@@ -47,7 +47,8 @@ const conflictLogLimit = 1 << 20
 // (clock skew faults), and every inbound link dials through the network.
 //
 // A kill here is a clean close of the node (Node.Close: in-flight requests
-// finish, the store flushes), and the restart is cluster.Restart on the same
+// finish, the store flushes: Cluster.Stop), and the restart is
+// Cluster.StartRegion on the same
 // data and ports: it exercises downtime and recovery, not crash recovery.
 // Use process mode for SIGKILL.
 type inProcess struct {
@@ -55,6 +56,8 @@ type inProcess struct {
 	skews   map[string]*atomic.Int64
 	regions []string
 	base    map[string]string
+	// dataDirs remembers the data directory of each region killed.
+	dataDirs map[string]string
 }
 
 var _ deployment = (*inProcess)(nil)
@@ -73,7 +76,7 @@ func startInProcess(ctx context.Context, sc *Scenario, dataDir string, net *netw
 		Options: func(region string) gateway.Options {
 			skew := d.skews[region]
 			return gateway.Options{
-				Logger: log.With("region", region),
+				Logger: log, // the node adds its region
 				Clock:  func() int64 { return time.Now().UnixMilli() + skew.Load() },
 				Dialer: func(peer string) nats.CustomDialer { return net.dialer(peer, region) },
 			}
@@ -84,6 +87,7 @@ func startInProcess(ctx context.Context, sc *Scenario, dataDir string, net *netw
 		return nil, fmt.Errorf("start cluster: %w", err)
 	}
 	d.cluster = c
+	d.dataDirs = map[string]string{}
 	d.base = map[string]string{}
 	for _, n := range c.Nodes() {
 		d.base[n.Config().Region] = n.HTTPURL()
@@ -96,24 +100,26 @@ func (d *inProcess) urls() map[string]string { return maps.Clone(d.base) }
 func (d *inProcess) kill(_ context.Context, region string) error {
 	n := d.cluster.Node(region)
 	if n == nil {
-		return fmt.Errorf("no region %q", region)
+		return fmt.Errorf("no running region %q", region)
 	}
-	return n.Close()
+	d.dataDirs[region] = n.Config().DataDir
+	return d.cluster.Stop(region)
 }
 
+// wipe deletes a stopped region's data (kill first).
 func (d *inProcess) wipe(region string) error {
-	n := d.cluster.Node(region)
-	if n == nil {
-		return fmt.Errorf("no region %q", region)
+	dir, ok := d.dataDirs[region]
+	if !ok || d.cluster.Node(region) != nil {
+		return fmt.Errorf("wipe %s: kill the region first", region)
 	}
-	if err := os.RemoveAll(n.Config().DataDir); err != nil {
+	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("wipe %s: %w", region, err)
 	}
 	return nil
 }
 
 func (d *inProcess) restart(ctx context.Context, region string) error {
-	return d.cluster.Restart(ctx, region)
+	return d.cluster.StartRegion(ctx, region)
 }
 
 func (d *inProcess) setSkew(region string, by time.Duration) error {

@@ -42,9 +42,11 @@ func niceStep(span float64, n int) float64 {
 }
 
 // lineChart renders series as an SVG document with axes, ticks, a legend
-// and shaded windows. xmax and ymin/ymax bound the axes (ymax grows to fit
-// the data).
-func lineChart(title, xLabel, yLabel string, all []series, shades []window, xmax float64) string {
+// and shaded windows. The x axis spans at least [0, xmax] and the y axis
+// fits the data. A series' line breaks where consecutive points are more
+// than gap apart on the x axis (no sample: the region was down), instead of
+// drawing a line through the hole.
+func lineChart(title, xLabel, yLabel string, all []series, shades []window, xmax, gap float64) string {
 	const w, h = 880.0, 320.0
 	const left, right, top, bottom = 60.0, 180.0, 36.0, 44.0
 	pw, ph := w-left-right, h-top-bottom
@@ -93,11 +95,13 @@ func lineChart(title, xLabel, yLabel string, all []series, shades []window, xmax
 		if len(s.points) == 0 {
 			continue
 		}
-		var pts strings.Builder
-		for _, p := range s.points {
-			fmt.Fprintf(&pts, "%.1f,%.1f ", px(p[0]), py(p[1]))
+		for _, run := range splitAtGaps(s.points, gap) {
+			var pts strings.Builder
+			for _, p := range run {
+				fmt.Fprintf(&pts, "%.1f,%.1f ", px(p[0]), py(p[1]))
+			}
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", s.color, strings.TrimSpace(pts.String()))
 		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", s.color, strings.TrimSpace(pts.String()))
 		lx := left + pw + 12 // legend right of the plot area
 		ly := top + 10 + float64(i)*16
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", lx, ly-4, lx+16, ly-4, s.color)
@@ -105,6 +109,20 @@ func lineChart(title, xLabel, yLabel string, all []series, shades []window, xmax
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// splitAtGaps cuts points (sorted by x) into runs whose consecutive x
+// values are at most gap apart; gap <= 0 keeps one run.
+func splitAtGaps(points [][2]float64, gap float64) [][][2]float64 {
+	var runs [][][2]float64
+	start := 0
+	for i := 1; i <= len(points); i++ {
+		if i == len(points) || (gap > 0 && points[i][0]-points[i-1][0] > gap) {
+			runs = append(runs, points[start:i])
+			start = i
+		}
+	}
+	return runs
 }
 
 // tick formats an axis value without trailing zeros.

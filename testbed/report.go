@@ -91,6 +91,11 @@ func faultWindows(events []FaultEvent, end time.Duration) []window {
 	return out
 }
 
+// plotGap is the longest time between two lag samples of a link that the
+// charts join with a line (samples come every 250ms unless the region is
+// down).
+const plotGap = 1.5
+
 // lagPlots renders one chart per link and one with all links.
 func lagPlots(rep *Report) map[string]string {
 	by := map[string][][2]float64{}
@@ -106,10 +111,10 @@ func lagPlots(rep *Report) map[string]string {
 		s := series{name: l, color: palette[i%len(palette)], points: by[l]}
 		all = append(all, s)
 		out[LagPlotFile(l)] = lineChart(fmt.Sprintf("%s: lag of link %s", rep.Scenario, l),
-			"seconds since the workload started", "lag (s)", []series{s}, shades, rep.Duration.Seconds())
+			"seconds since the workload started", "lag (s)", []series{s}, shades, rep.Duration.Seconds(), plotGap)
 	}
 	out[LagPlotAll] = lineChart(rep.Scenario+": lag of every link", "seconds since the workload started", "lag (s)",
-		all, shades, rep.Duration.Seconds())
+		all, shades, rep.Duration.Seconds(), plotGap)
 	return out
 }
 

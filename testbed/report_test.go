@@ -109,6 +109,20 @@ func TestFaultWindows(t *testing.T) {
 	}
 }
 
+func TestSplitAtGaps(t *testing.T) {
+	pts := [][2]float64{{0, 1}, {0.25, 1}, {0.5, 1}, {5, 2}, {5.25, 2}}
+	runs := splitAtGaps(pts, 1)
+	if len(runs) != 2 || len(runs[0]) != 3 || len(runs[1]) != 2 || runs[1][0][0] != 5 {
+		t.Fatalf("splitAtGaps = %v, want a break at the 4.5s hole", runs)
+	}
+	if runs := splitAtGaps(pts, 0); len(runs) != 1 || len(runs[0]) != 5 {
+		t.Fatalf("gap 0 = %v, want one run", runs)
+	}
+	if runs := splitAtGaps(nil, 1); len(runs) != 0 {
+		t.Fatalf("no points = %v, want no run", runs)
+	}
+}
+
 func TestNiceStep(t *testing.T) {
 	cases := []struct {
 		span float64

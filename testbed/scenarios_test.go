@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -34,17 +33,6 @@ func scenarioFiles(t *testing.T) []string {
 	return files
 }
 
-// binary builds the geogate command once per test binary, for process mode.
-var geogateBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "geogate-bin-")
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	return BuildBinary(ctx, dir)
-})
-
 // TestShippedScenarios runs the short form of every shipped scenario and
 // fails on any checker failure. It takes a minute or two, so -short skips
 // it. GEOGATE_TESTBED_LONG=1 runs the full forms instead (many minutes);
@@ -65,13 +53,13 @@ func TestShippedScenarios(t *testing.T) {
 			if dir := os.Getenv("GEOGATE_TESTBED_OUT"); dir != "" {
 				opts.OutDir = filepath.Join(dir, name)
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), sc.Duration+sc.Quiescence+5*time.Minute)
+			defer cancel()
 			if sc.Mode == Process {
-				if opts.Binary, err = geogateBinary(); err != nil {
+				if opts.Binary, err = BuildBinary(ctx, t.TempDir()); err != nil {
 					t.Fatal(err)
 				}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), sc.Duration+sc.Quiescence+3*time.Minute)
-			defer cancel()
 			rep, err := Run(ctx, sc, opts)
 			if err != nil {
 				t.Fatal(err)

@@ -1,40 +1,20 @@
 package testbed
 
 import (
-	"encoding/binary"
-	"hash/fnv"
 	"testing"
 
 	"github.com/geogate/geogate/conflict"
 )
 
-// contextToken builds a context token as the gateway does (tokens.go).
-func contextToken(key string, vv conflict.VV) string {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	b := binary.BigEndian.AppendUint64([]byte{'c'}, h.Sum64())
-	return conflict.EncodeToken(conflict.AppendVV(b, vv))
-}
-
-func sessionToken(vv conflict.VV) string {
-	return conflict.EncodeToken(conflict.AppendVV([]byte{'s'}, vv))
-}
-
 func TestWriteDot(t *testing.T) {
-	ctx := conflict.VV{"us-east~a1": 7, "eu-west~b2": 3}
 	cases := []struct {
 		name string
 		ans  writeAnswer
 		want conflict.Dot
 		ok   bool
 	}{
-		{"from tokens", writeAnswer{Context: contextToken("k", ctx), Session: sessionToken(conflict.VV{"us-east~a1": 41})},
-			conflict.Dot{Actor: "us-east~a1", Counter: 7}, true},
-		{"dot field wins", writeAnswer{Dot: "eu-west~b2:3", Context: "garbage"}, conflict.Dot{Actor: "eu-west~b2", Counter: 3}, true},
-		{"session of two actors", writeAnswer{Context: contextToken("k", ctx), Session: sessionToken(ctx)}, conflict.Dot{}, false},
-		{"actor absent from context", writeAnswer{Context: contextToken("k", ctx), Session: sessionToken(conflict.VV{"ap-south~c": 1})}, conflict.Dot{}, false},
-		{"swapped tokens", writeAnswer{Context: sessionToken(ctx), Session: contextToken("k", ctx)}, conflict.Dot{}, false},
-		{"not base64", writeAnswer{Context: "!!", Session: "!!"}, conflict.Dot{}, false},
+		{"dot field", writeAnswer{Dot: "eu-west~b2:3"}, conflict.Dot{Actor: "eu-west~b2", Counter: 3}, true},
+		{"no dot", writeAnswer{Context: "c", Session: "s"}, conflict.Dot{}, false},
 		{"bad dot field", writeAnswer{Dot: "nocounter"}, conflict.Dot{}, false},
 	}
 	for _, tc := range cases {

@@ -161,7 +161,7 @@ func (w *workload) write(ctx context.Context, region, key string, hot bool) (wri
 	ans, err := w.client.put(rctx, region, key, w.document(id, region))
 	cancel()
 	if err != nil {
-		if ctx.Err() != nil && reason(err) == "canceled" {
+		if ctx.Err() != nil {
 			return writeAnswer{}, false // the run ended mid-request; not a gateway error
 		}
 		w.errs.Add(1)
