@@ -149,6 +149,9 @@ type Rule struct {
 	cfg      *config
 
 	match, home, sel, merge, onRead *vm.Program
+	// matchKey is match compiled to Go when it is a plain test of key
+	// (see compileKeyTest); nil means match runs on the VM.
+	matchKey keyTest
 }
 
 // Compile validates and compiles every rule once: each expression is
@@ -225,6 +228,9 @@ func compileRule(i int, spec Spec, cfg *config) (*Rule, []*CompileError) {
 		fail("match", errors.New("a rule needs a match expression (use 'true' to match every key)"))
 	}
 	r.match = compile(kindMatch, spec.Match)
+	if r.match != nil {
+		r.matchKey = compileKeyTest(r.match.Node())
+	}
 	r.home = compile(kindHome, spec.Home)
 	r.sel = compile(kindSelect, spec.Select)
 	r.merge = compile(kindMerge, spec.Merge)
@@ -353,10 +359,23 @@ func (s *Set) Rules() []*Rule { return slices.Clone(s.rules) }
 // is nil and the error wraps ErrNoRule (joined with any failures).
 func (s *Set) Match(key string) (*Rule, error) {
 	var failures []error
-	var env any = matchEnv{Key: key} // boxed once for every rule
-	machine := s.cfg.getVM()
-	defer s.cfg.putVM(machine)
+	var env any        // boxed once, for the rules that need the VM
+	var machine *vm.VM // taken from the pool when first needed
+	defer func() {
+		if machine != nil {
+			s.cfg.putVM(machine)
+		}
+	}()
 	for _, r := range s.rules {
+		if r.matchKey != nil {
+			if r.matchKey(key) {
+				return r, errors.Join(failures...)
+			}
+			continue
+		}
+		if machine == nil {
+			env, machine = matchEnv{Key: key}, s.cfg.getVM()
+		}
 		out, err := s.cfg.runOn(machine, r.match, env)
 		if err != nil {
 			failures = append(failures, &EvalError{Rule: r.spec.Name, Field: string(kindMatch), Key: key, Err: err})

@@ -233,7 +233,8 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	}
 
 	// Undo every fault, then wait for the regions to agree.
-	r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start)})
+	ops, ackedN, errs := work.progress()
+	r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start), Ops: ops, Acked: ackedN, Errors: errs})
 	flt.undo()
 	qStart := time.Now()
 	timedOut := !r.waitQuiescent(life, client, dep, work, start)
@@ -241,7 +242,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	stopSampling()
 	sampling.Wait()
 
-	r.progress(Progress{Phase: PhaseChecking, Elapsed: time.Since(start)})
+	r.progress(Progress{Phase: PhaseChecking, Elapsed: time.Since(start), Ops: ops, Acked: ackedN, Errors: errs})
 	states, err := dep.finalStates(life)
 	if err != nil {
 		return nil, fmt.Errorf("read final state: %w", err)

@@ -86,8 +86,9 @@ type PublisherConfig struct {
 	// outbound link Region -> d of the topology plan),
 	// ConsumerName(Region, d) -- the stream's region first, the puller
 	// second. A name whose consumer does not exist holds every entry (its
-	// region has not connected yet) but never holds publishing. Empty: no
-	// region reads the stream and entries are trimmed on their ack.
+	// region has not connected yet, or it is not a region of the plan) but
+	// never holds publishing. Empty: no region reads the stream and entries
+	// are trimmed at the first release check after their ack.
 	Downstream []string
 	// MaxHold (ModeOutbox only) is the age past which an acknowledged entry
 	// is trimmed even if a downstream consumer has not finished it (logged
@@ -145,8 +146,10 @@ type PublisherStats struct {
 // crash (of the process or of the NATS server) never loses an entry; it can
 // only leave entries published but not trimmed. In ModeOutbox the entry is
 // further kept until the downstream consumers acked it, so that a tail the
-// stream loses (lazy sync and a power loss) is republished: see ModeOutbox. Those are republished on
-// restart with the same Nats-Msg-Id (origin:oseq). Within the stream's
+// stream loses (lazy sync and a power loss) is republished: see ModeOutbox.
+// Untrimmed entries are republished on restart (in ModeOutbox only those
+// after the prefix the stream is proven to hold) with the same Nats-Msg-Id
+// (origin:oseq). Within the stream's
 // duplicate window JetStream drops them and acks them as duplicates, which
 // the publisher counts as stored. After a longer outage the copy is stored
 // twice, and consumers drop the second by their per-origin watermark (oseq
@@ -174,12 +177,15 @@ type Publisher struct {
 	duplicates    uint64
 	lastStreamSeq uint64
 	acked         uint64 // last outbox seq in the contiguous acked prefix
+	prefixTop     uint64 // highest stream seq holding an entry <= acked (0: unknown)
+	top           storedMsg
 	trimmed       uint64 // last outbox seq trimmed
 	maxSeen       uint64 // highest outbox seq read
 	errors        uint64
 	recheck       bool // check (create) the stream before the next round
 	// ModeOutbox state.
 	resync  bool     // the stream may not hold what acked says: re-read it
+	checked uint64   // connection reconnect count when top was last verified
 	started bool     // the first resynchronisation (at start) is done
 	target  uint64   // outbox seq every downstream finished (or MaxHold expired)
 	held    *heldLog // acked entries not yet trimmed -> stream seqs
@@ -258,6 +264,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		behind:   make(chan struct{}, 1),
 		held:     newHeldLog(maxHeldMarks),
 		resync:   cfg.Mode == ModeOutbox,
+		checked:  cfg.Conn.Stats().Reconnects,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -393,8 +400,17 @@ func (p *Publisher) Run(ctx context.Context) error {
 
 // inflight is one publish awaiting its ack.
 type inflight struct {
-	seq uint64
+	seq uint64 // outbox position
+	id  string // message ID
 	fut jetstream.PubAckFuture
+}
+
+// storedMsg is a message the stream acknowledged: at sequence stream it
+// holds outbox entry entry with message ID id. If the stream later holds
+// something else there, it lost its tail.
+type storedMsg struct {
+	stream, entry uint64
+	id            string
 }
 
 // errStreamBehind reports that the stream holds less than the publisher had
@@ -429,17 +445,21 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 				drained = true
 			}
 			p.mu.Lock()
-			acked := p.acked
+			acked := ackedPrefix{seq: p.acked, stream: p.prefixTop}
 			p.mu.Unlock()
+			if acked.stream == 0 {
+				acked.seq = 0 // nothing a resynchronisation could verify
+			}
 			for _, e := range entries {
 				if e.Seq <= next {
 					return queue, fmt.Errorf("read outbox after %d: got seq %d, not ascending", next, e.Seq)
 				}
-				fut, err := p.js.PublishMsgAsync(encodeMsg(p.cfg.Region, e, acked))
+				msg := encodeMsg(p.cfg.Region, e, acked)
+				fut, err := p.js.PublishMsgAsync(msg)
 				if err != nil {
 					return queue, fmt.Errorf("publish seq %d: %w", e.Seq, err)
 				}
-				queue = append(queue, inflight{seq: e.Seq, fut: fut})
+				queue = append(queue, inflight{seq: e.Seq, id: msg.Header.Get(HeaderMsgID), fut: fut})
 				next = e.Seq
 			}
 			if len(entries) > 0 {
@@ -477,9 +497,9 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 					break more
 				}
 			}
-			last := queue[len(acks)-1].seq
+			sent := queue[:len(acks)]
 			queue = queue[len(acks):]
-			if !p.recordAcks(acks, last) {
+			if !p.recordAcks(acks, sent) {
 				return queue, errStreamBehind
 			}
 			bo.reset()
@@ -507,10 +527,10 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 func (p *Publisher) harvest(ctx context.Context, queue []inflight) {
 	t := time.NewTimer(p.cfg.AckTimeout)
 	defer t.Stop()
-	for _, f := range queue {
+	for i, f := range queue {
 		select {
 		case ack := <-f.fut.Ok():
-			if !p.recordAcks([]*jetstream.PubAck{ack}, f.seq) {
+			if !p.recordAcks([]*jetstream.PubAck{ack}, queue[i:i+1]) {
 				return
 			}
 		case <-f.fut.Err():
@@ -532,12 +552,13 @@ func (p *Publisher) countError() {
 	p.mu.Unlock()
 }
 
-// recordAcks accounts for a contiguous run of acks ending at outbox seq
-// last. In ModeOutbox it marks the run as held and returns false, without
-// recording it, if an ack reveals that the stream lost messages it had
-// acknowledged (a new message stored at or below the highest sequence seen
-// before): the stream then needs a resynchronisation.
-func (p *Publisher) recordAcks(acks []*jetstream.PubAck, last uint64) bool {
+// recordAcks accounts for a contiguous run of acks of the publishes sent
+// (same length, in outbox order). In ModeOutbox it marks the run as held and
+// returns false, without recording it, if an ack reveals that the stream
+// lost messages it had acknowledged (a new message stored at or below the
+// highest sequence seen before): the stream then needs a
+// resynchronisation.
+func (p *Publisher) recordAcks(acks []*jetstream.PubAck, sent []inflight) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cfg.Mode == ModeOutbox {
@@ -556,15 +577,20 @@ func (p *Publisher) recordAcks(acks []*jetstream.PubAck, last uint64) bool {
 		}
 	}
 	var runMax uint64
-	for _, a := range acks {
+	for i, a := range acks {
 		p.published++
 		if a.Duplicate {
 			p.duplicates++
 		}
-		p.lastStreamSeq = max(p.lastStreamSeq, a.Sequence)
+		if a.Sequence > p.lastStreamSeq {
+			p.lastStreamSeq = a.Sequence
+			p.top = storedMsg{stream: a.Sequence, entry: sent[i].seq, id: sent[i].id}
+		}
 		runMax = max(runMax, a.Sequence)
 	}
+	last := sent[len(sent)-1].seq
 	p.acked = last
+	p.prefixTop = max(p.prefixTop, runMax)
 	if p.cfg.Mode == ModeOutbox {
 		p.held.add(last, runMax, time.Now())
 	}

@@ -93,6 +93,49 @@ func TestNewPublisherValidates(t *testing.T) {
 	if _, err := NewPublisher(PublisherConfig{Region: "a"}); err == nil {
 		t.Error("accepted a config without conn and outbox")
 	}
+	s := startTestServer(t, "a", -1, t.TempDir())
+	nc := connectTest(t, s.ClientURL())
+	for _, c := range []PublisherConfig{
+		{Mode: "lazy"},
+		{Mode: ModeOutbox, Downstream: []string{""}},
+		{Mode: ModeOutbox, Downstream: []string{"geo.from"}},
+		{Mode: ModeOutbox, Downstream: []string{"a b"}},
+	} {
+		c.Region, c.Conn, c.Outbox = "a", nc, &memOutbox{}
+		if _, err := NewPublisher(c); err == nil {
+			t.Errorf("accepted mode %q downstream %q", c.Mode, c.Downstream)
+		}
+	}
+	p, err := NewPublisher(PublisherConfig{Region: "a", Conn: nc, Outbox: &memOutbox{}, Mode: ModeOutbox, MaxAge: time.Hour,
+		Downstream: []string{ConsumerName("a", "c"), ConsumerName("a", "b"), ConsumerName("a", "c")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.cfg.Downstream; len(got) != 2 || got[0] != "geo_from_a_to_b" || got[1] != "geo_from_a_to_c" {
+		t.Errorf("downstream %q, want the two names sorted once", got)
+	}
+	if p.cfg.MaxHold != time.Hour {
+		t.Errorf("max hold %s, want the stream's max age 1h", p.cfg.MaxHold)
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Mode
+		ok   bool
+	}{
+		{"", ModeStream, true}, {"stream", ModeStream, true}, {" Outbox ", ModeOutbox, true}, {"outbox", ModeOutbox, true},
+		{"always", "", false}, {"streams", "", false},
+	} {
+		got, err := ParseMode(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("ParseMode(%q) = %q, %v; want %q, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+	if Mode("").String() != "stream" || ModeOutbox.String() != "outbox" {
+		t.Error("String of the zero mode or of outbox")
+	}
 }
 
 func TestPublisherRunTwiceRefused(t *testing.T) {

@@ -29,9 +29,16 @@ type ServerOptions struct {
 	StoreDir string
 	// SyncAlways makes JetStream fsync every write (sync_interval: always):
 	// a stored message survives a machine crash, at the cost of one fsync
-	// per publish. Without it the server syncs every two minutes and a
-	// machine crash (not a process crash) can lose the unsynced tail.
+	// per publish. ModeStream publishers need it (or a replicated cluster).
+	// Without it the server syncs every SyncInterval and a machine crash
+	// (not a process crash) can lose the unsynced tail, which a ModeOutbox
+	// publisher republishes.
 	SyncAlways bool
+	// SyncInterval is the period of JetStream's background fsync
+	// (sync_interval) when SyncAlways is false: a machine crash loses at
+	// most about this much of the stream. Zero means the server's default
+	// (two minutes); with SyncAlways it is ignored. Negative is refused.
+	SyncInterval time.Duration
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
 }
@@ -48,6 +55,9 @@ type Server struct {
 func StartServer(opts ServerOptions) (*Server, error) {
 	if opts.StoreDir == "" {
 		return nil, errors.New("start nats server: store dir is required")
+	}
+	if opts.SyncInterval < 0 {
+		return nil, fmt.Errorf("start nats server: negative sync interval %s", opts.SyncInterval)
 	}
 	host := opts.Host
 	if host == "" {
@@ -67,6 +77,9 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		NoSigs:     true,
 		// Dedicated to one gateway; keep the monitoring and cluster ports off.
 		HTTPPort: 0,
+	}
+	if opts.SyncInterval > 0 && !opts.SyncAlways {
+		sopts.SyncInterval = opts.SyncInterval
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {

@@ -52,3 +52,22 @@ func TestStartServerSyncAlwaysKeepsStreams(t *testing.T) {
 		t.Fatalf("restarted server holds %d messages, want 10", got)
 	}
 }
+
+// SyncInterval reaches JetStream when SyncAlways is off; negative is refused.
+func TestStartServerSyncInterval(t *testing.T) {
+	s, err := StartServer(ServerOptions{Name: "a", Port: -1, StoreDir: t.TempDir(), SyncInterval: 750 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	if c := s.ns.JetStreamConfig(); c.SyncAlways || c.SyncInterval != 750*time.Millisecond {
+		t.Errorf("jetstream sync_always %v interval %s, want false and 750ms", c.SyncAlways, c.SyncInterval)
+	}
+	d := startTestServer(t, "b", -1, t.TempDir())
+	if c := d.ns.JetStreamConfig(); c.SyncAlways || c.SyncInterval != 2*time.Minute {
+		t.Errorf("default: sync_always %v interval %s, want false and the server default 2m", c.SyncAlways, c.SyncInterval)
+	}
+	if _, err := StartServer(ServerOptions{Name: "c", Port: -1, StoreDir: t.TempDir(), SyncInterval: -time.Second}); err == nil {
+		t.Error("negative sync interval accepted")
+	}
+}

@@ -35,15 +35,19 @@ const (
 	// the region of the stream holding the message is last.
 	HeaderPath = "Geo-Path"
 	// HeaderSeq carries the message's position in the publishing region's
-	// outbox (OutboxEntry.Seq), in decimal. Only the publisher reads it back,
-	// to find where a restarted or resynchronised ModeOutbox publisher must
-	// resume.
+	// outbox (OutboxEntry.Seq), in decimal.
 	HeaderSeq = "Geo-Seq"
-	// HeaderAcked carries, in decimal, the end of the outbox prefix the
-	// publisher knew the stream had acknowledged when it sent the message:
-	// if the message survives in the stream, so do all of those entries
-	// (they were stored before it, and a lost tail is a suffix).
-	HeaderAcked = "Geo-Acked"
+	// HeaderAcked and HeaderAckedSeq carry, in decimal, the end A of the
+	// outbox prefix the publisher knew the stream had acknowledged when it
+	// sent the message, and the highest stream sequence S holding an entry
+	// of that prefix (both 0 when nothing verifiable was acknowledged).
+	// Only the publisher reads them back: a ModeOutbox publisher that
+	// restarts or finds the stream behind resumes after A if the message
+	// now at S is still one of those entries (then, a lost tail being a
+	// suffix, the stream holds the whole prefix; see
+	// Publisher.resynchronise).
+	HeaderAcked    = "Geo-Acked"
+	HeaderAckedSeq = "Geo-Acked-Seq"
 )
 
 // ErrInvalidRegion reports a region name that is not 1..MaxRegionLen bytes of
@@ -125,7 +129,9 @@ func MsgID(origin string, oseq uint64) string {
 // Heartbeat is the JSON document a publisher sends every heartbeat interval
 // on HeartbeatSubject(Region). StreamSeq is the highest stream sequence
 // confirmed by a publish ack before the heartbeat was sent (so every message
-// up to it is in the stream); Published is the last outbox position trimmed;
+// up to it is in the stream); Published is the end of the outbox prefix the
+// stream has acknowledged (PublisherStats.Acked: in ModeStream the trimmed
+// position once the trim is done, in ModeOutbox possibly ahead of it);
 // At is the publisher's clock in Unix milliseconds.
 type Heartbeat struct {
 	Region    string `json:"region"`
@@ -134,42 +140,50 @@ type Heartbeat struct {
 	At        int64  `json:"at"`
 }
 
-// encodeMsg builds the message for e in region's stream; acked is the end
-// of the outbox prefix the stream has acknowledged so far (HeaderAcked). The
-// path is e.Path with region appended unless it is already last.
-func encodeMsg(region string, e OutboxEntry, acked uint64) *nats.Msg {
+// ackedPrefix is the end of the outbox prefix a stream has acknowledged:
+// every entry up to seq is stored, at stream sequences up to stream.
+type ackedPrefix struct{ seq, stream uint64 }
+
+// encodeMsg builds the message for e in region's stream; acked is the
+// prefix the stream has acknowledged so far (HeaderAcked, HeaderAckedSeq).
+// The path is e.Path with region appended unless it is already last.
+func encodeMsg(region string, e OutboxEntry, acked ackedPrefix) *nats.Msg {
 	path := e.Path
 	if len(path) == 0 || path[len(path)-1] != region {
 		path = append(path[:len(path):len(path)], region)
 	}
-	h := make(nats.Header, 6)
+	h := make(nats.Header, 7)
 	h[HeaderMsgID] = []string{MsgID(e.Origin, e.OSeq)}
 	h[HeaderOrigin] = []string{e.Origin}
 	h[HeaderOSeq] = []string{strconv.FormatUint(e.OSeq, 10)}
 	h[HeaderPath] = []string{strings.Join(path, ",")}
 	h[HeaderSeq] = []string{strconv.FormatUint(e.Seq, 10)}
-	h[HeaderAcked] = []string{strconv.FormatUint(acked, 10)}
+	h[HeaderAcked] = []string{strconv.FormatUint(acked.seq, 10)}
+	h[HeaderAckedSeq] = []string{strconv.FormatUint(acked.stream, 10)}
 	return &nats.Msg{Subject: Subject(region, e.OriginRegion), Header: h, Data: e.Data}
 }
 
 // resumeMark is what a stream message says about the publisher's outbox:
-// it holds entry seq (whose event has message ID id) and, stored before it,
-// every entry up to acked.
+// it is entry seq (whose event has message ID id), sent when the prefix
+// acked was acknowledged.
 type resumeMark struct {
-	seq, acked uint64
-	id         string
+	seq   uint64
+	id    string
+	acked ackedPrefix
 }
 
-// decodeResume reads HeaderSeq, HeaderAcked and HeaderMsgID; ok is false for
-// a message without them (written before they existed) or with bad values.
+// decodeResume reads HeaderSeq, HeaderAcked, HeaderAckedSeq and
+// HeaderMsgID; ok is false for a message without them (written before they
+// existed) or with inconsistent values.
 func decodeResume(h nats.Header) (m resumeMark, ok bool) {
 	seq, err1 := strconv.ParseUint(h.Get(HeaderSeq), 10, 64)
 	acked, err2 := strconv.ParseUint(h.Get(HeaderAcked), 10, 64)
+	ackedSeq, err3 := strconv.ParseUint(h.Get(HeaderAckedSeq), 10, 64)
 	id := h.Get(HeaderMsgID)
-	if err1 != nil || err2 != nil || seq == 0 || acked >= seq || id == "" {
+	if err1 != nil || err2 != nil || err3 != nil || seq == 0 || acked >= seq || (acked > 0) != (ackedSeq > 0) || id == "" {
 		return resumeMark{}, false
 	}
-	return resumeMark{seq: seq, acked: acked, id: id}, true
+	return resumeMark{seq: seq, id: id, acked: ackedPrefix{seq: acked, stream: ackedSeq}}, true
 }
 
 // decodeMsg reads the replication fields of a message of stream's stream.

@@ -64,7 +64,8 @@ func TestSanitizeNameProperties(t *testing.T) {
 }
 
 // decodeMsg(encodeMsg(e)) gives back the entry's identity, payload and path,
-// with the publishing region appended to the path exactly once.
+// with the publishing region appended to the path exactly once, and
+// decodeResume gives back the outbox position and acknowledged prefix.
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	region := rapid.StringMatching(`[a-z0-9-]{1,8}`).Filter(func(s string) bool { return s != HeartbeatToken })
 	rapid.Check(t, func(t *rapid.T) {
@@ -77,8 +78,12 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			Data:         rapid.SliceOf(rapid.Byte()).Draw(t, "data"),
 		}
 		e.Origin = e.OriginRegion + "~" + rapid.StringMatching(`[a-z0-9]{1,6}`).Draw(t, "epoch")
+		acked := ackedPrefix{seq: rapid.Uint64Max(e.Seq-1).Draw(t, "acked")}
+		if acked.seq > 0 {
+			acked.stream = rapid.Uint64Min(1).Draw(t, "ackedSeq")
+		}
 		before := slices.Clone(e.Path)
-		msg := encodeMsg(stream, e)
+		msg := encodeMsg(stream, e, acked)
 		if !slices.Equal(e.Path, before) {
 			t.Fatalf("encode modified the entry's path: %v -> %v", before, e.Path)
 		}
@@ -97,11 +102,52 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			string(m.Data) != string(e.Data) || !slices.Equal(m.Path, wantPath) {
 			t.Fatalf("decoded %+v from %+v (path want %v)", m, e, wantPath)
 		}
+		r, ok := decodeResume(msg.Header)
+		if !ok || r != (resumeMark{seq: e.Seq, acked: acked, id: MsgID(e.Origin, e.OSeq)}) {
+			t.Fatalf("resume mark %+v (ok %v) from seq %d acked %d", r, ok, e.Seq, acked)
+		}
 	})
 }
 
+// A message without usable Geo-Seq / Geo-Acked headers (written before
+// they existed, or damaged) gives no resume mark: the publisher then
+// republishes every untrimmed entry instead of guessing.
+func TestDecodeResumeRejects(t *testing.T) {
+	good := encodeMsg("a", OutboxEntry{Seq: 9, Origin: "a~x", OriginRegion: "a", OSeq: 7}, ackedPrefix{seq: 4, stream: 40})
+	if r, ok := decodeResume(good.Header); !ok || r != (resumeMark{seq: 9, id: "a~x:7", acked: ackedPrefix{seq: 4, stream: 40}}) {
+		t.Fatalf("good header: %+v %v", r, ok)
+	}
+	cases := []struct {
+		name string
+		del  string
+		set  [2]string
+	}{
+		{name: "no seq", del: HeaderSeq},
+		{name: "no acked", del: HeaderAcked},
+		{name: "no acked seq", del: HeaderAckedSeq},
+		{name: "acked without its seq", set: [2]string{HeaderAckedSeq, "0"}},
+		{name: "no msg id", del: HeaderMsgID},
+		{name: "zero seq", set: [2]string{HeaderSeq, "0"}},
+		{name: "acked not below seq", set: [2]string{HeaderAcked, "9"}},
+		{name: "bad acked", set: [2]string{HeaderAcked, "-1"}},
+	}
+	for _, c := range cases {
+		h := make(map[string][]string)
+		for k, v := range good.Header {
+			h[k] = v
+		}
+		delete(h, c.del)
+		if c.set[0] != "" {
+			h[c.set[0]] = []string{c.set[1]}
+		}
+		if r, ok := decodeResume(h); ok {
+			t.Errorf("%s: accepted as %+v", c.name, r)
+		}
+	}
+}
+
 func TestDecodeRejectsMalformed(t *testing.T) {
-	good := encodeMsg("a", OutboxEntry{Seq: 1, Origin: "a~x", OriginRegion: "a", OSeq: 7})
+	good := encodeMsg("a", OutboxEntry{Seq: 1, Origin: "a~x", OriginRegion: "a", OSeq: 7}, ackedPrefix{})
 	cases := []struct {
 		name    string
 		subject string
