@@ -25,10 +25,6 @@
 // per link. The checkers are pure functions over collected data, exported
 // so they can be reused and tested on synthetic histories.
 //
-// The CLI wiring (`geogate testbed run SCENARIO`) is a thin layer:
-//
-//	sc, err := testbed.Load(path, short)
-//	rep, err := testbed.Run(ctx, sc, testbed.RunOptions{
-//		OutDir: out, Binary: self, Progress: testbed.ProgressBar(os.Stderr, isTerminal)})
-//	if !rep.Pass { exit non-zero }
+// `geogate testbed run SCENARIO [--short] [--out DIR]` is the command line
+// (cmd/geogate/testbed.go).
 package testbed
