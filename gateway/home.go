@@ -123,7 +123,7 @@ func (n *Node) fallback(w http.ResponseWriter, r *http.Request, rule *rules.Rule
 	switch fb {
 	case rules.StrategyLWW, rules.StrategySiblings:
 		mut.Supersede = mut.Context == nil && fb == rules.StrategyLWW
-		res, err := n.writeMutation(r.Context(), *mut)
+		res, err := n.writeMutation(r.Context(), rule, *mut)
 		if err != nil {
 			return true, err
 		}

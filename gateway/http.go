@@ -191,11 +191,12 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted b
 // write applies a local mutation under its rule's write semantics.
 func (n *Node) write(ctx context.Context, rule *rules.Rule, mut store.Mutation) (store.WriteResult, error) {
 	mut.Supersede = mut.Context == nil && supersedesWithoutContext(rule)
-	return n.writeMutation(ctx, mut)
+	return n.writeMutation(ctx, rule, mut)
 }
 
-// writeMutation makes a local write durable, as given.
-func (n *Node) writeMutation(ctx context.Context, mut store.Mutation) (store.WriteResult, error) {
+// writeMutation makes a local write of a key governed by rule durable, as
+// given.
+func (n *Node) writeMutation(ctx context.Context, rule *rules.Rule, mut store.Mutation) (store.WriteResult, error) {
 	res, err := n.store.Write(ctx, mut)
 	if err != nil {
 		if errors.Is(err, store.ErrClosed) {
@@ -204,7 +205,7 @@ func (n *Node) writeMutation(ctx context.Context, mut store.Mutation) (store.Wri
 		return res, fmt.Errorf("write %q: %w", mut.Key, err)
 	}
 	n.metrics.writes.WithLabelValues(op(mut.Deleted)).Inc()
-	n.afterWrite(mut.Key, res.Record)
+	n.maybeMerge(rule, mut.Key, res.Record)
 	return res, nil
 }
 

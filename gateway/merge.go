@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/store"
 )
 
@@ -42,14 +43,14 @@ func (q *mergeQueue) take() []string {
 	return out
 }
 
-// afterWrite runs after a local write is durable.
-func (n *Node) afterWrite(key string, rec conflict.Record) { n.maybeMerge(key, rec) }
-
 // afterApply runs after a batch of replicated events is durable.
 func (n *Node) afterApply(batch []store.Incoming, res []store.ApplyResult) {
 	for i, r := range res {
 		if r.Changed && r.Outcome.Added {
-			n.maybeMerge(batch[i].Event.Key, conflict.Record{})
+			key := batch[i].Event.Key
+			if rule, err := n.matchRule(key); err == nil {
+				n.maybeMerge(rule, key, conflict.Record{})
+			}
 		}
 	}
 }
@@ -57,9 +58,8 @@ func (n *Node) afterApply(batch []store.Incoming, res []store.ApplyResult) {
 // maybeMerge queues key for a merge when its rule merges on write and this
 // region is the key's resolver. rec, when known, saves a read for keys
 // that have no siblings.
-func (n *Node) maybeMerge(key string, rec conflict.Record) {
-	rule, err := n.matchRule(key)
-	if err != nil || !rule.HasMerge() {
+func (n *Node) maybeMerge(rule *rules.Rule, key string, rec conflict.Record) {
+	if !rule.HasMerge() {
 		return
 	}
 	if len(rec.Versions) > 0 && len(rec.Live()) < 2 {
@@ -106,7 +106,7 @@ func (n *Node) mergeKey(ctx context.Context, key string) {
 	if !ok {
 		return
 	}
-	if _, err := n.writeMutation(ctx, store.Mutation{Key: key, Value: merged, Context: rec.Context(), Merged: true}); err != nil && ctx.Err() == nil {
+	if _, err := n.writeMutation(ctx, rule, store.Mutation{Key: key, Value: merged, Context: rec.Context(), Merged: true}); err != nil && ctx.Err() == nil {
 		n.log.Error("resolver merge write failed; siblings kept", "key", key, "err", err)
 	}
 }

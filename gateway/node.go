@@ -187,6 +187,13 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 		defer n.wg.Done()
 		n.runMerges(ctx)
 	}()
+	if n.opts.RulesFile != "" {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.WatchRules(ctx, n.opts.RulesFile, DefaultRulesPoll)
+		}()
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -48,7 +48,7 @@ func newBench() *cobra.Command {
 	f.IntVar(&o.Rate, "rate", 1000, "writes per second in the lag run")
 	f.IntVar(&o.LagSeconds, "lag-seconds", 5, "duration of the lag run")
 	f.IntVar(&o.Clients, "clients", 16, "concurrent HTTP clients")
-	f.StringSliceVar(&o.Only, "only", nil, "run only these parts: writes, replication")
+	f.StringSliceVar(&o.Only, "only", nil, "run only these parts: writes, rules, replication")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	return cmd
 }

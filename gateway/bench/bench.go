@@ -41,7 +41,8 @@ type Options struct {
 	LagSeconds int
 	// Clients is the number of concurrent HTTP clients (default 16).
 	Clients int
-	// Only, if non-empty, selects the parts to run: writes, replication.
+	// Only, if non-empty, selects the parts to run: writes, rules,
+	// replication.
 	Only   []string
 	Logger *slog.Logger
 	// Progress receives one line per finished measurement.
@@ -112,6 +113,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if want("writes") {
 		if err := writes(ctx, &o, rep); err != nil {
 			return rep, fmt.Errorf("writes: %w", err)
+		}
+	}
+	if want("rules") {
+		if err := RuleOverhead(ctx, o, rep); err != nil {
+			return rep, fmt.Errorf("rules: %w", err)
 		}
 	}
 	if want("replication") {

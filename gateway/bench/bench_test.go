@@ -10,15 +10,19 @@ import (
 // keeps working; the figures of a real run come from `geogate bench`.
 // GEOGATE_BENCH=1 runs the full-size benchmark here instead.
 func TestBenchSmoke(t *testing.T) {
-	o := Options{Dir: t.TempDir(), Writes: 150, Events: 500, Backlog: 1000, Rate: 200, LagSeconds: 1, Clients: 4}
+	// The rules part has its own smoke test (TestRuleOverheadSmoke).
+	o := Options{Dir: t.TempDir(), Writes: 150, Events: 500, Backlog: 1000, Rate: 200, LagSeconds: 1, Clients: 4,
+		Only: []string{"writes", "replication"}}
+	figures, ratios := 9, 5
 	if os.Getenv("GEOGATE_BENCH") != "" {
 		o = Options{Dir: t.TempDir(), Progress: os.Stdout}
+		figures, ratios = 17, 6
 	}
 	rep, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Figures) != 9 || len(rep.Ratios) != 5 {
+	if len(rep.Figures) != figures || len(rep.Ratios) != ratios {
 		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
 	}
 	for _, f := range rep.Figures {
