@@ -154,34 +154,43 @@ func openStore(dir string, sync bool) (*store.Store, error) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
-// storeWrites measures store.Write from `writers` goroutines.
-func storeWrites(ctx context.Context, s *store.Store, n, writers int, prefix string) (float64, error) {
+// parallel runs fn(1..n) from `workers` goroutines, each taking the next
+// index, and returns the rate of calls per second; it stops at the first
+// error and returns it.
+func parallel(n, workers int, fn func(i int) error) (float64, error) {
 	var next atomic.Int64
-	var firstErr error
-	var mu sync.Mutex
+	var failed atomic.Pointer[error]
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
+	for range workers {
+		wg.Go(func() {
+			for failed.Load() == nil {
 				i := next.Add(1)
 				if i > int64(n) {
 					return
 				}
-				_, err := s.Write(ctx, store.Mutation{Key: fmt.Sprintf("%s-%d", prefix, i), Value: []byte(`{"name":"benchmark","n":123456,"tags":["a","b"]}`), Supersede: true})
-				if err != nil {
-					mu.Lock()
-					firstErr = err
-					mu.Unlock()
+				if err := fn(int(i)); err != nil {
+					failed.CompareAndSwap(nil, &err)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	return float64(n) / time.Since(start).Seconds(), firstErr
+	if err := failed.Load(); err != nil {
+		return 0, *err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// storeWrites measures store.Write of n fresh keys from `writers`
+// goroutines.
+func storeWrites(ctx context.Context, s *store.Store, n, writers int, prefix string) (float64, error) {
+	value := []byte(`{"name":"benchmark","n":123456,"tags":["a","b"]}`)
+	return parallel(n, writers, func(i int) error {
+		_, err := s.Write(ctx, store.Mutation{Key: fmt.Sprintf("%s-%d", prefix, i), Value: value, Supersede: true})
+		return err
+	})
 }
 
 func writes(ctx context.Context, o *Options, rep *Report) error {

@@ -9,8 +9,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -228,42 +226,20 @@ func drainOutboxes(ctx context.Context, nodes ...*gateway.Node) error {
 // `writers` goroutines and returns the rate. Every answer must be 200 and
 // name the expected rule.
 func handlerPuts(ctx context.Context, h http.Handler, n, writers int, tag, rule string) (float64, error) {
-	var next atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
 	body := []byte(`{"sku":"benchmark","qty":12,"updated_at":"2026-11-27T12:00:00Z","tags":["a","b"]}`)
-	start := time.Now()
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				key := fmt.Sprintf("stock/%s-%d", tag, i)
-				req := httptest.NewRequestWithContext(ctx, http.MethodPut, "/v1/kv/"+key, bytes.NewReader(body))
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				var err error
-				if rec.Code != http.StatusOK {
-					err = fmt.Errorf("PUT %s: %d %s", key, rec.Code, bytes.TrimSpace(rec.Body.Bytes()))
-				} else if i == 1 {
-					err = checkRule(ctx, h, key, rule)
-				}
-				if err != nil {
-					mu.Lock()
-					firstErr = err
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return float64(n) / time.Since(start).Seconds(), firstErr
+	return parallel(n, writers, func(i int) error {
+		key := fmt.Sprintf("stock/%s-%d", tag, i)
+		req := httptest.NewRequestWithContext(ctx, http.MethodPut, "/v1/kv/"+key, bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			return fmt.Errorf("PUT %s: %d %s", key, rec.Code, bytes.TrimSpace(rec.Body.Bytes()))
+		}
+		if i == 1 {
+			return checkRule(ctx, h, key, rule)
+		}
+		return nil
+	})
 }
 
 // checkRule verifies that the rule governing key is the one measured.
