@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/geogate/geogate/topology/link"
 )
 
 // metrics is one node's Prometheus registry. Each node has its own, so
@@ -61,6 +63,18 @@ func newMetrics(n *Node) *metrics {
 	stat("geogate_store_commits_total", "Group commits of the store writer.", func() float64 { return float64(n.store.Stats().Commits) }, true)
 	stat("geogate_outbox_pending", "Outbox entries not yet stored in this region's stream.", func() float64 { return float64(n.store.OutboxLen()) }, false)
 	stat("geogate_seq", "This region's last own log sequence.", func() float64 { return float64(n.store.Seq()) }, false)
+	stat("geogate_outbox_unpublished", "Outbox entries not yet acknowledged by this region's stream.", func() float64 { return float64(n.Unpublished()) }, false)
+	pub := func(f func(link.PublisherStats) uint64) func() float64 {
+		return func() float64 {
+			if n.publisher == nil {
+				return 0
+			}
+			return float64(f(n.publisher.Stats()))
+		}
+	}
+	stat("geogate_publisher_resyncs_total", "Times the stream was found behind what it had acknowledged (lost tail) and the outbox was republished.", pub(func(s link.PublisherStats) uint64 { return s.Resyncs }), true)
+	stat("geogate_publisher_expired_total", "Outbox entries trimmed by replication.max_hold before every downstream region applied them.", pub(func(s link.PublisherStats) uint64 { return s.Expired }), true)
+	stat("geogate_publisher_errors_total", "Publish rounds and trims that failed and were retried.", pub(func(s link.PublisherStats) uint64 { return s.Errors }), true)
 	m.reg.MustRegister(linkCollector{n})
 	return m
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -33,8 +34,8 @@ func (n *Node) startNATS() error {
 		}
 		n.nats, err = link.StartServer(link.ServerOptions{
 			Name: "geogate-" + n.cfg.Region, Host: host, Port: port, StoreDir: n.cfg.NATS.StoreDir,
-			SyncAlways: n.cfg.NATS.SyncInterval() == 0,
-			Logger:     n.log.With("component", "nats"),
+			SyncAlways: n.cfg.NATS.Sync == config.NATSSyncAlways, SyncInterval: n.cfg.NATS.SyncInterval(),
+			Logger: n.log.With("component", "nats"),
 		})
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
@@ -53,9 +54,19 @@ func (n *Node) startNATS() error {
 // startReplication launches the publisher, the outbox signal bridge and
 // one link per inbound edge of the plan.
 func (n *Node) startReplication(ctx context.Context) error {
-	var err error
+	mode, err := link.ParseMode(n.cfg.Replication.LogMode)
+	if err != nil {
+		return fmt.Errorf("replication.log_mode: %w", err)
+	}
+	// Outbox mode keeps an entry until the consumer of every region that
+	// pulls from this region's stream has finished it.
+	var downstream []string
+	for _, e := range n.plan.Outbound(n.cfg.Region) {
+		downstream = append(downstream, link.ConsumerName(n.cfg.Region, e.To))
+	}
 	n.publisher, err = link.NewPublisher(link.PublisherConfig{
 		Region: n.cfg.Region, Conn: n.conn, Outbox: outbox{n.store},
+		Mode: mode, Downstream: downstream, MaxHold: n.cfg.Replication.MaxHold,
 		MaxAge: n.cfg.Replication.StreamMaxAge, MaxBytes: int64(n.cfg.Replication.StreamMaxBytes),
 		Heartbeat: n.cfg.Replication.Heartbeat, Clock: n.opts.Clock,
 		Logger: n.log.With("component", "publisher"),
@@ -125,21 +136,40 @@ func (n *Node) linkStatuses() []link.LinkStatus {
 
 // StatusReport is the body of GET /v1/status.
 type StatusReport struct {
-	Region   string            `json:"region"`
-	Actor    string            `json:"actor"`
-	Topology string            `json:"topology"`
-	Seq      uint64            `json:"seq"`
-	Applied  conflict.VV       `json:"applied"`
-	Outbox   uint64            `json:"outbox_pending"`
-	Links    []link.LinkStatus `json:"links"`
+	Region   string      `json:"region"`
+	Actor    string      `json:"actor"`
+	Topology string      `json:"topology"`
+	Seq      uint64      `json:"seq"`
+	Applied  conflict.VV `json:"applied"`
+	// Outbox counts the outbox entries not yet trimmed; of those,
+	// Unpublished are not yet stored in this region's stream (the rest are,
+	// in log_mode outbox, held until every downstream region applied them).
+	Outbox      uint64            `json:"outbox_pending"`
+	Unpublished uint64            `json:"outbox_unpublished"`
+	LogMode     string            `json:"log_mode"`
+	Links       []link.LinkStatus `json:"links"`
 }
 
 // Status reports the region's replication state.
 func (n *Node) Status() StatusReport {
 	return StatusReport{
 		Region: n.cfg.Region, Actor: n.store.Actor(), Topology: n.plan.Describe(), Seq: n.store.Seq(),
-		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Links: n.linkStatuses(),
+		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Unpublished: n.Unpublished(),
+		LogMode: n.cfg.Replication.LogMode, Links: n.linkStatuses(),
 	}
+}
+
+// Unpublished returns how many committed outbox entries the stream has not
+// acknowledged yet.
+func (n *Node) Unpublished() uint64 {
+	if n.publisher == nil {
+		return n.store.Committed()
+	}
+	committed, acked := n.store.Committed(), n.publisher.Stats().Acked
+	if acked >= committed {
+		return 0
+	}
+	return committed - acked
 }
 
 // outbox adapts the store's outbox to the publisher.

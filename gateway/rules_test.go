@@ -260,10 +260,13 @@ func TestConflictsPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Both directions paused: the two writes are truly concurrent.
 	pause(t, r1, "r2")
+	pause(t, r2, "r1")
 	do(t, "PUT", r1.HTTPURL()+"/v1/kv/k", []byte(`"one"`))
 	do(t, "PUT", r2.HTTPURL()+"/v1/kv/k", []byte(`"two"`))
 	resume(t, r1, "r2")
+	resume(t, r2, "r1")
 	msg, err := sub.NextMsg(10 * time.Second)
 	if err != nil {
 		t.Fatalf("no conflict published: %v", err)

@@ -140,7 +140,7 @@ func replication(ctx context.Context, o *Options, rep *Report) error {
 	if _, err := storeWrites(ctx, r1, o.Backlog, 16, "cu"); err != nil {
 		return err
 	}
-	for r1.OutboxLen() > 0 { // wait until the backlog is in r1's stream
+	for c.Node("r1").Unpublished() > 0 { // wait until the backlog is in r1's stream
 		time.Sleep(10 * time.Millisecond)
 	}
 	start = time.Now()

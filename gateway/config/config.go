@@ -25,6 +25,12 @@ const (
 	TopologyCircular = "circular"
 )
 
+// Log modes (replication.log_mode).
+const (
+	LogModeOutbox = "outbox"
+	LogModeStream = "stream"
+)
+
 // NATSSyncAlways is the nats.sync value that makes the embedded JetStream
 // fsync every message before acknowledging it.
 const NATSSyncAlways = "always"
@@ -126,8 +132,9 @@ type NATS struct {
 	// StoreDir is the embedded JetStream's storage directory.
 	// Default <data_dir>/nats.
 	StoreDir string `koanf:"store_dir"`
-	// Sync is the embedded JetStream's fsync policy: "always" (default,
-	// every message) or an interval such as "1s".
+	// Sync is the embedded JetStream's fsync policy: "always" (every
+	// message) or an interval (default "1s", safe with the default
+	// replication.log_mode: outbox).
 	Sync string `koanf:"sync"`
 }
 
@@ -169,6 +176,16 @@ type Replication struct {
 	// Batch is the most events a link fetches and applies in one batch.
 	// Default 256.
 	Batch int `koanf:"batch"`
+	// LogMode says when an entry may leave this region's outbox: "outbox"
+	// (default) once every downstream region has applied it, so JetStream
+	// may sync lazily (nats.sync an interval) and a stream that lost its
+	// tail in a power cut is re-published from the outbox; or "stream" as
+	// soon as JetStream stored it, which relies on nats.sync: always.
+	LogMode string `koanf:"log_mode"`
+	// MaxHold bounds how long outbox mode keeps an entry for a downstream
+	// region that has not applied it (a region away longer needs
+	// re-seeding, as with stream retention). Default 0: stream_max_age.
+	MaxHold time.Duration `koanf:"max_hold"`
 }
 
 // Conflicts configures the conflict log (versions collapsed away).

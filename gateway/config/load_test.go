@@ -229,10 +229,10 @@ func TestDefaults(t *testing.T) {
 		DataDir:  "./data/us-east",
 		HTTP: HTTP{Listen: "127.0.0.1:7101", MaxValueBytes: 1 << 20,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second},
-		NATS:       NATS{Embedded: true, Listen: "127.0.0.1:7201", StoreDir: filepath.Join("data", "us-east", "nats"), Sync: "always"},
+		NATS:       NATS{Embedded: true, Listen: "127.0.0.1:7201", StoreDir: filepath.Join("data", "us-east", "nats"), Sync: "1s"},
 		Durability: Durability{Sync: true},
 		Replication: Replication{MaxClockSkew: 5 * time.Second, Heartbeat: time.Second,
-			StreamMaxAge: 168 * time.Hour, StreamMaxBytes: 1 << 30, Batch: 256},
+			StreamMaxAge: 168 * time.Hour, StreamMaxBytes: 1 << 30, Batch: 256, LogMode: LogModeOutbox},
 		Conflicts: Conflicts{Retention: 100000, MaxAge: 168 * time.Hour},
 		Sessions:  Sessions{DefaultWait: 2 * time.Second, MaxWait: 30 * time.Second},
 		Log:       Log{Level: "info", Format: "text"},
@@ -242,8 +242,8 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
-	if c.NATS.SyncInterval() != 0 {
-		t.Errorf("SyncInterval for always = %v, want 0", c.NATS.SyncInterval())
+	if c.NATS.SyncInterval() != time.Second {
+		t.Errorf("default SyncInterval = %v, want 1s", c.NATS.SyncInterval())
 	}
 
 	// Default() + region + regions + Complete is what Load gives.
@@ -400,5 +400,12 @@ func TestLogger(t *testing.T) {
 	l.Warn("shown")
 	if out := b.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"msg":"shown"`) {
 		t.Errorf("logger output %q", out)
+	}
+}
+
+func TestStreamModeWithSyncAlways(t *testing.T) {
+	c := mustLoad(t, baseYAML+"replication: {log_mode: stream}\nnats: {sync: always}\n", nil, nil)
+	if c.Replication.LogMode != LogModeStream || c.NATS.SyncInterval() != 0 {
+		t.Fatalf("log_mode %q, sync interval %v", c.Replication.LogMode, c.NATS.SyncInterval())
 	}
 }

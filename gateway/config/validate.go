@@ -174,6 +174,18 @@ func (c *Config) Validate() error {
 	if c.Replication.Batch < 1 || c.Replication.Batch > MaxBatch {
 		add("replication.batch", "%d is out of range: must be 1 to %d", c.Replication.Batch, MaxBatch)
 	}
+	switch c.Replication.LogMode {
+	case LogModeOutbox:
+	case LogModeStream:
+		if c.NATS.Embedded && c.NATS.Sync != NATSSyncAlways {
+			add("replication.log_mode", "stream trims the outbox once JetStream stored an entry, so it needs nats.sync: always (got %q); use log_mode: outbox for lazy sync", c.NATS.Sync)
+		}
+	default:
+		add("replication.log_mode", "%q is neither %q nor %q", c.Replication.LogMode, LogModeOutbox, LogModeStream)
+	}
+	if c.Replication.MaxHold < 0 {
+		add("replication.max_hold", "%s must not be negative", c.Replication.MaxHold)
+	}
 
 	// conflicts
 	if c.Conflicts.Retention < 1 {
