@@ -21,10 +21,16 @@ type hbMark struct {
 // or skipped is >= s with no message left waiting for a redelivery, or a
 // consumer info requested after t reported nothing pending and nothing
 // awaiting an ack (the subject filter may exclude the stream's last
-// messages, so the first test alone could never pass). The lag is the time
-// since the latest heartbeat the link is caught up to, so it grows whenever
-// the peer is unreachable or the link falls behind, and never shrinks on
-// mere silence.
+// messages, so the first test alone could never pass).
+//
+// The lag is:
+//   - behind (a heartbeat received that the link has not caught up to):
+//     the age of the oldest such heartbeat, the least the link is behind;
+//   - caught up while heartbeats keep coming at their usual spacing: 0;
+//   - caught up but heartbeats overdue (more than 1.5 times the last spacing
+//     since the latest one): the time since the latest heartbeat caught up
+//     to, so it grows while the peer is unreachable and never shrinks on
+//     mere silence.
 type lagTracker struct {
 	started     time.Time
 	lastContact time.Time
@@ -35,7 +41,12 @@ type lagTracker struct {
 	processed   uint64              // highest stream seq acked or skipped
 	waiting     map[uint64]struct{} // stream seqs nak'd, awaiting redelivery
 	idleAt      time.Time           // send time of the latest info that showed nothing pending
+	lastHB      time.Time           // receive time of the latest heartbeat
+	spacing     time.Duration       // between the two latest heartbeats
 }
+
+// defaultSpacing is the assumed heartbeat spacing before two were seen.
+const defaultSpacing = time.Second
 
 func newLagTracker(now time.Time) *lagTracker {
 	return &lagTracker{started: now, lastContact: now, waiting: make(map[uint64]struct{})}
@@ -50,6 +61,12 @@ func (t *lagTracker) contact(now time.Time) {
 
 // heartbeat records a heartbeat received at recv vouching for stream seq.
 func (t *lagTracker) heartbeat(recv time.Time, seq uint64) {
+	if t.seenHB && recv.After(t.lastHB) {
+		t.spacing = recv.Sub(t.lastHB)
+	}
+	if recv.After(t.lastHB) {
+		t.lastHB = recv
+	}
 	t.seenHB = true
 	t.contact(recv)
 	t.hbs = append(t.hbs, hbMark{recv: recv, seq: seq})
@@ -103,13 +120,23 @@ func (t *lagTracker) advance() {
 	}
 }
 
-// lag returns the link's staleness at now, in seconds. Before any heartbeat
-// it is the time since the last contact with the peer; with heartbeats but
-// none caught up to yet, the time since the tracker started.
+// lag returns the link's staleness at now, in seconds (see lagTracker).
+// Before any heartbeat it is the time since the last contact with the
+// peer; with heartbeats but none caught up to yet, the time since the
+// tracker started.
 func (t *lagTracker) lag(now time.Time) float64 {
 	var ref time.Time
 	switch {
+	case len(t.hbs) > 0:
+		ref = t.hbs[0].recv
 	case t.caughtSet:
+		spacing := t.spacing
+		if spacing <= 0 {
+			spacing = defaultSpacing
+		}
+		if now.Sub(t.lastHB) <= spacing*3/2 {
+			return 0
+		}
 		ref = t.caught
 	case t.seenHB:
 		ref = t.started

@@ -21,26 +21,31 @@ func TestLagTracker(t *testing.T) {
 		{"no heartbeat: since last contact", []step{
 			{"contact", 2, 0, 0}, {"contact", 1, 0, -1}, {"check", 5, 0, 3},
 		}},
-		{"heartbeat behind: since start", []step{
-			{"hb", 1, 10, 1}, {"done", 2, 9, 2},
+		{"behind: the age of the oldest heartbeat not caught up to", []step{
+			{"hb", 1, 10, 0}, {"done", 2, 9, 1}, {"check", 3.5, 0, 2.5},
 		}},
-		{"caught up by acked seq", []step{
-			{"hb", 1, 10, 1}, {"done", 2, 10, 1}, {"hb", 3, 20, 2}, {"done", 4, 25, 1},
+		{"caught up by acked seq, heartbeats on time: 0", []step{
+			{"hb", 1, 10, 0}, {"done", 2, 10, 0}, {"hb", 3, 20, 0}, {"done", 4, 25, 0},
+			{"check", 7, 0, 4}, // overdue (> 1.5 x the 2s spacing): since the last heartbeat caught up to
 		}},
 		{"a waiting message blocks catching up", []step{
-			{"hb", 1, 10, 1}, {"wait", 2, 5, 2}, {"done", 2, 10, 2}, {"done", 3, 5, 2},
+			{"hb", 1, 10, 0}, {"wait", 2, 5, 1}, {"done", 2, 10, 1}, {"done", 3, 5, 2},
 		}},
 		{"idle info after the heartbeat catches up", []step{
-			{"hb", 1, 10, 1}, {"idle", 0.5, 0, 0.5}, {"idle", 1.5, 0, 0.5}, {"check", 4, 0, 3},
+			{"hb", 1, 10, 0}, {"idle", 0.5, 0, 0}, {"check", 1.4, 0, 0.4}, {"idle", 1.5, 0, 0}, {"check", 4, 0, 3},
 		}},
 		{"idle clears waiting", []step{
-			{"wait", 0, 3, -1}, {"done", 0, 10, -1}, {"hb", 1, 10, 1}, {"idle", 2, 0, 1},
+			{"wait", 0, 3, -1}, {"done", 0, 10, -1}, {"hb", 1, 10, 0}, {"check", 1.5, 0, 0.5}, {"idle", 2, 0, 0},
 		}},
 		{"silence grows lag", []step{
 			{"hb", 1, 0, 0}, {"check", 11, 0, 10}, {"hb", 12, 0, 0},
 		}},
+		{"steady heartbeats while caught up read 0", []step{
+			{"hb", 1, 5, 0}, {"done", 1, 5, 0}, {"check", 1.9, 0, 0}, {"hb", 2, 5, 0}, {"check", 2.9, 0, 0}, {"hb", 3, 5, 0}, {"check", 4.5, 0, 0},
+			{"check", 4.6, 0, 1.6},
+		}},
 		{"newest qualifying heartbeat wins", []step{
-			{"hb", 1, 10, 1}, {"hb", 2, 20, 2}, {"hb", 3, 30, 3}, {"done", 4, 20, 2}, {"done", 5, 30, 2},
+			{"hb", 1, 10, 0}, {"hb", 2, 20, 1}, {"hb", 3, 30, 2}, {"done", 4, 20, 1}, {"done", 5, 30, 2},
 		}},
 	}
 	for _, c := range cases {
