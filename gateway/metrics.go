@@ -89,7 +89,7 @@ func (m *metrics) instrument(mux *http.ServeMux) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		mux.ServeHTTP(sw, r)
-		_, route := mux.Handler(r)
+		route := r.Pattern // set by the mux when it routed the request
 		if route == "" {
 			route = "other"
 		}

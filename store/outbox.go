@@ -2,6 +2,7 @@ package store
 
 import (
 	"github.com/dgraph-io/badger/v4"
+	"time"
 
 	"encoding/binary"
 	"errors"
@@ -128,16 +129,38 @@ func (s *Store) TrimOutbox(upTo uint64) error {
 		}
 	}
 	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	switch {
-	case s.closed:
-	case s.writing:
-		s.trimReq = true // the writer commits it, in this turn or the next
-	default:
-		s.writing = true
-		go s.writeBatch() // a commit of its own
-	}
+	s.armTrimLocked()
+	s.qmu.Unlock()
 	return nil
+}
+
+// trimDelay is how long a trim waits for a commit to ride on before it
+// gets a commit of its own: under load trims cost no extra fsync.
+const trimDelay = 100 * time.Millisecond
+
+// armTrimLocked schedules a trim-only commit after trimDelay, unless one is
+// scheduled already. Callers hold s.qmu.
+func (s *Store) armTrimLocked() {
+	if s.closed || s.trimArmed {
+		return
+	}
+	s.trimArmed = true
+	time.AfterFunc(trimDelay, s.trimIdle)
+}
+
+// trimIdle runs the delayed trim: it takes the writer role if nobody holds
+// it. A writer at work trims with its commits and, if a trim is left when
+// its turn ends, arms the delay again (writeBatch).
+func (s *Store) trimIdle() {
+	s.qmu.Lock()
+	s.trimArmed = false
+	if s.closed || s.writing || s.trimmed >= min(s.trimWant.Load(), s.committed.Load()) {
+		s.qmu.Unlock()
+		return
+	}
+	s.writing = true
+	s.qmu.Unlock()
+	s.writeBatch()
 }
 
 // OutboxSignal returns a channel that receives a value (coalesced) after a

@@ -95,11 +95,12 @@ type Store struct {
 	qmu     sync.Mutex
 	queue   []*request
 	writing bool // some goroutine holds the writer role
-	trimReq bool // TrimOutbox was called since the writer took its batch
-	closed  bool
-	slots   chan struct{} // bounds queued requests: back-pressure
-	stop    chan struct{} // closed when Close begins
-	idle    chan struct{} // closed when the writer role ends after Close
+	// trimArmed is set while a delayed trim-only commit is scheduled.
+	trimArmed bool
+	closed    bool
+	slots     chan struct{} // bounds queued requests: back-pressure
+	stop      chan struct{} // closed when Close begins
+	idle      chan struct{} // closed when the writer role ends after Close
 
 	closeOnce sync.Once
 	closing   atomic.Bool

@@ -184,7 +184,6 @@ func (s *Store) writeBatch() {
 	batch := slices.Clone(s.queue[:n])
 	clear(s.queue[:n])
 	s.queue = s.queue[n:]
-	s.trimReq = false
 	s.qmu.Unlock()
 
 	committed := s.commitBatch(batch)
@@ -201,10 +200,10 @@ func (s *Store) writeBatch() {
 		next := s.queue[0]
 		s.qmu.Unlock()
 		next.resp <- response{lead: true}
-	case (s.trimReq || moreTrim) && !s.closed:
-		s.qmu.Unlock()
-		go s.writeBatch() // TrimOutbox never waits for a commit
 	default:
+		if moreTrim {
+			s.armTrimLocked() // the rest rides on a later commit
+		}
 		s.writing = false
 		if s.closed {
 			close(s.idle)
