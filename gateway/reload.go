@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/rules"
 )
 
@@ -103,7 +104,7 @@ func (n *Node) reloadRules(path string) (count int, changed bool, err error) {
 		return 0, false, err
 	}
 	if len(specs) == 0 {
-		specs = []rules.Spec{{Name: "default", Match: "true", Strategy: string(rules.StrategyLWW)}}
+		specs = config.DefaultRules()
 	}
 	if slices.Equal(specs, currentSpecs(n.rules())) {
 		return len(specs), false, nil
