@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -199,8 +198,8 @@ func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([
 	batch := make([]store.Incoming, 0, len(msgs))
 	index := make([]int, 0, len(msgs))
 	for i, m := range msgs {
-		var ev conflict.Event
-		if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Origin() != m.Origin || ev.OSeq != m.OSeq {
+		ev, err := store.DecodeEvent(m.Data)
+		if err != nil || ev.Origin() != m.Origin || ev.OSeq != m.OSeq {
 			// Never acked: the link stalls on it and says so, rather
 			// than dropping a write.
 			n.log.Error("undecodable replicated event; link stalls on it", "from", from, "origin", m.Origin, "oseq", m.OSeq, "err", err)

@@ -154,7 +154,7 @@ func storeWriteShape(tb testing.TB) (record, outbox []byte) {
 		tb.Fatalf("write: %v", err)
 	}
 	out := mustOutbox(tb, s, 0)
-	return appendRecord(nil, mustGet(tb, s, "bench/0")), encodeOutbox(out[0])
+	return AppendRecord(nil, mustGet(tb, s, "bench/0")), encodeOutbox(out[0])
 }
 
 // rawShapedWrite is one Badger transaction doing what a store write does

@@ -2,21 +2,20 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
-	"maps"
-	"slices"
-	"strconv"
+	"errors"
+	"fmt"
+	"math"
 
 	"github.com/geogate/geogate/conflict"
 )
 
-// The writer encodes every record and every outbox event it commits. These
-// appenders produce exactly the bytes json.Marshal produces for
-// conflict.Event and conflict.Record (a property test holds them to it), at
-// a fraction of the cost, provided every Version.Value is already in the
-// form json.Marshal would emit: compact and HTML-escaped. normalizeValue
-// puts values in that form where they enter the store (a local write, a
-// replicated event); values read back from stored records already are.
+// Values (Version.Value) are kept in the form json.Marshal emits: compact
+// and HTML-escaped. normalizeValue puts them in that form where they enter
+// the store (a local write, a replicated event), so a value reads back, and
+// replicates, as the same bytes in every region; values read back from
+// stored records already are.
 
 // normalizeValue returns v compacted and HTML-escaped as json.Marshal
 // writes a json.RawMessage, or an error if v is not valid JSON. An empty
@@ -76,91 +75,273 @@ func isCompactHTMLSafe(v []byte) bool {
 	return true
 }
 
-// appendEvent appends ev as json.Marshal encodes it.
-func appendEvent(b []byte, ev conflict.Event) []byte {
-	b = append(b, `{"k":`...)
-	b = appendString(b, ev.Key)
-	b = append(b, `,"v":`...)
-	b = appendVersion(b, ev.Version)
-	if len(ev.Context) > 0 {
-		b = append(b, `,"ctx":`...)
-		b = appendVV(b, ev.Context)
-	}
-	b = append(b, `,"o":`...)
-	b = strconv.AppendUint(b, ev.OSeq, 10)
-	return append(b, '}')
+// ErrMalformed is returned, wrapped, for encoded events and records that do
+// not decode: an unknown format byte, a truncation, a length beyond the
+// input, an out-of-range field, trailing bytes or, for an event, a value
+// that is not valid JSON.
+var ErrMalformed = errors.New("malformed encoding")
+
+// The format bytes of the encodings: the high nibble names the kind (E for
+// an event, D for a record stored under d/), the low nibble the version. A
+// new layout takes a new byte; decoders refuse the bytes they do not know
+// (JSON, the previous encoding, starts with '{' and is refused too).
+const (
+	eventV1  = 0xE1
+	recordV1 = 0xD1
+)
+
+// minVersionBytes is the smallest encoded version (every field one byte),
+// bounding the version count a record of a given length may claim.
+const minVersionBytes = 7
+
+// AppendEvent appends the binary encoding of ev to b and returns the
+// extended slice. It is the form of OutboxEntry.Data, published unchanged
+// to the replication stream and decoded by DecodeEvent in other regions.
+// The format is internal to geogate and versioned by its first byte; every
+// region must run a build that decodes the version the others write.
+// Version 0xE1 is, with integers and lengths as uvarints unless noted and
+// a string or the value as its length then its bytes:
+//
+//	0xE1 key dot.actor dot.counter deleted(1 byte: 0|1) hlc.wall(zigzag
+//	varint) hlc.logical origin context(conflict.AppendVV) oseq value
+//
+// The value is the raw JSON (empty for none). Equal events encode to equal
+// bytes. ev.Context must not give the empty actor a counter: the vector
+// encoding cannot hold it (the store refuses such contexts).
+func AppendEvent(b []byte, ev conflict.Event) []byte {
+	b = append(b, eventV1)
+	b = appendBytes(b, ev.Key)
+	b = appendVersionHead(b, ev.Version)
+	b = conflict.AppendVV(b, ev.Context)
+	b = binary.AppendUvarint(b, ev.OSeq)
+	return appendBytes(b, ev.Version.Value)
 }
 
-// appendRecord appends r as json.Marshal encodes it.
-func appendRecord(b []byte, r conflict.Record) []byte {
-	b = append(b, `{"versions":`...)
-	if r.Versions == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, v := range r.Versions {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendVersion(b, v)
+// DecodeEvent decodes an event written by AppendEvent. It never panics:
+// any input that is not exactly one well-formed event, with a non-empty
+// dot actor and a value that is valid JSON (the bytes crossed the network),
+// yields an error wrapping ErrMalformed. The event does not retain b. An
+// empty context decodes as nil.
+func DecodeEvent(b []byte) (conflict.Event, error) {
+	if len(b) == 0 || b[0] != eventV1 {
+		return conflict.Event{}, fmt.Errorf("decode event: %w", formatError(b))
+	}
+	var ev conflict.Event
+	r := reader{b: b[1:]}
+	ev.Key = r.str("key")
+	ev.Version = r.versionHead()
+	ev.Context = r.vv("context")
+	ev.OSeq = r.uvarint("oseq")
+	value := r.bytes("value")
+	r.end()
+	switch {
+	case r.err != nil:
+		return conflict.Event{}, fmt.Errorf("decode event: %w", r.err)
+	case ev.Version.Dot.Actor == "":
+		return conflict.Event{}, fmt.Errorf("decode event: %w: empty dot actor", ErrMalformed)
+	case len(value) > 0 && !json.Valid(value):
+		return conflict.Event{}, fmt.Errorf("decode event %q: %w: value is not valid JSON", ev.Key, ErrMalformed)
+	}
+	if len(value) > 0 {
+		ev.Version.Value = bytes.Clone(value)
+	}
+	return ev, nil
+}
+
+// AppendRecord appends the binary encoding of r to b and returns the
+// extended slice; it is the form of a record stored under d/<key>. The
+// format is internal to the store and versioned by its first byte. Version
+// 0xD1 is, in the terms of AppendEvent:
+//
+//	0xD1 count (dot.actor dot.counter deleted hlc.wall hlc.logical origin
+//	value)*count seen(conflict.AppendVV)
+//
+// Versions keep their order. r.Seen must not give the empty actor a
+// counter.
+func AppendRecord(b []byte, r conflict.Record) []byte {
+	b = append(b, recordV1)
+	b = binary.AppendUvarint(b, uint64(len(r.Versions)))
+	for _, v := range r.Versions {
+		b = appendVersionHead(b, v)
+		b = appendBytes(b, v.Value)
+	}
+	return conflict.AppendVV(b, r.Seen)
+}
+
+// DecodeRecord decodes a record written by AppendRecord. It never panics;
+// malformed input yields an error wrapping ErrMalformed. Values are not
+// validated as JSON (the store wrote them). The record does not retain b:
+// Badger's value buffers may be passed. Versions is never nil; an empty
+// Seen decodes as nil.
+func DecodeRecord(b []byte) (conflict.Record, error) {
+	if len(b) == 0 || b[0] != recordV1 {
+		return conflict.Record{}, fmt.Errorf("decode record: %w", formatError(b))
+	}
+	r := reader{b: b[1:]}
+	n := r.uvarint("version count")
+	if r.err == nil && n > uint64(len(r.b))/minVersionBytes {
+		r.fail("version count")
+	}
+	var rec conflict.Record
+	if r.err == nil {
+		rec.Versions = make([]conflict.Version, n)
+	}
+	for i := range rec.Versions {
+		v := r.versionHead()
+		if value := r.bytes("value"); len(value) > 0 {
+			v.Value = bytes.Clone(value)
 		}
-		b = append(b, ']')
+		rec.Versions[i] = v
 	}
-	if len(r.Seen) > 0 {
-		b = append(b, `,"seen":`...)
-		b = appendVV(b, r.Seen)
+	rec.Seen = r.vv("seen")
+	r.end()
+	if r.err != nil {
+		return conflict.Record{}, fmt.Errorf("decode record: %w", r.err)
 	}
-	return append(b, '}')
+	return rec, nil
 }
 
-func appendVersion(b []byte, v conflict.Version) []byte {
-	b = append(b, `{"dot":{"a":`...)
-	b = appendString(b, v.Dot.Actor)
-	b = append(b, `,"c":`...)
-	b = strconv.AppendUint(b, v.Dot.Counter, 10)
-	b = append(b, '}')
-	if len(v.Value) > 0 {
-		b = append(b, `,"value":`...)
-		b = append(b, v.Value...)
+func formatError(b []byte) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%w: empty", ErrMalformed)
 	}
+	return fmt.Errorf("%w: unknown format byte %#02x", ErrMalformed, b[0])
+}
+
+// appendVersionHead appends every field of v but its value.
+func appendVersionHead(b []byte, v conflict.Version) []byte {
+	b = appendBytes(b, v.Dot.Actor)
+	b = binary.AppendUvarint(b, v.Dot.Counter)
+	deleted := byte(0)
 	if v.Deleted {
-		b = append(b, `,"deleted":true`...)
+		deleted = 1
 	}
-	b = append(b, `,"hlc":{"w":`...)
-	b = strconv.AppendInt(b, v.HLC.Wall, 10)
-	b = append(b, `,"l":`...)
-	b = strconv.AppendUint(b, uint64(v.HLC.Logical), 10)
-	b = append(b, `},"origin":`...)
-	b = appendString(b, v.Origin)
-	return append(b, '}')
+	b = append(b, deleted)
+	b = binary.AppendVarint(b, v.HLC.Wall)
+	b = binary.AppendUvarint(b, uint64(v.HLC.Logical))
+	return appendBytes(b, v.Origin)
 }
 
-// appendVV encodes a vector as json.Marshal encodes a map: every entry,
-// zeros included, keys sorted.
-func appendVV(b []byte, v conflict.VV) []byte {
-	b = append(b, '{')
-	for i, a := range slices.Sorted(maps.Keys(v)) {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, a)
-		b = append(b, ':')
-		b = strconv.AppendUint(b, v[a], 10)
-	}
-	return append(b, '}')
+func appendBytes[T ~string | ~[]byte](b []byte, s T) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
-// appendString quotes s as json.Marshal does. Plain printable ASCII (the
-// common case: keys, actors, region names) is copied; anything else is left
-// to encoding/json.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
+// reader decodes fields from the front of b. The first failure is kept in
+// err, and every later read returns a zero value, so a decoder reads all
+// its fields and checks err once.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: bad %s", ErrMalformed, what)
 	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
+	r.b = nil
+}
+
+func (r *reader) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+func (r *reader) varint(what string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, k := binary.Varint(r.b)
+	if k <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+// bytes returns the next length-prefixed field, aliasing the input (capacity
+// capped at its length).
+func (r *reader) bytes(what string) []byte {
+	n := r.uvarint(what)
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.fail(what)
+		return nil
+	}
+	out := r.b[:n:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) str(what string) string { return string(r.bytes(what)) }
+
+func (r *reader) flag(what string) bool {
+	if r.err != nil {
+		return false
+	}
+	if len(r.b) == 0 || r.b[0] > 1 {
+		r.fail(what)
+		return false
+	}
+	f := r.b[0] == 1
+	r.b = r.b[1:]
+	return f
+}
+
+func (r *reader) vv(what string) conflict.VV {
+	if r.err != nil {
+		return nil
+	}
+	v, rest, err := conflict.ReadVV(r.b)
+	if err != nil {
+		r.err = fmt.Errorf("%w: bad %s: %w", ErrMalformed, what, err)
+		r.b = nil
+		return nil
+	}
+	r.b = rest
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// versionHead reads the fields appendVersionHead wrote. An origin that is
+// a prefix of the actor (the region of a region~epoch actor, always so for
+// versions the store writes) shares the actor's string.
+func (r *reader) versionHead() conflict.Version {
+	var v conflict.Version
+	v.Dot.Actor = r.str("dot actor")
+	v.Dot.Counter = r.uvarint("dot counter")
+	v.Deleted = r.flag("deleted flag")
+	v.HLC.Wall = r.varint("hlc wall")
+	logical := r.uvarint("hlc logical")
+	if logical > math.MaxUint32 {
+		r.fail("hlc logical")
+	}
+	v.HLC.Logical = uint32(logical)
+	origin := r.bytes("origin")
+	if len(origin) <= len(v.Dot.Actor) && string(origin) == v.Dot.Actor[:len(origin)] {
+		v.Origin = v.Dot.Actor[:len(origin)]
+	} else {
+		v.Origin = string(origin)
+	}
+	return v
+}
+
+// end fails the read if bytes are left over.
+func (r *reader) end() {
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(r.b))
+	}
 }

@@ -3,6 +3,9 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -53,18 +56,30 @@ func genDoc() *rapid.Generator[json.RawMessage] {
 	})
 }
 
+// genActor draws a non-empty actor name (actors never are empty).
+func genActor() *rapid.Generator[string] {
+	return rapid.Custom(func(t *rapid.T) string {
+		a := genText().Draw(t, "actor")
+		if a == "" {
+			return "r~0"
+		}
+		return a
+	})
+}
+
+// genVV draws a vector, zero counters included (the encoding drops them).
 func genVV() *rapid.Generator[conflict.VV] {
 	return rapid.Custom(func(t *rapid.T) conflict.VV {
 		if rapid.Bool().Draw(t, "nil") {
 			return nil
 		}
-		return rapid.MapOfN(genText(), rapid.Uint64Range(0, 1<<62), 0, 4).Draw(t, "vv")
+		return rapid.MapOfN(genActor(), rapid.Uint64(), 0, 4).Draw(t, "vv")
 	})
 }
 
 func genVersion(t *rapid.T, label string) conflict.Version {
 	v := conflict.Version{
-		Dot:     conflict.Dot{Actor: genText().Draw(t, label+"actor"), Counter: rapid.Uint64().Draw(t, label+"counter")},
+		Dot:     conflict.Dot{Actor: genActor().Draw(t, label+"actor"), Counter: rapid.Uint64().Draw(t, label+"counter")},
 		Deleted: rapid.Bool().Draw(t, label+"deleted"),
 		HLC:     conflict.HLC{Wall: rapid.Int64().Draw(t, label+"wall"), Logical: rapid.Uint32().Draw(t, label+"logical")},
 		Origin:  genText().Draw(t, label+"origin"),
@@ -72,16 +87,6 @@ func genVersion(t *rapid.T, label string) conflict.Version {
 	if rapid.Bool().Draw(t, label+"hasValue") {
 		v.Value = genDoc().Draw(t, label+"value")
 	}
-	return v
-}
-
-// normalized returns v with its value as the store keeps it.
-func normalized(t *rapid.T, v conflict.Version) conflict.Version {
-	n, err := normalizeValue(v.Value)
-	if err != nil {
-		t.Fatalf("normalize %q: %v", v.Value, err)
-	}
-	v.Value = n
 	return v
 }
 
@@ -117,49 +122,324 @@ func TestNormalizeValueRejectsInvalid(t *testing.T) {
 	}
 }
 
-func TestAppendEventMatchesMarshal(t *testing.T) {
+func genEvent(t *rapid.T) conflict.Event {
+	return conflict.Event{
+		Key:     genText().Draw(t, "key"),
+		Version: genVersion(t, "v."),
+		Context: genVV().Draw(t, "ctx"),
+		OSeq:    rapid.Uint64().Draw(t, "oseq"),
+	}
+}
+
+func genRecord(t *rapid.T) conflict.Record {
+	var r conflict.Record
+	if n := rapid.IntRange(-1, 4).Draw(t, "versions"); n >= 0 {
+		r.Versions = make([]conflict.Version, 0, n)
+		for i := range n {
+			r.Versions = append(r.Versions, genVersion(t, string(rune('a'+i))))
+		}
+	}
+	r.Seen = genVV().Draw(t, "seen")
+	return r
+}
+
+// clobber overwrites b, so a test can check a decoded value does not
+// share it.
+func clobber(b []byte) {
+	for i := range b {
+		b[i] = 0xAA
+	}
+}
+
+// Every event survives AppendEvent then DecodeEvent, the decoded event
+// encodes to the same bytes (equal events, equal bytes), and it shares no
+// memory with the input.
+func TestEventRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		ev := conflict.Event{
-			Key:     genText().Draw(t, "key"),
-			Version: normalized(t, genVersion(t, "v.")),
-			Context: genVV().Draw(t, "ctx"),
-			OSeq:    rapid.Uint64().Draw(t, "oseq"),
+		ev := genEvent(t)
+		prefix := []byte(rapid.StringN(0, 3, -1).Draw(t, "prefix"))
+		enc := AppendEvent(prefix, ev)
+		if !bytes.HasPrefix(enc, prefix) {
+			t.Fatalf("AppendEvent clobbered the buffer it appends to")
 		}
-		want, err := json.Marshal(ev)
+		enc = enc[len(prefix):]
+		want := bytes.Clone(enc)
+		got, err := DecodeEvent(enc)
 		if err != nil {
-			t.Fatalf("marshal: %v", err)
+			t.Fatalf("DecodeEvent(AppendEvent(%+v)): %v", ev, err)
 		}
-		if got := appendEvent(nil, ev); !bytes.Equal(got, want) {
-			t.Fatalf("appendEvent = %s\njson.Marshal = %s", got, want)
+		clobber(enc)
+		if !eventsEqual(got, ev) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", got, ev)
+		}
+		if (len(got.Context) == 0) != (got.Context == nil) {
+			t.Fatalf("empty context decoded as %#v, want nil", got.Context)
+		}
+		if again := AppendEvent(nil, got); !bytes.Equal(again, want) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", again, want)
 		}
 	})
 }
 
-func TestAppendRecordMatchesMarshal(t *testing.T) {
+// Every record survives AppendRecord then DecodeRecord the same way;
+// Versions decodes non-nil.
+func TestRecordRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		var r conflict.Record
-		switch n := rapid.IntRange(-1, 4).Draw(t, "versions"); n {
-		case -1: // nil slice
-		default:
-			r.Versions = make([]conflict.Version, 0, n)
-			for i := range n {
-				r.Versions = append(r.Versions, normalized(t, genVersion(t, string(rune('a'+i)))))
-			}
-		}
-		r.Seen = genVV().Draw(t, "seen")
-		want, err := json.Marshal(r)
+		r := genRecord(t)
+		enc := AppendRecord(nil, r)
+		want := bytes.Clone(enc)
+		got, err := DecodeRecord(enc)
 		if err != nil {
-			t.Fatalf("marshal: %v", err)
+			t.Fatalf("DecodeRecord(AppendRecord(%+v)): %v", r, err)
 		}
-		got := appendRecord(nil, r)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("appendRecord = %s\njson.Marshal = %s", got, want)
+		clobber(enc)
+		if !got.Equal(r) || got.Versions == nil {
+			t.Fatalf("round trip:\n got %#v\nwant %#v", got, r)
 		}
-		var back conflict.Record
-		if err := json.Unmarshal(got, &back); err != nil {
-			t.Fatalf("decode: %v", err)
+		if !bytes.Equal(got.MarshalCanonical(), r.MarshalCanonical()) {
+			t.Fatalf("canonical form changed: %s vs %s", got.MarshalCanonical(), r.MarshalCanonical())
+		}
+		if again := AppendRecord(nil, got); !bytes.Equal(again, want) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", again, want)
 		}
 	})
+}
+
+// checkDecode decodes b both ways, which must not panic; a failure must
+// wrap ErrMalformed, and a success must survive another round trip (the
+// input may encode a field non-minimally, so its bytes may differ).
+func checkDecode(t interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}, b []byte) {
+	t.Helper()
+	in := bytes.Clone(b)
+	if ev, err := DecodeEvent(b); err != nil {
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("DecodeEvent(%x): error %v does not wrap ErrMalformed", in, err)
+		}
+	} else {
+		if len(ev.Version.Value) > 0 && !json.Valid(ev.Version.Value) {
+			t.Fatalf("DecodeEvent(%x) accepted invalid JSON %q", in, ev.Version.Value)
+		}
+		back, err := DecodeEvent(AppendEvent(nil, ev))
+		if err != nil || !eventsEqual(back, ev) {
+			t.Fatalf("DecodeEvent(%x) = %+v, which does not round-trip: %+v, %v", in, ev, back, err)
+		}
+	}
+	if r, err := DecodeRecord(b); err != nil {
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("DecodeRecord(%x): error %v does not wrap ErrMalformed", in, err)
+		}
+	} else {
+		back, err := DecodeRecord(AppendRecord(nil, r))
+		if err != nil || !back.Equal(r) {
+			t.Fatalf("DecodeRecord(%x) = %+v, which does not round-trip: %+v, %v", in, r, back, err)
+		}
+	}
+	if !bytes.Equal(b, in) {
+		t.Fatalf("decoding modified its input")
+	}
+}
+
+// Garbage never panics: random bytes, and valid encodings with bytes
+// flipped, cut out or inserted, the format byte kept most of the time so
+// the decoders get past it.
+func TestDecodeGarbageNeverPanics(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		var b []byte
+		switch rapid.IntRange(0, 2).Draw(t, "source") {
+		case 0:
+			b = rapid.SliceOfN(rapid.Byte(), 0, 64).Draw(t, "bytes")
+			if len(b) > 0 && rapid.Bool().Draw(t, "format") {
+				b[0] = rapid.SampledFrom([]byte{eventV1, recordV1}).Draw(t, "byte")
+			}
+		case 1:
+			b = AppendEvent(nil, genEvent(t))
+		case 2:
+			b = AppendRecord(nil, genRecord(t))
+		}
+		for range rapid.IntRange(0, 3).Draw(t, "edits") {
+			if len(b) < 2 {
+				break
+			}
+			i := rapid.IntRange(1, len(b)-1).Draw(t, "at")
+			switch rapid.IntRange(0, 2).Draw(t, "edit") {
+			case 0:
+				b[i] = rapid.Byte().Draw(t, "new")
+			case 1:
+				b = slices.Delete(b, i, min(len(b), i+rapid.IntRange(1, 4).Draw(t, "cut")))
+			case 2:
+				b = slices.Insert(b, i, rapid.SliceOfN(rapid.Byte(), 1, 4).Draw(t, "insert")...)
+			}
+		}
+		checkDecode(t, b)
+	})
+}
+
+// Every strict prefix of a valid encoding, and the encoding with a byte
+// appended, is refused; no cut panics.
+func TestDecodeTruncations(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ev := genEvent(t)
+		rec := genRecord(t)
+		for _, tc := range []struct {
+			name   string
+			enc    []byte
+			decode func([]byte) error
+		}{
+			{"event", AppendEvent(nil, ev), func(b []byte) error { _, err := DecodeEvent(b); return err }},
+			{"record", AppendRecord(nil, rec), func(b []byte) error { _, err := DecodeRecord(b); return err }},
+		} {
+			for cut := range len(tc.enc) {
+				if err := tc.decode(tc.enc[:cut]); !errors.Is(err, ErrMalformed) {
+					t.Fatalf("%s cut to %d of %d bytes: err %v, want ErrMalformed", tc.name, cut, len(tc.enc), err)
+				}
+			}
+			if err := tc.decode(append(bytes.Clone(tc.enc), rapid.Byte().Draw(t, "extra"))); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("%s with a trailing byte: err %v, want ErrMalformed", tc.name, err)
+			}
+		}
+	})
+}
+
+// FuzzDecode feeds arbitrary bytes to both decoders (go test runs the
+// seeds; go test -fuzz FuzzDecode ./store explores further).
+func FuzzDecode(f *testing.F) {
+	ev := conflict.Event{
+		Key: "user/1", OSeq: 7, Context: conflict.VV{"eu~1": 3, "us~2": 1},
+		Version: conflict.Version{Dot: conflict.Dot{Actor: "us~2", Counter: 2}, Value: json.RawMessage(`{"a":[1,2]}`),
+			HLC: conflict.HLC{Wall: baseWall, Logical: 4}, Origin: "us"},
+	}
+	rec := conflict.Record{Versions: []conflict.Version{ev.Version, {Dot: conflict.Dot{Actor: "eu~1", Counter: 4}, Deleted: true, Origin: "eu"}}, Seen: ev.Context}
+	for _, seed := range [][]byte{nil, {eventV1}, {recordV1}, []byte(`{"k":"x"}`), AppendEvent(nil, ev), AppendRecord(nil, rec), AppendRecord(nil, conflict.Record{})} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkDecode(t, b) })
+}
+
+// The layout of each format version is pinned byte by byte: changing it
+// needs a new format byte.
+func TestEncodingLayout(t *testing.T) {
+	ev := conflict.Event{
+		Key: "k", OSeq: 300, Context: conflict.VV{"a~1": 2, "zero": 0},
+		Version: conflict.Version{Dot: conflict.Dot{Actor: "b~2", Counter: 5}, Value: json.RawMessage(`[1]`),
+			HLC: conflict.HLC{Wall: -2, Logical: 1}, Origin: "b"},
+	}
+	wantEvent := []byte{
+		0xE1,
+		1, 'k', // key
+		3, 'b', '~', '2', 5, // dot
+		0,    // not deleted
+		3, 1, // wall -2 (zigzag), logical
+		1, 'b', // origin
+		1, 3, 'a', '~', '1', 2, // context: zero counters dropped
+		0xAC, 0x02, // oseq 300
+		3, '[', '1', ']', // value
+	}
+	if got := AppendEvent(nil, ev); !bytes.Equal(got, wantEvent) {
+		t.Errorf("event encodes as\n%x\nwant\n%x", got, wantEvent)
+	}
+	tomb := conflict.Version{Dot: conflict.Dot{Actor: "a~1", Counter: 1}, Deleted: true, HLC: conflict.HLC{Wall: 1}, Origin: "a"}
+	wantRecord := []byte{
+		0xD1,
+		2,                                       // versions
+		3, 'a', '~', '1', 1, 1, 2, 0, 1, 'a', 0, // tombstone, no value
+		3, 'b', '~', '2', 5, 0, 3, 1, 1, 'b', 3, '[', '1', ']',
+		0, // seen: empty
+	}
+	if got := AppendRecord(nil, conflict.Record{Versions: []conflict.Version{tomb, ev.Version}}); !bytes.Equal(got, wantRecord) {
+		t.Errorf("record encodes as\n%x\nwant\n%x", got, wantRecord)
+	}
+}
+
+// Malformed inputs the decoders must refuse, each for its own reason.
+func TestDecodeRefuses(t *testing.T) {
+	base := conflict.Event{
+		Key: "k", OSeq: 1,
+		Version: conflict.Version{Dot: conflict.Dot{Actor: "a~1", Counter: 1}, Value: json.RawMessage(`1`), Origin: "a"},
+	}
+	withValue := func(v string) []byte {
+		ev := base
+		ev.Version.Value = json.RawMessage(v)
+		return AppendEvent(nil, ev)
+	}
+	withActor := func(a string) []byte {
+		ev := base
+		ev.Version.Dot.Actor = a
+		return AppendEvent(nil, ev)
+	}
+	good := AppendEvent(nil, base)
+	// Offsets in good: 0 format, 1-2 key, 3-6 actor, 7 counter, 8 deleted,
+	// 9 wall, 10 logical.
+	patch := func(at int, b ...byte) []byte {
+		out := bytes.Clone(good[:at])
+		out = append(out, b...)
+		return append(out, good[at+1:]...)
+	}
+	for _, tt := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"empty", nil, "empty"},
+		{"json", []byte(`{"k":"k"}`), "unknown format byte 0x7b"},
+		{"record byte", append([]byte{recordV1}, good[1:]...), "unknown format byte"},
+		{"future version", append([]byte{0xE2}, good[1:]...), "unknown format byte 0xe2"},
+		{"deleted flag 2", patch(8, 2), "deleted flag"},
+		{"logical over 32 bits", patch(10, 0x80, 0x80, 0x80, 0x80, 0x10), "hlc logical"},
+		{"key length beyond input", patch(1, 0x7f), "key"},
+		{"varint overflow", patch(7, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), "dot counter"},
+		{"invalid JSON value", withValue(`{"a":`), "not valid JSON"},
+		{"value with trailing garbage", withValue(`1 2`), "not valid JSON"},
+		{"empty actor", withActor(""), "empty dot actor"},
+		{"trailing bytes", append(bytes.Clone(good), 0), "1 trailing bytes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeEvent(tt.in)
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("DecodeEvent(%x) = %v, want ErrMalformed mentioning %q", tt.in, err, tt.want)
+			}
+		})
+	}
+	if _, err := DecodeEvent(good); err != nil {
+		t.Fatalf("the unpatched event does not decode: %v", err)
+	}
+
+	hugeCount := []byte{recordV1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0}
+	if _, err := DecodeRecord(hugeCount); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "version count") {
+		t.Errorf("DecodeRecord of a huge version count = %v, want ErrMalformed", err)
+	}
+	// Records come from this store's own Badger: values are not
+	// re-validated.
+	rec := conflict.Record{Versions: []conflict.Version{{Dot: conflict.Dot{Actor: "a~1", Counter: 1}, Value: json.RawMessage(`{"a":`)}}}
+	if got, err := DecodeRecord(AppendRecord(nil, rec)); err != nil || !got.Equal(rec) {
+		t.Errorf("DecodeRecord with an unvalidated value = %+v, %v", got, err)
+	}
+}
+
+// The store refuses contexts naming the empty actor, which the encodings
+// cannot hold, rather than writing a record it could not read back.
+func TestEmptyActorRefused(t *testing.T) {
+	s := openTest(t, "us", "", nil)
+	if _, err := s.Write(t.Context(), Mutation{Key: "k", Value: jsonDoc(`1`), Context: conflict.VV{"": 1}}); err == nil {
+		t.Fatalf("write with an empty-actor context accepted")
+	}
+	ev := conflict.Event{Key: "k", OSeq: 1, Version: conflict.Version{Dot: conflict.Dot{Actor: "", Counter: 1}, Value: jsonDoc(`1`)}}
+	if _, err := s.Apply(t.Context(), []Incoming{{Event: ev}}); err == nil {
+		t.Fatalf("apply of an event with an empty actor accepted")
+	}
+	ev.Version.Dot.Actor, ev.Context = "eu~1", conflict.VV{"": 1}
+	if _, err := s.Apply(t.Context(), []Incoming{{Event: ev}}); err == nil {
+		t.Fatalf("apply of an event whose context names the empty actor accepted")
+	}
+	if _, ok, err := s.Get("k"); ok || err != nil {
+		t.Fatalf("get after refused requests: ok %v, err %v", ok, err)
+	}
+	mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`2`), Supersede: true})
+	if v := mustGet(t, s, "k").Versions; len(v) != 1 || string(v[0].Value) != "2" {
+		t.Fatalf("record after a good write = %+v", v)
+	}
 }
 
 // TestWriteNormalizesValue: the value a write returns, the one stored and

@@ -20,7 +20,7 @@
 //
 // # Key spaces
 //
-//	d/<key>          record (JSON conflict.Record)
+//	d/<key>          record (conflict.Record, AppendRecord's encoding)
 //	o/<seq:8>        outbox entry, seq from 1, gapless until trimmed
 //	w/<actor>        applied watermark: highest OSeq of actor applied here
 //	c/<seq:8>        conflict-log entry

@@ -142,9 +142,9 @@ func writeEvents(t testing.TB, s *Store, muts ...Mutation) []produced {
 
 func decodeEvent(t testing.TB, data []byte) conflict.Event {
 	t.Helper()
-	var ev conflict.Event
-	if err := json.Unmarshal(data, &ev); err != nil {
-		t.Fatalf("decode event %q: %v", data, err)
+	ev, err := DecodeEvent(data)
+	if err != nil {
+		t.Fatalf("decode event %x: %v", data, err)
 	}
 	return ev
 }

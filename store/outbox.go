@@ -11,8 +11,8 @@ import (
 
 // OutboxEntry is one entry of the region's replication log: an event this
 // region wrote (Path = [region]) or forwards for another region (Path lists
-// the regions it has visited, this one last). Data is the encoded
-// conflict.Event, published unchanged.
+// the regions it has visited, this one last). Data is the conflict.Event
+// as AppendEvent encodes it, published unchanged (DecodeEvent reads it).
 type OutboxEntry struct {
 	// Seq is the entry's position in this region's log: from 1, gapless,
 	// assigned in commit order.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -356,11 +355,19 @@ func getRecord(txn *badger.Txn, key string) (conflict.Record, bool, error) {
 	if err != nil {
 		return rec, false, fmt.Errorf("get %q: %w", key, err)
 	}
-	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
-	if err != nil {
-		return rec, false, fmt.Errorf("decode record %q: %w", key, err)
+	if rec, err = itemRecord(item); err != nil {
+		return rec, false, fmt.Errorf("record %q: %w", key, err)
 	}
 	return rec, true, nil
+}
+
+// itemRecord decodes the record an item of the d/ key space holds.
+func itemRecord(item *badger.Item) (rec conflict.Record, err error) {
+	err = item.Value(func(v []byte) error {
+		rec, err = DecodeRecord(v)
+		return err
+	})
+	return rec, err
 }
 
 // List returns up to limit keys with the prefix, in byte order, starting
@@ -379,9 +386,9 @@ func (s *Store) List(prefix, after string, limit int, live bool) ([]string, erro
 		for it.Seek(start); it.Valid() && len(keys) < limit; it.Next() {
 			k := string(it.Item().Key()[len(prefixRecord):])
 			if live {
-				var rec conflict.Record
-				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
-					return fmt.Errorf("decode record %q: %w", k, err)
+				rec, err := itemRecord(it.Item())
+				if err != nil {
+					return fmt.Errorf("record %q: %w", k, err)
 				}
 				if len(rec.Live()) == 0 {
 					continue
@@ -403,9 +410,9 @@ func (s *Store) Digest() (sum []byte, n int, err error) {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var rec conflict.Record
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
-				return err
+			rec, err := itemRecord(it.Item())
+			if err != nil {
+				return fmt.Errorf("record %q: %w", it.Item().Key()[len(prefixRecord):], err)
 			}
 			h.Write(it.Item().Key())
 			h.Write([]byte{0})
@@ -425,9 +432,9 @@ func (s *Store) Scan(fn func(key string, rec conflict.Record) bool) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var rec conflict.Record
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
-				return err
+			rec, err := itemRecord(it.Item())
+			if err != nil {
+				return fmt.Errorf("record %q: %w", it.Item().Key()[len(prefixRecord):], err)
 			}
 			if !fn(string(it.Item().Key()[len(prefixRecord):]), rec) {
 				return nil

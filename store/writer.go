@@ -41,8 +41,8 @@ type WriteResult struct {
 // Incoming is one replicated event to apply.
 type Incoming struct {
 	Event conflict.Event
-	// Raw is the event's encoded form as received; when Forward is set it
-	// is appended to the outbox unchanged.
+	// Raw is the event's encoded form (AppendEvent) as received; when
+	// Forward is set it is appended to the outbox unchanged.
 	Raw []byte
 	// Path lists the regions the event has visited.
 	Path []string
@@ -328,6 +328,10 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	if err != nil {
 		return WriteResult{}, err
 	}
+	if m.Context[""] > 0 {
+		// Actors are never empty, and the encodings cannot hold one.
+		return WriteResult{}, requestError{fmt.Errorf("write %q: context names the empty actor", m.Key)}
+	}
 	ctx := m.Context
 	if m.Supersede {
 		ctx = before.Context().Merge(ctx)
@@ -346,7 +350,7 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	// The outbox value is the entry header followed by the event: encode
 	// the event straight after the header.
 	entry := appendOutboxHeader(make([]byte, 0, 192+len(m.Key)+len(value)), OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: []string{s.opts.Region}})
-	if err := s.appendOutbox(st, appendEvent(entry, ev)); err != nil {
+	if err := s.appendOutbox(st, AppendEvent(entry, ev)); err != nil {
 		return WriteResult{}, err
 	}
 	st.records[m.Key], st.dirty[m.Key] = after, true
@@ -379,6 +383,10 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 			stats.Gaps++
 			continue // not done: wait for the gap to fill
 		}
+		if origin == "" || ev.Context[""] > 0 {
+			// DecodeEvent refuses these; the encodings cannot hold them.
+			return nil, fmt.Errorf("apply %s:%d to %q: empty actor", origin, ev.OSeq, ev.Key)
+		}
 		value, err := normalizeValue(ev.Version.Value)
 		if err != nil {
 			return nil, fmt.Errorf("apply %s:%d to %q: value: %w", origin, ev.OSeq, ev.Key, err)
@@ -400,7 +408,7 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 		if in.Forward {
 			raw := in.Raw
 			if raw == nil {
-				raw = appendEvent(nil, ev)
+				raw = AppendEvent(nil, ev)
 			}
 			path := append(slices.Clip(in.Path), s.opts.Region)
 			if err := s.appendOutbox(st, encodeOutbox(OutboxEntry{Origin: origin, OSeq: ev.OSeq, Path: path, Data: raw})); err != nil {
@@ -445,7 +453,7 @@ func (s *Store) appendOutbox(st *batchState, value []byte) error {
 // flush writes the batch's records, watermarks and counters.
 func (s *Store) flush(st *batchState) error {
 	for key := range st.dirty {
-		b := appendRecord(make([]byte, 0, 256), st.records[key])
+		b := AppendRecord(make([]byte, 0, 256), st.records[key])
 		if err := st.txn.Set(recordKey(key), b); err != nil {
 			return fmt.Errorf("put %q: %w", key, err)
 		}
