@@ -56,6 +56,9 @@ type Options struct {
 	// SmallFootprint shrinks Badger's caches and tables, for tests and
 	// testbeds running many regions in one process.
 	SmallFootprint bool
+
+	// keyFilterMin overrides keyFilterMin (tests: force rebuilds).
+	keyFilterMin uint
 }
 
 // Observer looks at a record a request changed and reports conflicts to log.
@@ -107,6 +110,7 @@ type Store struct {
 	// state owned by the writer; published copies below for readers.
 	seq, oseq, cseq, trimmed uint64
 	cfirst                   uint64 // oldest conflict-log seq that may exist
+	keys                     *keyFilter
 	wm                       map[string]uint64
 
 	mu        sync.Mutex
@@ -160,11 +164,24 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if s.keys, err = newKeyFilter(db, s.keyFilterMin()); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // badgerOptions maps Options (defaults applied) to Badger's options. The
 // benchmarks open raw Badger with the same options as their baseline.
+// BadgerOptions returns the Badger options a store opened with opts uses,
+// for benchmarks whose raw-Badger baseline must match them.
+func BadgerOptions(opts Options) badger.Options {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return badgerOptions(opts)
+}
+
 func badgerOptions(opts Options) badger.Options {
 	bo := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(opts.Sync).
@@ -309,6 +326,13 @@ func (s *Store) deriveSeqs(txn *badger.Txn) error {
 		s.cseq = max(s.cseq, seqFromKey(prefixConflict, cit.Item().Key()))
 	}
 	return nil
+}
+
+func (s *Store) keyFilterMin() uint {
+	if s.opts.keyFilterMin > 0 {
+		return s.opts.keyFilterMin
+	}
+	return keyFilterMin
 }
 
 // Actor returns this store's actor name (region~epoch).

@@ -222,6 +222,8 @@ type batchState struct {
 	wmOld map[string]uint64
 	// conflicts are the conflict-log entries the batch appended.
 	conflicts []ConflictEntry
+	// refilter is set when the key filter outgrew its size.
+	refilter bool
 	// seq, oseq, cseq and trimmed as they were before the batch.
 	seq, oseq, cseq, trimmed, cfirst uint64
 	outboxed                         bool
@@ -278,6 +280,15 @@ func (s *Store) commitBatch(batch []*request) bool {
 	}
 	stats.Batched = uint64(len(batch))
 	s.committed.Store(s.seq)
+	if st.refilter {
+		// The key filter outgrew its size: rebuild it, twice as large,
+		// from the committed keys.
+		if k, err := newKeyFilter(s.db, s.keyFilterMin()); err == nil {
+			s.keys = k
+		} else {
+			s.log.Error("rebuild key filter; keeping the full one", "err", err)
+		}
+	}
 	s.mu.Lock()
 	s.stats.Writes += stats.Writes
 	s.stats.Applied += stats.Applied
@@ -314,6 +325,10 @@ func isRequestError(err error) bool {
 func (s *Store) record(st *batchState, key string) (conflict.Record, error) {
 	if rec, ok := st.records[key]; ok {
 		return rec, nil
+	}
+	if !s.keys.mayHave(recordKey(key)) {
+		st.records[key] = conflict.Record{} // a new key: no lookup needed
+		return conflict.Record{}, nil
 	}
 	rec, _, err := getRecord(st.txn, key)
 	if err != nil {
@@ -453,10 +468,14 @@ func (s *Store) appendOutbox(st *batchState, value []byte) error {
 // flush writes the batch's records, watermarks and counters.
 func (s *Store) flush(st *batchState) error {
 	for key := range st.dirty {
+		rk := recordKey(key)
 		b := AppendRecord(make([]byte, 0, 256), st.records[key])
-		if err := st.txn.Set(recordKey(key), b); err != nil {
+		if err := st.txn.Set(rk, b); err != nil {
 			return fmt.Errorf("put %q: %w", key, err)
 		}
+		// Added before the commit: if it fails, the filter only has a
+		// key too many (a false positive), never one too few.
+		st.refilter = s.keys.add(rk) || st.refilter
 	}
 	for origin := range st.wmOld {
 		if err := st.txn.Set(watermarkKey(origin), encodeU64(s.wm[origin])); err != nil {

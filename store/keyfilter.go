@@ -1,0 +1,63 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/bits-and-blooms/bloom/v3"
+	"github.com/dgraph-io/badger/v4"
+)
+
+// keyFilter is an in-memory Bloom filter of every key that has a record,
+// so a write to a new key skips Badger's lookup of its (absent) record. It
+// has no false negatives: every key is added before its record can be
+// read back, and keys are never removed (records are never deleted, only
+// tombstoned). A false positive only costs the lookup it would have saved.
+// It is owned by the writer (not safe for concurrent use).
+type keyFilter struct {
+	f     *bloom.BloomFilter
+	n     uint // keys added
+	limit uint // keys it was sized for; past it, rebuild larger
+}
+
+// keyFilterFP is the false-positive rate the filter is sized for.
+const keyFilterFP = 0.01
+
+// keyFilterMin is the fewest keys a filter is sized for.
+const keyFilterMin = 1 << 16
+
+// newKeyFilter builds the filter from every record key in the store,
+// sized for twice that many keys (at least min).
+func newKeyFilter(db *badger.DB, min uint) (*keyFilter, error) {
+	var keys [][]byte
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan record keys: %w", err)
+	}
+	k := &keyFilter{limit: max(2*uint(len(keys)), min)}
+	k.f = bloom.NewWithEstimates(k.limit, keyFilterFP)
+	for _, key := range keys {
+		k.f.Add(key)
+	}
+	k.n = uint(len(keys))
+	return k, nil
+}
+
+// mayHave reports whether the record key (d/<key>) may exist.
+func (k *keyFilter) mayHave(recordKey []byte) bool { return k.f.Test(recordKey) }
+
+// add records that the record key exists. It reports true when the filter
+// has outgrown its size and should be rebuilt.
+func (k *keyFilter) add(recordKey []byte) (full bool) {
+	if !k.f.Test(recordKey) {
+		k.f.Add(recordKey)
+		k.n++
+	}
+	return k.n > k.limit
+}
