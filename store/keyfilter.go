@@ -55,8 +55,7 @@ func (k *keyFilter) mayHave(recordKey []byte) bool { return k.f.Test(recordKey) 
 // add records that the record key exists. It reports true when the filter
 // has outgrown its size and should be rebuilt.
 func (k *keyFilter) add(recordKey []byte) (full bool) {
-	if !k.f.Test(recordKey) {
-		k.f.Add(recordKey)
+	if !k.f.TestAndAdd(recordKey) {
 		k.n++
 	}
 	return k.n > k.limit

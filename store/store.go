@@ -111,11 +111,13 @@ type Store struct {
 	seq, oseq, cseq, trimmed uint64
 	cfirst                   uint64 // oldest conflict-log seq that may exist
 	keys                     *keyFilter
+	batch                    batchState // the writer's, reused per commit
 	wm                       map[string]uint64
 
 	mu        sync.Mutex
 	applied   conflict.VV // published watermarks incl. own actor
 	changed   chan struct{}
+	waiters   bool // someone waits on changed (under mu)
 	trimWant  atomic.Uint64
 	stats     Stats
 	committed atomic.Uint64 // last outbox seq committed
@@ -504,11 +506,13 @@ func (s *Store) WaitApplied(ctx context.Context, want conflict.VV) conflict.VV {
 				missing[a] = n
 			}
 		}
-		ch := s.changed
-		s.mu.Unlock()
 		if len(missing) == 0 {
+			s.mu.Unlock()
 			return nil
 		}
+		ch := s.changed
+		s.waiters = true
+		s.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -533,8 +537,11 @@ func (s *Store) publish(dirty map[string]uint64) {
 	if s.oseq > 0 {
 		s.applied[s.actor] = s.oseq
 	}
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if s.waiters { // wake them; a commit nobody waits for allocates nothing
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.waiters = false
+	}
 }
 
 // Committed returns the last outbox sequence committed; entries up to it

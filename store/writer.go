@@ -233,11 +233,17 @@ type batchState struct {
 // it reports whether the commit succeeded.
 func (s *Store) commitBatch(batch []*request) bool {
 	var stats Stats
-	st := &batchState{
-		txn: s.db.NewTransaction(true), records: map[string]conflict.Record{},
-		dirty: map[string]bool{}, wmOld: map[string]uint64{},
-		seq: s.seq, oseq: s.oseq, cseq: s.cseq, trimmed: s.trimmed, cfirst: s.cfirst,
+	// The batch state's maps are the writer's, reused from batch to batch.
+	st := &s.batch
+	if st.records == nil {
+		st.records, st.dirty, st.wmOld = map[string]conflict.Record{}, map[string]bool{}, map[string]uint64{}
 	}
+	clear(st.records)
+	clear(st.dirty)
+	clear(st.wmOld)
+	st.conflicts, st.refilter, st.outboxed = nil, false, false
+	st.txn = s.db.NewTransaction(true)
+	st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst = s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst
 	defer st.txn.Discard()
 	resps := make([]response, len(batch))
 	var err error

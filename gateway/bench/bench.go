@@ -196,7 +196,7 @@ func storeWrites(ctx context.Context, s *store.Store, n, writers int, prefix str
 // writeRounds is how many times writes alternates each baseline with what
 // it is compared to; the medians are reported, which keeps a noisy shared
 // machine's hiccups out of the ratios.
-const writeRounds = 3
+const writeRounds = 5
 
 func writes(ctx context.Context, o *Options, rep *Report) error {
 	n := o.Writes
