@@ -193,10 +193,10 @@ func storeWrites(ctx context.Context, s *store.Store, n, writers int, prefix str
 	})
 }
 
-// writeRounds is how many times writes alternates each baseline with what
+// benchRounds is how many times a measurement alternates its baseline with what
 // it is compared to; the medians are reported, which keeps a noisy shared
 // machine's hiccups out of the ratios.
-const writeRounds = 5
+const benchRounds = 5
 
 func writes(ctx context.Context, o *Options, rep *Report) error {
 	n := o.Writes
@@ -249,10 +249,10 @@ func writes(ctx context.Context, o *Options, rep *Report) error {
 }
 
 // alternate runs a baseline and what it is compared with in turn,
-// writeRounds times, and returns the median rate of each.
+// benchRounds times, and returns the median rate of each.
 func alternate(base, subject func(round int) (float64, error)) (float64, float64, error) {
 	var bs, ss []float64
-	for round := range writeRounds {
+	for round := range benchRounds {
 		b, err := base(round)
 		if err != nil {
 			return 0, 0, err

@@ -98,20 +98,20 @@ func settle(ctx context.Context, fs []jetstream.PubAckFuture) error {
 }
 
 func replication(ctx context.Context, o *Options, rep *Report) error {
-	raw, err := rawJetStream(ctx, filepath.Join(o.Dir, "raw-js"), o.Events)
-	if err != nil {
-		return fmt.Errorf("raw jetstream: %w", err)
-	}
-	rep.add(o, "raw JetStream publish-then-consume (sync every 1s)", raw, "msgs/s")
-
 	// Replication throughput. r1 writes without fsync so that it makes
 	// events faster than replication can carry them: what r2 applies per
 	// second is then the replication rate (publish from r1's outbox into
-	// GEO_r1, pull, apply durably at r2), not r1's local write rate.
-	tp, err := replicationThroughput(ctx, o)
+	// GEO_r1, pull, apply durably at r2), not r1's local write rate. Raw
+	// JetStream and replication alternate; the medians are compared.
+	raw, tp, err := alternate(
+		func(round int) (float64, error) {
+			return rawJetStream(ctx, filepath.Join(o.Dir, fmt.Sprintf("raw-js-%d", round)), o.Events)
+		},
+		func(round int) (float64, error) { return replicationThroughput(ctx, o, round) })
 	if err != nil {
 		return err
 	}
+	rep.add(o, "raw JetStream publish-then-consume (sync every 1s)", raw, "msgs/s")
 	rep.add(o, "replication r1 -> r2 (events applied at r2 per s)", tp, "events/s")
 	rep.ratio(o, "replication / raw JetStream", tp/raw, ">= 0.5", tp/raw >= 0.5)
 
@@ -158,9 +158,9 @@ func replication(ctx context.Context, o *Options, rep *Report) error {
 // replicationThroughput runs 3 regions all-to-all, r1's local writes
 // unsynced (every other setting as configured by default), writes o.Events
 // at r1 from 16 writers and returns the rate at which r2 applied them.
-func replicationThroughput(ctx context.Context, o *Options) (float64, error) {
+func replicationThroughput(ctx context.Context, o *Options, round int) (float64, error) {
 	c, err := gateway.StartCluster(ctx, gateway.ClusterSpec{
-		Regions: []string{"r1", "r2", "r3"}, Topology: config.Topology{Kind: "all-to-all"}, DataDir: filepath.Join(o.Dir, "throughput"), Sync: true,
+		Regions: []string{"r1", "r2", "r3"}, Topology: config.Topology{Kind: "all-to-all"}, DataDir: filepath.Join(o.Dir, fmt.Sprintf("throughput-%d", round)), Sync: true,
 		Tune: func(cfg *config.Config) {
 			if cfg.Region == "r1" {
 				cfg.Durability.Sync = false

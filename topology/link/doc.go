@@ -10,9 +10,9 @@
 // Region R owns one stream, StreamName(R) = GEO_<R>, capturing
 // geo.<R>.<originRegion> (StreamSubjects). Each message carries
 //
-//	Nats-Msg-Id: <originActor>:<oseq>   deduplication (MsgID)
-//	Geo-Origin:  <originActor>           e.g. us-east~a1b2c3
-//	Geo-OSeq:    <oseq>
+//	Nats-Msg-Id: <originActor>:<oseq>   deduplication (MsgID); also how a
+//	                                     link learns the origin actor (e.g.
+//	                                     us-east~a1b2c3) and its sequence
 //	Geo-Path:    r1,r2,...,R             regions visited, the stream's region last
 //	Geo-Seq:     <outbox seq>            the entry's position in R's outbox
 //	Geo-Acked:   <outbox seq>            outbox prefix acknowledged when sent

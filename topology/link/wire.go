@@ -27,10 +27,6 @@ const (
 
 	// HeaderMsgID is JetStream's deduplication header, set to MsgID(origin, oseq).
 	HeaderMsgID = jetstream.MsgIDHeader
-	// HeaderOrigin carries the origin actor (e.g. "us-east~a1b2c3").
-	HeaderOrigin = "Geo-Origin"
-	// HeaderOSeq carries the event's sequence in its origin's order, in decimal.
-	HeaderOSeq = "Geo-OSeq"
 	// HeaderPath lists, comma-separated, the regions the event has visited;
 	// the region of the stream holding the message is last.
 	HeaderPath = "Geo-Path"
@@ -152,10 +148,8 @@ func encodeMsg(region string, e OutboxEntry, acked ackedPrefix) *nats.Msg {
 	if len(path) == 0 || path[len(path)-1] != region {
 		path = append(path[:len(path):len(path)], region)
 	}
-	h := make(nats.Header, 7)
+	h := make(nats.Header, 5)
 	h[HeaderMsgID] = []string{MsgID(e.Origin, e.OSeq)}
-	h[HeaderOrigin] = []string{e.Origin}
-	h[HeaderOSeq] = []string{strconv.FormatUint(e.OSeq, 10)}
 	h[HeaderPath] = []string{strings.Join(path, ",")}
 	h[HeaderSeq] = []string{strconv.FormatUint(e.Seq, 10)}
 	h[HeaderAcked] = []string{strconv.FormatUint(acked.seq, 10)}
@@ -196,15 +190,17 @@ func decodeMsg(stream, subject string, h nats.Header, data []byte) (Message, err
 		return m, fmt.Errorf("decode: subject %q is not in stream %s", subject, stream)
 	}
 	m.OriginRegion = origin
-	m.Origin = h.Get(HeaderOrigin)
-	if m.Origin == "" {
-		return m, fmt.Errorf("decode: missing %s header", HeaderOrigin)
+	// The message ID is <origin actor>:<oseq> (MsgID); actors hold no ':'.
+	id := h.Get(HeaderMsgID)
+	i := strings.LastIndexByte(id, ':')
+	if i <= 0 {
+		return m, fmt.Errorf("decode: bad %s header %q", HeaderMsgID, id)
 	}
-	oseq, err := strconv.ParseUint(h.Get(HeaderOSeq), 10, 64)
+	oseq, err := strconv.ParseUint(id[i+1:], 10, 64)
 	if err != nil || oseq == 0 {
-		return m, fmt.Errorf("decode: bad %s header %q", HeaderOSeq, h.Get(HeaderOSeq))
+		return m, fmt.Errorf("decode: bad %s header %q", HeaderMsgID, id)
 	}
-	m.OSeq = oseq
+	m.Origin, m.OSeq = id[:i], oseq
 	if p := h.Get(HeaderPath); p != "" {
 		m.Path = strings.Split(p, ",")
 	}

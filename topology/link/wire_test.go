@@ -156,10 +156,11 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	}{
 		{name: "foreign subject", subject: "geo.b.a"},
 		{name: "nested subject", subject: "geo.a.a.x"},
-		{name: "no origin", subject: good.Subject, del: HeaderOrigin},
-		{name: "no oseq", subject: good.Subject, del: HeaderOSeq},
-		{name: "zero oseq", subject: good.Subject, set: [2]string{HeaderOSeq, "0"}},
-		{name: "bad oseq", subject: good.Subject, set: [2]string{HeaderOSeq, "x"}},
+		{name: "no message id", subject: good.Subject, del: HeaderMsgID},
+		{name: "no origin", subject: good.Subject, set: [2]string{HeaderMsgID, ":7"}},
+		{name: "no oseq", subject: good.Subject, set: [2]string{HeaderMsgID, "a~x"}},
+		{name: "zero oseq", subject: good.Subject, set: [2]string{HeaderMsgID, "a~x:0"}},
+		{name: "bad oseq", subject: good.Subject, set: [2]string{HeaderMsgID, "a~x:y"}},
 	}
 	if _, err := decodeMsg("a", good.Subject, good.Header, nil); err != nil {
 		t.Fatalf("good message refused: %v", err)
