@@ -61,7 +61,7 @@ type PublisherConfig struct {
 	// Replicas is the stream's replica count (default 1; 3 on a real cluster).
 	Replicas int
 	// Window is the number of asynchronous publishes awaiting their ack
-	// (default 256).
+	// (default 2048).
 	Window int
 	// Heartbeat is the heartbeat interval (default 1s).
 	Heartbeat time.Duration
@@ -206,7 +206,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		return nil, errors.New("new publisher: conn and outbox are required")
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 256
+		cfg.Window = 2048
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
