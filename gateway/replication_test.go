@@ -93,6 +93,27 @@ func pause(t *testing.T, n *Node, peer string) {
 	}
 }
 
+// pauseAll pauses every inbound link of every region: writes made next are
+// truly concurrent.
+func pauseAll(t *testing.T, c *Cluster) {
+	t.Helper()
+	for _, n := range c.Nodes() {
+		for _, l := range n.Status().Links {
+			pause(t, n, l.From)
+		}
+	}
+}
+
+// resumeAll resumes every inbound link of every region.
+func resumeAll(t *testing.T, c *Cluster) {
+	t.Helper()
+	for _, n := range c.Nodes() {
+		for _, l := range n.Status().Links {
+			resume(t, n, l.From)
+		}
+	}
+}
+
 func resume(t *testing.T, n *Node, peer string) {
 	t.Helper()
 	if a := do(t, "POST", n.HTTPURL()+"/v1/admin/links/"+peer+"/resume", nil); a.status != 200 {
@@ -109,18 +130,10 @@ func TestConcurrentWritesWhilePaused(t *testing.T) {
 				do(t, "PUT", r1.HTTPURL()+"/v1/kv/title", []byte(`"A"`))
 				waitConverged(t, c, 10*time.Second)
 				// Cut every inbound link so the writes are truly concurrent.
-				for _, n := range c.Nodes() {
-					for _, l := range n.Status().Links {
-						pause(t, n, l.From)
-					}
-				}
+				pauseAll(t, c)
 				do(t, "PUT", r1.HTTPURL()+"/v1/kv/title", []byte(`"B"`))
 				do(t, "PUT", r2.HTTPURL()+"/v1/kv/title", []byte(`"C"`))
-				for _, n := range c.Nodes() {
-					for _, l := range n.Status().Links {
-						resume(t, n, l.From)
-					}
-				}
+				resumeAll(t, c)
 				waitConverged(t, c, 15*time.Second)
 				var answers []string
 				for _, n := range c.Nodes() {

@@ -128,22 +128,14 @@ func TestCustomRulesConverge(t *testing.T) {
 	for _, kind := range []string{"all-to-all", "star", "circular"} {
 		t.Run(kind, func(t *testing.T) {
 			c := startCluster(t, []string{"r1", "r2", "r3"}, kind, specs)
-			for _, n := range c.Nodes() {
-				for _, l := range n.Status().Links {
-					pause(t, n, l.From)
-				}
-			}
+			pauseAll(t, c)
 			for i, n := range c.Nodes() {
 				url := n.HTTPURL() + "/v1/kv/"
 				do(t, "PUT", url+"stock/x", []byte(fmt.Sprintf(`{"qty":%d,"updated_at":%d}`, i, 100-i*10)))
 				do(t, "PUT", url+"cart/x", []byte(fmt.Sprintf(`{"items":["i%d","shared"]}`, i)))
 				do(t, "PUT", url+"tags/x", []byte(fmt.Sprintf(`{"tags":["t%d"]}`, i)))
 			}
-			for _, n := range c.Nodes() {
-				for _, l := range n.Status().Links {
-					resume(t, n, l.From)
-				}
-			}
+			resumeAll(t, c)
 			want := map[string]string{
 				"stock/x": `{"qty":0,"updated_at":100}`,
 				"cart/x":  `{"items":["i0","i1","i2","shared"]}`,
@@ -215,19 +207,11 @@ func TestSkewedClockLWW(t *testing.T) {
 		t.Fatal("skew not flagged")
 	}
 	// Concurrent writes: the same winner everywhere.
-	for _, n := range c.Nodes() {
-		for _, l := range n.Status().Links {
-			pause(t, n, l.From)
-		}
-	}
+	pauseAll(t, c)
 	for _, n := range c.Nodes() {
 		do(t, "PUT", n.HTTPURL()+"/v1/kv/c", []byte(fmt.Sprintf(`%q`, n.Config().Region)))
 	}
-	for _, n := range c.Nodes() {
-		for _, l := range n.Status().Links {
-			resume(t, n, l.From)
-		}
-	}
+	resumeAll(t, c)
 	waitConverged(t, c, 10*time.Second)
 	var got []string
 	for _, n := range c.Nodes() {

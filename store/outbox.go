@@ -81,6 +81,15 @@ func decodeOutbox(seq uint64, b []byte) (OutboxEntry, error) {
 	return e, nil
 }
 
+// itemOutbox decodes the outbox entry stored in item.
+func itemOutbox(item *badger.Item, seq uint64) (e OutboxEntry, err error) {
+	err = item.Value(func(v []byte) error {
+		e, err = decodeOutbox(seq, v)
+		return err
+	})
+	return e, err
+}
+
 // ReadOutbox returns up to max committed outbox entries with Seq > after,
 // in Seq order. Entries stay until TrimOutbox removes them.
 func (s *Store) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
@@ -94,12 +103,7 @@ func (s *Store) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
 			if seq > last {
 				break
 			}
-			var e OutboxEntry
-			err := it.Item().Value(func(v []byte) error {
-				var err error
-				e, err = decodeOutbox(seq, v)
-				return err
-			})
+			e, err := itemOutbox(it.Item(), seq)
 			if err != nil {
 				return err
 			}

@@ -308,12 +308,7 @@ func (s *Store) deriveSeqs(txn *badger.Txn) error {
 		if first {
 			s.seq, first = max(s.seq, seq), false
 		}
-		var e OutboxEntry
-		err := it.Item().Value(func(v []byte) error {
-			var err error
-			e, err = decodeOutbox(seq, v)
-			return err
-		})
+		e, err := itemOutbox(it.Item(), seq)
 		if err != nil {
 			return err
 		}

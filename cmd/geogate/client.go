@@ -85,6 +85,16 @@ func (f *clientFlags) do(cmd *cobra.Command, method, path string, body []byte) (
 	return out, resp.StatusCode, nil
 }
 
+// print sends the request and prints the answer's body on success.
+func (f *clientFlags) print(cmd *cobra.Command, method, path string, body []byte) error {
+	out, _, err := f.do(cmd, method, path, body)
+	if err != nil {
+		return err
+	}
+	_, err = cmd.OutOrStdout().Write(out)
+	return err
+}
+
 func kvPath(key string) string { return "/v1/kv/" + url.PathEscape(key) }
 
 func newPut() *cobra.Command {
@@ -106,12 +116,7 @@ func newPut() *cobra.Command {
 			if !json.Valid(value) {
 				return errors.New("VALUE is not valid JSON: quote strings, e.g. '\"text\"' or '{\"a\":1}'")
 			}
-			out, _, err := f.do(cmd, http.MethodPut, kvPath(args[0]), value)
-			if err != nil {
-				return err
-			}
-			cmd.OutOrStdout().Write(out) //nolint:errcheck
-			return nil
+			return f.print(cmd, http.MethodPut, kvPath(args[0]), value)
 		},
 	}
 	f.register(cmd)
@@ -131,12 +136,7 @@ func newGet() *cobra.Command {
 			if meta {
 				path += "?meta=true"
 			}
-			out, _, err := f.do(cmd, http.MethodGet, path, nil)
-			if err != nil {
-				return err
-			}
-			cmd.OutOrStdout().Write(out) //nolint:errcheck
-			return nil
+			return f.print(cmd, http.MethodGet, path, nil)
 		},
 	}
 	f.register(cmd)
@@ -152,12 +152,7 @@ func newDel() *cobra.Command {
 		Short: "Delete a key (writes a tombstone that replicates)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, _, err := f.do(cmd, http.MethodDelete, kvPath(args[0]), nil)
-			if err != nil {
-				return err
-			}
-			cmd.OutOrStdout().Write(out) //nolint:errcheck
-			return nil
+			return f.print(cmd, http.MethodDelete, kvPath(args[0]), nil)
 		},
 	}
 	f.register(cmd)
