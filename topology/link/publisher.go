@@ -276,14 +276,18 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	return p, nil
 }
 
-// ensureStream creates the region's stream, or updates its limits if it
-// exists, and returns it with fresh info.
+// ensureStream creates the region's stream, or updates its limits if they
+// differ, and returns it with fresh info. A stream that already has the
+// wanted configuration is left alone: an update is not free, and in
+// nats-server v2.15.2 a stream update racing a consumer being created on
+// the same stream is a data race inside the server (the links of other
+// regions create consumers whenever they connect).
 func (p *Publisher) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	maxBytes := p.cfg.MaxBytes
 	if maxBytes <= 0 {
 		maxBytes = -1
 	}
-	st, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        p.stream,
 		Description: "geogate replication log of region " + p.cfg.Region,
 		Subjects:    []string{StreamSubjects(p.cfg.Region)},
@@ -294,11 +298,25 @@ func (p *Publisher) ensureStream(ctx context.Context) (jetstream.Stream, error) 
 		MaxBytes:    maxBytes,
 		Replicas:    p.cfg.Replicas,
 		Duplicates:  p.cfg.DuplicateWindow,
-	})
+	}
+	if st, err := p.js.Stream(ctx, p.stream); err == nil && sameStreamConfig(st.CachedInfo().Config, want) {
+		return st, nil
+	}
+	st, err := p.js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", p.stream, err)
 	}
 	return st, nil
+}
+
+// sameStreamConfig reports whether the stream's configuration has every
+// setting the publisher asks for (the server fills in others).
+func sameStreamConfig(have, want jetstream.StreamConfig) bool {
+	replicas := max(want.Replicas, 1)
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Storage == want.Storage && have.Retention == want.Retention && have.Discard == want.Discard &&
+		have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes && have.Replicas == replicas &&
+		have.Duplicates == want.Duplicates
 }
 
 // Notify tells the publisher that new entries were committed to the outbox.

@@ -3,10 +3,12 @@ package link
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Outbox read and trim failures make the publisher back off and go on;
@@ -153,5 +155,48 @@ func TestPublisherRunTwiceRefused(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("first run: %v", err)
+	}
+}
+
+// TestPublisherUpdatesStreamOnlyWhenLimitsDiffer: a publisher created on a
+// stream that already has its configuration sends no update (a stream
+// update racing a consumer creation is a data race inside nats-server);
+// changed limits are applied.
+func TestPublisherUpdatesStreamOnlyWhenLimitsDiffer(t *testing.T) {
+	s := startTestServer(t, "a", -1, t.TempDir())
+	nc := connectTest(t, s.ClientURL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := PublisherConfig{Region: "a", Conn: nc, Outbox: &memOutbox{}, MaxAge: time.Hour}
+	if _, err := NewPublisher(cfg); err != nil { // creates the stream
+		t.Fatal(err)
+	}
+	// Count stream update API calls from here on.
+	var updates atomic.Int32
+	sub, err := nc.Subscribe("$JS.API.STREAM.UPDATE.>", func(*nats.Msg) { updates.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	nc.Flush()
+	if _, err := NewPublisher(cfg); err != nil { // same configuration
+		t.Fatal(err)
+	}
+	nc.Flush()
+	if n := updates.Load(); n != 0 {
+		t.Fatalf("%d stream updates for an unchanged configuration", n)
+	}
+	cfg.MaxAge = 2 * time.Hour
+	if _, err := NewPublisher(cfg); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), StreamName("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxAge; got != 2*time.Hour {
+		t.Fatalf("stream max age %v after the limits changed, want 2h", got)
 	}
 }
