@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,8 +24,10 @@ const DefaultRulesPoll = time.Second
 // region's config file, whose other keys are ignored and not reloaded)
 // until ctx is done. It polls the file every `every` (DefaultRulesPoll
 // when <= 0) and reloads when its modification time, size or identity
-// changed: polling, unlike change notifications, also follows
+// changed and then stayed the same for one more poll (so a file is not
+// loaded half-written): polling, unlike change notifications, also follows
 // configuration tools that replace the file by renaming another onto it.
+// An empty file is an error, never "no rules".
 //
 // A reload reads the file, parses its rules strictly (rules.ParseRules),
 // compiles them under the node's regions and, only if every step
@@ -50,6 +53,7 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 	if err != nil {
 		log.Error("cannot watch the rule file; rules will not hot-reload until it is readable", "err", err)
 	}
+	var pending os.FileInfo // a change not yet stable for one poll
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {
@@ -64,13 +68,20 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 				log.Error("rule file unreadable; keeping the current rules", "err", err)
 				reloads.WithLabelValues("error").Inc()
 			}
-			last = nil
+			last, pending = nil, nil
 			continue
 		}
 		if last != nil && sameFile(last, info) {
+			pending = nil
 			continue
 		}
-		last = info
+		// Changed: wait until it has stayed the same for one poll, so a
+		// file caught while being written is not loaded half-written.
+		if pending == nil || !sameFile(pending, info) {
+			pending = info
+			continue
+		}
+		last, pending = info, nil
 		count, changed, err := n.reloadRules(path)
 		switch {
 		case err != nil:
@@ -98,6 +109,11 @@ func (n *Node) reloadRules(path string) (count int, changed bool, err error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return 0, false, fmt.Errorf("read: %w", err)
+	}
+	if len(bytes.TrimSpace(src)) == 0 {
+		// Never read as "no rules, so the default": an empty file is a
+		// write in progress or a mistake.
+		return 0, false, errors.New("the file is empty")
 	}
 	specs, err := rules.ParseRules(src, path)
 	if err != nil {

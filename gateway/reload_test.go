@@ -204,3 +204,24 @@ func TestWatchRulesStops(t *testing.T) {
 		t.Fatal("WatchRules did not return after its context was cancelled")
 	}
 }
+
+// TestReloadRefusesEmptyFile: an empty file (a write in progress, or a
+// mistake) never reloads as "no rules, so the default".
+func TestReloadRefusesEmptyFile(t *testing.T) {
+	initial, err := rules.ParseRules([]byte(ruleFile("stock-v1", "")), "initial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, []string{"us-east"}, "all-to-all", initial)
+	n := c.Node("us-east")
+	path := filepath.Join(t.TempDir(), "us-east.yaml")
+	if err := os.WriteFile(path, []byte("\n  \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := n.reloadRules(path); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("empty file: %v", err)
+	}
+	if r, _ := n.rules().Match("stock/1"); r == nil || r.Name() != "stock-v1" {
+		t.Fatalf("rules changed after an empty file")
+	}
+}
