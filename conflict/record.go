@@ -122,7 +122,14 @@ func (r Record) Apply(e Event) (Record, Outcome) {
 // context ctx: one past the highest counter of actor in the record and in
 // ctx, so the new dot is covered by neither and is never reused.
 func (r Record) NextDot(actor string, ctx VV) Dot {
-	return Dot{Actor: actor, Counter: max(r.Context()[actor], ctx[actor]) + 1}
+	// r.Context()[actor], without building the whole context.
+	top := max(r.Seen[actor], ctx[actor])
+	for _, v := range r.Versions {
+		if v.Dot.Actor == actor {
+			top = max(top, v.Dot.Counter)
+		}
+	}
+	return Dot{Actor: actor, Counter: top + 1}
 }
 
 // Write makes a local write by actor with causal context ctx: the new

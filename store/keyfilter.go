@@ -33,7 +33,7 @@ func newKeyFilter(db *badger.DB, min uint) (*keyFilter, error) {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
+			keys = append(keys, it.Item().KeyCopy(nil)[len(prefixRecord):])
 		}
 		return nil
 	})
@@ -49,13 +49,13 @@ func newKeyFilter(db *badger.DB, min uint) (*keyFilter, error) {
 	return k, nil
 }
 
-// mayHave reports whether the record key (d/<key>) may exist.
-func (k *keyFilter) mayHave(recordKey []byte) bool { return k.f.Test(recordKey) }
+// mayHave reports whether key may have a record.
+func (k *keyFilter) mayHave(key string) bool { return k.f.TestString(key) }
 
-// add records that the record key exists. It reports true when the filter
-// has outgrown its size and should be rebuilt.
-func (k *keyFilter) add(recordKey []byte) (full bool) {
-	if !k.f.TestAndAdd(recordKey) {
+// add records that key has a record. It reports true when the filter has
+// outgrown its size and should be rebuilt.
+func (k *keyFilter) add(key string) (full bool) {
+	if !k.f.TestAndAddString(key) {
 		k.n++
 	}
 	return k.n > k.limit

@@ -333,7 +333,7 @@ func (s *Store) record(st *batchState, key string) (conflict.Record, error) {
 	if rec, ok := st.records[key]; ok {
 		return rec, nil
 	}
-	if !s.keys.mayHave(recordKey(key)) {
+	if !s.keys.mayHave(key) {
 		st.records[key] = conflict.Record{} // a new key: no lookup needed
 		return conflict.Record{}, nil
 	}
@@ -487,7 +487,7 @@ func (s *Store) flush(st *batchState) error {
 		}
 		// Added before the commit: if it fails, the filter only has a
 		// key too many (a false positive), never one too few.
-		st.refilter = s.keys.add(rk) || st.refilter
+		st.refilter = s.keys.add(key) || st.refilter
 	}
 	for origin := range st.wmOld {
 		if err := st.txn.Set(watermarkKey(origin), encodeU64(s.wm[origin])); err != nil {
