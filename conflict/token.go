@@ -36,7 +36,9 @@ func ReadVV(b []byte) (VV, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: bad actor count", ErrBadToken)
 	}
 	b = b[k:]
-	v := make(VV, n)
+	// Each actor takes at least 3 bytes: size the map by what b can hold,
+	// not by what it claims, so a tiny hostile token allocates little.
+	v := make(VV, min(n, uint64(len(b)/3)))
 	for range n {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l == 0 || l > uint64(len(b)-k) {

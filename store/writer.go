@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -77,9 +76,14 @@ func (r *request) size() int {
 	}
 	n := 0
 	for _, in := range r.apply {
-		n += 2*min(len(in.Raw), valueThreshold) + 2*len(in.Event.Key) + 256
+		n += in.size()
 	}
 	return n
+}
+
+// size estimates the bytes applying the event adds to a transaction.
+func (in Incoming) size() int {
+	return 2*min(len(in.Raw), valueThreshold) + 2*len(in.Event.Key) + 256
 }
 
 type response struct {
@@ -96,6 +100,20 @@ type response struct {
 // entry are committed, and synced when Options.Sync is set. A write is not
 // idempotent: each call makes a new version.
 func (s *Store) Write(ctx context.Context, m Mutation) (WriteResult, error) {
+	// Checked here, not by the writer every other write waits on.
+	if m.Context[""] > 0 {
+		// Actors are never empty, and the encodings cannot hold one.
+		return WriteResult{}, fmt.Errorf("write %q: context names the empty actor", m.Key)
+	}
+	if m.Deleted {
+		m.Value = nil
+	} else {
+		v, err := normalizeValue(m.Value)
+		if err != nil {
+			return WriteResult{}, fmt.Errorf("encode value of %q: %w", m.Key, err)
+		}
+		m.Value = v
+	}
 	r, err := s.submit(ctx, &request{mut: &m})
 	return r.write, err
 }
@@ -106,13 +124,17 @@ func (s *Store) Write(ctx context.Context, m Mutation) (WriteResult, error) {
 // effect), the next one applies, a later one waits (not done). Apply is
 // idempotent: redelivering a batch changes nothing.
 func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, error) {
+	batch, err := s.checkIncoming(batch)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]ApplyResult, 0, len(batch))
 	for len(batch) > 0 {
 		// Split large batches so no transaction outgrows Badger's limit;
 		// chunks commit in order, so per-origin order is kept.
 		n, size := 0, 0
 		for n < len(batch) && (n == 0 || size < s.batchBytes/2) {
-			size += 2*min(len(batch[n].Raw), valueThreshold) + 256
+			size += batch[n].size()
 			n++
 		}
 		r, err := s.submit(ctx, &request{apply: batch[:n]})
@@ -255,7 +277,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 		default:
 			resps[i].applied, resps[i].err = s.doApply(st, r.apply, &stats)
 		}
-		if resps[i].err != nil && !isRequestError(resps[i].err) {
+		if resps[i].err != nil {
 			err = resps[i].err
 			break
 		}
@@ -319,14 +341,31 @@ func (s *Store) commitBatch(batch []*request) bool {
 	return true
 }
 
-// requestError marks a failure of one request that does not doom the batch.
-type requestError struct{ error }
-
-func (e requestError) Unwrap() error { return e.error }
-
-func isRequestError(err error) bool {
-	var re requestError
-	return errors.As(err, &re)
+// checkIncoming refuses events the encodings cannot hold (an empty actor)
+// and puts values in the form the store keeps (normalizeValue): the origin
+// normalized them, so this is a scan; anything else is rewritten so the
+// value has the same bytes in every region. Their validity was checked
+// where they entered (DecodeEvent). The caller's slice is not modified.
+func (s *Store) checkIncoming(batch []Incoming) ([]Incoming, error) {
+	copied := false
+	for i, in := range batch {
+		ev := in.Event
+		if ev.Origin() == "" || ev.Context[""] > 0 {
+			return nil, fmt.Errorf("apply %s:%d to %q: empty actor", ev.Origin(), ev.OSeq, ev.Key)
+		}
+		if isCompactHTMLSafe(ev.Version.Value) {
+			continue
+		}
+		value, err := normalizeValue(ev.Version.Value)
+		if err != nil {
+			return nil, fmt.Errorf("apply %s:%d to %q: value: %w", ev.Origin(), ev.OSeq, ev.Key, err)
+		}
+		if !copied {
+			batch, copied = slices.Clone(batch), true
+		}
+		batch[i].Event.Version.Value = value
+	}
+	return batch, nil
 }
 
 func (s *Store) record(st *batchState, key string) (conflict.Record, error) {
@@ -350,21 +389,14 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	if err != nil {
 		return WriteResult{}, err
 	}
-	if m.Context[""] > 0 {
-		// Actors are never empty, and the encodings cannot hold one.
-		return WriteResult{}, requestError{fmt.Errorf("write %q: context names the empty actor", m.Key)}
-	}
 	ctx := m.Context
 	if m.Supersede {
-		ctx = before.Context().Merge(ctx)
-	}
-	value := m.Value
-	if !m.Deleted {
-		if value, err = normalizeValue(m.Value); err != nil {
-			// Nothing of this request has touched the batch yet.
-			return WriteResult{}, requestError{fmt.Errorf("encode value of %q: %w", m.Key, err)}
+		ctx = before.Context()
+		if len(m.Context) > 0 {
+			ctx = ctx.Merge(m.Context)
 		}
 	}
+	value := m.Value // normalized by Write
 	after, ev, out := before.Write(s.actor, ctx, value, m.Deleted, s.opts.Clock.Now())
 	ev.Key = m.Key
 	ev.OSeq = s.oseq + 1
@@ -405,20 +437,6 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 			stats.Gaps++
 			continue // not done: wait for the gap to fill
 		}
-		if origin == "" || ev.Context[""] > 0 {
-			// DecodeEvent refuses these; the encodings cannot hold them.
-			return nil, fmt.Errorf("apply %s:%d to %q: empty actor", origin, ev.OSeq, ev.Key)
-		}
-		if !isCompactHTMLSafe(ev.Version.Value) {
-			// The origin normalized it; anything else is rewritten so the
-			// value has the same bytes in every region. (Its validity was
-			// checked where it entered: DecodeEvent.)
-			value, err := normalizeValue(ev.Version.Value)
-			if err != nil {
-				return nil, fmt.Errorf("apply %s:%d to %q: value: %w", origin, ev.OSeq, ev.Key, err)
-			}
-			ev.Version.Value = value
-		}
 		before, err := s.record(st, ev.Key)
 		if err != nil {
 			return nil, err
@@ -429,7 +447,8 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 			st.wmOld[origin] = wm
 		}
 		s.wm[origin] = ev.OSeq
-		if !after.Equal(before) {
+		changed := !after.Equal(before)
+		if changed {
 			st.records[ev.Key], st.dirty[ev.Key] = after, true
 		}
 		if in.Forward {
@@ -443,7 +462,7 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 			}
 			stats.Forwarded++
 		}
-		res[i] = ApplyResult{Done: true, Changed: st.dirty[ev.Key] && !after.Equal(before), Outcome: out}
+		res[i] = ApplyResult{Done: true, Changed: changed, Outcome: out}
 		stats.Applied++
 		if out.Added || skewed {
 			if err := s.observe(st, Change{Key: ev.Key, Before: before, After: after, Event: ev, Skewed: skewed, Outcome: out}, stats); err != nil {
