@@ -67,9 +67,6 @@ func TestReadVVGarbage(t *testing.T) {
 		if len(v) > maxTokenActors || len(rest) > len(b) || !bytes.HasSuffix(b, rest) {
 			t.Fatalf("ReadVV(%x) = %v, rest %x", b, v, rest)
 		}
-		if _, err := DecodeToken(string(b)); err != nil && !errors.Is(err, ErrBadToken) {
-			t.Fatalf("DecodeToken error %v is not ErrBadToken", err)
-		}
 	})
 }
 

@@ -17,7 +17,7 @@ import (
 
 // The baseline is raw Badger opened with the store's own options
 // (badgerOptions), one Set per db.Update transaction; the store adds the
-// record encoding, the outbox entry, counters and the writer goroutine.
+// record encoding, the outbox entry, counters and the writer role.
 
 // benchDoc is the document every benchmark writes: about 100 bytes.
 var benchDoc = []byte(`{"user":"u-000042","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"benchmark document"}`)

@@ -2,7 +2,9 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -79,7 +81,7 @@ func (s *Store) pruneConflicts(st *batchState, e ConflictEntry) error {
 func (s *Store) readConflict(txn *badger.Txn, seq uint64) (ConflictEntry, bool, error) {
 	var e ConflictEntry
 	item, err := txn.Get(seqKey(prefixConflict, seq))
-	if err == badger.ErrKeyNotFound {
+	if errors.Is(err, badger.ErrKeyNotFound) {
 		return e, false, nil
 	}
 	if err != nil {
@@ -95,24 +97,16 @@ func (s *Store) Conflicts(key string, limit int) ([]ConflictEntry, error) {
 	out := []ConflictEntry{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		read := func(seq uint64) error {
-			item, err := txn.Get(seqKey(prefixConflict, seq))
-			if err == badger.ErrKeyNotFound {
-				return nil
+			e, ok, err := s.readConflict(txn, seq)
+			if ok {
+				out = append(out, e)
 			}
-			if err != nil {
-				return err
-			}
-			var e ConflictEntry
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
-				return err
-			}
-			out = append(out, e)
-			return nil
+			return err
 		}
 		if key == "" {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixConflict, Reverse: true})
 			defer it.Close()
-			for it.Seek(seqKey(prefixConflict, ^uint64(0))); it.Valid() && len(out) < limit; it.Next() {
+			for it.Seek(seqKey(prefixConflict, math.MaxUint64)); it.Valid() && len(out) < limit; it.Next() {
 				if err := read(seqFromKey(prefixConflict, it.Item().Key())); err != nil {
 					return err
 				}
@@ -122,7 +116,7 @@ func (s *Store) Conflicts(key string, limit int) ([]ConflictEntry, error) {
 		p := conflictIndexPrefix(key)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, Reverse: true})
 		defer it.Close()
-		for it.Seek(append(append([]byte{}, p...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)); it.Valid() && len(out) < limit; it.Next() {
+		for it.Seek(conflictIndexKey(key, math.MaxUint64)); it.Valid() && len(out) < limit; it.Next() {
 			if err := read(seqFromKey(p, it.Item().Key())); err != nil {
 				return err
 			}

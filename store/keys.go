@@ -14,8 +14,8 @@ var (
 
 	keyActor = []byte("m/actor")
 	// keySeqs holds the last outbox seq, own-origin seq and conflict-log
-	// seq assigned (8 bytes each): one key, rewritten only by commits that
-	// advance one of them.
+	// seq assigned (8 bytes each). Only trims write it (they may delete the
+	// newest outbox entries); Open derives newer values from the entries.
 	keySeqs    = []byte("m/seqs")
 	keyTrimmed = []byte("m/trimmed") // outbox entries <= this are deleted
 )

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,7 @@ type Options struct {
 }
 
 // Observer looks at a record a request changed and reports conflicts to log.
-// It runs on the writer goroutine and must be pure and quick.
+// It runs in the writer (inside the transaction) and must be pure and quick.
 type Observer interface {
 	Observe(change Change) []ConflictEntry
 }
@@ -132,7 +133,7 @@ const valueThreshold = 64 << 10
 
 // Stats are cumulative counters since Open.
 type Stats struct {
-	Writes, Applied, Duplicates, Gaps, Forwarded, Conflicts, Commits, Batched uint64
+	Writes, Applied, Duplicates, Gaps, Forwarded, Conflicts, Commits uint64
 }
 
 // Open opens or creates the store at opts.Dir. A new store draws a fresh
@@ -173,8 +174,6 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// badgerOptions maps Options (defaults applied) to Badger's options. The
-// benchmarks open raw Badger with the same options as their baseline.
 // BadgerOptions returns the Badger options a store opened with opts uses,
 // for benchmarks whose raw-Badger baseline must match them.
 func BadgerOptions(opts Options) badger.Options {
@@ -184,6 +183,7 @@ func BadgerOptions(opts Options) badger.Options {
 	return badgerOptions(opts)
 }
 
+// badgerOptions maps Options (defaults applied) to Badger's options.
 func badgerOptions(opts Options) badger.Options {
 	bo := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(opts.Sync).
@@ -297,7 +297,7 @@ func getU64(txn *badger.Txn, key []byte, dst *uint64) error {
 func (s *Store) deriveSeqs(txn *badger.Txn) error {
 	last := func(prefix []byte) *badger.Iterator {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
-		it.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		it.Seek(seqKey(prefix, math.MaxUint64))
 		return it
 	}
 	it := last(prefixOutbox)
@@ -334,9 +334,6 @@ func (s *Store) keyFilterMin() uint {
 
 // Actor returns this store's actor name (region~epoch).
 func (s *Store) Actor() string { return s.actor }
-
-// Region returns this store's region.
-func (s *Store) Region() string { return s.opts.Region }
 
 // Close stops taking requests, finishes the ones queued, and closes Badger.
 // It is idempotent.
@@ -431,14 +428,17 @@ func (s *Store) Digest() (sum []byte, n int, err error) {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			rec, err := itemRecord(it.Item())
+			// The stored encoding is canonical: equal records, equal bytes.
+			err := it.Item().Value(func(v []byte) error {
+				h.Write(it.Item().Key())
+				h.Write([]byte{0})
+				h.Write(v)
+				h.Write([]byte{0})
+				return nil
+			})
 			if err != nil {
-				return fmt.Errorf("record %q: %w", it.Item().Key()[len(prefixRecord):], err)
+				return err
 			}
-			h.Write(it.Item().Key())
-			h.Write([]byte{0})
-			h.Write(rec.MarshalCanonical())
-			h.Write([]byte{0})
 			n++
 		}
 		return nil

@@ -307,7 +307,6 @@ func (s *Store) commitBatch(batch []*request) bool {
 		}
 		return false
 	}
-	stats.Batched = uint64(len(batch))
 	s.committed.Store(s.seq)
 	if st.refilter {
 		// The key filter outgrew its size: rebuild it, twice as large,
@@ -326,7 +325,6 @@ func (s *Store) commitBatch(batch []*request) bool {
 	s.stats.Forwarded += stats.Forwarded
 	s.stats.Conflicts += stats.Conflicts
 	s.stats.Commits += stats.Commits
-	s.stats.Batched += stats.Batched
 	s.mu.Unlock()
 	s.publish(st.wmOld)
 	for i, r := range batch {
