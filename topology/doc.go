@@ -9,11 +9,11 @@
 //
 // # Streams and subjects
 //
-// Every region R owns one stream, StreamName(R) = "GEO_R", whose subjects
-// are Subject(R, origin) = "geo.R.origin": R's own writes have origin R,
+// Every region R owns one stream, link.StreamName(R) = "GEO_R", whose subjects
+// are link.Subject(R, origin) = "geo.R.origin": R's own writes have origin R,
 // and events R forwards keep their original origin. A link From -> To is a
 // pull consumer that region To runs on From's stream, filtered to the
-// subjects Subject(From, o) for o in FilterOrigins(To, From).
+// subjects link.Subject(From, o) for o in FilterOrigins(To, From).
 //
 // # Guarantees
 //

@@ -6,7 +6,7 @@ import (
 )
 
 // Link is one replication edge: region To runs a pull consumer on From's
-// stream, StreamName(From), and applies what it receives.
+// stream, link.StreamName(From), and applies what it receives.
 type Link struct {
 	From string `json:"from"`
 	To   string `json:"to"`
@@ -168,7 +168,7 @@ func (p *Plan) HasLink(from, to string) bool {
 }
 
 // FilterOrigins returns the origins whose events region at consumes from
-// from's stream, sorted: the link's consumer filters on Subject(from, o)
+// from's stream, sorted: the link's consumer filters on link.Subject(from, o)
 // for each o. The list never contains at (a region never takes its own
 // events back) and names exactly the origins present in from's stream
 // other than at, so a consumer never skips an event it should apply. Nil

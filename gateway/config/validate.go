@@ -3,9 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/geogate/geogate/topology"
 	"net"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +15,8 @@ import (
 // Limits Validate enforces.
 const (
 	// MaxRegionNameLen bounds a region name (it is part of stream and
-	// consumer names).
-	MaxRegionNameLen = 63
+	// consumer names): topology.MaxRegionLen.
+	MaxRegionNameLen = topology.MaxRegionLen
 	// MaxValueBytesLimit is the largest http.max_value_bytes: NATS's hard
 	// limit on a message payload.
 	MaxValueBytesLimit ByteSize = 64 << 20
@@ -24,14 +24,9 @@ const (
 	MaxBatch = 10000
 )
 
-var regionNameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
-
-// validRegionName reports whether s is a region name: [a-z0-9-]+, at most
-// MaxRegionNameLen bytes.
-func validRegionName(s string) bool {
-	// "hb" is reserved: heartbeats travel on geo.hb.<region>.
-	return len(s) <= MaxRegionNameLen && regionNameRE.MatchString(s) && s != "hb"
-}
+// validRegionName reports whether s is a region name (topology.ValidRegion:
+// [a-z0-9-]+, at most MaxRegionNameLen bytes, not "hb").
+func validRegionName(s string) bool { return topology.ValidRegion(s) }
 
 // Validate checks every setting and returns nil, or every problem found
 // joined with errors.Join, each a *FieldError "config: <key>: <reason>", in

@@ -3,7 +3,6 @@ package link
 import (
 	"context"
 	"encoding/json"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,9 +172,10 @@ func TestPublisherUpdatesStreamOnlyWhenLimitsDiffer(t *testing.T) {
 	if _, err := NewPublisher(cfg); err != nil { // creates the stream
 		t.Fatal(err)
 	}
-	// Count stream update API calls from here on.
-	var updates atomic.Int32
-	sub, err := nc.Subscribe("$JS.API.STREAM.UPDATE.>", func(*nats.Msg) { updates.Add(1) })
+	// Count stream update API calls from here on. A synchronous
+	// subscription queues each one before the Flush below returns (the
+	// server answers the flush after delivering them).
+	sub, err := nc.SubscribeSync("$JS.API.STREAM.UPDATE.>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestPublisherUpdatesStreamOnlyWhenLimitsDiffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	if n := updates.Load(); n != 0 {
+	if n, _, _ := sub.Pending(); n != 0 {
 		t.Fatalf("%d stream updates for an unchanged configuration", n)
 	}
 	cfg.MaxAge = 2 * time.Hour

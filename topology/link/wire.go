@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/geogate/geogate/topology"
 )
 
 // Wire format. One stream per region; one subject per (stream, origin region);
@@ -19,11 +21,9 @@ const (
 	// SubjectPrefix is the first token of every replication subject.
 	SubjectPrefix = "geo"
 	// HeartbeatToken is the second token of heartbeat subjects
-	// (geo.hb.<region>); for that reason no region may be named "hb".
-	HeartbeatToken = "hb"
-	// MaxRegionLen bounds a region name so that stream and consumer names
-	// built from two of them stay far below JetStream's 255-byte limit.
-	MaxRegionLen = 64
+	// (geo.hb.<region>); for that reason no region may be named "hb"
+	// (topology.ReservedRegion).
+	HeartbeatToken = topology.ReservedRegion
 
 	// HeaderMsgID is JetStream's deduplication header, set to MsgID(origin, oseq).
 	HeaderMsgID = jetstream.MsgIDHeader
@@ -46,22 +46,15 @@ const (
 	HeaderAckedSeq = "Geo-Acked-Seq"
 )
 
-// ErrInvalidRegion reports a region name that is not 1..MaxRegionLen bytes of
-// [a-z0-9-], or is the reserved name "hb".
+// ErrInvalidRegion reports a region name topology.ValidRegion refuses.
 var ErrInvalidRegion = errors.New("invalid region name")
 
-// ValidateRegion returns nil when name can be used as a region: 1 to
-// MaxRegionLen bytes of [a-z0-9-], and not HeartbeatToken (a region "hb"
-// would make its stream's subjects geo.hb.* capture every heartbeat).
+// ValidateRegion returns nil when name can be used as a region
+// (topology.ValidRegion: a region "hb" would make its stream's subjects
+// geo.hb.* capture every heartbeat).
 func ValidateRegion(name string) error {
-	if name == "" || len(name) > MaxRegionLen || name == HeartbeatToken {
+	if !topology.ValidRegion(name) {
 		return fmt.Errorf("%w: %q", ErrInvalidRegion, name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return fmt.Errorf("%w: %q", ErrInvalidRegion, name)
-		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package link
 
 import (
 	"errors"
+	"github.com/geogate/geogate/topology"
 	"slices"
 	"strings"
 	"testing"
@@ -32,7 +33,7 @@ func TestValidateRegion(t *testing.T) {
 	cases := map[string]bool{
 		"us-east": true, "a": true, "r0": true, "eu-west-2": true,
 		"": false, "hb": false, "US": false, "a.b": false, "a_b": false, "a b": false, "*": false, ">": false,
-		strings.Repeat("a", MaxRegionLen): true, strings.Repeat("a", MaxRegionLen+1): false,
+		strings.Repeat("a", topology.MaxRegionLen): true, strings.Repeat("a", topology.MaxRegionLen+1): false,
 	}
 	for name, ok := range cases {
 		err := ValidateRegion(name)
