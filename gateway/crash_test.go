@@ -140,13 +140,8 @@ func TestKill9DuringWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	childSpecFor := func() childSpec {
-		s := spec
-		s.Tune = nil
-		return childSpec{Spec: s, Index: 0, Peers: peers}
-	}
 	// The child listens on the ports the others expect.
-	cs := childSpecFor()
+	cs := childSpec{Spec: spec, Index: 0, Peers: peers}
 	cs.Spec.HTTPBase, cs.Spec.NATSBase = childHTTP, childNATS
 	cmd := startChild(t, cs)
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,14 +59,11 @@ func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rul
 	if home == n.cfg.Region {
 		return false, nil
 	}
-	mode := rule.HomeMode()
-	if mode == "" {
-		mode = "forward"
-	}
+	mode := rule.HomeMode() // rules defaults it to forward
 	reachable := n.peerReachable(home)
 	if reachable {
 		switch mode {
-		case "redirect":
+		case rules.HomeRedirect:
 			n.metrics.forwards.WithLabelValues(mode, "ok").Inc()
 			url := n.peers[home].HTTP + r.URL.RequestURI()
 			w.Header().Set("Location", url)
@@ -74,7 +72,7 @@ func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rul
 				"code":  "redirect", "home": home, "url": url,
 			})
 			return true, nil
-		case "reject":
+		case rules.HomeReject:
 			n.metrics.forwards.WithLabelValues(mode, "ok").Inc()
 			return true, &apiError{status: http.StatusMisdirectedRequest, code: "wrong_region",
 				msg:     fmt.Sprintf("key %q belongs to region %s; write it there", mut.Key, home),
@@ -148,31 +146,36 @@ func relay(w http.ResponseWriter, reply forwardReply) {
 
 // peerConn returns this region's connection to a peer's NATS server,
 // created on first use and reconnecting on its own afterwards.
-func (n *Node) peerConn(peer string) (*nats.Conn, error) {
+func (n *Node) peerConn(peer string) (c *nats.Conn, created bool, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if c, ok := n.peerConns[peer]; ok {
-		return c, nil
+		return c, false, nil
 	}
 	opts := []nats.Option{nats.Name("geogate-" + n.cfg.Region + "-to-" + peer), nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(time.Second)}
 	if n.opts.Dialer != nil {
 		opts = append(opts, nats.SetCustomDialer(n.opts.Dialer(peer)))
 	}
-	c, err := nats.Connect(n.peers[peer].NATS, opts...)
+	c, err = nats.Connect(n.peers[peer].NATS, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", peer, err)
+		return nil, false, fmt.Errorf("connect to %s: %w", peer, err)
 	}
 	n.peerConns[peer] = c
-	return c, nil
+	return c, true, nil
 }
 
 // peerReachable reports whether this region's connection to the peer's
-// NATS is up (waiting briefly for a first connection).
+// NATS is up. Only a connection just created gets a moment (500 ms) to come
+// up; an established one that is down answers at once, so writes during a
+// home outage fall back without waiting.
 func (n *Node) peerReachable(peer string) bool {
-	c, err := n.peerConn(peer)
+	c, created, err := n.peerConn(peer)
 	if err != nil {
 		return false
+	}
+	if !created {
+		return c.IsConnected()
 	}
 	deadline := time.Now().Add(500 * time.Millisecond)
 	for !c.IsConnected() {
@@ -187,7 +190,7 @@ func (n *Node) peerReachable(peer string) bool {
 // forward sends a write to its home region and returns the home's answer.
 // The write is acknowledged to the client only with the home's answer.
 func (n *Node) forward(ctx context.Context, home string, mut *store.Mutation, ctxToken, session string) (forwardReply, error) {
-	c, err := n.peerConn(home)
+	c, _, err := n.peerConn(home)
 	if err != nil {
 		return forwardReply{}, fmt.Errorf("%w: %v", errHomeUnreachable, err)
 	}
@@ -216,13 +219,24 @@ func (n *Node) forward(ctx context.Context, home string, mut *store.Mutation, ct
 // like local ones.
 func (n *Node) serveForwards(ctx context.Context) error {
 	sem := make(chan struct{}, 256)
+	// closed is set (under mu) before the node's WaitGroup can reach zero,
+	// so no handler is added to it while Close waits.
+	var mu sync.Mutex
+	closed := false
 	sub, err := n.conn.QueueSubscribe(forwardSubject(n.cfg.Region), "geogate", func(m *nats.Msg) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			<-sem
+			return
+		}
 		n.wg.Add(1)
+		mu.Unlock()
 		go func() {
 			defer n.wg.Done()
 			defer func() { <-sem }()
@@ -238,6 +252,9 @@ func (n *Node) serveForwards(ctx context.Context) error {
 	go func() {
 		defer n.wg.Done()
 		<-ctx.Done()
+		mu.Lock()
+		closed = true
+		mu.Unlock()
 		sub.Unsubscribe() //nolint:errcheck // connection closing
 	}()
 	return nil

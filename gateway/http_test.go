@@ -147,7 +147,7 @@ func expectSet(t *testing.T, step int, got []string, want ...string) {
 }
 
 func TestBadInput(t *testing.T) {
-	c := startCluster(t, []string{"solo"}, "all-to-all", nil, func(s *ClusterSpec) {})
+	c := startCluster(t, []string{"solo"}, "all-to-all", nil)
 	n := c.Node("solo")
 	base := n.HTTPURL()
 	ok := do(t, "PUT", base+"/v1/kv/k", []byte(`{"a":1}`))

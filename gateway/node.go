@@ -32,8 +32,9 @@ type Options struct {
 	// Clock is the physical clock behind the node's HLC (Unix ms). The
 	// testbed injects a skewed one.
 	Clock conflict.PhysicalClock
-	// Dialer, if set, dials the NATS connection of the inbound link from
-	// peer (the testbed puts a WAN-emulating proxy there).
+	// Dialer, if set, dials this region's connections to peer's NATS: the
+	// inbound link from peer and home-region forwarding to it (the testbed
+	// puts a WAN-emulating proxy there).
 	Dialer func(peer string) nats.CustomDialer
 	// SmallFootprint shrinks Badger's memory for many regions per process.
 	SmallFootprint bool
@@ -226,7 +227,9 @@ func (n *Node) shutdown() error {
 		n.cancel()
 	}
 	n.wg.Wait()
-	if n.listener != nil && n.server == nil {
+	if n.listener != nil {
+		// Shutdown closes only a listener Serve took; this one may not
+		// have been (Close before Start, or a failed Start).
 		n.listener.Close()
 	}
 	n.mu.Lock()
@@ -283,18 +286,19 @@ func (o observer) Observe(c store.Change) []store.ConflictEntry {
 		out = append(out, store.ConflictEntry{Key: c.Key, Rule: "clock-skew", Kept: &v, At: o.n.opts.Clock(),
 			Note: fmt.Sprintf("HLC %s from %s is more than replication.max_clock_skew (%s) ahead of this region's clock", v.HLC, v.Origin, o.n.cfg.Replication.MaxClockSkew)})
 	}
+	merged := c.Merged && len(c.Outcome.Superseded) > 0
+	if !merged && len(c.After.Versions) < 2 {
+		return out // no conflict: no rule needed (the common case)
+	}
 	rule, err := o.n.matchRule(c.Key)
 	if err != nil {
 		return out
 	}
-	if c.Merged && len(c.Outcome.Superseded) > 0 {
+	if merged {
 		v := c.Event.Version
 		o.n.metrics.conflicts.WithLabelValues(rule.Name()).Inc()
 		return append(out, store.ConflictEntry{Key: c.Key, Rule: rule.Name(), Kept: &v, Discarded: c.Outcome.Superseded,
 			At: o.n.opts.Clock(), Note: "merged by the resolver region"})
-	}
-	if len(c.After.Versions) < 2 {
-		return out
 	}
 	res, err := rule.Resolve(c.Key, o.n.cfg.Region, c.After.Versions)
 	if err != nil {

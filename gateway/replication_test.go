@@ -14,7 +14,8 @@ import (
 	"github.com/geogate/geogate/topology/link"
 )
 
-// digests returns each region's digest and record count.
+// converged reports whether every region holds the same digest, with a
+// description of each region's digest and record count.
 func converged(c *Cluster) (bool, string) {
 	var first []byte
 	var desc []string

@@ -31,8 +31,9 @@ func TestHomeRegionNoConflicts(t *testing.T) {
 			for i := range 30 {
 				key := fmt.Sprintf("h/%d", i%5)
 				body := fmt.Sprintf(`{"home":"r2","from":%q,"i":%d}`, n.Config().Region, i)
-				if a := do(t, "PUT", n.HTTPURL()+"/v1/kv/"+key, []byte(body)); a.status != 200 {
-					errs <- fmt.Sprintf("%s: %d %s", n.Config().Region, a.status, a.body)
+				a, err := try("PUT", n.HTTPURL()+"/v1/kv/"+key, []byte(body))
+				if err != nil || a.status != 200 {
+					errs <- fmt.Sprintf("%s: %v %d %s", n.Config().Region, err, a.status, a.body)
 					return
 				}
 			}
