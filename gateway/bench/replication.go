@@ -51,7 +51,7 @@ func rawJetStream(ctx context.Context, dir string, n int) (float64, error) {
 			return 0, err
 		}
 		futures = append(futures, f)
-		if len(futures) >= 256 {
+		if len(futures) >= link.DefaultWindow { // publish as the publisher does
 			if err := settle(ctx, futures); err != nil {
 				return 0, err
 			}
@@ -141,8 +141,8 @@ func replication(ctx context.Context, o *Options, rep *Report) error {
 	if _, err := storeWrites(ctx, r1, o.Backlog, 16, "cu"); err != nil {
 		return err
 	}
-	for c.Node("r1").Unpublished() > 0 { // wait until the backlog is in r1's stream
-		time.Sleep(10 * time.Millisecond)
+	if err := waitUntil(ctx, 10*time.Minute, "the backlog to be in r1's stream", func() bool { return c.Node("r1").Unpublished() == 0 }); err != nil {
+		return err
 	}
 	start := time.Now()
 	c.Node("r2").ResumeLink("r1")
@@ -204,7 +204,11 @@ func steadyLag(ctx context.Context, r1, r2 *store.Store, rate, secs int) (p50, p
 				return
 			}
 			now := time.Now().UnixNano()
-			for acked[i].Load() == 0 { // applied before its ack was recorded
+			for deadline := time.Now().Add(time.Minute); acked[i].Load() == 0; { // applied before its ack was recorded
+				if time.Now().After(deadline) {
+					done <- fmt.Errorf("event %d applied at r2 but never acknowledged at r1", i)
+					return
+				}
 				time.Sleep(20 * time.Microsecond)
 			}
 			lags = append(lags, float64(max(now-acked[i].Load(), 0))/1e9)

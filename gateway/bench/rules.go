@@ -208,15 +208,9 @@ func median(xs []float64) float64 {
 
 // drainOutboxes waits until every node has published its outbox.
 func drainOutboxes(ctx context.Context, nodes ...*gateway.Node) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	for _, n := range nodes {
-		for n.Store().OutboxLen() > 0 {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("outbox of %s not drained: %d entries left: %w", n.Config().Region, n.Store().OutboxLen(), ctx.Err())
-			case <-time.After(5 * time.Millisecond):
-			}
+		if err := waitUntil(ctx, time.Minute, "outbox of "+n.Config().Region+" drained", func() bool { return n.Store().OutboxLen() == 0 }); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -55,7 +55,7 @@ func reportRate(b *testing.B, d time.Duration) {
 }
 
 // BenchmarkRawJetStream publishes N messages (the link's wire format,
-// asynchronously, 256 in flight) and then consumes them with a pull
+// asynchronously, DefaultWindow in flight) and then consumes them with a pull
 // iterator prefetching 1024: ack=async acks each message fire-and-forget
 // (what the link does), ack=sync waits for each ack's confirmation (one round
 // trip per message), ack=all uses AckAll and acks every 256th message and the
@@ -65,7 +65,7 @@ func BenchmarkRawJetStream(b *testing.B) {
 		b.Run("ack="+mode, func(b *testing.B) {
 			s := startTestServer(b, "a", -1, b.TempDir())
 			nc := connectTest(b, s.ClientURL())
-			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256))
+			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(DefaultWindow))
 			if err != nil {
 				b.Fatal(err)
 			}

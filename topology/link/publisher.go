@@ -45,6 +45,11 @@ type Outbox interface {
 	TrimOutbox(upTo uint64) error
 }
 
+// DefaultWindow is the publisher's default number of publishes in flight:
+// with 256, publishing could not keep pace with a region's writes on the
+// development machine; benchmarks use it for their raw baselines too.
+const DefaultWindow = 2048
+
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
 	// Region owns the stream GEO_<Region> this publisher writes (required).
@@ -61,7 +66,7 @@ type PublisherConfig struct {
 	// Replicas is the stream's replica count (default 1; 3 on a real cluster).
 	Replicas int
 	// Window is the number of asynchronous publishes awaiting their ack
-	// (default 2048).
+	// (default DefaultWindow).
 	Window int
 	// Heartbeat is the heartbeat interval (default 1s).
 	Heartbeat time.Duration
@@ -206,7 +211,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		return nil, errors.New("new publisher: conn and outbox are required")
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 2048
+		cfg.Window = DefaultWindow
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
