@@ -68,8 +68,7 @@ func (r *Rule) effective() Strategy {
 // returns the live versions as siblings (300, 200 for one, 404 for none)
 // and a non-nil error (*EvalError) for the caller to log and count.
 func (r *Rule) Resolve(key, region string, versions []conflict.Version) (Resolution, error) {
-	vs := slices.Clone(versions)
-	slices.SortStableFunc(vs, func(a, b conflict.Version) int { return a.Dot.Compare(b.Dot) })
+	vs := byDot(versions)
 	if len(vs) == 0 {
 		return Resolution{Status: StatusNone}, nil
 	}
@@ -82,6 +81,19 @@ func (r *Rule) Resolve(key, region string, versions []conflict.Version) (Resolut
 		}
 	}
 	return r.resolveSiblings(key, region, vs)
+}
+
+// byDot returns versions in dot order without modifying them: a record's
+// frontier already is (conflict.Record keeps it sorted), so usually no copy.
+// Callers only read the result.
+func byDot(versions []conflict.Version) []conflict.Version {
+	cmp := func(a, b conflict.Version) int { return a.Dot.Compare(b.Dot) }
+	if slices.IsSortedFunc(versions, cmp) {
+		return versions
+	}
+	vs := slices.Clone(versions)
+	slices.SortStableFunc(vs, cmp)
+	return vs
 }
 
 // collapse keeps the greatest version under order.
@@ -150,8 +162,7 @@ func (r *Rule) MergeOnWrite(key, region string, versions []conflict.Version) (js
 	if r.merge == nil || liveCount(versions) < 2 {
 		return nil, false, nil
 	}
-	vs := slices.Clone(versions)
-	slices.SortStableFunc(vs, func(a, b conflict.Version) int { return a.Dot.Compare(b.Dot) })
+	vs := byDot(versions)
 	value, err := r.evalDoc(kindMerge, r.merge, key, region, vs)
 	if err != nil {
 		return nil, false, err

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -201,8 +203,8 @@ func printStatus(w io.Writer, body []byte) error {
 	}
 	fmt.Fprintf(w, "region   %s (actor %s)\ntopology %s\nseq      %d   outbox pending %d\n", s.Region, s.Actor, s.Topology, s.Seq, s.Outbox)
 	fmt.Fprintln(w, "applied:")
-	for a, n := range s.Applied {
-		fmt.Fprintf(w, "  %-28s %d\n", a, n)
+	for _, a := range slices.Sorted(maps.Keys(s.Applied)) {
+		fmt.Fprintf(w, "  %-28s %d\n", a, s.Applied[a])
 	}
 	fmt.Fprintln(w, "links:")
 	for _, l := range s.Links {

@@ -16,7 +16,7 @@ func newRules() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
 		Short: "Check conflict rule files and run their test cases",
-		Long: "Conflict rules (DESIGN section 5, rules/README-rules.md) are an ordered list in a region config or a rule\n" +
+		Long: "Conflict rules (DESIGN section 5, README section Rules) are an ordered list in a region config or a rule\n" +
 			"file. `rules lint` checks a file the way a region would load it, and more; `rules test` runs the\n" +
 			"operator-written cases of a rule test file. Neither contacts a region.",
 		Args: cobra.NoArgs,
@@ -103,7 +103,7 @@ func newRulesTest() *cobra.Command {
 		Long: "Run operator-written cases against a rule set, in the spirit of `promtool test rules`. The test file names\n" +
 			"its rules (rule_files: relative to the test file, or inline rules:) and lists cases: a key, the\n" +
 			"frontier's versions, and what to expect (rule, status, value, siblings, kept, discarded, merged, home,\n" +
-			"resolver, error); see rules/README-rules.md. Each case prints PASS or FAIL; a failure shows the expected\n" +
+			"resolver, error); see README section Rules. Each case prints PASS or FAIL; a failure shows the expected\n" +
 			"(-) and actual (+) lines. Exits non-zero when a case fails or the file cannot run.\n\n" +
 			"Region names come from --regions, else the test file's regions:, else the first rule file's regions:.",
 		Example: `  geogate rules test configs/rules/rules_test.yaml

@@ -28,7 +28,7 @@ func newServe() *cobra.Command {
 				return err
 			}
 			logger := cfg.Log.NewLogger(os.Stderr)
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			node, err := gateway.New(cfg, gateway.Options{Logger: logger, RulesFile: path})
 			if err != nil {
