@@ -61,10 +61,8 @@
 // one Apply call, and ack each message without waiting for a confirmation.
 // BenchmarkRawJetStream, BenchmarkLink and BenchmarkLinkCatchUp measure the
 // ratio to raw JetStream in one run; TestBenchModes (GEOGATE_BENCH=1)
-// compares the two durability modes. On a 2-core VM (three runs):
-// ModeStream with SyncAlways ships 1.8-2.1k events/s and, at a steady 1000
-// events/s, delivers with a p99 of 7 to 230 ms (the disk's fsync stalls
-// queue every message behind them); ModeOutbox with a 1s sync interval
-// ships 21-34k events/s with a p99 of 1-4 ms (max under 12 ms), holding
-// about ReleaseInterval worth of entries (~200) in the outbox.
+// compares the two durability modes (ModeStream's per-message fsync caps
+// the log near the disk's synced rate; ModeOutbox holds about
+// ReleaseInterval worth of entries in the outbox). The figures measured on
+// the development machine are in the README's Benchmarks section.
 package link

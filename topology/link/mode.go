@@ -21,8 +21,7 @@ const (
 	// Then an acknowledged write (durable in the store, then in the synced
 	// stream) is never lost, and a power loss costs nothing but the restart.
 	// The price is the rate: one fsync per message caps the log at the
-	// disk's synced rate (about 1.5-2k messages/s on a 2-core VM, see
-	// TestBenchModes) and puts the fsync in every event's latency. Without a
+	// disk's synced rate (see TestBenchModes and the README's Benchmarks) and puts the fsync in every event's latency. Without a
 	// synced server a power loss can drop the stream's unsynced tail whose
 	// entries are already gone from the outbox: those events never reach
 	// the other regions (they diverge until re-seeded). A process crash, of

@@ -39,9 +39,10 @@ type Outbox interface {
 	// order, from durable storage. Fewer than max (possibly none) means the
 	// log holds no more at the moment.
 	ReadOutbox(after uint64, max int) ([]OutboxEntry, error)
-	// TrimOutbox records that every entry with Seq <= upTo is stored in the
-	// stream and may be deleted. It must be idempotent, and a trim of a
-	// position already trimmed is a no-op.
+	// TrimOutbox records that every entry with Seq <= upTo may be deleted:
+	// stored in the stream (ModeStream), or finished by every downstream
+	// region or held past MaxHold (ModeOutbox). It must be idempotent, and
+	// a trim of a position already trimmed is a no-op.
 	TrimOutbox(upTo uint64) error
 }
 
