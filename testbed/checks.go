@@ -197,9 +197,16 @@ func CheckLostWrites(acked []AckedWrite, states []RegionState) (CheckResult, Los
 	return res, st
 }
 
+// inFrontier reports whether the record's frontier holds the write: by its
+// dot when known (always, with a gateway that names it), else by the id in
+// its document (which costs a JSON decode per version).
 func inFrontier(rec conflict.Record, id string, dot conflict.Dot) bool {
 	for _, v := range rec.Versions {
-		if (dot != conflict.Dot{} && v.Dot == dot) || (id != "" && valueID(v.Value) == id) {
+		if dot != (conflict.Dot{}) {
+			if v.Dot == dot {
+				return true
+			}
+		} else if id != "" && valueID(v.Value) == id {
 			return true
 		}
 	}

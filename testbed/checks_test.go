@@ -17,7 +17,8 @@ import (
 
 func doc(id string) json.RawMessage { return json.RawMessage(fmt.Sprintf(`{"w":%q}`, id)) }
 
-// digestOf mirrors the store's digest: key and canonical record in key order.
+// digestOf is a digest of records for the tests (not the store's): only
+// equality between regions matters.
 func digestOf(records map[string]conflict.Record) []byte {
 	h := sha256.New()
 	keys := make([]string, 0, len(records))

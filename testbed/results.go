@@ -17,8 +17,8 @@ type AckedWrite struct {
 	Key string `json:"key"`
 	// Region is where the client sent the write.
 	Region string `json:"region"`
-	// Dot is the new version's dot; zero when it could not be recovered
-	// from the answer (then only the ID identifies the version).
+	// Dot is the new version's dot, from the write answer's "dot"; zero if
+	// the answer had none (then only the ID identifies the version).
 	Dot conflict.Dot `json:"dot"`
 	// At is when the answer arrived, from the start of the workload.
 	At time.Duration `json:"at"`

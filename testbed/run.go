@@ -366,7 +366,7 @@ func (r *runner) waitReady(ctx context.Context, client *apiClient, plan *topolog
 
 // waitQuiescent polls until the regions have exchanged everything: every
 // region has applied every other region's log up to its current sequence,
-// no outbox holds unpublished entries and every link is up with nothing
+// no outbox holds untrimmed entries and every link is up with nothing
 // pending, twice in a row. It reports false when the scenario's
 // quiescence bound passed first.
 func (r *runner) waitQuiescent(ctx context.Context, client *apiClient, dep deployment, work *workload, start time.Time) bool {

@@ -354,8 +354,8 @@ type Checks struct {
 	Sessions *SessionBound `yaml:"sessions" json:"sessions,omitempty"`
 	// Lag bounds every link's lag percentiles.
 	Lag *LagBound `yaml:"lag" json:"lag,omitempty"`
-	// Conflicts bounds conflict-log entries per rule (summed over regions,
-	// divided by the number of regions that log them).
+	// Conflicts bounds conflict-log entries per rule (the highest count at
+	// any one region, as CheckConflicts compares).
 	Conflicts map[string]CountBound `yaml:"conflicts" json:"conflicts,omitempty"`
 	// MinAcked is the fewest acknowledged writes a run must have (guards
 	// against a workload that did nothing).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/geogate/geogate/gateway"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -207,8 +208,8 @@ func (w *workload) read(ctx context.Context, region, key string) {
 // missing although the region claims to have caught up) is a violation.
 func (w *workload) sessionRead(ctx context.Context, writeRegion, region, key, session string) {
 	hdr := map[string]string{
-		"X-Geo-Session": session,
-		"X-Geo-Wait":    strconv.FormatInt(w.spec.SessionWait.Milliseconds(), 10),
+		gateway.HeaderSession: session,
+		gateway.HeaderWait:    strconv.FormatInt(w.spec.SessionWait.Milliseconds(), 10),
 	}
 	t0 := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.spec.Timeout+w.spec.SessionWait)
