@@ -24,6 +24,7 @@
 package wan
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -444,8 +445,8 @@ func (p *Proxy) pipe(s *session, d direction, src, dst net.Conn) {
 func (p *Proxy) read(s *session, d direction, src io.Reader, q chan<- chunk) {
 	defer close(q)
 	var last time.Time
+	buf := make([]byte, chunkSize)
 	for {
-		buf := make([]byte, chunkSize)
 		n, err := src.Read(buf)
 		if n > 0 {
 			release := time.Now().Add(p.delay(p.profile(d)))
@@ -454,7 +455,7 @@ func (p *Proxy) read(s *session, d direction, src io.Reader, q chan<- chunk) {
 			}
 			last = release
 			select {
-			case q <- chunk{data: buf[:n], release: release}:
+			case q <- chunk{data: bytes.Clone(buf[:n]), release: release}: // only what was read
 			case <-s.done:
 				return
 			}
@@ -505,7 +506,7 @@ func (p *Proxy) deliver(s *session, d direction, dst io.Writer, c chunk) bool {
 			return false
 		}
 	}
-	for {
+	for p.profile(d).Blackhole { // the lock only while held back
 		p.mu.Lock()
 		changed := p.changed
 		p.mu.Unlock()

@@ -287,8 +287,12 @@ func TestValidateRejectsBadProfiles(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("Validate() = %v, want ok=%v", err, tc.ok)
 			}
-			if _, err := New(Config{Target: "127.0.0.1:1", Shape: Symmetric(tc.p)}); (err == nil) != tc.ok {
+			p, err := New(Config{Target: "127.0.0.1:1", Shape: Symmetric(tc.p)})
+			if (err == nil) != tc.ok {
 				t.Fatalf("New() err = %v, want ok=%v", err, tc.ok)
+			}
+			if p != nil {
+				p.Close()
 			}
 		})
 	}
