@@ -45,6 +45,9 @@ func (q *mergeQueue) take() []string {
 
 // afterApply runs after a batch of replicated events is durable.
 func (n *Node) afterApply(batch []store.Incoming, res []store.ApplyResult) {
+	if !n.rules().HasMerge() {
+		return // no rule merges: no rule to match per event
+	}
 	for i, r := range res {
 		if r.Changed && r.Outcome.Added {
 			key := batch[i].Event.Key

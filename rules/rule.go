@@ -349,6 +349,12 @@ func Default() *Set {
 // are shared and immutable.
 func (s *Set) Rules() []*Rule { return slices.Clone(s.rules) }
 
+// HasMerge reports whether any rule of the set merges on write, so callers
+// can skip looking for merges when none can happen.
+func (s *Set) HasMerge() bool {
+	return slices.ContainsFunc(s.rules, (*Rule).HasMerge)
+}
+
 // Match returns the first rule, in list order, whose match expression
 // holds for key.
 //

@@ -271,3 +271,21 @@ func TestResolver(t *testing.T) {
 		t.Errorf("Resolver without DefaultResolver = %q, want the first region", got)
 	}
 }
+
+func TestSetHasMerge(t *testing.T) {
+	opts := Options{Regions: []string{"a", "b"}}
+	plain, err := Compile([]Spec{{Name: "d", Match: "true", Strategy: "lww"}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merging, err := Compile([]Spec{
+		{Name: "c", Match: `key startsWith "c/"`, Strategy: "custom", Merge: `{"n": len(siblings)}`},
+		{Name: "d", Match: "true", Strategy: "lww"},
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.HasMerge() || !merging.HasMerge() {
+		t.Fatalf("HasMerge: plain %v, merging %v", plain.HasMerge(), merging.HasMerge())
+	}
+}
