@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/topology/link"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/geogate/geogate/conflict"
 )
 
 // apiClient speaks the HTTP API of CONTRACT.md to the regions of a run.
@@ -132,34 +132,11 @@ func (c *apiClient) get(ctx context.Context, region, key string, hdr map[string]
 	return status, body, asAPIError(status, body)
 }
 
-// statusLink is one link of GET /v1/status. It accepts the contract's
-// snake_case names and Go's field names.
-type statusLink struct {
-	From       string  `json:"from"`
-	To         string  `json:"to"`
-	State      string  `json:"state"`
-	Pending    uint64  `json:"pending"`
-	LagSeconds float64 `json:"lag_seconds"`
-	// LagSecondsGo catches an answer that left the field name untagged.
-	LagSecondsGo *float64 `json:"LagSeconds"`
-}
+// regionStatus is the body of GET /v1/status, as the gateway writes it.
+type regionStatus = gateway.StatusReport
 
-func (l statusLink) lag() float64 {
-	if l.LagSecondsGo != nil {
-		return *l.LagSecondsGo
-	}
-	return l.LagSeconds
-}
-
-// regionStatus is the body of GET /v1/status.
-type regionStatus struct {
-	Region  string       `json:"region"`
-	Actor   string       `json:"actor"`
-	Seq     uint64       `json:"seq"`
-	Applied conflict.VV  `json:"applied"`
-	Outbox  uint64       `json:"outbox_pending"`
-	Links   []statusLink `json:"links"`
-}
+// statusLink is one link of it.
+type statusLink = link.LinkStatus
 
 func (c *apiClient) status(ctx context.Context, region string) (regionStatus, error) {
 	status, _, body, err := c.do(ctx, http.MethodGet, region, "/v1/status", nil, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/geogate/geogate/topology/link"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -345,7 +346,7 @@ func (r *runner) waitReady(ctx context.Context, client *apiClient, plan *topolog
 			}
 			up := 0
 			for _, l := range st.Links {
-				if l.State == "up" {
+				if l.State == link.StateUp {
 					up++
 				}
 			}
@@ -411,7 +412,7 @@ func statusesQuiescent(sts []regionStatus) bool {
 			return false
 		}
 		for _, l := range st.Links {
-			if l.State != "up" || l.Pending > 0 {
+			if l.State != link.StateUp || l.Pending > 0 {
 				return false
 			}
 		}
@@ -473,7 +474,7 @@ func (s *lagSampler) run(ctx context.Context) {
 				at := time.Since(s.start)
 				s.mu.Lock()
 				for _, l := range st.Links {
-					s.data = append(s.data, LagSample{At: at, Link: linkName(l.From, l.To), Lag: l.lag(), Pending: l.Pending, State: l.State})
+					s.data = append(s.data, LagSample{At: at, Link: linkName(l.From, l.To), Lag: l.LagSeconds, Pending: l.Pending, State: l.State})
 				}
 				s.mu.Unlock()
 			}()
