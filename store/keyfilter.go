@@ -28,24 +28,27 @@ const keyFilterMin = 1 << 16
 // newKeyFilter builds the filter from every record key in the store,
 // sized for twice that many keys (at least min).
 func newKeyFilter(db *badger.DB, min uint) (*keyFilter, error) {
-	var keys [][]byte
-	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil)[len(prefixRecord):])
-		}
-		return nil
-	})
-	if err != nil {
+	// Two key-only passes (count, then add) rather than holding every key
+	// in memory: a large store would need hundreds of MB for that.
+	each := func(fn func(key []byte)) error {
+		return db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				fn(it.Item().Key()[len(prefixRecord):])
+			}
+			return nil
+		})
+	}
+	var count uint
+	if err := each(func([]byte) { count++ }); err != nil {
+		return nil, fmt.Errorf("count record keys: %w", err)
+	}
+	k := &keyFilter{limit: max(2*count, min)}
+	k.f = bloom.NewWithEstimates(k.limit, keyFilterFP)
+	if err := each(func(key []byte) { k.f.Add(key); k.n++ }); err != nil {
 		return nil, fmt.Errorf("scan record keys: %w", err)
 	}
-	k := &keyFilter{limit: max(2*uint(len(keys)), min)}
-	k.f = bloom.NewWithEstimates(k.limit, keyFilterFP)
-	for _, key := range keys {
-		k.f.Add(key)
-	}
-	k.n = uint(len(keys))
 	return k, nil
 }
 

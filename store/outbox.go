@@ -45,7 +45,9 @@ func appendOutboxHeader(b []byte, e OutboxEntry) []byte {
 	return b
 }
 
-func decodeOutbox(seq uint64, b []byte) (OutboxEntry, error) {
+// decodeOutboxHeader decodes an entry's header (origin, oseq, path) and
+// returns the bytes after it, the event, without copying them.
+func decodeOutboxHeader(seq uint64, b []byte) (OutboxEntry, []byte, error) {
 	e := OutboxEntry{Seq: seq}
 	str := func() (string, error) {
 		n, k := binary.Uvarint(b)
@@ -58,26 +60,34 @@ func decodeOutbox(seq uint64, b []byte) (OutboxEntry, error) {
 	}
 	var err error
 	if e.Origin, err = str(); err != nil {
-		return e, err
+		return e, nil, err
 	}
 	oseq, k := binary.Uvarint(b)
 	if k <= 0 {
-		return e, fmt.Errorf("outbox %d: %w", seq, errCorruptOutbox)
+		return e, nil, fmt.Errorf("outbox %d: %w", seq, errCorruptOutbox)
 	}
 	e.OSeq, b = oseq, b[k:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > 64 {
-		return e, fmt.Errorf("outbox %d: %w", seq, errCorruptOutbox)
+		return e, nil, fmt.Errorf("outbox %d: %w", seq, errCorruptOutbox)
 	}
 	b = b[k:]
 	for range n {
 		p, err := str()
 		if err != nil {
-			return e, err
+			return e, nil, err
 		}
 		e.Path = append(e.Path, p)
 	}
-	e.Data = append([]byte(nil), b...)
+	return e, b, nil
+}
+
+func decodeOutbox(seq uint64, b []byte) (OutboxEntry, error) {
+	e, data, err := decodeOutboxHeader(seq, b)
+	if err != nil {
+		return e, err
+	}
+	e.Data = append([]byte(nil), data...)
 	return e, nil
 }
 

@@ -308,7 +308,12 @@ func (s *Store) deriveSeqs(txn *badger.Txn) error {
 		if first {
 			s.seq, first = max(s.seq, seq), false
 		}
-		e, err := itemOutbox(it.Item(), seq)
+		var e OutboxEntry
+		err := it.Item().Value(func(v []byte) error {
+			var err error
+			e, _, err = decodeOutboxHeader(seq, v) // the origin is enough
+			return err
+		})
 		if err != nil {
 			return err
 		}
