@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// TestKeyFilterNoFalseNegatives: across filter rebuilds (a tiny minimum
-// size forces several) and a reopen, a write to an existing key always
+// TestKeyFilterNoFalseNegatives: across filter growth (a tiny minimum
+// size forces several layers) and a reopen, a write to an existing key always
 // sees its record: under Supersede it leaves exactly one version, where a
 // missed lookup would leave the old one beside it.
 func TestKeyFilterNoFalseNegatives(t *testing.T) {
@@ -17,8 +17,8 @@ func TestKeyFilterNoFalseNegatives(t *testing.T) {
 	for i := range n {
 		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k%d", i), Value: jsonDoc(`%d`, i)})
 	}
-	if s.keys.limit < n {
-		t.Fatalf("filter sized for %d keys after %d writes: it never grew", s.keys.limit, n)
+	if len(s.keys.layers) < 3 {
+		t.Fatalf("filter has %d layers after %d writes with a first layer of 8 keys: it never grew", len(s.keys.layers), n)
 	}
 	check := func(s *Store, round int) {
 		t.Helper()
@@ -53,5 +53,36 @@ func TestKeyFilterSkipsLookupOfNewKeys(t *testing.T) {
 	}
 	if misses > 50 { // sized for 1% false positives
 		t.Fatalf("%d of 1000 absent keys pass the filter", misses)
+	}
+}
+
+// TestKeyFilterGrowthKeepsRate: a filter that grows from a tiny first layer
+// through many layers has no false negatives and stays near its rate
+// (below 2*keyFilterFP in theory; checked with slack for chance).
+func TestKeyFilterGrowthKeepsRate(t *testing.T) {
+	k := newEmptyKeyFilter(64)
+	const n = 100_000
+	for i := range n {
+		k.testOrAdd(fmt.Sprintf("present-%d", i))
+	}
+	if len(k.layers) < 8 {
+		t.Fatalf("%d layers for %d keys from a first layer of 64", len(k.layers), n)
+	}
+	for i := range n {
+		if !k.mayHave(fmt.Sprintf("present-%d", i)) {
+			t.Fatalf("present-%d: false negative", i)
+		}
+	}
+	fp := 0
+	const probes = 100_000
+	for i := range probes {
+		if k.mayHave(fmt.Sprintf("absent-%d", i)) {
+			fp++
+		}
+	}
+	rate := float64(fp) / probes
+	t.Logf("%d layers, false-positive rate %.4f", len(k.layers), rate)
+	if rate > 3*keyFilterFP {
+		t.Fatalf("false-positive rate %.4f over %d layers, want about %.4f or less", rate, len(k.layers), 2*keyFilterFP)
 	}
 }

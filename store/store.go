@@ -113,7 +113,10 @@ type Store struct {
 	cfirst                   uint64 // oldest conflict-log seq that may exist
 	keys                     *keyFilter
 	batch                    batchState // the writer's, reused per commit
-	wm                       map[string]uint64
+	batchReqs                []*request // the writer's, reused per turn
+	// selfPath is the path of a local write's outbox entry (read-only).
+	selfPath []string
+	wm       map[string]uint64
 
 	mu        sync.Mutex
 	applied   conflict.VV // published watermarks incl. own actor
@@ -161,7 +164,7 @@ func Open(opts Options) (*Store, error) {
 		outboxCh: make(chan struct{}, 1),
 		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),
-		batchBytes: int(db.MaxBatchSize() / 4),
+		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region},
 	}
 	if err := s.load(); err != nil {
 		db.Close()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -63,15 +64,22 @@ type ApplyResult struct {
 	Outcome conflict.Outcome
 }
 
+// request is one queued Write (local set) or Apply. Requests come from
+// requestPool and go back to it when submit returns.
 type request struct {
-	mut   *Mutation
+	local bool
+	mut   Mutation
 	apply []Incoming
-	resp  chan response
+	// resp carries the answer, or the writer role (response.lead); it has
+	// room for one message, and a request has at most one in flight.
+	resp chan response
 }
+
+var requestPool = sync.Pool{New: func() any { return &request{resp: make(chan response, 1)} }}
 
 // size estimates the bytes a request adds to a transaction.
 func (r *request) size() int {
-	if r.mut != nil {
+	if r.local {
 		return 2*min(len(r.mut.Value), valueThreshold) + 2*len(r.mut.Key) + 256
 	}
 	n := 0
@@ -114,8 +122,10 @@ func (s *Store) Write(ctx context.Context, m Mutation) (WriteResult, error) {
 		}
 		m.Value = v
 	}
-	r, err := s.submit(ctx, &request{mut: &m})
-	return r.write, err
+	r := requestPool.Get().(*request)
+	r.local, r.mut = true, m
+	resp, err := s.submit(ctx, r)
+	return resp.write, err
 }
 
 // Apply applies a batch of replicated events in order, durably, and reports
@@ -137,7 +147,9 @@ func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, err
 			size += batch[n].size()
 			n++
 		}
-		r, err := s.submit(ctx, &request{apply: batch[:n]})
+		req := requestPool.Get().(*request)
+		req.apply = batch[:n]
+		r, err := s.submit(ctx, req)
 		if err != nil {
 			return out, err
 		}
@@ -147,7 +159,8 @@ func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, err
 	return out, nil
 }
 
-// submit queues r and waits for its answer. Mutations are serialised by a
+// submit queues r and waits for its answer, then puts r back in
+// requestPool (the caller must not use it after). Mutations are serialised by a
 // writer role rather than a dedicated goroutine: a caller that finds no
 // writer at work takes the role, commits what is queued (its own request
 // included) and passes the role on to the oldest request still queued, if
@@ -155,6 +168,10 @@ func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, err
 // under load, requests queue while a commit (and its fsync) runs and the
 // next writer takes them all in one batch (group commit).
 func (s *Store) submit(ctx context.Context, r *request) (response, error) {
+	defer func() {
+		r.local, r.mut, r.apply = false, Mutation{}, nil
+		requestPool.Put(r)
+	}()
 	if s.closing.Load() {
 		return response{}, ErrClosed
 	}
@@ -165,7 +182,6 @@ func (s *Store) submit(ctx context.Context, r *request) (response, error) {
 	case <-s.stop:
 		return response{}, ErrClosed
 	}
-	r.resp = make(chan response, 1)
 	s.qmu.Lock()
 	if s.closed {
 		s.qmu.Unlock()
@@ -204,7 +220,10 @@ func (s *Store) writeBatch() {
 		size += s.queue[n].size()
 		n++
 	}
-	batch := slices.Clone(s.queue[:n])
+	// The batch slice is the writer's, reused from turn to turn: it is not
+	// used once the role is passed on.
+	s.batchReqs = append(s.batchReqs[:0], s.queue[:n]...)
+	batch := s.batchReqs
 	clear(s.queue[:n])
 	s.queue = s.queue[n:]
 	s.qmu.Unlock()
@@ -243,10 +262,10 @@ type batchState struct {
 	// wmOld holds, for each origin whose watermark the batch moved, the
 	// watermark before the batch (to roll back if the commit fails).
 	wmOld map[string]uint64
+	// resps holds the batch's answers until they are sent.
+	resps []response
 	// conflicts are the conflict-log entries the batch appended.
 	conflicts []ConflictEntry
-	// refilter is set when the key filter outgrew its size.
-	refilter bool
 	// seq, oseq, cseq and trimmed as they were before the batch.
 	seq, oseq, cseq, trimmed, cfirst uint64
 	outboxed                         bool
@@ -264,16 +283,18 @@ func (s *Store) commitBatch(batch []*request) bool {
 	clear(st.records)
 	clear(st.dirty)
 	clear(st.wmOld)
-	st.conflicts, st.refilter, st.outboxed = nil, false, false
+	st.conflicts, st.outboxed = nil, false
 	st.txn = s.db.NewTransaction(true)
 	st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst = s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst
 	defer st.txn.Discard()
-	resps := make([]response, len(batch))
+	resps := slices.Grow(st.resps[:0], len(batch))[:len(batch)]
+	clear(resps)
+	st.resps = resps
 	var err error
 	for i, r := range batch {
 		switch {
-		case r.mut != nil:
-			resps[i].write, resps[i].err = s.doWrite(st, r.mut, &stats)
+		case r.local:
+			resps[i].write, resps[i].err = s.doWrite(st, &r.mut, &stats)
 		default:
 			resps[i].applied, resps[i].err = s.doApply(st, r.apply, &stats)
 		}
@@ -308,15 +329,6 @@ func (s *Store) commitBatch(batch []*request) bool {
 		return false
 	}
 	s.committed.Store(s.seq)
-	if st.refilter {
-		// The key filter outgrew its size: rebuild it, twice as large,
-		// from the committed keys.
-		if k, err := newKeyFilter(s.db, s.keyFilterMin()); err == nil {
-			s.keys = k
-		} else {
-			s.log.Error("rebuild key filter; keeping the full one", "err", err)
-		}
-	}
 	s.mu.Lock()
 	s.stats.Writes += stats.Writes
 	s.stats.Applied += stats.Applied
@@ -370,8 +382,11 @@ func (s *Store) record(st *batchState, key string) (conflict.Record, error) {
 	if rec, ok := st.records[key]; ok {
 		return rec, nil
 	}
-	if !s.keys.mayHave(key) {
-		st.records[key] = conflict.Record{} // a new key: no lookup needed
+	// A new key needs no lookup. It is added to the filter now, as the
+	// batch is about to write its record: if the commit fails, the filter
+	// only has a key too many (a false positive), never one too few.
+	if !s.keys.testOrAdd(key) {
+		st.records[key] = conflict.Record{}
 		return conflict.Record{}, nil
 	}
 	rec, _, err := getRecord(st.txn, key)
@@ -401,7 +416,7 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	s.oseq++
 	// The outbox value is the entry header followed by the event: encode
 	// the event straight after the header.
-	entry := appendOutboxHeader(make([]byte, 0, 192+len(m.Key)+len(value)), OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: []string{s.opts.Region}})
+	entry := appendOutboxHeader(make([]byte, 0, 192+len(m.Key)+len(value)), OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: s.selfPath})
 	if err := s.appendOutbox(st, AppendEvent(entry, ev)); err != nil {
 		return WriteResult{}, err
 	}
@@ -502,9 +517,6 @@ func (s *Store) flush(st *batchState) error {
 		if err := st.txn.Set(rk, b); err != nil {
 			return fmt.Errorf("put %q: %w", key, err)
 		}
-		// Added before the commit: if it fails, the filter only has a
-		// key too many (a false positive), never one too few.
-		st.refilter = s.keys.add(key) || st.refilter
 	}
 	for origin := range st.wmOld {
 		if err := st.txn.Set(watermarkKey(origin), encodeU64(s.wm[origin])); err != nil {
