@@ -98,7 +98,7 @@ func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rul
 // the key's current visible value stands in, so a home computed from the
 // document stays where the document lives.
 func (n *Node) homeOf(rule *rules.Rule, mut *store.Mutation) (string, error) {
-	value := mut.Value
+	value := mut.Value.JSON()
 	if mut.Deleted {
 		if rec, ok, err := n.store.Get(mut.Key); err == nil && ok {
 			if res, err := rule.Resolve(mut.Key, n.cfg.Region, rec.Versions); err == nil && res.Status == http.StatusOK {
@@ -194,7 +194,7 @@ func (n *Node) forward(ctx context.Context, home string, mut *store.Mutation, ct
 	if err != nil {
 		return forwardReply{}, fmt.Errorf("%w: %v", errHomeUnreachable, err)
 	}
-	req, err := json.Marshal(forwardRequest{From: n.cfg.Region, Key: mut.Key, Value: mut.Value, Deleted: mut.Deleted, Context: ctxToken, Session: session})
+	req, err := json.Marshal(forwardRequest{From: n.cfg.Region, Key: mut.Key, Value: mut.Value.JSON(), Deleted: mut.Deleted, Context: ctxToken, Session: session})
 	if err != nil {
 		return forwardReply{}, err
 	}
@@ -288,7 +288,12 @@ func (n *Node) handleForward(ctx context.Context, data []byte) forwardReply {
 	if err != nil {
 		return fail(err)
 	}
-	mut := store.Mutation{Key: req.Key, Value: req.Value, Deleted: req.Deleted, Context: ctxVV}
+	mut := store.Mutation{Key: req.Key, Deleted: req.Deleted, Context: ctxVV}
+	if !req.Deleted {
+		if mut.Value, err = store.ParseDoc(req.Value); err != nil {
+			return fail(errorf(http.StatusBadRequest, "bad_json", "forwarded value of %q is not a JSON document: %v", req.Key, err))
+		}
+	}
 	if rule.Strategy() == rules.StrategyHomeRegion && rule.HasHome() {
 		if home, err := n.homeOf(rule, &mut); err != nil || home != n.cfg.Region {
 			return fail(&apiError{status: http.StatusMisdirectedRequest, code: "wrong_region",

@@ -132,31 +132,32 @@ func (n *Node) handleKV(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// readValue reads and checks a PUT body: valid JSON within the size limit.
-func (n *Node) readValue(r *http.Request) (json.RawMessage, error) {
+// readValue reads and checks a PUT body: one JSON document within the size
+// limit, in the store's form (store.ParseDoc; checked once, here).
+func (n *Node) readValue(r *http.Request) (store.Doc, error) {
 	limit := int64(n.cfg.HTTP.MaxValueBytes)
 	if r.ContentLength > limit {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "value is %d bytes; the limit is %d (http.max_value_bytes)", r.ContentLength, limit)
+		return store.Doc{}, errorf(http.StatusRequestEntityTooLarge, "too_large", "value is %d bytes; the limit is %d (http.max_value_bytes)", r.ContentLength, limit)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "bad_body", "reading body: %v", err)
+		return store.Doc{}, errorf(http.StatusBadRequest, "bad_body", "reading body: %v", err)
 	}
 	if int64(len(body)) > limit {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "value is over the limit of %d bytes (http.max_value_bytes)", limit)
+		return store.Doc{}, errorf(http.StatusRequestEntityTooLarge, "too_large", "value is over the limit of %d bytes (http.max_value_bytes)", limit)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, errorf(http.StatusBadRequest, "bad_json", "body is empty: send a JSON document")
+		return store.Doc{}, errorf(http.StatusBadRequest, "bad_json", "body is empty: send a JSON document")
 	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, body); err != nil {
-		return nil, errorf(http.StatusBadRequest, "bad_json", "body is not valid JSON: %v", err)
+	doc, err := store.ParseDoc(body)
+	if err != nil {
+		return store.Doc{}, errorf(http.StatusBadRequest, "bad_json", "body is not valid JSON: %v", err)
 	}
-	return buf.Bytes(), nil
+	return doc, nil
 }
 
 func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted bool) error {
-	var value json.RawMessage
+	var value store.Doc
 	if !deleted {
 		var err error
 		if value, err = n.readValue(r); err != nil {

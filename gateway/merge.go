@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 
 	"github.com/geogate/geogate/conflict"
@@ -109,7 +110,12 @@ func (n *Node) mergeKey(ctx context.Context, key string) {
 	if !ok {
 		return
 	}
-	if _, err := n.writeMutation(ctx, rule, store.Mutation{Key: key, Value: merged, Context: rec.Context(), Merged: true}); err != nil && ctx.Err() == nil {
+	doc, err := store.ParseDoc(merged)
+	if err != nil {
+		n.ruleError(rule, key, fmt.Errorf("merged value: %w", err))
+		return
+	}
+	if _, err := n.writeMutation(ctx, rule, store.Mutation{Key: key, Value: doc, Context: rec.Context(), Merged: true}); err != nil && ctx.Err() == nil {
 		n.log.Error("resolver merge write failed; siblings kept", "key", key, "err", err)
 	}
 }

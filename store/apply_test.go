@@ -16,7 +16,7 @@ func threeEvents(t *testing.T) ([]produced, string) {
 	eu := openTest(t, "eu", "", nil)
 	var muts []Mutation
 	for i := 1; i <= 3; i++ {
-		muts = append(muts, Mutation{Key: fmt.Sprintf("k%d", i), Value: jsonDoc(`{"n":%d}`, i)})
+		muts = append(muts, Mutation{Key: fmt.Sprintf("k%d", i), Value: doc(`{"n":%d}`, i)})
 	}
 	return writeEvents(t, eu, muts...), eu.Actor()
 }
@@ -115,7 +115,7 @@ func TestApplyWaitsForGap(t *testing.T) {
 
 func TestApplyIgnoresOwnEvents(t *testing.T) {
 	s := openTest(t, "us", "", nil)
-	own := writeEvents(t, s, Mutation{Key: "k", Value: jsonDoc(`1`)})[0]
+	own := writeEvents(t, s, Mutation{Key: "k", Value: doc(`1`)})[0]
 	before, _ := digest(t, s)
 	applied := s.Applied()
 
@@ -152,7 +152,7 @@ func threeEventsNoSeq(t *testing.T) conflict.Event {
 func TestApplyForward(t *testing.T) {
 	evs, origin := threeEvents(t)
 	s := openTest(t, "hub", "", nil)
-	mine := mustWrite(t, s, Mutation{Key: "local", Value: jsonDoc(`0`)})
+	mine := mustWrite(t, s, Mutation{Key: "local", Value: doc(`0`)})
 
 	in := evs[0].incoming()
 	in.Forward = true
@@ -199,8 +199,8 @@ func TestApplyForward(t *testing.T) {
 func TestApplyBatchAcrossOrigins(t *testing.T) {
 	eu := openTest(t, "eu", "", nil)
 	ap := openTest(t, "ap", "", nil)
-	a := writeEvents(t, eu, Mutation{Key: "x", Value: jsonDoc(`"eu"`)}, Mutation{Key: "y", Value: jsonDoc(`1`)})
-	b := writeEvents(t, ap, Mutation{Key: "x", Value: jsonDoc(`"ap"`)})
+	a := writeEvents(t, eu, Mutation{Key: "x", Value: doc(`"eu"`)}, Mutation{Key: "y", Value: doc(`1`)})
+	b := writeEvents(t, ap, Mutation{Key: "x", Value: doc(`"ap"`)})
 	s := openTest(t, "us", "", nil)
 	res := mustApply(t, s, a[0].incoming(), b[0].incoming(), a[1].incoming())
 	for i, r := range res {

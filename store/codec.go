@@ -17,6 +17,47 @@ import (
 // replicates, as the same bytes in every region; values read back from
 // stored records already are.
 
+// Doc is one JSON document in the form the store keeps: valid, compact and
+// HTML-escaped exactly as json.Marshal writes a json.RawMessage, so it has
+// the same bytes in every region. Only ParseDoc makes one, so a Doc needs
+// no second check; the zero Doc holds no document. A Doc is immutable.
+type Doc struct{ raw json.RawMessage }
+
+// ParseDoc checks that v is one valid JSON document and returns it in the
+// store's form. When v already is in that form (the usual case: clients
+// and json.Marshal send compact JSON) the Doc shares v's bytes without a
+// copy, and the caller must not modify them afterwards.
+func ParseDoc(v []byte) (Doc, error) {
+	if len(v) == 0 {
+		return Doc{}, errors.New("empty: a document is required")
+	}
+	n, err := normalizeValue(v)
+	if err != nil {
+		return Doc{}, err
+	}
+	return Doc{raw: n}, nil
+}
+
+// MustParseDoc is ParseDoc for documents known to be valid (literals in
+// programs and tests); it panics on an invalid one.
+func MustParseDoc(v string) Doc {
+	d, err := ParseDoc([]byte(v))
+	if err != nil {
+		panic(fmt.Sprintf("store.MustParseDoc(%q): %v", v, err))
+	}
+	return d
+}
+
+// JSON returns the document's bytes, which the caller must not modify;
+// nil for the zero Doc.
+func (d Doc) JSON() json.RawMessage { return d.raw }
+
+// IsZero reports whether d holds no document.
+func (d Doc) IsZero() bool { return len(d.raw) == 0 }
+
+// Len is the document's size in bytes.
+func (d Doc) Len() int { return len(d.raw) }
+
 // normalizeValue returns v compacted and HTML-escaped as json.Marshal
 // writes a json.RawMessage, or an error if v is not valid JSON. An empty
 // value (no document) is returned unchanged.

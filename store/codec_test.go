@@ -422,7 +422,7 @@ func TestDecodeRefuses(t *testing.T) {
 // cannot hold, rather than writing a record it could not read back.
 func TestEmptyActorRefused(t *testing.T) {
 	s := openTest(t, "us", "", nil)
-	if _, err := s.Write(t.Context(), Mutation{Key: "k", Value: jsonDoc(`1`), Context: conflict.VV{"": 1}}); err == nil {
+	if _, err := s.Write(t.Context(), Mutation{Key: "k", Value: doc(`1`), Context: conflict.VV{"": 1}}); err == nil {
 		t.Fatalf("write with an empty-actor context accepted")
 	}
 	ev := conflict.Event{Key: "k", OSeq: 1, Version: conflict.Version{Dot: conflict.Dot{Actor: "", Counter: 1}, Value: jsonDoc(`1`)}}
@@ -436,7 +436,7 @@ func TestEmptyActorRefused(t *testing.T) {
 	if _, ok, err := s.Get("k"); ok || err != nil {
 		t.Fatalf("get after refused requests: ok %v, err %v", ok, err)
 	}
-	mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`2`), Supersede: true})
+	mustWrite(t, s, Mutation{Key: "k", Value: doc(`2`), Supersede: true})
 	if v := mustGet(t, s, "k").Versions; len(v) != 1 || string(v[0].Value) != "2" {
 		t.Fatalf("record after a good write = %+v", v)
 	}
@@ -444,10 +444,11 @@ func TestEmptyActorRefused(t *testing.T) {
 
 // TestWriteNormalizesValue: the value a write returns, the one stored and
 // the one in the outbox event are the same bytes; invalid JSON is refused
-// without consuming a sequence.
+// by ParseDoc, and a write without a document without consuming a
+// sequence.
 func TestWriteNormalizesValue(t *testing.T) {
 	s := openTest(t, "us", "", nil)
-	res := mustWrite(t, s, Mutation{Key: "k", Value: json.RawMessage("{ \"a\" : \"<x>\" ,\n \"b\": [1, 2] }")})
+	res := mustWrite(t, s, Mutation{Key: "k", Value: MustParseDoc("{ \"a\" : \"<x>\" ,\n \"b\": [1, 2] }")})
 	const want = `{"a":"\u003cx\u003e","b":[1,2]}`
 	if got := string(res.Event.Version.Value); got != want {
 		t.Errorf("event value = %s, want %s", got, want)
@@ -462,10 +463,15 @@ func TestWriteNormalizesValue(t *testing.T) {
 		t.Errorf("stored record differs from the write's result")
 	}
 
-	if _, err := s.Write(t.Context(), Mutation{Key: "k", Value: json.RawMessage(`{"a":`)}); err == nil {
-		t.Fatalf("write of invalid JSON accepted")
+	for _, bad := range []string{`{"a":`, ``, ` `, `1 2`, `{"a":1}}`, `nul`, "\"\x01\""} {
+		if d, err := ParseDoc([]byte(bad)); err == nil {
+			t.Errorf("ParseDoc(%q) = %s, want an error", bad, d.JSON())
+		}
 	}
-	if w := mustWrite(t, s, Mutation{Key: "k2", Value: json.RawMessage(`1`)}); w.Event.OSeq != 2 {
+	if _, err := s.Write(t.Context(), Mutation{Key: "k"}); err == nil {
+		t.Fatalf("write without a document accepted")
+	}
+	if w := mustWrite(t, s, Mutation{Key: "k2", Value: MustParseDoc(`1`)}); w.Event.OSeq != 2 {
 		t.Errorf("OSeq after a refused write = %d, want 2", w.Event.OSeq)
 	}
 }

@@ -63,10 +63,10 @@ func TestConflictsNewestFirst(t *testing.T) {
 	eu := openTest(t, "eu", "", nil)
 	// Keys a and ab share a prefix: the per-key index must keep them apart.
 	for _, key := range []string{"a", "a", "ab", "a", "ab"} {
-		mustWrite(t, s, Mutation{Key: key, Value: jsonDoc(`%q`, key)})
+		mustWrite(t, s, Mutation{Key: key, Value: doc(`%q`, key)})
 	}
 	// Entries so far: 1 (a, 2 versions), 2 (a, 3), 3 (ab, 2).
-	remote := writeEvents(t, eu, Mutation{Key: "ab", Value: jsonDoc(`"eu"`)})
+	remote := writeEvents(t, eu, Mutation{Key: "ab", Value: doc(`"eu"`)})
 	mustApply(t, s, remote[0].incoming()) // entry 4 (ab, 3), from a replicated event
 
 	if got := conflictSeqs(mustConflicts(t, s, "a", 10)); !slices.Equal(got, []uint64{2, 1}) {
@@ -106,7 +106,7 @@ func TestConflictRetention(t *testing.T) {
 	var seq uint64
 	for i := range 14 {
 		key := []string{"x", "y"}[i%2]
-		mustWrite(t, s, Mutation{Key: key, Value: jsonDoc(`%d`, i)})
+		mustWrite(t, s, Mutation{Key: key, Value: doc(`%d`, i)})
 		if i >= 2 {
 			seq++
 			byKey[key] = append(byKey[key], seq)
@@ -149,7 +149,7 @@ func TestConflictRetention(t *testing.T) {
 	}
 	s = openTest(t, "us", dir, withObserver(retention))
 	check(s)
-	mustWrite(t, s, Mutation{Key: "x", Value: jsonDoc(`"again"`)})
+	mustWrite(t, s, Mutation{Key: "x", Value: doc(`"again"`)})
 	if got := conflictSeqs(mustConflicts(t, s, "", 100)); !slices.Equal(got, []uint64{13, 12, 11, 10, 9}) {
 		t.Errorf("after reopen and one more: %v, want 13..9", got)
 	}
@@ -208,7 +208,7 @@ func TestOnConflictsAfterCommit(t *testing.T) {
 		}
 	})
 	for _, key := range []string{"a", "a", "b", "b", "a"} {
-		mustWrite(t, s, Mutation{Key: key, Value: jsonDoc(`%q`, key)})
+		mustWrite(t, s, Mutation{Key: key, Value: doc(`%q`, key)})
 	}
 	eventually(t, 5*time.Second, "three conflict entries published", func() bool {
 		mu.Lock()
@@ -235,16 +235,16 @@ func TestChangeFlags(t *testing.T) {
 		o.Observer = rec
 		o.Clock = conflict.NewClock(local.now, 60_000) // a minute of skew allowed
 	})
-	mustWrite(t, s, Mutation{Key: "m", Value: jsonDoc(`1`), Merged: true})
+	mustWrite(t, s, Mutation{Key: "m", Value: doc(`1`), Merged: true})
 	if c := rec.last(); !c.Local || !c.Merged || c.Skewed || c.Key != "m" {
 		t.Errorf("merged write: change %+v, want local and merged", c)
 	}
 
 	fast := newFakeClock(baseWall)
 	eu := openTest(t, "eu", "", func(o *Options) { o.Clock = conflict.NewClock(fast.now, 0) })
-	near := writeEvents(t, eu, Mutation{Key: "near", Value: jsonDoc(`1`)})
+	near := writeEvents(t, eu, Mutation{Key: "near", Value: doc(`1`)})
 	fast.advance(time.Hour)
-	far := writeEvents(t, eu, Mutation{Key: "far", Value: jsonDoc(`2`)})
+	far := writeEvents(t, eu, Mutation{Key: "far", Value: doc(`2`)})
 
 	mustApply(t, s, near[0].incoming())
 	if c := rec.last(); c.Local || c.Merged || c.Skewed || c.Key != "near" {
@@ -254,7 +254,7 @@ func TestChangeFlags(t *testing.T) {
 	if c := rec.last(); !c.Skewed || c.Key != "far" {
 		t.Errorf("event an hour ahead: change %+v, want skewed", c)
 	}
-	if w := mustWrite(t, s, Mutation{Key: "after", Value: jsonDoc(`3`)}); w.Event.Version.HLC.Wall >= far[0].Event.Version.HLC.Wall {
+	if w := mustWrite(t, s, Mutation{Key: "after", Value: doc(`3`)}); w.Event.Version.HLC.Wall >= far[0].Event.Version.HLC.Wall {
 		t.Errorf("skewed HLC %v was folded into the local clock (%v)", far[0].Event.Version.HLC, w.Event.Version.HLC)
 	}
 }
@@ -271,14 +271,14 @@ func TestConflictMaxAge(t *testing.T) {
 	}
 	s := openTest(t, "us", dir, edit)
 	for i := range 4 { // entries 1..3 at baseWall
-		mustWrite(t, s, Mutation{Key: "old", Value: jsonDoc(`%d`, i)})
+		mustWrite(t, s, Mutation{Key: "old", Value: doc(`%d`, i)})
 	}
 	if got := len(mustConflicts(t, s, "", 100)); got != 3 {
 		t.Fatalf("%d entries before aging, want 3", got)
 	}
 	clock.advance(2 * time.Minute)
-	mustWrite(t, s, Mutation{Key: "new", Value: jsonDoc(`1`)})
-	mustWrite(t, s, Mutation{Key: "new", Value: jsonDoc(`2`)}) // entry 4, two minutes later
+	mustWrite(t, s, Mutation{Key: "new", Value: doc(`1`)})
+	mustWrite(t, s, Mutation{Key: "new", Value: doc(`2`)}) // entry 4, two minutes later
 	es := mustConflicts(t, s, "", 100)
 	if !slices.Equal(conflictSeqs(es), []uint64{4}) {
 		t.Fatalf("after aging: entries %v, want only [4]", conflictSeqs(es))
@@ -290,7 +290,7 @@ func TestConflictMaxAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openTest(t, "us", dir, edit)
-	mustWrite(t, s, Mutation{Key: "new", Value: jsonDoc(`3`)}) // entry 5
+	mustWrite(t, s, Mutation{Key: "new", Value: doc(`3`)}) // entry 5
 	if es := mustConflicts(t, s, "", 100); !slices.Equal(conflictSeqs(es), []uint64{5, 4}) {
 		t.Fatalf("after reopen: entries %v, want [5 4]", conflictSeqs(es))
 	}

@@ -50,7 +50,7 @@ func TestCrashChild(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(deadline); i++ {
 				key := fmt.Sprintf("%s/w%d/%d", prefix, w, i)
-				res, err := s.Write(context.Background(), Mutation{Key: key, Value: []byte(crashValue(key))})
+				res, err := s.Write(context.Background(), Mutation{Key: key, Value: MustParseDoc(crashValue(key))})
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "write %s: %v\n", key, err)
 					os.Exit(2)

@@ -196,3 +196,6 @@ func writeConcurrently(t testing.TB, s *Store, muts []Mutation, n int) {
 		t.Fatalf("write: %v", err)
 	}
 }
+
+// doc is jsonDoc parsed as a store document (it must be valid JSON).
+func doc(format string, a ...any) Doc { return MustParseDoc(fmt.Sprintf(format, a...)) }

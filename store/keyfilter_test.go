@@ -15,7 +15,7 @@ func TestKeyFilterNoFalseNegatives(t *testing.T) {
 	s := openTest(t, "us", dir, small)
 	const n = 200
 	for i := range n {
-		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k%d", i), Value: jsonDoc(`%d`, i)})
+		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k%d", i), Value: doc(`%d`, i)})
 	}
 	if len(s.keys.layers) < 3 {
 		t.Fatalf("filter has %d layers after %d writes with a first layer of 8 keys: it never grew", len(s.keys.layers), n)
@@ -24,7 +24,7 @@ func TestKeyFilterNoFalseNegatives(t *testing.T) {
 		t.Helper()
 		for i := range n {
 			key := fmt.Sprintf("k%d", i)
-			res := mustWrite(t, s, Mutation{Key: key, Value: jsonDoc(`"r%d"`, round), Supersede: true})
+			res := mustWrite(t, s, Mutation{Key: key, Value: doc(`"r%d"`, round), Supersede: true})
 			if len(res.Record.Versions) != 1 || res.Outcome.Added != true || len(res.Outcome.Superseded) != 1 {
 				t.Fatalf("round %d, %s: %d versions, %d superseded: the write missed the key's record",
 					round, key, len(res.Record.Versions), len(res.Outcome.Superseded))
@@ -41,7 +41,7 @@ func TestKeyFilterNoFalseNegatives(t *testing.T) {
 
 func TestKeyFilterSkipsLookupOfNewKeys(t *testing.T) {
 	s := openTest(t, "us", "", nil)
-	mustWrite(t, s, Mutation{Key: "present", Value: jsonDoc(`1`)})
+	mustWrite(t, s, Mutation{Key: "present", Value: doc(`1`)})
 	if !s.keys.mayHave("present") {
 		t.Fatal("a written key is not in the filter")
 	}

@@ -17,7 +17,7 @@ func TestReopenKeepsState(t *testing.T) {
 	evs, origin := threeEvents(t)
 	s := openTest(t, "us", dir, nil)
 	for i := range 3 {
-		mustWrite(t, s, Mutation{Key: keyOf(0, i), Value: jsonDoc(`%d`, i)})
+		mustWrite(t, s, Mutation{Key: keyOf(0, i), Value: doc(`%d`, i)})
 	}
 	fwd := evs[0].incoming()
 	fwd.Forward = true
@@ -47,7 +47,7 @@ func TestReopenKeepsState(t *testing.T) {
 	}
 
 	// Sequences continue; the watermark still orders replicated events.
-	w := mustWrite(t, s, Mutation{Key: "next", Value: jsonDoc(`1`)})
+	w := mustWrite(t, s, Mutation{Key: "next", Value: doc(`1`)})
 	if w.Event.OSeq != 4 || w.Event.Version.Dot.Actor != actor {
 		t.Errorf("next write: OSeq %d dot %v, want 4 by %s", w.Event.OSeq, w.Event.Version.Dot, actor)
 	}
@@ -79,11 +79,11 @@ func TestNewDirectoryNewActor(t *testing.T) {
 		}
 	}
 	// The old incarnation's events are foreign to the new one: they apply.
-	old := writeEvents(t, a, Mutation{Key: "k", Value: jsonDoc(`"old"`)})
+	old := writeEvents(t, a, Mutation{Key: "k", Value: doc(`"old"`)})
 	if res := mustApply(t, b, old[0].incoming())[0]; !res.Done || res.Duplicate {
 		t.Errorf("old incarnation's event: %+v, want applied", res)
 	}
-	w := mustWrite(t, b, Mutation{Key: "k", Value: jsonDoc(`"new"`)})
+	w := mustWrite(t, b, Mutation{Key: "k", Value: doc(`"new"`)})
 	if w.Event.Version.Dot == old[0].Event.Version.Dot {
 		t.Errorf("new incarnation reused dot %v", w.Event.Version.Dot)
 	}
@@ -125,13 +125,13 @@ func TestOpenRequiresRegionAndClock(t *testing.T) {
 
 func TestCloseIdempotentAndRefusesRequests(t *testing.T) {
 	s := openTest(t, "us", "", nil)
-	mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`1`)})
+	mustWrite(t, s, Mutation{Key: "k", Value: doc(`1`)})
 	for i := range 2 {
 		if err := s.Close(); err != nil {
 			t.Fatalf("close #%d: %v", i+1, err)
 		}
 	}
-	if _, err := s.Write(context.Background(), Mutation{Key: "k", Value: jsonDoc(`2`)}); !errors.Is(err, ErrClosed) {
+	if _, err := s.Write(context.Background(), Mutation{Key: "k", Value: doc(`2`)}); !errors.Is(err, ErrClosed) {
 		t.Errorf("write after close: %v, want ErrClosed", err)
 	}
 	evs, _ := threeEvents(t)
@@ -157,7 +157,7 @@ func TestCloseWithWritersInFlight(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				key := keyOf(w, i)
-				_, err := s.Write(context.Background(), Mutation{Key: key, Value: jsonDoc(`%d`, i)})
+				_, err := s.Write(context.Background(), Mutation{Key: key, Value: doc(`%d`, i)})
 				if err != nil {
 					errs <- err
 					return
@@ -214,14 +214,14 @@ func TestSequencesSurviveTrimAndReopen(t *testing.T) {
 	hub := openTest(t, "hub", dir, nil)
 	spoke := openTest(t, "spoke", "", nil)
 	for i := range 3 {
-		mustWrite(t, hub, Mutation{Key: "own", Value: jsonDoc(`%d`, i)}) // outbox 1..3, oseq 1..3
+		mustWrite(t, hub, Mutation{Key: "own", Value: doc(`%d`, i)}) // outbox 1..3, oseq 1..3
 	}
 	// Trim all own entries, then forward two of the spoke's events.
 	if err := hub.TrimOutbox(3); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "trim", func() bool { return len(mustOutbox(t, hub, 0)) == 0 })
-	for _, p := range writeEvents(t, spoke, Mutation{Key: "a", Value: jsonDoc(`1`)}, Mutation{Key: "b", Value: jsonDoc(`2`)}) {
+	for _, p := range writeEvents(t, spoke, Mutation{Key: "a", Value: doc(`1`)}, Mutation{Key: "b", Value: doc(`2`)}) {
 		in := p.incoming()
 		in.Forward = true
 		mustApply(t, hub, in) // outbox 4, 5: forwarded, not own
@@ -230,7 +230,7 @@ func TestSequencesSurviveTrimAndReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub = openTest(t, "hub", dir, nil)
-	res := mustWrite(t, hub, Mutation{Key: "own", Value: jsonDoc(`"after"`)})
+	res := mustWrite(t, hub, Mutation{Key: "own", Value: doc(`"after"`)})
 	if res.Event.OSeq != 4 {
 		t.Fatalf("own oseq after reopen %d, want 4", res.Event.OSeq)
 	}
@@ -243,7 +243,7 @@ func TestSequencesSurviveTrimAndReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub = openTest(t, "hub", dir, nil)
-	if res := mustWrite(t, hub, Mutation{Key: "own", Value: jsonDoc(`"again"`)}); res.Event.OSeq != 5 {
+	if res := mustWrite(t, hub, Mutation{Key: "own", Value: doc(`"again"`)}); res.Event.OSeq != 5 {
 		t.Fatalf("own oseq after second reopen %d, want 5", res.Event.OSeq)
 	}
 	if out := mustOutbox(t, hub, 0); out[len(out)-1].Seq != 7 {

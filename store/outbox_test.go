@@ -28,7 +28,7 @@ func seqRange(from, to uint64) []uint64 {
 func TestReadOutboxAfter(t *testing.T) {
 	s := openTest(t, "us", "", nil)
 	for i := range 10 {
-		mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`%d`, i)})
+		mustWrite(t, s, Mutation{Key: "k", Value: doc(`%d`, i)})
 	}
 	cases := []struct {
 		after uint64
@@ -63,7 +63,7 @@ func TestTrimOutbox(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, "us", dir, nil)
 	for i := range 10 {
-		mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`%d`, i)})
+		mustWrite(t, s, Mutation{Key: "k", Value: doc(`%d`, i)})
 	}
 	if err := s.TrimOutbox(6); err != nil {
 		t.Fatalf("trim: %v", err)
@@ -89,7 +89,7 @@ func TestTrimOutbox(t *testing.T) {
 			t.Fatalf("trim %d: %v", upTo, err)
 		}
 	}
-	w := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`"after"`)})
+	w := mustWrite(t, s, Mutation{Key: "k", Value: doc(`"after"`)})
 	if w.Event.OSeq != 11 {
 		t.Errorf("OSeq after trim = %d, want 11 (sequences are not reused)", w.Event.OSeq)
 	}
@@ -115,14 +115,14 @@ func TestTrimOutbox(t *testing.T) {
 func TestTrimOutboxBeyondCommitted(t *testing.T) {
 	s := openTest(t, "us", "", nil)
 	for i := range 3 {
-		mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`%d`, i)})
+		mustWrite(t, s, Mutation{Key: "k", Value: doc(`%d`, i)})
 	}
 	if err := s.TrimOutbox(100); err != nil {
 		t.Fatalf("trim: %v", err)
 	}
 	eventually(t, 5*time.Second, "trim applied", func() bool { return len(mustOutbox(t, s, 0)) == 0 })
 	for i := range 3 {
-		mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`"new %d"`, i)})
+		mustWrite(t, s, Mutation{Key: "k", Value: doc(`"new %d"`, i)})
 	}
 	if got := seqs(mustOutbox(t, s, 0)); !slices.Equal(got, seqRange(4, 6)) {
 		t.Fatalf("outbox = %v, want the new entries 4..6", got)
@@ -139,7 +139,7 @@ func TestTrimOutboxManyEntries(t *testing.T) {
 	s := openTest(t, "us", "", func(o *Options) { o.Sync = false })
 	muts := make([]Mutation, 5000)
 	for i := range muts {
-		muts[i] = Mutation{Key: keyOf(i%7, i), Value: jsonDoc(`%d`, i)}
+		muts[i] = Mutation{Key: keyOf(i%7, i), Value: doc(`%d`, i)}
 	}
 	writeConcurrently(t, s, muts, 8)
 	if err := s.TrimOutbox(4999); err != nil {
@@ -160,7 +160,7 @@ func TestOutboxSignal(t *testing.T) {
 		t.Fatalf("signal before any write")
 	default:
 	}
-	mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`1`)})
+	mustWrite(t, s, Mutation{Key: "k", Value: doc(`1`)})
 	select {
 	case <-s.OutboxSignal():
 	case <-time.After(5 * time.Second):

@@ -14,7 +14,7 @@ import (
 func TestList(t *testing.T) {
 	s := openTest(t, "us", "", nil)
 	for _, k := range []string{"a/3", "b/1", "a/1", "a/0", "a/2", "a", "ab"} {
-		mustWrite(t, s, Mutation{Key: k, Value: jsonDoc(`%q`, k)})
+		mustWrite(t, s, Mutation{Key: k, Value: doc(`%q`, k)})
 	}
 	mustWrite(t, s, Mutation{Key: "a/0", Deleted: true, Supersede: true})
 	mustWrite(t, s, Mutation{Key: "b/9", Deleted: true}) // a tombstone-only record from the start
@@ -72,7 +72,7 @@ func TestList(t *testing.T) {
 func TestScan(t *testing.T) {
 	s := openTest(t, "us", "", nil)
 	for _, k := range []string{"c", "a", "b"} {
-		mustWrite(t, s, Mutation{Key: k, Value: jsonDoc(`%q`, k)})
+		mustWrite(t, s, Mutation{Key: k, Value: doc(`%q`, k)})
 	}
 	var seen []string
 	err := s.Scan(func(key string, rec conflict.Record) bool {
@@ -99,7 +99,7 @@ func TestDigestConverges(t *testing.T) {
 	muts := func(region string) []Mutation {
 		var out []Mutation
 		for i := range 12 {
-			m := Mutation{Key: fmt.Sprintf("k%d", i%5), Value: jsonDoc(`{"r":%q,"i":%d}`, region, i)}
+			m := Mutation{Key: fmt.Sprintf("k%d", i%5), Value: doc(`{"r":%q,"i":%d}`, region, i)}
 			switch i % 4 {
 			case 1:
 				m.Supersede = true
@@ -115,7 +115,7 @@ func TestDigestConverges(t *testing.T) {
 	// eu also saw some of ap's writes before writing more (causal links
 	// across regions).
 	mustApply(t, eu, b[0].incoming(), b[1].incoming(), b[2].incoming())
-	a = append(a, writeEvents(t, eu, Mutation{Key: "k0", Value: jsonDoc(`"eu late"`), Supersede: true}, Mutation{Key: "k1", Value: jsonDoc(`"eu late"`)})...)
+	a = append(a, writeEvents(t, eu, Mutation{Key: "k0", Value: doc(`"eu late"`), Supersede: true}, Mutation{Key: "k1", Value: doc(`"eu late"`)})...)
 
 	deliver := func(s *Store, order []produced) {
 		t.Helper()
@@ -163,7 +163,7 @@ func TestDigestConverges(t *testing.T) {
 	// One differing record changes the digest, and so does a missing one.
 	diff := openTest(t, "us", "", nil)
 	deliver(diff, slices.Concat(a, b))
-	mustWrite(t, diff, Mutation{Key: "k2", Value: jsonDoc(`"us"`)})
+	mustWrite(t, diff, Mutation{Key: "k2", Value: doc(`"us"`)})
 	if got, m := digest(t, diff); got == want || m != n {
 		t.Errorf("digest with one extra version = %s (%d records), want different from %s with %d records", got[:12], m, want[:12], n)
 	}
@@ -198,7 +198,7 @@ func interleave(a, b []produced) []produced {
 func TestWaitApplied(t *testing.T) {
 	evs, origin := threeEvents(t)
 	s := openTest(t, "us", "", nil)
-	mustWrite(t, s, Mutation{Key: "own", Value: jsonDoc(`1`)})
+	mustWrite(t, s, Mutation{Key: "own", Value: doc(`1`)})
 
 	// Already satisfied: own actor and nothing else.
 	if missing := s.WaitApplied(context.Background(), conflict.VV{s.Actor(): 1}); missing != nil {

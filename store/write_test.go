@@ -16,7 +16,7 @@ func TestWriteThenGet(t *testing.T) {
 	if _, ok, err := s.Get("k"); err != nil || ok {
 		t.Fatalf("get before write: ok=%v err=%v, want no record", ok, err)
 	}
-	res := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`{"a":1}`)})
+	res := mustWrite(t, s, Mutation{Key: "k", Value: doc(`{"a":1}`)})
 
 	if got := res.Event.Version.Dot; got != (conflict.Dot{Actor: s.Actor(), Counter: 1}) {
 		t.Errorf("dot = %v, want %s:1", got, s.Actor())
@@ -39,8 +39,8 @@ func TestWriteThenGet(t *testing.T) {
 
 func TestDeleteWritesTombstone(t *testing.T) {
 	s := openTest(t, "us", "", nil)
-	w := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`{"a":1}`)})
-	d := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`{"ignored":true}`), Deleted: true, Context: w.Record.Context()})
+	w := mustWrite(t, s, Mutation{Key: "k", Value: doc(`{"a":1}`)})
+	d := mustWrite(t, s, Mutation{Key: "k", Value: doc(`{"ignored":true}`), Deleted: true, Context: w.Record.Context()})
 
 	rec := mustGet(t, s, "k")
 	if len(rec.Versions) != 1 {
@@ -63,8 +63,8 @@ func TestDeleteWritesTombstone(t *testing.T) {
 
 func TestNilContextKeepsSiblings(t *testing.T) {
 	s := openTest(t, "us", "", nil)
-	a := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`1`)})
-	b := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`2`)})
+	a := mustWrite(t, s, Mutation{Key: "k", Value: doc(`1`)})
+	b := mustWrite(t, s, Mutation{Key: "k", Value: doc(`2`)})
 	if len(b.Outcome.Superseded) != 0 {
 		t.Errorf("nil-context write superseded %+v", b.Outcome.Superseded)
 	}
@@ -78,7 +78,7 @@ func TestNilContextKeepsSiblings(t *testing.T) {
 	}
 
 	// A write with the context of the first write only supersedes that one.
-	c := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`3`), Context: a.Record.Context()})
+	c := mustWrite(t, s, Mutation{Key: "k", Value: doc(`3`), Context: a.Record.Context()})
 	rec = mustGet(t, s, "k")
 	if len(rec.Versions) != 2 || len(c.Outcome.Superseded) != 1 || c.Outcome.Superseded[0].Dot != a.Event.Version.Dot {
 		t.Fatalf("after write with first context: versions %+v superseded %+v, want first replaced", rec.Versions, c.Outcome.Superseded)
@@ -88,15 +88,15 @@ func TestNilContextKeepsSiblings(t *testing.T) {
 func TestSupersedeReplacesAllSiblings(t *testing.T) {
 	s := openTest(t, "us", "", nil)
 	eu := openTest(t, "eu", "", nil)
-	mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`1`)})
-	mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`2`)})
-	remote := writeEvents(t, eu, Mutation{Key: "k", Value: jsonDoc(`"eu"`)})
+	mustWrite(t, s, Mutation{Key: "k", Value: doc(`1`)})
+	mustWrite(t, s, Mutation{Key: "k", Value: doc(`2`)})
+	remote := writeEvents(t, eu, Mutation{Key: "k", Value: doc(`"eu"`)})
 	mustApply(t, s, remote[0].incoming())
 	if n := len(mustGet(t, s, "k").Versions); n != 3 {
 		t.Fatalf("setup: %d versions, want 3 siblings", n)
 	}
 
-	res := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`"last"`), Supersede: true})
+	res := mustWrite(t, s, Mutation{Key: "k", Value: doc(`"last"`), Supersede: true})
 	rec := mustGet(t, s, "k")
 	if len(rec.Versions) != 1 || string(rec.Versions[0].Value) != `"last"` {
 		t.Fatalf("versions = %+v, want only the superseding write", rec.Versions)
@@ -115,7 +115,7 @@ func TestWriteEventsAndOutbox(t *testing.T) {
 	s := openTest(t, "us", "", nil)
 	var results []WriteResult
 	for i := range 5 {
-		results = append(results, mustWrite(t, s, Mutation{Key: string(rune('a' + i%3)), Value: jsonDoc(`{"i":%d}`, i)}))
+		results = append(results, mustWrite(t, s, Mutation{Key: string(rune('a' + i%3)), Value: doc(`{"i":%d}`, i)}))
 	}
 	for i, r := range results {
 		if r.Event.OSeq != uint64(i+1) {
@@ -148,9 +148,9 @@ func TestWriteAfterApplyHasLaterHLC(t *testing.T) {
 	fast := newFakeClock(baseWall)
 	fast.advance(time.Hour)
 	eu := openTest(t, "eu", "", func(o *Options) { o.Clock = conflict.NewClock(fast.now, 0) })
-	ev := writeEvents(t, eu, Mutation{Key: "k", Value: jsonDoc(`1`)})
+	ev := writeEvents(t, eu, Mutation{Key: "k", Value: doc(`1`)})
 	mustApply(t, s, ev[0].incoming())
-	w := mustWrite(t, s, Mutation{Key: "k", Value: jsonDoc(`2`), Supersede: true})
+	w := mustWrite(t, s, Mutation{Key: "k", Value: doc(`2`), Supersede: true})
 	if w.Event.Version.HLC.Compare(ev[0].Event.Version.HLC) <= 0 {
 		t.Fatalf("local HLC %v not after applied HLC %v", w.Event.Version.HLC, ev[0].Event.Version.HLC)
 	}
@@ -167,7 +167,7 @@ func TestGroupCommit(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range each {
-				res, err := s.Write(context.Background(), Mutation{Key: keyOf(w, i), Value: jsonDoc(`{"w":%d,"i":%d}`, w, i)})
+				res, err := s.Write(context.Background(), Mutation{Key: keyOf(w, i), Value: doc(`{"w":%d,"i":%d}`, w, i)})
 				if err != nil {
 					errs <- err
 					return

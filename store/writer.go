@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,8 +14,9 @@ import (
 // Mutation is a local write or delete of one key.
 type Mutation struct {
 	Key string
-	// Value is the JSON document; ignored when Deleted.
-	Value   json.RawMessage
+	// Value is the JSON document (ParseDoc); required unless Deleted,
+	// ignored when Deleted.
+	Value   Doc
 	Deleted bool
 	// Context is the causal context the client wrote with (nil: none).
 	Context conflict.VV
@@ -80,7 +80,7 @@ var requestPool = sync.Pool{New: func() any { return &request{resp: make(chan re
 // size estimates the bytes a request adds to a transaction.
 func (r *request) size() int {
 	if r.local {
-		return 2*min(len(r.mut.Value), valueThreshold) + 2*len(r.mut.Key) + 256
+		return 2*min(r.mut.Value.Len(), valueThreshold) + 2*len(r.mut.Key) + 256
 	}
 	n := 0
 	for _, in := range r.apply {
@@ -114,13 +114,9 @@ func (s *Store) Write(ctx context.Context, m Mutation) (WriteResult, error) {
 		return WriteResult{}, fmt.Errorf("write %q: context names the empty actor", m.Key)
 	}
 	if m.Deleted {
-		m.Value = nil
-	} else {
-		v, err := normalizeValue(m.Value)
-		if err != nil {
-			return WriteResult{}, fmt.Errorf("encode value of %q: %w", m.Key, err)
-		}
-		m.Value = v
+		m.Value = Doc{}
+	} else if m.Value.IsZero() {
+		return WriteResult{}, fmt.Errorf("write %q: no document (a write needs a Value unless it is a delete)", m.Key)
 	}
 	r := requestPool.Get().(*request)
 	r.local, r.mut = true, m
@@ -409,7 +405,7 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 			ctx = ctx.Merge(m.Context)
 		}
 	}
-	value := m.Value // normalized by Write
+	value := m.Value.JSON()
 	after, ev, out := before.Write(s.actor, ctx, value, m.Deleted, s.opts.Clock.Now())
 	ev.Key = m.Key
 	ev.OSeq = s.oseq + 1

@@ -228,7 +228,7 @@ func steadyLag(ctx context.Context, r1, r2 *store.Store, rate, secs int) (p50, p
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				res, err := r1.Write(ctx, store.Mutation{Key: fmt.Sprintf("lag-%d", i), Value: []byte(`{"lag":true}`), Supersede: true})
+				res, err := r1.Write(ctx, store.Mutation{Key: fmt.Sprintf("lag-%d", i), Value: store.MustParseDoc(`{"lag":true}`), Supersede: true})
 				if err != nil {
 					failed.Store(err)
 					return
