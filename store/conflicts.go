@@ -46,6 +46,17 @@ func (s *Store) appendConflict(st *batchState, e ConflictEntry) error {
 	return s.pruneConflicts(st, e)
 }
 
+// conflictHead is what pruning needs of the oldest conflict-log entry: its
+// key (for its index entry) and time. The writer caches it, so an append
+// that prunes nothing reads nothing, and each entry is read once, when it
+// becomes the oldest.
+type conflictHead struct {
+	seq     uint64
+	present bool // false: no entry at seq (already deleted)
+	key     string
+	at      int64
+}
+
 // pruneConflicts enforces the conflict log's bounds after appending e:
 // at most ConflictRetention entries, none older than ConflictMaxAge (by
 // the entries' At). It drops a bounded number of the oldest entries per
@@ -56,26 +67,53 @@ func (s *Store) pruneConflicts(st *batchState, e ConflictEntry) error {
 		if s.cfirst >= e.Seq {
 			return nil
 		}
-		old, ok, err := s.readConflict(st.txn, s.cfirst)
+		old, err := s.oldestConflict(st.txn)
 		if err != nil {
 			return err
 		}
 		overCount := e.Seq-s.cfirst >= uint64(s.opts.ConflictRetention)
-		tooOld := ok && maxAge > 0 && old.At < e.At-maxAge
-		if ok && !overCount && !tooOld {
+		tooOld := old.present && maxAge > 0 && old.at < e.At-maxAge
+		if old.present && !overCount && !tooOld {
 			return nil
 		}
-		if ok {
+		if old.present {
 			if err := st.txn.Delete(seqKey(prefixConflict, s.cfirst)); err != nil {
 				return err
 			}
-			if err := st.txn.Delete(conflictIndexKey(old.Key, s.cfirst)); err != nil {
+			if err := st.txn.Delete(conflictIndexKey(old.key, s.cfirst)); err != nil {
 				return err
 			}
 		}
 		s.cfirst++
 	}
 	return nil
+}
+
+// oldestConflict returns the head of the conflict log (the entry at
+// cfirst), from the cache when it holds that entry. Only the key and time
+// are decoded, not the entry's versions.
+func (s *Store) oldestConflict(txn *badger.Txn) (conflictHead, error) {
+	if s.chead != nil && s.chead.seq == s.cfirst {
+		return *s.chead, nil
+	}
+	h := conflictHead{seq: s.cfirst}
+	item, err := txn.Get(seqKey(prefixConflict, s.cfirst))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return h, fmt.Errorf("read conflict %d: %w", s.cfirst, err)
+	default:
+		var head struct {
+			Key string `json:"key"`
+			At  int64  `json:"at"`
+		}
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &head) }); err != nil {
+			return h, fmt.Errorf("decode conflict %d: %w", s.cfirst, err)
+		}
+		h.present, h.key, h.at = true, head.Key, head.At
+	}
+	s.chead = &h
+	return h, nil
 }
 
 func (s *Store) readConflict(txn *badger.Txn, seq uint64) (ConflictEntry, bool, error) {

@@ -114,6 +114,8 @@ type Store struct {
 	keys                     *keyFilter
 	batch                    batchState // the writer's, reused per commit
 	batchReqs                []*request // the writer's, reused per turn
+	// chead caches the conflict log's oldest entry (the writer's).
+	chead *conflictHead
 	// selfPath is the path of a local write's outbox entry (read-only).
 	selfPath []string
 	wm       map[string]uint64

@@ -311,6 +311,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 	}
 	if err != nil {
 		s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst = st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst
+		s.chead = nil // it may describe an entry of the failed transaction
 		for origin, old := range st.wmOld {
 			if old == 0 {
 				delete(s.wm, origin)
