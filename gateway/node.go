@@ -89,11 +89,10 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, opts: opts, log: opts.Logger.With("region", cfg.Region), links: map[string]*link.Link{},
 		peerConns: map[string]*nats.Conn{}, merges: newMergeQueue()}
-	kind, err := topology.ParseKind(cfg.Topology.Kind)
-	if err != nil {
-		return nil, fmt.Errorf("topology.kind: %w", err)
-	}
-	if n.plan, err = topology.New(cfg.Order(), topology.Spec{Kind: kind, Hub: cfg.Topology.Hub, Order: cfg.Topology.Order}); err != nil {
+	// The plan and the rule options come from the config, which validated
+	// both the same way (config.Validate), so a loaded config cannot fail
+	// here; one built in code and not validated still can.
+	if n.plan, err = cfg.Plan(); err != nil {
 		return nil, fmt.Errorf("topology: %w", err)
 	}
 	set, err := rules.Compile(cfg.Rules, n.ruleOptions())
@@ -133,10 +132,9 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	return n, nil
 }
 
-func (n *Node) ruleOptions() rules.Options {
-	order := n.cfg.Order()
-	return rules.Options{Regions: order, DefaultResolver: order[0]}
-}
+// ruleOptions are the options every rule set of this node is compiled
+// under, at start and on reload: the config's, which Validate used.
+func (n *Node) ruleOptions() rules.Options { return n.cfg.RuleOptions() }
 
 func (n *Node) rules() *rules.Set { return n.ruleSet.Load() }
 

@@ -67,7 +67,7 @@ func (n *Node) startReplication(ctx context.Context) error {
 		Region: n.cfg.Region, Conn: n.conn, Outbox: outbox{n.store},
 		Mode: mode, Downstream: downstream, MaxHold: n.cfg.Replication.MaxHold,
 		MaxAge: n.cfg.Replication.StreamMaxAge, MaxBytes: int64(n.cfg.Replication.StreamMaxBytes),
-		Heartbeat: n.cfg.Replication.Heartbeat, Clock: n.opts.Clock,
+		Heartbeat: n.cfg.Replication.Heartbeat, Clock: n.opts.Clock, Replicas: n.cfg.NATS.Replicas,
 		Logger: n.log.With("component", "publisher"),
 	})
 	if err != nil {
@@ -90,7 +90,7 @@ func (n *Node) startReplication(ctx context.Context) error {
 		url := n.peers[edge.From].NATS
 		lc := link.LinkConfig{
 			Region: n.cfg.Region, Peer: edge.From, URL: url, Origins: n.plan.FilterOrigins(n.cfg.Region, edge.From),
-			Applier: applier{n}, Batch: n.cfg.Replication.Batch, Logger: n.log.With("link", edge.From),
+			Applier: applier{n}, Batch: n.cfg.Replication.Batch, AckWait: n.cfg.Replication.AckWait, Logger: n.log.With("link", edge.From),
 		}
 		if n.opts.Dialer != nil {
 			lc.Dialer = n.opts.Dialer(edge.From)

@@ -157,8 +157,12 @@ type Rule struct {
 // Compile validates and compiles every rule once: each expression is
 // parsed, type-checked against its environment (see the package
 // documentation) and bounded by Options.MaxNodes; fields that do not apply
-// to the rule's strategy, unknown strategies and modes, repeated names and
-// non-region names are refused. On failure the error joins one
+// to the rule's strategy, unknown strategies and modes, missing, repeated
+// or space-padded names and non-region names are refused. A blank
+// expression (only spaces) counts as unset. Compile is the one judge of a
+// rule list: the config validates rules by calling it. Invalid opts (an
+// empty or repeated region, a default resolver outside the regions) give a
+// plain error. On failure otherwise the error joins one
 // *CompileError per problem (errors.As finds the first), each naming the
 // rule, the field and, for an expression, the line and column with a
 // caret.
@@ -185,15 +189,17 @@ func compileSet(specs []Spec, cfg *config) (*Set, []*CompileError) {
 		return nil, []*CompileError{{Index: -1, Err: errors.New("the rule list is empty")}}
 	}
 	set := &Set{cfg: cfg}
-	names := map[string]int{}
+	names := map[string]bool{}
 	for i, spec := range specs {
 		r, rerrs := compileRule(i, spec, cfg)
 		errs = append(errs, rerrs...)
-		if prev, dup := names[spec.Name]; dup && spec.Name != "" {
+		if names[spec.Name] && spec.Name != "" {
+			// No position: callers count rules from 1 (#2) or from 0
+			// (rules[1]); the earlier rule has the same name.
 			errs = append(errs, &CompileError{Index: i, Rule: spec.Name, Field: "name",
-				Err: fmt.Errorf("name already used by rule #%d", prev+1)})
+				Err: fmt.Errorf("name %q is already used by an earlier rule; names must be unique", spec.Name)})
 		}
-		names[spec.Name] = i
+		names[spec.Name] = true
 		set.rules = append(set.rules, r)
 	}
 	if len(errs) > 0 {
@@ -221,8 +227,13 @@ func compileRule(i int, spec Spec, cfg *config) (*Rule, []*CompileError) {
 		}
 		return p
 	}
-	if strings.TrimSpace(spec.Name) == "" {
+	switch name := strings.TrimSpace(spec.Name); {
+	case name == "":
 		fail("name", errors.New("a rule needs a name"))
+	case name != spec.Name:
+		// The name travels in the X-Geo-Rule header, whose value HTTP
+		// trims, and in metric labels, which it does not.
+		fail("name", fmt.Errorf("%q has leading or trailing spaces", spec.Name))
 	}
 	if strings.TrimSpace(spec.Match) == "" {
 		fail("match", errors.New("a rule needs a match expression (use 'true' to match every key)"))
@@ -236,9 +247,12 @@ func compileRule(i int, spec Spec, cfg *config) (*Rule, []*CompileError) {
 	r.merge = compile(kindMerge, spec.Merge)
 	r.onRead = compile(kindOnRead, spec.OnRead)
 
+	// A blank expression is an unset one, as compile treats it: a
+	// home_region rule with home: " " has no home.
+	given := func(src string) bool { return strings.TrimSpace(src) != "" }
 	set := map[string]bool{
-		"home": spec.Home != "", "home_mode": spec.HomeMode != "", "fallback": spec.Fallback != "",
-		"select": spec.Select != "", "merge": spec.Merge != "", "on_read": spec.OnRead != "",
+		"home": given(spec.Home), "home_mode": spec.HomeMode != "", "fallback": spec.Fallback != "",
+		"select": given(spec.Select), "merge": given(spec.Merge), "on_read": given(spec.OnRead),
 		"resolver": spec.Resolver != "",
 	}
 	allowed := map[Strategy][]string{
@@ -302,7 +316,7 @@ func compileRule(i int, spec Spec, cfg *config) (*Rule, []*CompileError) {
 		}
 	}
 	if set["resolver"] && !cfg.isRegion(spec.Resolver) {
-		fail("resolver", fmt.Errorf("%w: %q", ErrBadHome, spec.Resolver))
+		fail("resolver", fmt.Errorf("%q is not a region (regions: %s)", spec.Resolver, strings.Join(cfg.regions, ", ")))
 	}
 	if r.home != nil && len(cfg.regions) > 0 {
 		for _, lit := range resultLiterals(r.home.Node()) {

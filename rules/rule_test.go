@@ -133,6 +133,15 @@ func TestCompileErrors(t *testing.T) {
 		{"oversized", with(func(s *Spec) { s.Match = strings.Repeat("1 + ", 1500) + "1 > 0" }), "match", "exceeds maximum allowed nodes"},
 		{"syntax", with(func(s *Spec) { s.Match = `key startsWith` }), "match", "unexpected token"},
 		{"duplicate name", []Spec{base, base}, "name", "already used"},
+		{"name with spaces", with(func(s *Spec) { s.Name = " r" }), "name", "leading or trailing spaces"},
+		{"blank home", with(func(s *Spec) { s.Strategy, s.Home = "home_region", "  " }), "home", "needs a home"},
+		{"blank select", with(func(s *Spec) { s.Strategy, s.Select = "custom", " \n" }), "strategy", "needs select, merge or on_read"},
+		{"on_read on lww", with(func(s *Spec) { s.OnRead = "siblings" }), "on_read", "does not apply to strategy lww"},
+		{"on_read with select", with(func(s *Spec) { s.Strategy, s.Select, s.OnRead = "custom", "1", "siblings" }), "on_read", "no effect with select"},
+		{"custom home without merge", with(func(s *Spec) { s.Strategy, s.Select, s.Home = "custom", "1", `"us-east"` }), "home", "there is no merge"},
+		{"home and resolver", with(func(s *Spec) {
+			s.Strategy, s.Merge, s.Home, s.Resolver = "custom", "merge(siblings)", `"us-east"`, "eu-west"
+		}), "resolver", "not both"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,11 +40,11 @@ type Plan struct {
 
 // New validates regions and spec and builds the plan. regions is every
 // region of the deployment; their order matters only as the default ring of
-// a circular topology and as the order Regions returns. New refuses, with a
-// *SpecError naming the config key and the reason (errors.Is
-// ErrInvalidSpec):
-//   - no regions, a region name that is not 1..MaxRegionLen characters of
-//     [a-z0-9-], or a region listed twice (field "regions");
+// a circular topology and as the order Regions returns. New refuses, with
+// the first *SpecError Validate reports (naming the config key and the
+// reason; errors.Is ErrInvalidSpec):
+//   - no regions, a region name CheckRegion refuses, or a region listed
+//     twice (field "regions");
 //   - an empty or unknown kind ("topology.kind");
 //   - a star without a hub, or a hub that is not a region, whatever the
 //     kind ("topology.hub");

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -63,14 +64,24 @@ type Spec struct {
 	Order []string `koanf:"order" yaml:"order,omitempty" json:"order,omitempty"`
 }
 
-// ErrInvalidSpec is matched (errors.Is) by every error New returns.
+// ErrInvalidSpec is matched (errors.Is) by every error New and Validate
+// return.
 var ErrInvalidSpec = errors.New("invalid topology")
 
 // SpecError reports why New refused its input: the config key at fault
-// (regions, topology.kind, topology.hub, topology.order) and the reason.
-// It matches ErrInvalidSpec.
+// (regions, topology.kind, topology.hub, topology.order), the region name at
+// fault when the problem is one region of the list (Region, for field
+// regions), and the reason, worded for an operator. It matches
+// ErrInvalidSpec.
 type SpecError struct {
-	Field  string
+	// Field is the config key: "regions", "topology.kind", "topology.hub"
+	// or "topology.order".
+	Field string
+	// Region is the offending entry of the regions list, as given, when
+	// Field is "regions" and one entry is at fault (a bad or repeated
+	// name); "" otherwise.
+	Region string
+	// Reason says what is wrong and what is accepted instead.
 	Reason string
 }
 
@@ -80,59 +91,101 @@ func (e *SpecError) Error() string { return e.Field + ": " + e.Reason }
 // Is makes errors.Is(err, ErrInvalidSpec) hold.
 func (e *SpecError) Is(target error) bool { return target == ErrInvalidSpec }
 
-func specErr(field, format string, args ...any) error {
-	return &SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
+// Validate checks regions and spec exactly as New does and returns every
+// problem found, one *SpecError each, joined with errors.Join (errors.As
+// finds the first, which is the one New reports), or nil when New would
+// accept them. Problems come in the order regions, topology.kind,
+// topology.hub, topology.order; a hub or order entry is checked against
+// every name given in regions, valid or not, so one bad region name is
+// reported once, under regions. It is pure: the config calls it to refuse
+// a deployment before anything starts.
+func Validate(regions []string, spec Spec) error {
+	errs := problems(regions, spec)
+	if len(errs) == 0 {
+		return nil
+	}
+	joined := make([]error, len(errs))
+	for i, e := range errs {
+		joined[i] = e
+	}
+	return errors.Join(joined...)
 }
 
-// validate checks regions and spec and returns the ring order to use for
-// Circular (a copy). It reports the first problem found, checking regions,
-// then kind, then hub, then order.
+// validate returns the ring order to use for Circular (a copy), or the
+// first problem Validate would report.
 func validate(regions []string, spec Spec) ([]string, error) {
-	if len(regions) == 0 {
-		return nil, specErr("regions", "at least one region is required")
-	}
-	seen := make(map[string]bool, len(regions))
-	for i, r := range regions {
-		if r == ReservedRegion {
-			return nil, specErr("regions", "region %d name %q is reserved (heartbeat subjects); choose another", i, r)
-		}
-		if !ValidRegion(r) {
-			return nil, specErr("regions", "region %d name %q must be 1..%d characters of [a-z0-9-]", i, r, MaxRegionLen)
-		}
-		if seen[r] {
-			return nil, specErr("regions", "region %q is listed twice", r)
-		}
-		seen[r] = true
-	}
-	if !spec.Kind.Valid() {
-		if spec.Kind == "" {
-			return nil, specErr("topology.kind", "required (want %s)", kindList())
-		}
-		return nil, specErr("topology.kind", "%q is not a topology (want %s)", spec.Kind, kindList())
-	}
-	switch {
-	case spec.Hub == "" && spec.Kind == Star:
-		return nil, specErr("topology.hub", "required for a star topology")
-	case spec.Hub != "" && !seen[spec.Hub]:
-		return nil, specErr("topology.hub", "%q is not one of the regions", spec.Hub)
+	if errs := problems(regions, spec); len(errs) > 0 {
+		return nil, errs[0]
 	}
 	if len(spec.Order) == 0 {
 		return slices.Clone(regions), nil
+	}
+	return slices.Clone(spec.Order), nil
+}
+
+// problems lists every reason New refuses regions and spec, in the order
+// regions, kind, hub, order.
+func problems(regions []string, spec Spec) []*SpecError {
+	var errs []*SpecError
+	add := func(field, region, format string, args ...any) {
+		errs = append(errs, &SpecError{Field: field, Region: region, Reason: fmt.Sprintf(format, args...)})
+	}
+	if len(regions) == 0 {
+		add("regions", "", "at least one region is required")
+	}
+	seen := make(map[string]bool, len(regions))
+	var names []string
+	for _, r := range regions {
+		switch err := CheckRegion(r); {
+		case seen[r]:
+			add("regions", r, "region %q is listed twice", r)
+			continue
+		case err != nil:
+			add("regions", r, "%v", err)
+		}
+		seen[r] = true
+		names = append(names, r)
+	}
+	known := "(" + strings.Join(names, ", ") + ")"
+	switch {
+	case spec.Kind == "":
+		add("topology.kind", "", "required (want %s)", kindList())
+	case !spec.Kind.Valid():
+		add("topology.kind", "", "%q is not a topology (want %s)", spec.Kind, kindList())
+	}
+	switch {
+	case spec.Hub == "" && spec.Kind == Star:
+		add("topology.hub", "", "required for a star topology: the hub region, one of %s", known)
+	case spec.Hub != "" && !seen[spec.Hub]:
+		add("topology.hub", "", "%q is not one of the regions %s", spec.Hub, known)
+	}
+	if len(spec.Order) == 0 {
+		return errs
 	}
 	inOrder := make(map[string]bool, len(spec.Order))
 	for _, r := range spec.Order {
 		switch {
 		case !seen[r]:
-			return nil, specErr("topology.order", "%q is not one of the regions", r)
+			add("topology.order", "", "%q is not one of the regions %s", r, known)
+			return errs
 		case inOrder[r]:
-			return nil, specErr("topology.order", "region %q is listed twice", r)
+			add("topology.order", "", "region %q is listed twice (the order must list every region once)", r)
+			return errs
 		}
 		inOrder[r] = true
 	}
-	for _, r := range regions {
+	var missing []string
+	for _, r := range names {
 		if !inOrder[r] {
-			return nil, specErr("topology.order", "region %q is missing (the order must list every region once)", r)
+			missing = append(missing, strconv.Quote(r))
 		}
 	}
-	return slices.Clone(spec.Order), nil
+	switch len(missing) {
+	case 0:
+	case 1:
+		add("topology.order", "", "region %s is missing (the order must list every region once)", missing[0])
+	default:
+		add("topology.order", "", "regions %s are missing (the order must list every region once)", strings.Join(missing, ", "))
+	}
+	return errs
 }

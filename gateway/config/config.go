@@ -10,19 +10,20 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/topology"
 )
 
 // Topology kinds (topology.kind): which replication links the regions run
 // (DESIGN section 4).
 const (
 	// TopologyAllToAll: every region pulls from every other region.
-	TopologyAllToAll = "all-to-all"
+	TopologyAllToAll = string(topology.AllToAll)
 	// TopologyStar: spokes pull from the hub; the hub pulls from every spoke
 	// and forwards.
-	TopologyStar = "star"
+	TopologyStar = string(topology.Star)
 	// TopologyCircular: each region pulls from its predecessor in Order and
 	// forwards.
-	TopologyCircular = "circular"
+	TopologyCircular = string(topology.Circular)
 )
 
 // Log modes (replication.log_mode).
@@ -68,7 +69,7 @@ type Config struct {
 	Log Log `koanf:"log"`
 	// Rules is the ordered conflict rule list (DESIGN section 5); the first
 	// rule whose match holds for a key governs it. Default: DefaultRules.
-	// Load checks the fields; the rules package compiles the expressions.
+	// Validate compiles them (rules.Compile under RuleOptions).
 	Rules []rules.Spec `koanf:"rules"`
 
 	// fileOrder is the order in which the file wrote the regions mapping.
@@ -136,6 +137,11 @@ type NATS struct {
 	// message) or an interval (default "1s", safe with the default
 	// replication.log_mode: outbox).
 	Sync string `koanf:"sync"`
+	// Replicas is the replica count of this region's stream GEO_<region>
+	// (and so of the consumers on it), 1 to MaxNATSReplicas. Default 1;
+	// more needs an external clustered JetStream (nats.url) with at least
+	// that many servers: the embedded server is a single node.
+	Replicas int `koanf:"replicas"`
 }
 
 // SyncInterval returns the embedded JetStream's fsync interval, or 0 when
@@ -174,8 +180,16 @@ type Replication struct {
 	// size like "1GiB". Default 1GiB.
 	StreamMaxBytes ByteSize `koanf:"stream_max_bytes"`
 	// Batch is the most events a link fetches and applies in one batch.
-	// Default 256.
+	// It also sizes the pipeline: a link keeps 4 batches' worth of events
+	// requested ahead and at most 16 batches' worth delivered and not yet
+	// acknowledged. Default 256.
 	Batch int `koanf:"batch"`
+	// AckWait is how long a peer's stream waits for this region's link to
+	// acknowledge a delivered event before delivering it again (the link's
+	// consumer AckWait): a lost acknowledgement or a stalled apply costs up
+	// to this much delay, too short a wait redelivers events still queued
+	// for applying. At least MinAckWait. Default 5s.
+	AckWait time.Duration `koanf:"ack_wait"`
 	// LogMode says when an entry may leave this region's outbox: "outbox"
 	// (default) once every downstream region has applied it, so JetStream
 	// may sync lazily (nats.sync an interval) and a stream that lost its
@@ -279,6 +293,35 @@ func (c *Config) writtenOrder() []string {
 // Peers returns every region but this one, in Order.
 func (c *Config) Peers() []string {
 	return slices.DeleteFunc(c.Order(), func(name string) bool { return name == c.Region })
+}
+
+// TopologySpec returns the topology section as the topology package takes
+// it. The order is a copy.
+func (c *Config) TopologySpec() topology.Spec {
+	return topology.Spec{Kind: topology.Kind(c.Topology.Kind), Hub: c.Topology.Hub, Order: slices.Clone(c.Topology.Order)}
+}
+
+// Plan builds the deployment's replication plan: topology.New over the
+// regions in the order the file wrote them (see Order) and TopologySpec;
+// its ring, when circular, is Order. It fails exactly when Validate reports
+// a problem with the region names or the topology section, which Validate
+// checks with topology.Validate on the same input, so it does not fail for
+// a Config that Load returned.
+func (c *Config) Plan() (*topology.Plan, error) {
+	return topology.New(c.writtenOrder(), c.TopologySpec())
+}
+
+// RuleOptions returns the deployment facts the rules are compiled under:
+// the regions in Order, the first of them the default merge resolver.
+// Validate compiles Rules with these options and the gateway must use them
+// too, so that the rules Validate accepted are the rules that run.
+func (c *Config) RuleOptions() rules.Options {
+	order := c.Order()
+	opts := rules.Options{Regions: order}
+	if len(order) > 0 {
+		opts.DefaultResolver = order[0]
+	}
+	return opts
 }
 
 // Complete fills every setting that defaults from other settings and is

@@ -180,7 +180,7 @@ func defaultValues() map[string]any {
 			"write_timeout":   "60s",
 			"idle_timeout":    "120s",
 		},
-		"nats":       map[string]any{"embedded": true, "sync": "1s"},
+		"nats":       map[string]any{"embedded": true, "sync": "1s", "replicas": 1},
 		"durability": map[string]any{"sync": true},
 		"replication": map[string]any{
 			"max_clock_skew":   "5s",
@@ -188,6 +188,7 @@ func defaultValues() map[string]any {
 			"stream_max_age":   "168h",
 			"stream_max_bytes": "1GiB",
 			"batch":            256,
+			"ack_wait":         "5s",
 			"log_mode":         LogModeOutbox,
 		},
 		"conflicts": map[string]any{"retention": 100000, "max_age": "168h"},

@@ -3,13 +3,15 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/geogate/geogate/topology"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/topology"
 )
 
 // Limits Validate enforces.
@@ -22,6 +24,14 @@ const (
 	MaxValueBytesLimit ByteSize = 64 << 20
 	// MaxBatch is the largest replication.batch.
 	MaxBatch = 10000
+	// MaxNATSReplicas is the largest nats.replicas: JetStream's limit on
+	// the replicas of a stream.
+	MaxNATSReplicas = 5
+	// MinAckWait is the shortest replication.ack_wait. A link asks for
+	// several batches ahead and each waits its turn to be applied, so an
+	// ack wait much below a second redelivers messages that are only
+	// queued, not lost.
+	MinAckWait = time.Second
 )
 
 // validRegionName reports whether s is a region name (topology.ValidRegion:
@@ -29,11 +39,17 @@ const (
 func validRegionName(s string) bool { return topology.ValidRegion(s) }
 
 // Validate checks every setting and returns nil, or every problem found
-// joined with errors.Join, each a *FieldError "config: <key>: <reason>", in
-// the order of the keys in Config. It reads nothing and changes nothing; it
-// does not compile rule expressions (the rules package does), only checks
-// each rule's fields and their combination. Run Complete first on a Config
-// built in code: Validate does not fill defaults.
+// joined with errors.Join, each a *FieldError "config: <key>: <reason>",
+// roughly in the order of the keys in Config. It reads nothing and changes
+// nothing. Run Complete first on a Config built in code: Validate does not
+// fill defaults.
+//
+// The region list and the topology section are judged by the topology
+// package (topology.Validate, on the same input Plan gives topology.New),
+// and the rules by the rules package (rules.Compile under RuleOptions,
+// expressions included), so a Config that Validate accepts builds its plan
+// and compiles its rules in the gateway, and one it refuses would fail
+// there too.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) {
@@ -44,28 +60,22 @@ func (c *Config) Validate() error {
 	isRegion := func(name string) bool { _, ok := c.Regions[name]; return ok }
 
 	// region
-	switch {
+	switch nameErr := topology.CheckRegion(c.Region); {
 	case c.Region == "" && len(c.Regions) > 0:
 		add("region", "required: this region's name, one of the regions %s", known)
 	case c.Region == "":
 		add("region", "required: this region's name")
-	case !validRegionName(c.Region):
-		add("region", "%q is not a valid region name (lowercase letters, digits and '-', at most %d; \"hb\" is reserved)", c.Region, MaxRegionNameLen)
+	case nameErr != nil:
+		add("region", "%v", nameErr)
 	case len(c.Regions) > 0 && !isRegion(c.Region):
 		add("region", "%q is not one of the regions %s", c.Region, known)
 	}
 
-	// regions
-	if len(c.Regions) == 0 {
-		add("regions", `required: every region of the deployment, e.g. {us-east: {http: "http://127.0.0.1:7101", nats: "nats://127.0.0.1:7201"}}`)
-	}
+	// regions: the endpoints here, the names with the topology below.
 	httpAt, natsAt := map[string]string{}, map[string]string{}
 	for _, name := range order {
 		ep := c.Regions[name]
 		key := "regions." + name
-		if !validRegionName(name) {
-			add(key, "%q is not a valid region name (lowercase letters, digits and '-', at most %d; \"hb\" is reserved)", name, MaxRegionNameLen)
-		}
 		if u, err := checkURL(ep.HTTP, "http", "https"); err != nil {
 			add(key+".http", "%v", err)
 		} else if other, dup := httpAt[u.Host]; dup {
@@ -82,25 +92,9 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	// topology
-	switch c.Topology.Kind {
-	case TopologyAllToAll, TopologyStar, TopologyCircular:
-	case "":
-		add("topology.kind", "required: one of %s, %s, %s", TopologyAllToAll, TopologyStar, TopologyCircular)
-	default:
-		add("topology.kind", "%q is not one of %s, %s, %s", c.Topology.Kind, TopologyAllToAll, TopologyStar, TopologyCircular)
-	}
-	switch {
-	case c.Topology.Hub == "" && c.Topology.Kind == TopologyStar:
-		add("topology.hub", "required for topology star: the hub region, one of %s", known)
-	case c.Topology.Hub != "" && !isRegion(c.Topology.Hub):
-		add("topology.hub", "%q is not one of the regions %s", c.Topology.Hub, known)
-	}
-	if len(c.Topology.Order) > 0 {
-		if reason := permutationProblem(c.Topology.Order, c.Regions); reason != "" {
-			add("topology.order", "%s", reason)
-		}
-	}
+	// region names and topology: the plan's own judgement.
+	topoErrs := topologyProblems(topology.Validate(order, c.TopologySpec()))
+	errs = append(errs, topoErrs...)
 
 	// data_dir
 	if c.DataDir == "" && validRegionName(c.Region) {
@@ -158,6 +152,12 @@ func (c *Config) Validate() error {
 			add("nats.sync", "%q is neither %q nor a positive interval such as \"1s\"", c.NATS.Sync, NATSSyncAlways)
 		}
 	}
+	switch r := c.NATS.Replicas; {
+	case r < 1 || r > MaxNATSReplicas:
+		add("nats.replicas", "%d is out of range: must be 1 to %d (JetStream's limit)", r, MaxNATSReplicas)
+	case r > 1 && c.NATS.Embedded:
+		add("nats.replicas", "%d needs a clustered JetStream, and the embedded server is a single node: use 1, or nats.url for an external cluster of at least %d servers", r, r)
+	}
 
 	// replication
 	positive(add, "replication.max_clock_skew", c.Replication.MaxClockSkew)
@@ -168,6 +168,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Replication.Batch < 1 || c.Replication.Batch > MaxBatch {
 		add("replication.batch", "%d is out of range: must be 1 to %d", c.Replication.Batch, MaxBatch)
+	}
+	if c.Replication.AckWait < MinAckWait {
+		add("replication.ack_wait", "%s is too short: must be at least %s (a message not acked in this time is delivered again)", c.Replication.AckWait, MinAckWait)
 	}
 	switch c.Replication.LogMode {
 	case LogModeOutbox:
@@ -203,132 +206,81 @@ func (c *Config) Validate() error {
 		add("log.format", "%q is not one of text, json", c.Log.Format)
 	}
 
-	errs = append(errs, c.validateRules()...)
+	// rules: compiled under the deployment's regions once those are
+	// sound; until then without, so that the rules' other problems are
+	// still reported.
+	opts := rules.Options{}
+	if len(topoErrs) == 0 {
+		opts = c.RuleOptions()
+	}
+	errs = append(errs, ruleProblems(rules.Compile(c.Rules, opts))...)
 	return errors.Join(errs...)
 }
 
-// Rule strategies (rules.Spec.Strategy).
-const (
-	strategyHome     = "home_region"
-	strategyLWW      = "lww"
-	strategySiblings = "siblings"
-	strategyCustom   = "custom"
-)
-
-// validateRules checks each rule's fields and their combination.
-func (c *Config) validateRules() []error {
-	var errs []error
-	if len(c.Rules) == 0 {
-		return []error{fieldErrorf("rules", "empty: give at least one rule, or leave the key out for the default lww rule")}
+// topologyProblems turns topology.Validate's error into *FieldErrors on
+// config keys: a problem with one entry of the regions list concerns the
+// key regions.<name>.
+func topologyProblems(err error) []error {
+	var out []error
+	for _, e := range unjoin(err) {
+		var se *topology.SpecError
+		if !errors.As(e, &se) {
+			out = append(out, fieldErrorf("topology", "%v", e))
+			continue
+		}
+		key := se.Field
+		if se.Field == "regions" && se.Region != "" {
+			key = "regions." + se.Region
+		}
+		out = append(out, &FieldError{Key: key, Reason: se.Reason})
 	}
-	firstNamed := map[string]int{}
-	for i, r := range c.Rules {
-		key := fmt.Sprintf("rules[%d]", i)
-		add := func(field, format string, args ...any) {
-			k := key
-			if field != "" {
-				k += "." + field
-			}
-			reason := fmt.Sprintf(format, args...)
-			if r.Name != "" && field != "name" {
-				reason += fmt.Sprintf(" (rule %q)", r.Name)
-			}
-			errs = append(errs, &FieldError{Key: k, Reason: reason})
-		}
-		switch j, dup := firstNamed[r.Name]; {
-		case strings.TrimSpace(r.Name) == "":
-			add("name", "required: a name for logs, metrics and the conflict log")
-		case r.Name != strings.TrimSpace(r.Name):
-			add("name", "%q has leading or trailing spaces", r.Name)
-		case dup:
-			add("name", "%q is already the name of rules[%d]", r.Name, j)
-		default:
-			firstNamed[r.Name] = i
-		}
-		if strings.TrimSpace(r.Match) == "" {
-			add("match", `required: a boolean expression over key, e.g. 'key startsWith "user/"' or 'true'`)
-		}
-		switch r.Strategy {
-		case strategyHome:
-			if strings.TrimSpace(r.Home) == "" {
-				add("home", "required for strategy home_region: an expression giving the key's home region")
-			}
-		case strategyCustom:
-			if r.Select == "" && r.Merge == "" && r.OnRead == "" {
-				add("strategy", "custom needs select, merge or on_read")
-			}
-			if r.Select != "" && r.Merge != "" {
-				add("merge", "select and merge are exclusive: select keeps one version, merge writes a new one")
-			}
-		case strategyLWW, strategySiblings:
-		case "":
-			add("strategy", "required: one of home_region, lww, siblings, custom")
-		default:
-			add("strategy", "%q is not one of home_region, lww, siblings, custom", r.Strategy)
-		}
-		validStrategy := r.Strategy == strategyHome || r.Strategy == strategyLWW || r.Strategy == strategySiblings || r.Strategy == strategyCustom
-		if validStrategy && r.Strategy != strategyHome {
-			if r.HomeMode != "" {
-				add("home_mode", "only used by strategy home_region, not %s", r.Strategy)
-			}
-			if r.Fallback != "" {
-				add("fallback", "only used by strategy home_region, not %s", r.Strategy)
-			}
-			if r.Home != "" && r.Strategy != strategyCustom {
-				add("home", "only used by strategies home_region and custom, not %s", r.Strategy)
-			}
-		}
-		if validStrategy && r.Strategy != strategyCustom {
-			if r.Select != "" {
-				add("select", "only used by strategy custom, not %s", r.Strategy)
-			}
-			if r.Merge != "" {
-				add("merge", "only used by strategy custom, not %s", r.Strategy)
-			}
-		}
-		if !slices.Contains([]string{"", "reject", "lww", "siblings"}, r.Fallback) {
-			add("fallback", "%q is not one of reject, lww, siblings", r.Fallback)
-		}
-		if !slices.Contains([]string{"", "forward", "redirect", "reject"}, r.HomeMode) {
-			add("home_mode", "%q is not one of forward, redirect, reject", r.HomeMode)
-		}
-		if r.Resolver != "" {
-			if _, ok := c.Regions[r.Resolver]; !ok {
-				add("resolver", "%q is not one of the regions %s", r.Resolver, knownList(c))
-			} else if r.Merge == "" {
-				add("resolver", "only used with merge")
-			}
-		}
-	}
-	return errs
+	return out
 }
 
-func knownList(c *Config) string { return "(" + strings.Join(c.writtenOrder(), ", ") + ")" }
+// ruleProblems turns rules.Compile's error into *FieldErrors on the keys
+// rules[i] and rules[i].<field>, each reason naming its rule. An
+// expression error is written on one line, located in the expression by
+// line and column (geogate rules lint shows it with a caret).
+func ruleProblems(_ *rules.Set, err error) []error {
+	var out []error
+	for _, e := range unjoin(err) {
+		var ce *rules.CompileError
+		if !errors.As(e, &ce) {
+			out = append(out, fieldErrorf("rules", "%v", e))
+			continue
+		}
+		key := "rules"
+		if ce.Index >= 0 {
+			key = fmt.Sprintf("rules[%d]", ce.Index)
+			if ce.Field != "" {
+				key += "." + ce.Field
+			}
+		}
+		reason := ce.Err.Error()
+		if fe := ce.ExprError(); fe != nil {
+			reason = fe.Message
+			if fe.Line > 0 {
+				reason += fmt.Sprintf(" (at line %d, column %d of the expression)", fe.Line, fe.Column+1)
+			}
+		}
+		if ce.Rule != "" && ce.Field != "name" {
+			reason += fmt.Sprintf(" (rule %q)", ce.Rule)
+		}
+		out = append(out, &FieldError{Key: key, Reason: reason})
+	}
+	return out
+}
 
-// permutationProblem says why order is not a permutation of the regions, or
-// returns "".
-func permutationProblem(order []string, regions map[string]Endpoints) string {
-	seen := map[string]bool{}
-	for _, name := range order {
-		if _, ok := regions[name]; !ok {
-			return fmt.Sprintf("%q is not one of the regions", name)
-		}
-		if seen[name] {
-			return fmt.Sprintf("%q appears twice: the order must list every region once", name)
-		}
-		seen[name] = true
+// unjoin returns the errors joined in err (err itself when it is not a
+// join; none when it is nil).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	var missing []string
-	for name := range regions {
-		if !seen[name] {
-			missing = append(missing, name)
-		}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return fmt.Sprintf("missing %s: the order must list every region once", strings.Join(missing, ", "))
-	}
-	return ""
+	return []error{err}
 }
 
 // checkURL parses raw as an absolute URL with one of the schemes and a

@@ -27,7 +27,7 @@
 //
 // Publisher: an outbox entry is trimmed only after JetStream acknowledged
 // it; after a crash the untrimmed tail is republished with the same message
-// IDs. Within the stream's duplicate window (2 minutes by default) JetStream
+// IDs. Within the stream's duplicate window (DuplicateWindow) JetStream
 // stores one copy; beyond it the copy is stored again and the consumer's
 // per-origin watermark drops it. Order is kept by publishing on one
 // connection; a failed publish can let a later entry land first, which a
@@ -57,7 +57,7 @@
 //
 // Publishes are asynchronous with a window of acks in flight; the outbox is
 // trimmed once per run of contiguous acks. Links pull through an iterator
-// that keeps Prefetch messages requested ahead, hand up to Batch messages to
+// that keeps 4*Batch messages requested ahead, hand up to Batch messages to
 // one Apply call, and ack each message without waiting for a confirmation.
 // BenchmarkRawJetStream, BenchmarkLink and BenchmarkLinkCatchUp measure the
 // ratio to raw JetStream in one run; TestBenchModes (GEOGATE_BENCH=1)

@@ -22,9 +22,18 @@ const (
 	StateDown   = "down"   // not connected, or the consumer cannot be set up
 )
 
-// Pull tuning. The iterator keeps Prefetch messages requested ahead of the
-// applier so that fetch round trips overlap with Apply.
+// Pull tuning. The iterator keeps prefetchBatches*Batch messages requested
+// ahead of the applier so that fetch round trips overlap with Apply; the
+// consumer lets ackPendingBatches*Batch messages be delivered and not yet
+// acked. Both scale with Batch, the one knob the configuration exposes
+// (replication.batch): a link that needs more in flight over a long round
+// trip gets it with a larger batch.
 const (
+	prefetchBatches   = 4
+	ackPendingBatches = 16
+	// DefaultAckWait is LinkConfig.AckWait's default.
+	DefaultAckWait = 5 * time.Second
+
 	pullExpiry      = 10 * time.Second
 	pullHeartbeat   = 4 * time.Second
 	infoInterval    = time.Second
@@ -78,26 +87,25 @@ type LinkConfig struct {
 	// Applier receives the messages (required).
 	Applier Applier
 	// Batch is the most messages handed to one Apply call (default 256).
+	// It also sizes the pipeline: 4*Batch messages are requested ahead and
+	// at most 16*Batch are delivered and not yet acked.
 	Batch int
 	// Dialer, if set, makes the connection (the testbed's WAN emulation).
 	Dialer nats.CustomDialer
-	// ConnectOptions are appended to the link's own connection options.
-	ConnectOptions []nats.Option
 	// Logger receives the link's log; nil discards it.
 	Logger *slog.Logger
 	// Clock returns the time used for lag and heartbeat times (default time.Now).
 	Clock func() time.Time
-	// AckWait is the consumer's ack wait: a message not acked in this time
-	// is delivered again (default 5s).
+	// AckWait is the consumer's ack wait (ConsumerConfig.AckWait, set on
+	// the durable consumer each time the link sets it up, so a changed value
+	// applies from the link's next session): a message not acked in this
+	// time is delivered again. It bounds how late a lost ack is repaired,
+	// and must cover the time a message waits among the requested-ahead
+	// ones before Apply finishes with it. Default DefaultAckWait.
 	AckWait time.Duration
 	// GapDelay is how long a message Apply left waiting (!done) stays away
 	// before it is redelivered (default 100ms).
 	GapDelay time.Duration
-	// Prefetch is the number of messages requested ahead (default 4*Batch).
-	Prefetch int
-	// MaxAckPending bounds messages delivered and not yet acked (default
-	// 16*Batch, at least Prefetch+2*Batch).
-	MaxAckPending int
 }
 
 // LinkStatus is a snapshot of a Link. Its JSON form is the link object of
@@ -156,8 +164,11 @@ type Link struct {
 	stream   string
 	consumer string
 	filters  []string
-	wake     chan struct{} // Pause/Resume happened
-	infoKick chan struct{} // a heartbeat wants a consumer info
+	// prefetch is the number of messages requested ahead; maxAckPending
+	// the consumer's bound on those delivered and not yet acked.
+	prefetch, maxAckPending int
+	wake                    chan struct{} // Pause/Resume happened
+	infoKick                chan struct{} // a heartbeat wants a consumer info
 
 	running atomic.Bool
 	readers sync.WaitGroup // iterator readers; may outlive a session until its connection closes
@@ -210,15 +221,8 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 256
 	}
-	if cfg.Prefetch <= 0 {
-		cfg.Prefetch = 4 * cfg.Batch
-	}
-	if cfg.MaxAckPending <= 0 {
-		cfg.MaxAckPending = 16 * cfg.Batch
-	}
-	cfg.MaxAckPending = max(cfg.MaxAckPending, cfg.Prefetch+2*cfg.Batch)
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = 5 * time.Second
+		cfg.AckWait = DefaultAckWait
 	}
 	if cfg.GapDelay <= 0 {
 		cfg.GapDelay = 100 * time.Millisecond
@@ -235,9 +239,13 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		stream:   StreamName(cfg.Peer),
 		consumer: ConsumerName(cfg.Peer, cfg.Region),
 		filters:  filters,
-		wake:     make(chan struct{}, 1),
-		infoKick: make(chan struct{}, 1),
-		lag:      newLagTracker(cfg.Clock()),
+		prefetch: prefetchBatches * cfg.Batch,
+		// Room for the prefetched messages plus the batches being
+		// applied and acked, so the pipeline never stalls on the bound.
+		maxAckPending: ackPendingBatches * cfg.Batch,
+		wake:          make(chan struct{}, 1),
+		infoKick:      make(chan struct{}, 1),
+		lag:           newLagTracker(cfg.Clock()),
 	}, nil
 }
 
@@ -338,7 +346,6 @@ func (l *Link) connect() (*nats.Conn, error) {
 	if l.cfg.Dialer != nil {
 		opts = append(opts, nats.SetCustomDialer(l.cfg.Dialer))
 	}
-	opts = append(opts, l.cfg.ConnectOptions...)
 	nc, err := nats.Connect(l.cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", l.cfg.URL, err)
@@ -410,7 +417,7 @@ func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *b
 		MaxDeliver:     -1,
 		FilterSubjects: l.filters,
 		ReplayPolicy:   jetstream.ReplayInstantPolicy,
-		MaxAckPending:  l.cfg.MaxAckPending,
+		MaxAckPending:  l.maxAckPending,
 	}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -450,7 +457,7 @@ func (l *Link) consume(ctx context.Context, cons jetstream.Consumer) error {
 			continue
 		}
 		it, err := cons.Messages(
-			jetstream.PullMaxMessages(l.cfg.Prefetch),
+			jetstream.PullMaxMessages(l.prefetch),
 			jetstream.PullExpiry(pullExpiry),
 			jetstream.PullHeartbeat(pullHeartbeat),
 		)

@@ -46,6 +46,22 @@ type Outbox interface {
 	TrimOutbox(upTo uint64) error
 }
 
+// DuplicateWindow is the deduplication window of a region's stream (capped
+// at the stream's MaxAge): an entry republished within it after a restart or
+// a lost ack is stored once. Longer outages store the copy again and the
+// consumer's watermark drops it, so the window is an optimisation, not a
+// setting: it only trades the server's memory of message IDs against
+// redundant copies after long outages.
+const DuplicateWindow = 2 * time.Minute
+
+// duplicateWindow is DuplicateWindow capped at maxAge (0: unbounded).
+func duplicateWindow(maxAge time.Duration) time.Duration {
+	if maxAge > 0 && maxAge < DuplicateWindow {
+		return maxAge
+	}
+	return DuplicateWindow
+}
+
 // DefaultWindow is the publisher's default number of publishes in flight:
 // with 256, publishing could not keep pace with a region's writes on the
 // development machine; benchmarks use it for their raw baselines too.
@@ -64,7 +80,11 @@ type PublisherConfig struct {
 	// unbounded. A peer away longer than MaxAge cannot catch up from the log.
 	MaxAge   time.Duration
 	MaxBytes int64
-	// Replicas is the stream's replica count (default 1; 3 on a real cluster).
+	// Replicas is the stream's replica count, 1 to 5 (JetStream's limit);
+	// default 1. More than 1 needs a clustered JetStream with at least that
+	// many servers: a single server refuses the stream, and NewPublisher
+	// fails. The consumers on the stream inherit it. A changed value
+	// updates the existing stream (a cluster adds or drops copies).
 	Replicas int
 	// Window is the number of asynchronous publishes awaiting their ack
 	// (default DefaultWindow).
@@ -75,9 +95,6 @@ type PublisherConfig struct {
 	Clock func() int64
 	// Logger receives the publisher's log; nil discards it.
 	Logger *slog.Logger
-	// DuplicateWindow is the stream's deduplication window (default 2m,
-	// capped at MaxAge).
-	DuplicateWindow time.Duration
 	// AckTimeout bounds the wait for one publish ack before the publisher
 	// backs off and republishes (default 5s).
 	AckTimeout time.Duration
@@ -226,12 +243,6 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	if cfg.DuplicateWindow <= 0 {
-		cfg.DuplicateWindow = 2 * time.Minute
-	}
-	if cfg.MaxAge > 0 && cfg.DuplicateWindow > cfg.MaxAge {
-		cfg.DuplicateWindow = cfg.MaxAge
-	}
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 5 * time.Second
 	}
@@ -303,7 +314,7 @@ func (p *Publisher) ensureStream(ctx context.Context) (jetstream.Stream, error) 
 		MaxAge:      p.cfg.MaxAge,
 		MaxBytes:    maxBytes,
 		Replicas:    p.cfg.Replicas,
-		Duplicates:  p.cfg.DuplicateWindow,
+		Duplicates:  duplicateWindow(p.cfg.MaxAge),
 	}
 	if st, err := p.js.Stream(ctx, p.stream); err == nil && sameStreamConfig(st.CachedInfo().Config, want) {
 		return st, nil
