@@ -4,58 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/topology"
 )
-
-// TestRegionConfigLoads checks that the config process mode writes is one
-// `geogate serve` accepts, with the peers' NATS at the link proxies.
-func TestRegionConfigLoads(t *testing.T) {
-	sc, err := Parse([]byte(`
-regions: [us-east, eu-west, ap-south]
-topology: {kind: circular, order: [us-east, ap-south, eu-west]}
-rules:
-  - {name: carts, match: 'key startsWith "cart/"', strategy: siblings}
-  - {name: default, match: 'true', strategy: lww}
-sync: true
-workload: {rate: 1, keys: 1}
-duration: 1s
-`), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := map[string]string{"us-east": "127.0.0.1:7001", "eu-west": "127.0.0.1:7002", "ap-south": "127.0.0.1:7003"}
-	peerNATS := map[string]string{"us-east": "127.0.0.1:8001", "eu-west": "127.0.0.1:9999", "ap-south": "127.0.0.1:8003"}
-	dir := t.TempDir()
-	b, err := regionConfig(sc, "ap-south", httpAddr, peerNATS, "127.0.0.1:8003", filepath.Join(dir, "ap-south"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "ap-south.yaml")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, nil, nil)
-	if err != nil {
-		t.Fatalf("geogate refuses the generated config: %v\n%s", err, b)
-	}
-	switch {
-	case cfg.Region != "ap-south" || cfg.HTTP.Listen != "127.0.0.1:7003" || cfg.NATS.Listen != "127.0.0.1:8003" || !cfg.NATS.Embedded:
-		t.Errorf("region/listeners wrong: %+v %+v %+v", cfg.Region, cfg.HTTP, cfg.NATS)
-	case cfg.Regions["eu-west"].NATS != "nats://127.0.0.1:9999":
-		t.Errorf("eu-west's NATS = %q, want the proxy address", cfg.Regions["eu-west"].NATS)
-	case !slices.Equal(cfg.Order(), []string{"us-east", "ap-south", "eu-west"}):
-		t.Errorf("order = %v", cfg.Order())
-	case len(cfg.Rules) != 2 || cfg.Rules[0].Name != "carts" || !cfg.Durability.Sync:
-		t.Errorf("rules %+v sync %v", cfg.Rules, cfg.Durability.Sync)
-	}
-}
 
 // TestInProcessFaults checks the in-process deployment's fault hooks
 // against real regions: a skewed clock reaches the HLC of a write, and a

@@ -13,7 +13,6 @@ import (
 
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway"
-	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/store"
 )
 
@@ -67,20 +66,14 @@ func startInProcess(ctx context.Context, sc *Scenario, dataDir string, net *netw
 	for _, r := range sc.Regions {
 		d.skews[r] = &atomic.Int64{}
 	}
-	spec := gateway.ClusterSpec{
-		Regions:  sc.Regions,
-		Topology: config.Topology{Kind: string(sc.Topology.Kind), Hub: sc.Topology.Hub, Order: sc.Topology.Order},
-		DataDir:  dataDir,
-		Rules:    sc.Rules,
-		Sync:     sc.Sync,
-		Options: func(region string) gateway.Options {
-			skew := d.skews[region]
-			return gateway.Options{
-				Logger: log, // the node adds its region
-				Clock:  func() int64 { return time.Now().UnixMilli() + skew.Load() },
-				Dialer: func(peer string) nats.CustomDialer { return net.dialer(peer, region) },
-			}
-		},
+	spec := clusterSpec(sc, dataDir)
+	spec.Options = func(region string) gateway.Options {
+		skew := d.skews[region]
+		return gateway.Options{
+			Logger: log, // the node adds its region
+			Clock:  func() int64 { return time.Now().UnixMilli() + skew.Load() },
+			Dialer: func(peer string) nats.CustomDialer { return net.dialer(peer, region) },
+		}
 	}
 	c, err := gateway.StartCluster(ctx, spec)
 	if err != nil {

@@ -11,14 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology"
 )
@@ -66,8 +66,11 @@ var _ deployment = (*processes)(nil)
 // startTimeout bounds a region process's start until /healthz answers.
 const startTimeout = 30 * time.Second
 
-// startProcesses writes each region's config into dir, its data under
-// dir/<region> and its output into logDir/<region>.log, and starts them all.
+// startProcesses builds and validates every region's config (regionConfig)
+// before it writes any file or starts any process, so a scenario no region
+// can run with fails with the region and key at fault. It then writes each
+// region's config into dir, its data under dir/<region> and its output into
+// logDir/<region>.log, and starts them all.
 func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir, logDir, bin string, net *network, log *slog.Logger) (*processes, error) {
 	if bin == "" {
 		return nil, errNoBinary
@@ -85,6 +88,7 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 		bin: bin, log: log, regions: sc.Regions, procs: map[string]*child{},
 		configs: map[string]string{}, logs: map[string]string{}, data: map[string]string{}, base: map[string]string{},
 	}
+	file := map[string][]byte{} // region -> config file contents
 	for _, r := range sc.Regions {
 		p.base[r] = "http://" + httpAddr[r]
 		p.data[r] = filepath.Join(dir, r)
@@ -102,12 +106,19 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 				peerNATS[peer] = px.Addr()
 			}
 		}
-		cfg, err := regionConfig(sc, r, httpAddr, peerNATS, natsAddr[r], p.data[r])
+		cfg, err := regionConfig(sc, r, regionAddrs{HTTP: httpAddr, PeerNATS: peerNATS, NATSListen: natsAddr[r]}, dir)
 		if err != nil {
 			return nil, err
 		}
+		file[r], err = configYAML(cfg, sc.Regions)
+		if err != nil {
+			return nil, err
+		}
+	}
+	// Every config is valid: only now write them and start processes.
+	for _, r := range sc.Regions {
 		p.configs[r] = filepath.Join(dir, r+".yaml")
-		if err := os.WriteFile(p.configs[r], cfg, 0o644); err != nil {
+		if err := os.WriteFile(p.configs[r], file[r], 0o644); err != nil {
 			return nil, fmt.Errorf("write config of %s: %w", r, err)
 		}
 	}
@@ -140,28 +151,6 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// regionConfig renders the config file of one region (CONTRACT.md keys),
-// listing the regions in scenario order (the config's region order).
-func regionConfig(sc *Scenario, region string, httpAddr, peerNATS map[string]string, natsListen, dataDir string) ([]byte, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "region: %q\nregions:\n", region)
-	for _, r := range sc.Regions {
-		fmt.Fprintf(&b, "  %q: {http: %q, nats: %q}\n", r, "http://"+httpAddr[r], "nats://"+peerNATS[r])
-	}
-	fmt.Fprintf(&b, "data_dir: %q\nhttp:\n  listen: %q\nnats:\n  embedded: true\n  listen: %q\n", dataDir, httpAddr[region], natsListen)
-	fmt.Fprintf(&b, "durability:\n  sync: %t\nlog:\n  level: info\n", sc.Sync)
-	tail := map[string]any{"topology": sc.Topology}
-	if len(sc.Rules) > 0 {
-		tail["rules"] = sc.Rules
-	}
-	y, err := yaml.Marshal(tail)
-	if err != nil {
-		return nil, fmt.Errorf("render config of %s: %w", region, err)
-	}
-	b.Write(y)
-	return []byte(b.String()), nil
-}
-
 func (p *processes) urls() map[string]string { return maps.Clone(p.base) }
 
 // start launches a region's process and waits until it serves.
@@ -171,6 +160,7 @@ func (p *processes) start(ctx context.Context, region string) error {
 		return fmt.Errorf("log of %s: %w", region, err)
 	}
 	cmd := exec.Command(p.bin, "serve", "--config", p.configs[region])
+	cmd.Env = childEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		out.Close()
@@ -204,6 +194,14 @@ func (p *processes) start(ctx context.Context, region string) error {
 		}
 	}
 	return fmt.Errorf("region %s did not serve within %s (log %s)", region, startTimeout, p.logs[region])
+}
+
+// childEnv is environ without the GEOGATE_* variables, which would override
+// the config file in the region's process.
+func childEnv(environ []string) []string {
+	return slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
+		return strings.HasPrefix(kv, config.EnvPrefix)
+	})
 }
 
 func lastLines(path string, n int) string {

@@ -1,0 +1,311 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/topology"
+)
+
+// configDiff lists the keys whose values differ between want and got,
+// comparing every exported field of config.Config (the unexported region
+// order a file records is checked through Order by the callers).
+func configDiff(want, got *config.Config) []string {
+	var diffs []string
+	w, g := reflect.ValueOf(want).Elem(), reflect.ValueOf(got).Elem()
+	for i := range w.NumField() {
+		f := w.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if !reflect.DeepEqual(w.Field(i).Interface(), g.Field(i).Interface()) {
+			diffs = append(diffs, fmt.Sprintf("%s: wrote %#v, loaded %#v", f.Tag.Get("koanf"), w.Field(i).Interface(), g.Field(i).Interface()))
+		}
+	}
+	return diffs
+}
+
+// roundTrip writes c as configYAML does, loads the file with config.Load
+// and fails the test unless every key and the region order came back.
+func roundTrip(t *testing.T, c *config.Config, regionOrder, wantOrder []string) *config.Config {
+	t.Helper()
+	b, err := configYAML(c, regionOrder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), c.Region+".yaml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.Load(path, nil, nil)
+	if err != nil {
+		t.Fatalf("config.Load refuses the generated file: %v\n%s", err, b)
+	}
+	for _, d := range configDiff(c, got) {
+		t.Errorf("%s", d)
+	}
+	if !slices.Equal(got.Order(), wantOrder) {
+		t.Errorf("loaded Order() = %v, want %v", got.Order(), wantOrder)
+	}
+	if t.Failed() {
+		t.Logf("generated file:\n%s", b)
+	}
+	return got
+}
+
+// scenarioAddrs gives every region distinct fake addresses, and region the
+// address of a distinct fake proxy for each of its inbound links.
+func scenarioAddrs(sc *Scenario, plan *topology.Plan, region string) regionAddrs {
+	a := regionAddrs{HTTP: map[string]string{}, PeerNATS: map[string]string{}}
+	for i, r := range sc.Regions {
+		a.HTTP[r] = fmt.Sprintf("127.0.0.1:%d", 7001+i)
+		a.PeerNATS[r] = fmt.Sprintf("127.0.0.1:%d", 8001+i)
+		if r == region {
+			a.NATSListen = a.PeerNATS[r]
+		}
+	}
+	for i, peer := range sc.Regions {
+		if peer != region && plan.HasLink(peer, region) {
+			a.PeerNATS[peer] = fmt.Sprintf("127.0.0.1:%d", 9001+i)
+		}
+	}
+	return a
+}
+
+// TestRegionConfigRoundTrip builds every region's process-mode config for
+// each shipped scenario (and two inline ones: a circular ring without
+// topology.order, and rules whose strings need quoting), writes it as YAML
+// and loads it back with config.Load: every key must come back equal, the
+// region order must be the scenario's (or the ring's), and each peer's
+// NATS must be the proxy of the link into the region.
+func TestRegionConfigRoundTrip(t *testing.T) {
+	type scenario struct {
+		name string
+		sc   *Scenario
+	}
+	var cases []scenario
+	for _, file := range scenarioFiles(t) {
+		sc, err := Load(file, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, scenario{strings.TrimSuffix(filepath.Base(file), ".yaml"), sc})
+	}
+	for name, src := range map[string]string{
+		"inline-ring-no-order": `
+mode: process
+regions: [us-east, eu-west, ap-south]
+topology: {kind: circular}
+rules:
+  - {name: "carts: #1", match: 'key startsWith "cart/" && key != ''x''', strategy: siblings}
+  - {name: profiles, match: "key startsWith \"user/\"\n  || key == \"null\"", strategy: home_region, home: '"eu-west"', home_mode: redirect, fallback: lww}
+  - name: merge
+    match: 'key matches "^m/"'
+    strategy: custom
+    merge: 'siblings[0]'
+    resolver: ap-south
+  - {name: "true", match: 'true', strategy: lww}
+sync: true
+workload: {rate: 1, keys: 1}
+duration: 1s
+`,
+	} {
+		sc, err := Parse([]byte(src), false)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cases = append(cases, scenario{name, sc})
+	}
+
+	var withRules, circular int
+	for _, tc := range cases {
+		sc := tc.sc
+		if len(sc.Rules) > 0 {
+			withRules++
+		}
+		if sc.Topology.Kind == topology.Circular {
+			circular++
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := topology.New(sc.Regions, sc.Topology)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOrder := sc.Regions
+			if len(sc.Topology.Order) > 0 {
+				wantOrder = sc.Topology.Order
+			}
+			wantRules := sc.Rules
+			if len(wantRules) == 0 {
+				wantRules = config.DefaultRules()
+			}
+			for _, r := range sc.Regions {
+				addrs := scenarioAddrs(sc, plan, r)
+				dir := t.TempDir()
+				dataDir := filepath.Join(dir, r)
+				c, err := regionConfig(sc, r, addrs, dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := roundTrip(t, c, sc.Regions, wantOrder)
+				// What the process is told, beyond "equal to what we built".
+				switch {
+				case got.Region != r || got.DataDir != dataDir || got.NATS.StoreDir != filepath.Join(dataDir, "nats"):
+					t.Errorf("%s: region %q data_dir %q store_dir %q", r, got.Region, got.DataDir, got.NATS.StoreDir)
+				case got.HTTP.Listen != addrs.HTTP[r] || got.NATS.Listen != addrs.NATSListen || !got.NATS.Embedded || got.NATS.URL != "":
+					t.Errorf("%s: http %+v nats %+v", r, got.HTTP, got.NATS)
+				case got.Durability.Sync != sc.Sync || got.Log.Level != "info":
+					t.Errorf("%s: durability.sync %v log.level %q", r, got.Durability.Sync, got.Log.Level)
+				case got.Topology.Kind != string(sc.Topology.Kind) || got.Topology.Hub != sc.Topology.Hub:
+					t.Errorf("%s: topology %+v, scenario %+v", r, got.Topology, sc.Topology)
+				case !reflect.DeepEqual(got.Rules, wantRules):
+					t.Errorf("%s: rules %+v, want %+v", r, got.Rules, wantRules)
+				}
+				for _, peer := range sc.Regions {
+					want := config.Endpoints{HTTP: "http://" + addrs.HTTP[peer], NATS: "nats://" + addrs.PeerNATS[peer]}
+					if got.Regions[peer] != want {
+						t.Errorf("%s: regions.%s = %+v, want %+v", r, peer, got.Regions[peer], want)
+					}
+					if peer != r && plan.HasLink(peer, r) && !strings.HasSuffix(got.Regions[peer].NATS, ":"+fmt.Sprint(9001+slices.Index(sc.Regions, peer))) {
+						t.Errorf("%s: regions.%s.nats = %q, want the proxy of link %s->%s", r, peer, got.Regions[peer].NATS, peer, r)
+					}
+				}
+			}
+		})
+	}
+	if withRules == 0 || circular == 0 {
+		t.Errorf("the round trip covered %d scenarios with rules and %d circular ones; want both", withRules, circular)
+	}
+}
+
+// TestConfigYAMLEveryKey round-trips a Config whose every key differs from
+// its default, with strings YAML would read as another type unless quoted
+// (region names "123", "null" and "true", rule expressions with quotes,
+// colons, '#' and newlines), and checks the regions mapping keeps the
+// given order.
+func TestConfigYAMLEveryKey(t *testing.T) {
+	c := config.Default()
+	c.Region = "null"
+	c.Regions = map[string]config.Endpoints{
+		"us-east": {HTTP: "http://127.0.0.1:7001", NATS: "nats://127.0.0.1:8001"},
+		"123":     {HTTP: "https://gw.example:443/base", NATS: "tls://nats.example:4222"},
+		"null":    {HTTP: "http://[::1]:7003", NATS: "nats://[::1]:8003"},
+		"true":    {HTTP: "http://h:7004", NATS: "nats://h:8004"},
+	}
+	c.Topology = config.Topology{Kind: config.TopologyStar, Hub: "true"}
+	c.DataDir = "/tmp/dir with: colon #hash 'q' \"dq\""
+	// Field by field, so keys added later keep their defaults.
+	c.HTTP.Listen = "[::1]:0"
+	c.HTTP.MaxValueBytes = 1000
+	c.HTTP.ReadTimeout = 1500 * time.Millisecond
+	c.HTTP.WriteTimeout = 0
+	c.HTTP.IdleTimeout = time.Hour + time.Second
+	c.NATS.Embedded = false
+	c.NATS.URL = "nats://a:4222, tls://b:4223"
+	c.NATS.Sync = config.NATSSyncAlways
+	c.Durability.Sync = false
+	c.Replication.MaxClockSkew = time.Minute
+	c.Replication.Heartbeat = 250 * time.Millisecond
+	c.Replication.StreamMaxAge = 48 * time.Hour
+	c.Replication.StreamMaxBytes = 1536 << 10
+	c.Replication.Batch = 7
+	c.Replication.LogMode = config.LogModeStream
+	c.Replication.MaxHold = 90 * time.Minute
+	c.Conflicts.Retention = 3
+	c.Conflicts.MaxAge = time.Nanosecond
+	c.Sessions.DefaultWait = time.Millisecond
+	c.Sessions.MaxWait = 2 * time.Millisecond
+	c.Log.Level = "debug"
+	c.Log.Format = "json"
+	c.Rules = []rules.Spec{
+		{Name: "yes", Match: "key == \"a: b #c\" &&\n  true", Strategy: "home_region", Home: `'123'`, HomeMode: "reject", Fallback: "siblings"},
+		{Name: "- dash", Match: `  key startsWith "x: 'y'"`, Strategy: "custom", Merge: `{"a": 1}`, OnRead: "siblings[0]", Resolver: "123"},
+		{Name: "~", Match: "true", Strategy: "custom", Select: "version.hlc * 1e3"},
+	}
+	c.Complete()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("the test's config is invalid: %v", err)
+	}
+	if len(c.Topology.Order) != 0 {
+		t.Fatal("topology.order set: the region order would not be tested")
+	}
+	order := []string{"true", "us-east", "null", "123"}
+	roundTrip(t, c, order, order)
+
+	// topology.order, when set, is the order whatever the mapping's.
+	c.Topology = config.Topology{Kind: config.TopologyCircular, Order: []string{"123", "us-east", "true", "null"}}
+	roundTrip(t, c, order, c.Topology.Order)
+}
+
+// TestConfigYAMLRefusesUntaggedField checks the encoder refuses a field
+// the loader would not read back under a known key, instead of dropping it.
+func TestConfigYAMLRefusesUntaggedField(t *testing.T) {
+	type inner struct {
+		Tagged   string `koanf:"tagged"`
+		Untagged string
+	}
+	type outer struct {
+		Inner inner `koanf:"inner"`
+	}
+	_, err := koanfEncoder{}.node(reflect.ValueOf(outer{}), "")
+	if err == nil || !strings.Contains(err.Error(), "Untagged") || !strings.Contains(err.Error(), "inner") {
+		t.Fatalf("err = %v, want one naming the field Untagged under inner", err)
+	}
+}
+
+// TestInvalidRegionConfigFailsBeforeStart runs process-mode scenarios that
+// the scenario checks accept but no region's config can hold: Run must fail
+// naming the region and the key, without writing a config file or running
+// the binary (a script that would leave a marker file).
+func TestInvalidRegionConfigFailsBeforeStart(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "started")
+	bin := filepath.Join(dir, "geogate")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\ntouch '"+marker+"'\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const head = "mode: process\nregions: [us-east, eu-west]\nworkload: {rate: 1, keys: 1}\nduration: 1s\nrules:\n"
+	for _, tc := range []struct {
+		name, rules, key string
+	}{
+		{"resolver not a region", "  - {name: m, match: 'true', strategy: custom, merge: 'siblings[0]', resolver: mars}\n", "rules[0].resolver"},
+		{"home region without home", "  - {name: h, match: 'true', strategy: home_region}\n", "rules[0].home"},
+		{"bad home mode", "  - {name: d, match: 'true', strategy: lww}\n  - {name: h, match: 'true', strategy: home_region, home: '\"us-east\"', home_mode: bounce}\n", "rules[1].home_mode"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc, err := Parse([]byte(head+tc.rules), false)
+			if err != nil {
+				t.Fatalf("the scenario itself must be valid: %v", err)
+			}
+			data := t.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err = Run(ctx, sc, RunOptions{Binary: bin, DataDir: data, KeepData: true})
+			if _, serr := os.Stat(marker); !errors.Is(serr, os.ErrNotExist) {
+				t.Errorf("the binary ran (marker: %v)", serr)
+			}
+			if entries, _ := os.ReadDir(data); len(entries) > 0 {
+				t.Errorf("data dir not empty after the refusal: %v", entries)
+			}
+			var fe *config.FieldError
+			switch {
+			case err == nil:
+				t.Fatal("Run accepted the scenario")
+			case !errors.As(err, &fe) || fe.Key != tc.key:
+				t.Fatalf("err = %v; want a config.FieldError for %s", err, tc.key)
+			case !strings.Contains(err.Error(), "region us-east") || !strings.Contains(err.Error(), tc.key):
+				t.Fatalf("err = %q; want it to name region us-east and key %s", err, tc.key)
+			}
+		})
+	}
+}
