@@ -133,7 +133,7 @@ func (s *Store) readConflict(txn *badger.Txn, seq uint64) (ConflictEntry, bool, 
 // key or (key == "") for all keys.
 func (s *Store) Conflicts(key string, limit int) ([]ConflictEntry, error) {
 	out := []ConflictEntry{}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		read := func(seq uint64) error {
 			e, ok, err := s.readConflict(txn, seq)
 			if ok {

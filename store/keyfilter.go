@@ -38,13 +38,13 @@ const keyFilterFP = 0.005
 // keyFilterMin is the fewest keys the first layer is sized for.
 const keyFilterMin = 1 << 16
 
-// newKeyFilter builds the filter from every record key in the store, its
-// first layer sized for twice that many keys (at least min).
-func newKeyFilter(db *badger.DB, min uint) (*keyFilter, error) {
+// newKeyFilter builds the filter from every record key view shows (a
+// Store.view), its first layer sized for twice that many keys (at least min).
+func newKeyFilter(view func(func(*badger.Txn) error) error, min uint) (*keyFilter, error) {
 	// Two key-only passes (count, then add) rather than holding every key
 	// in memory: a large store would need hundreds of MB for that.
 	each := func(fn func(key []byte)) error {
-		return db.View(func(txn *badger.Txn) error {
+		return view(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord})
 			defer it.Close()
 			for it.Rewind(); it.Valid(); it.Next() {

@@ -105,7 +105,7 @@ func itemOutbox(item *badger.Item, seq uint64) (e OutboxEntry, err error) {
 func (s *Store) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
 	last := s.committed.Load()
 	var out []OutboxEntry
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixOutbox, PrefetchValues: true, PrefetchSize: 128})
 		defer it.Close()
 		for it.Seek(seqKey(prefixOutbox, after+1)); it.Valid() && len(out) < max; it.Next() {

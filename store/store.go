@@ -60,6 +60,9 @@ type Options struct {
 
 	// keyFilterMin overrides keyFilterMin (tests: force rebuilds).
 	keyFilterMin uint
+	// memTableSize, if set, overrides Badger's memtable size (tests: make
+	// flushes and compactions happen after little data).
+	memTableSize int64
 }
 
 // Observer looks at a record a request changed and reports conflicts to log.
@@ -88,7 +91,9 @@ type Change struct {
 // use. Mutations are serialised through one writer at a time (see
 // writer.go); reads run on Badger snapshots and see only committed state.
 type Store struct {
-	db       *badger.DB
+	db *badger.DB
+	// snaps picks Badger's commit and read timestamps (managed mode).
+	snaps    *snapshots
 	opts     Options
 	actor    string
 	log      *slog.Logger
@@ -157,12 +162,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	db, err := badger.Open(badgerOptions(opts))
+	db, err := badger.OpenManaged(badgerOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open badger %s: %w", opts.Dir, err)
 	}
 	s := &Store{
-		db: db, opts: opts, log: opts.Logger.With("component", "store"),
+		db: db, snaps: newSnapshots(db.MaxVersion()), opts: opts, log: opts.Logger.With("component", "store"),
 		outboxCh: make(chan struct{}, 1),
 		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),
@@ -172,7 +177,7 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if s.keys, err = newKeyFilter(db, s.keyFilterMin()); err != nil {
+	if s.keys, err = newKeyFilter(s.view, s.keyFilterMin()); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -202,81 +207,91 @@ func badgerOptions(opts Options) badger.Options {
 			WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20).WithNumCompactors(2).
 			WithNumMemtables(2).WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8)
 	}
+	if opts.memTableSize > 0 {
+		bo = bo.WithMemTableSize(opts.memTableSize)
+	}
 	return bo
 }
 
 func (s *Store) load() error {
-	return s.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyActor)
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-			epoch := make([]byte, 4)
-			if _, err := rand.Read(epoch); err != nil {
-				return fmt.Errorf("draw epoch: %w", err)
-			}
-			s.actor = conflict.Actor(s.opts.Region, hex.EncodeToString(epoch))
-			if err := txn.Set(keyActor, []byte(s.actor)); err != nil {
-				return err
-			}
-			s.log.Info("new store: drew actor epoch", "actor", s.actor)
-		case err != nil:
-			return fmt.Errorf("read actor: %w", err)
-		default:
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			s.actor = string(v)
-			if conflict.RegionOf(s.actor) != s.opts.Region {
-				return fmt.Errorf("store %s belongs to region %q, not %q", s.opts.Dir, conflict.RegionOf(s.actor), s.opts.Region)
-			}
+	txn := s.beginCommit()
+	defer txn.Discard()
+	if err := s.loadIn(txn); err != nil {
+		return err
+	}
+	return s.commit(txn)
+}
+
+func (s *Store) loadIn(txn *badger.Txn) error {
+	item, err := txn.Get(keyActor)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		epoch := make([]byte, 4)
+		if _, err := rand.Read(epoch); err != nil {
+			return fmt.Errorf("draw epoch: %w", err)
 		}
-		if err := getU64(txn, keyTrimmed, &s.trimmed); err != nil {
+		s.actor = conflict.Actor(s.opts.Region, hex.EncodeToString(epoch))
+		if err := txn.Set(keyActor, []byte(s.actor)); err != nil {
 			return err
 		}
-		switch item, err := txn.Get(keySeqs); {
-		case errors.Is(err, badger.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("read sequences: %w", err)
-		default:
-			err := item.Value(func(v []byte) error {
-				var err error
-				s.seq, s.oseq, s.cseq, err = decodeSeqs(v)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-		}
-		if err := s.deriveSeqs(txn); err != nil {
+		s.log.Info("new store: drew actor epoch", "actor", s.actor)
+	case err != nil:
+		return fmt.Errorf("read actor: %w", err)
+	default:
+		v, err := item.ValueCopy(nil)
+		if err != nil {
 			return err
 		}
-		// The oldest conflict-log entry still stored (retention drops
-		// from the front).
-		s.cfirst = s.cseq + 1
-		cit := txn.NewIterator(badger.IteratorOptions{Prefix: prefixConflict})
-		if cit.Rewind(); cit.Valid() {
-			s.cfirst = seqFromKey(prefixConflict, cit.Item().Key())
+		s.actor = string(v)
+		if conflict.RegionOf(s.actor) != s.opts.Region {
+			return fmt.Errorf("store %s belongs to region %q, not %q", s.opts.Dir, conflict.RegionOf(s.actor), s.opts.Region)
 		}
-		cit.Close()
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixWatermark, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			n, err := decodeU64(v)
-			if err != nil {
-				return fmt.Errorf("watermark %s: %w", it.Item().Key(), err)
-			}
-			s.wm[string(it.Item().Key()[len(prefixWatermark):])] = n
+	}
+	if err := getU64(txn, keyTrimmed, &s.trimmed); err != nil {
+		return err
+	}
+	switch item, err := txn.Get(keySeqs); {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return fmt.Errorf("read sequences: %w", err)
+	default:
+		err := item.Value(func(v []byte) error {
+			var err error
+			s.seq, s.oseq, s.cseq, err = decodeSeqs(v)
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		s.publish(nil)
-		s.committed.Store(s.seq)
-		s.trimWant.Store(s.trimmed)
-		return nil
-	})
+	}
+	if err := s.deriveSeqs(txn); err != nil {
+		return err
+	}
+	// The oldest conflict-log entry still stored (retention drops
+	// from the front).
+	s.cfirst = s.cseq + 1
+	cit := txn.NewIterator(badger.IteratorOptions{Prefix: prefixConflict})
+	if cit.Rewind(); cit.Valid() {
+		s.cfirst = seqFromKey(prefixConflict, cit.Item().Key())
+	}
+	cit.Close()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixWatermark, PrefetchValues: true})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		n, err := decodeU64(v)
+		if err != nil {
+			return fmt.Errorf("watermark %s: %w", it.Item().Key(), err)
+		}
+		s.wm[string(it.Item().Key()[len(prefixWatermark):])] = n
+	}
+	s.publish(nil)
+	s.committed.Store(s.seq)
+	s.trimWant.Store(s.trimmed)
+	return nil
 }
 
 func getU64(txn *badger.Txn, key []byte, dst *uint64) error {
@@ -367,7 +382,7 @@ func (s *Store) Close() error {
 // Get returns the committed record of key; ok is false if the key was never
 // written or replicated here.
 func (s *Store) Get(key string) (rec conflict.Record, ok bool, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		rec, ok, err = getRecord(txn, key)
 		return err
 	})
@@ -403,7 +418,7 @@ func itemRecord(item *badger.Item) (rec conflict.Record, err error) {
 // whose frontier is all tombstones are left out.
 func (s *Store) List(prefix, after string, limit int, live bool) ([]string, error) {
 	keys := []string{}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		p := recordKey(prefix)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: live, PrefetchSize: 64})
 		defer it.Close()
@@ -434,7 +449,7 @@ func (s *Store) List(prefix, after string, limit int, live bool) ([]string, erro
 // identical data.
 func (s *Store) Digest() (sum []byte, n int, err error) {
 	h := sha256.New()
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -459,7 +474,7 @@ func (s *Store) Digest() (sum []byte, n int, err error) {
 // Scan calls fn for every record in key order on one snapshot, until fn
 // returns false.
 func (s *Store) Scan(fn func(key string, rec conflict.Record) bool) error {
-	return s.db.View(func(txn *badger.Txn) error {
+	return s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

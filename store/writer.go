@@ -280,7 +280,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 	clear(st.dirty)
 	clear(st.wmOld)
 	st.conflicts, st.outboxed = nil, false
-	st.txn = s.db.NewTransaction(true)
+	st.txn = s.beginCommit()
 	st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst = s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst
 	defer st.txn.Discard()
 	resps := slices.Grow(st.resps[:0], len(batch))[:len(batch)]
@@ -306,7 +306,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 		err = s.trimOutbox(st)
 	}
 	if err == nil {
-		err = st.txn.Commit()
+		err = s.commit(st.txn)
 		stats.Commits++
 	}
 	if err != nil {
