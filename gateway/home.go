@@ -14,6 +14,7 @@ import (
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/store"
+	"github.com/geogate/geogate/topology/link"
 )
 
 // forwardTimeout bounds a forwarded write's round trip to its home region.
@@ -153,7 +154,8 @@ func (n *Node) peerConn(peer string) (c *nats.Conn, created bool, err error) {
 		return c, false, nil
 	}
 	opts := []nats.Option{nats.Name("geogate-" + n.cfg.Region + "-to-" + peer), nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(time.Second)}
+		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(time.Second),
+		link.LogAsyncErrors(n.log.With("peer", peer))}
 	if n.opts.Dialer != nil {
 		opts = append(opts, nats.SetCustomDialer(n.opts.Dialer(peer)))
 	}

@@ -42,7 +42,7 @@ func (n *Node) startNATS() error {
 		n.natsURL = n.nats.ClientURL()
 	}
 	conn, err := nats.Connect(n.natsURL, nats.Name("geogate-"+n.cfg.Region), nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), link.LogAsyncErrors(n.log))
 	if err != nil {
 		return fmt.Errorf("connect nats %s: %w", n.natsURL, err)
 	}

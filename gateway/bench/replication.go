@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -23,14 +24,14 @@ import (
 // file stream on an embedded server synced as a region's is by default
 // (nats.sync: 1s), then consumes and acks them with a pull consumer; the
 // rate is n over the whole.
-func rawJetStream(ctx context.Context, dir string, n int) (float64, error) {
+func rawJetStream(ctx context.Context, dir string, n int, log *slog.Logger) (float64, error) {
 	sync := config.Default().NATS.SyncInterval()
 	srv, err := link.StartServer(link.ServerOptions{Name: "raw", Host: "127.0.0.1", Port: -1, StoreDir: dir, SyncInterval: sync})
 	if err != nil {
 		return 0, err
 	}
 	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := nats.Connect(srv.ClientURL(), link.LogAsyncErrors(log))
 	if err != nil {
 		return 0, err
 	}
@@ -106,7 +107,7 @@ func replication(ctx context.Context, o *Options, rep *Report) error {
 	// per-round ratios is reported.
 	raw, tp, ratio, err := alternate(benchRounds,
 		func(round int) (float64, error) {
-			return rawJetStream(ctx, filepath.Join(o.Dir, fmt.Sprintf("raw-js-%d", round)), o.Events)
+			return rawJetStream(ctx, filepath.Join(o.Dir, fmt.Sprintf("raw-js-%d", round)), o.Events, o.Logger)
 		},
 		func(round int) (float64, error) { return replicationThroughput(ctx, o, round) })
 	if err != nil {

@@ -342,6 +342,7 @@ func (l *Link) connect() (*nats.Conn, error) {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(3),
+		LogAsyncErrors(l.log),
 	}
 	if l.cfg.Dialer != nil {
 		opts = append(opts, nats.SetCustomDialer(l.cfg.Dialer))
