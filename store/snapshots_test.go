@@ -109,7 +109,9 @@ func TestReadIsASnapshot(t *testing.T) {
 func TestShadowedVersionsDiscarded(t *testing.T) {
 	// Small memtables: a MB of writes flushes one, and two
 	// flushed tables start a compaction.
-	s := openTest(t, "us", "", func(o *Options) { o.memTableSize = 1 << 20 })
+	s := openTest(t, "us", "", func(o *Options) {
+		o.tuneBadger = func(bo badger.Options) badger.Options { return bo.WithMemTableSize(1 << 20) }
+	})
 	filler := strings.Repeat("x", 4<<10)
 	fill := func(round string) {
 		t.Helper()

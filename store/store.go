@@ -60,9 +60,14 @@ type Options struct {
 
 	// keyFilterMin overrides keyFilterMin (tests: force rebuilds).
 	keyFilterMin uint
-	// memTableSize, if set, overrides Badger's memtable size (tests: make
-	// flushes and compactions happen after little data).
-	memTableSize int64
+	// ValueLogGCInterval is how often the store reclaims value-log space
+	// (valuelog.go); default 5 minutes, negative never.
+	ValueLogGCInterval time.Duration
+
+	// tuneBadger, if set, adjusts Badger's options last (tests: small
+	// memtables and value-log files, so that flushes, compactions and
+	// value-log rewrites happen after little data).
+	tuneBadger func(badger.Options) badger.Options
 }
 
 // Observer looks at a record a request changed and reports conflicts to log.
@@ -109,6 +114,7 @@ type Store struct {
 	slots     chan struct{} // bounds queued requests: back-pressure
 	stop      chan struct{} // closed when Close begins
 	idle      chan struct{} // closed when the writer role ends after Close
+	gcDone    chan struct{} // closed when collectValueLog has returned
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -159,6 +165,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.ConflictRetention <= 0 {
 		opts.ConflictRetention = 100_000
 	}
+	if opts.ValueLogGCInterval == 0 {
+		opts.ValueLogGCInterval = defaultValueLogGCInterval
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -180,6 +189,12 @@ func Open(opts Options) (*Store, error) {
 	if s.keys, err = newKeyFilter(s.view, s.keyFilterMin()); err != nil {
 		db.Close()
 		return nil, err
+	}
+	s.gcDone = make(chan struct{})
+	if opts.ValueLogGCInterval > 0 {
+		go s.collectValueLog(opts.ValueLogGCInterval)
+	} else {
+		close(s.gcDone)
 	}
 	return s, nil
 }
@@ -207,8 +222,8 @@ func badgerOptions(opts Options) badger.Options {
 			WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20).WithNumCompactors(2).
 			WithNumMemtables(2).WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8)
 	}
-	if opts.memTableSize > 0 {
-		bo = bo.WithMemTableSize(opts.memTableSize)
+	if opts.tuneBadger != nil {
+		bo = opts.tuneBadger(bo)
 	}
 	return bo
 }
@@ -374,6 +389,7 @@ func (s *Store) Close() error {
 		if busy {
 			<-s.idle // the writer drains the queue, then gives the role up
 		}
+		<-s.gcDone // a value-log rewrite under way ends first
 		err = s.db.Close()
 	})
 	return err
