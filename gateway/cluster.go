@@ -50,10 +50,14 @@ type stopped struct {
 }
 
 // RegionConfig builds the complete, validated config of one region of spec.
+// Its regions are in spec.Regions order (Config.Order, unless the topology
+// sets one), as in a config file that lists them so: the first is the
+// default merge resolver.
 func (spec ClusterSpec) RegionConfig(i int) (*config.Config, error) {
 	c := config.Default()
 	c.Region = spec.Regions[i]
 	c.Regions = map[string]config.Endpoints{}
+	c.SetRegionOrder(spec.Regions)
 	for j, r := range spec.Regions {
 		// With free ports the real addresses are known only once bound;
 		// Start gets them from the cluster, so these are placeholders.

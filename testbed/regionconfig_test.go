@@ -158,6 +158,11 @@ duration: 1s
 					t.Fatal(err)
 				}
 				got := roundTrip(t, c, sc.Regions, wantOrder)
+				// The in-process mode runs c itself: both modes must order
+				// the regions alike (the default merge resolver is the first).
+				if !slices.Equal(c.Order(), got.Order()) {
+					t.Errorf("%s: in process the regions are in order %v, in process mode %v", r, c.Order(), got.Order())
+				}
 				// What the process is told, beyond "equal to what we built".
 				switch {
 				case got.Region != r || got.DataDir != dataDir || got.NATS.StoreDir != filepath.Join(dataDir, "nats"):

@@ -269,6 +269,13 @@ func (c *Config) Order() []string {
 	return c.writtenOrder()
 }
 
+// SetRegionOrder records order as the order the regions mapping was
+// written in, as loading a file that lists the regions in that order does:
+// Order follows it (names not in Regions are skipped, regions it leaves out
+// come after, by name) unless topology.order is set. For configs built in
+// code, so that they order their regions as a file would.
+func (c *Config) SetRegionOrder(order []string) { c.fileOrder = slices.Clone(order) }
+
 // writtenOrder is Order without topology.order: the regions as the file
 // wrote them, then the others by name.
 func (c *Config) writtenOrder() []string {

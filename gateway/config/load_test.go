@@ -389,6 +389,15 @@ regions:
 	if got := code.Order(); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Errorf("Order() of a Config built in code = %v, want name order", got)
 	}
+	// SetRegionOrder orders a Config built in code as a file would: the
+	// names it gives first (unknown ones skipped), then the rest by name.
+	code.Regions["d"] = Endpoints{}
+	order := []string{"c", "x", "a"}
+	code.SetRegionOrder(order)
+	order[0] = "mutated"
+	if got := code.Order(); !slices.Equal(got, []string{"c", "a", "b", "d"}) {
+		t.Errorf("Order() after SetRegionOrder([c x a]) = %v, want [c a b d]", got)
+	}
 }
 
 func TestLoadDoesNotTouchData(t *testing.T) {
