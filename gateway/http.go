@@ -57,10 +57,16 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // errorBody renders an error as its HTTP status and JSON body
-// {"error", "code", details...}; an error that is not an *apiError is a 500.
+// {"error", "code", details...}: an *apiError as it says, the store closing
+// under a request (store.ErrClosed: the region is shutting down) as a 503
+// the client can retry elsewhere, anything else as a 500.
 func errorBody(err error) (int, map[string]any) {
 	var ae *apiError
-	if !errors.As(err, &ae) {
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, store.ErrClosed):
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "shutting_down", msg: "this region is shutting down; retry at another region"}
+	default:
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
 	}
 	body := map[string]any{"error": ae.msg, "code": ae.code}
@@ -200,10 +206,7 @@ func (n *Node) write(ctx context.Context, rule *rules.Rule, mut store.Mutation) 
 func (n *Node) writeMutation(ctx context.Context, rule *rules.Rule, mut store.Mutation) (store.WriteResult, error) {
 	res, err := n.store.Write(ctx, mut)
 	if err != nil {
-		if errors.Is(err, store.ErrClosed) {
-			return res, errorf(http.StatusServiceUnavailable, "shutting_down", "region %s is shutting down; retry at another region", n.cfg.Region)
-		}
-		return res, fmt.Errorf("write %q: %w", mut.Key, err)
+		return res, fmt.Errorf("write %q: %w", mut.Key, err) // store.ErrClosed: errorBody's 503
 	}
 	n.metrics.writes.WithLabelValues(op(mut.Deleted)).Inc()
 	n.maybeMerge(rule, mut.Key, res.Record)

@@ -258,3 +258,35 @@ func TestSessionStaleRead(t *testing.T) {
 		t.Fatalf("stale answer does not name what is missing: %s", g.body)
 	}
 }
+
+// TestStoreClosedAnswers503 closes a region's store under its HTTP API, as
+// a shutdown does to requests still in flight: reads and writes answer 503
+// shutting_down, which a client retries at another region, not 500.
+func TestStoreClosedAnswers503(t *testing.T) {
+	c := startCluster(t, []string{"solo"}, "all-to-all", nil)
+	n := c.Node("solo")
+	base := n.HTTPURL()
+	if a := do(t, "PUT", base+"/v1/kv/k", []byte(`1`)); a.status != 200 {
+		t.Fatalf("put: %d %s", a.status, a.body)
+	}
+	if err := n.Store().Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []struct{ method, path, body string }{
+		{"GET", "/v1/kv/k", ""},
+		{"GET", "/v1/kv/k?meta=true", ""},
+		{"GET", "/v1/kv?prefix=", ""},
+		{"GET", "/v1/conflicts", ""},
+		{"PUT", "/v1/kv/k", "2"},
+		{"DELETE", "/v1/kv/k", ""},
+	} {
+		var body []byte
+		if req.body != "" {
+			body = []byte(req.body)
+		}
+		a := do(t, req.method, base+req.path, body)
+		if a.status != http.StatusServiceUnavailable || a.json(t)["code"] != "shutting_down" {
+			t.Errorf("%s %s with the store closed: %d %s, want 503 shutting_down", req.method, req.path, a.status, a.body)
+		}
+	}
+}

@@ -19,7 +19,8 @@ import (
 
 // snapshots hands out read timestamps and tracks the ones in use, so that
 // Badger's compactions never discard a version an open read may still
-// need. Safe for concurrent use.
+// need, and so that Badger is closed only once no read is open. Safe for
+// concurrent use.
 type snapshots struct {
 	mu sync.Mutex
 	// committed is the newest published commit timestamp: what a read
@@ -29,20 +30,30 @@ type snapshots struct {
 	open map[uint64]int
 	// discard is the last value given to Badger's SetDiscardTs.
 	discard uint64
+	// closed refuses new reads; drained is signalled when the last open
+	// read ends.
+	closed  bool
+	drained *sync.Cond
 }
 
 func newSnapshots(committed uint64) *snapshots {
-	return &snapshots{committed: committed, discard: committed, open: map[uint64]int{}}
+	s := &snapshots{committed: committed, discard: committed, open: map[uint64]int{}}
+	s.drained = sync.NewCond(&s.mu)
+	return s
 }
 
 // acquire returns the timestamp a new read runs at (every commit published
 // so far, nothing after) and keeps it from being discarded until release.
-func (s *snapshots) acquire() uint64 {
+// It fails (false) once close has begun.
+func (s *snapshots) acquire() (uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return 0, false
+	}
 	ts := s.committed
 	s.open[ts]++
-	return ts
+	return ts, true
 }
 
 // release ends a read that acquire started at ts.
@@ -51,6 +62,20 @@ func (s *snapshots) release(ts uint64) {
 	defer s.mu.Unlock()
 	if s.open[ts]--; s.open[ts] <= 0 {
 		delete(s.open, ts)
+	}
+	if s.closed && len(s.open) == 0 {
+		s.drained.Broadcast()
+	}
+}
+
+// close refuses new reads and waits until every open read has ended.
+// Idempotent.
+func (s *snapshots) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for len(s.open) > 0 {
+		s.drained.Wait()
 	}
 }
 
@@ -81,12 +106,13 @@ func (s *snapshots) publish(ts uint64) (discard uint64, moved bool) {
 }
 
 // view runs fn in a read-only Badger transaction on a snapshot of every
-// commit published before it began. After Close it returns ErrClosed.
+// commit published before it began. Once Close has begun it returns
+// ErrClosed; Close closes Badger only after every view has returned.
 func (s *Store) view(fn func(txn *badger.Txn) error) error {
-	if s.db.IsClosed() {
+	ts, ok := s.snaps.acquire()
+	if !ok {
 		return ErrClosed
 	}
-	ts := s.snaps.acquire()
 	defer s.snaps.release(ts)
 	txn := s.db.NewTransactionAt(ts, false)
 	defer txn.Discard()

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -16,9 +17,9 @@ import (
 
 // TestSnapshotsDiscardNeverPassesOpenRead drives the timestamp bookkeeping
 // with random reads and commits against a plain model: a read runs at the
-// newest published commit, and the discard timestamp never moves back and
+// newest published commit, and the discard timestamp never moves back,
 // never passes a read still open (Badger could otherwise drop a version
-// that read needs).
+// that read needs) and reaches the newest commit when no read is open.
 func TestSnapshotsDiscardNeverPassesOpenRead(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		start := rapid.Uint64Range(0, 1000).Draw(t, "start")
@@ -28,8 +29,8 @@ func TestSnapshotsDiscardNeverPassesOpenRead(t *testing.T) {
 		for i := range rapid.IntRange(1, 200).Draw(t, "steps") {
 			switch op := rapid.IntRange(0, 2).Draw(t, fmt.Sprintf("op %d", i)); {
 			case op == 0:
-				ts := s.acquire()
-				if ts != committed {
+				ts, ok := s.acquire()
+				if !ok || ts != committed {
 					t.Fatalf("read at %d, newest commit %d", ts, committed)
 				}
 				open = append(open, ts)
@@ -49,6 +50,14 @@ func TestSnapshotsDiscardNeverPassesOpenRead(t *testing.T) {
 					t.Fatalf("discard %d; oldest open read or newest commit %d, last discard %d", discard, want, lastDiscard)
 				case moved != (discard > lastDiscard):
 					t.Fatalf("moved = %v going from %d to %d", moved, lastDiscard, discard)
+				}
+				for _, ts := range open {
+					if discard > ts {
+						t.Fatalf("discard %d passes the read open at %d", discard, ts)
+					}
+				}
+				if len(open) == 0 && discard != committed {
+					t.Fatalf("discard %d with no read open, newest commit %d", discard, committed)
 				}
 				lastDiscard = discard
 			}
@@ -138,7 +147,7 @@ func TestShadowedVersionsDiscarded(t *testing.T) {
 	}
 	const n = 50
 	mustWrite(t, s, Mutation{Key: "k", Value: doc(`"first"`), Supersede: true})
-	pinned := s.snaps.acquire() // a read open across what follows
+	pinned, _ := s.snaps.acquire() // a read open across what follows
 	for i := range n {
 		mustWrite(t, s, Mutation{Key: "k", Value: doc(`%d`, i), Supersede: true})
 	}
@@ -214,5 +223,61 @@ func TestOpensStoreWrittenInBadgerTimestampMode(t *testing.T) {
 	mustWrite(t, s, Mutation{Key: "old", Value: doc(`"new"`), Supersede: true})
 	if got := liveValues(mustGet(t, s, "old")); got != `"new"` {
 		t.Fatalf("after a write, old = %q, want \"new\"", got)
+	}
+}
+
+// TestCloseWaitsForReads closes the store while a Scan is in progress:
+// reads that begin after Close has started fail with ErrClosed, Close
+// waits for the scan (Badger is not closed under it), the scan sees every
+// record, and Close then returns.
+func TestCloseWaitsForReads(t *testing.T) {
+	s := openTest(t, "us", "", nil)
+	for i := range 3 {
+		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k%d", i), Value: doc(`%d`, i)})
+	}
+	inside, resume := make(chan struct{}), make(chan struct{})
+	scanned := make(chan error, 1)
+	var keys []string
+	go func() {
+		scanned <- s.Scan(func(key string, _ conflict.Record) bool {
+			if key == "k0" {
+				close(inside)
+				<-resume
+			}
+			keys = append(keys, key)
+			return true
+		})
+	}()
+	<-inside
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	// Once a new read is refused, Close is waiting for the open scan.
+	eventually(t, 10*time.Second, "reads refused after Close began", func() bool {
+		_, _, err := s.Get("k1")
+		return errors.Is(err, ErrClosed)
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a scan was open", err)
+	default:
+	}
+	close(resume)
+	if err := <-scanned; err != nil || !slices.Equal(keys, []string{"k0", "k1", "k2"}) {
+		t.Fatalf("scan across Close: keys %v, err %v", keys, err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	for name, read := range map[string]func() error{
+		"Get":        func() error { _, _, err := s.Get("k0"); return err },
+		"List":       func() error { _, err := s.List("", "", 10, true); return err },
+		"Scan":       func() error { return s.Scan(func(string, conflict.Record) bool { return true }) },
+		"Digest":     func() error { _, _, err := s.Digest(); return err },
+		"Conflicts":  func() error { _, err := s.Conflicts("", 10); return err },
+		"ReadOutbox": func() error { _, err := s.ReadOutbox(0, 10); return err },
+	} {
+		if err := read(); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
 	}
 }

@@ -375,8 +375,9 @@ func (s *Store) keyFilterMin() uint {
 // Actor returns this store's actor name (region~epoch).
 func (s *Store) Actor() string { return s.actor }
 
-// Close stops taking requests, finishes the ones queued, and closes Badger.
-// It is idempotent.
+// Close stops taking requests, finishes the ones queued and the reads in
+// progress, and closes Badger; reads and writes after it fail with
+// ErrClosed. It is idempotent.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -389,7 +390,8 @@ func (s *Store) Close() error {
 		if busy {
 			<-s.idle // the writer drains the queue, then gives the role up
 		}
-		<-s.gcDone // a value-log rewrite under way ends first
+		<-s.gcDone      // a value-log rewrite under way ends first
+		s.snaps.close() // and so do the reads in progress
 		err = s.db.Close()
 	})
 	return err
