@@ -202,27 +202,25 @@ func TestOpensStoreWrittenInBadgerTimestampMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 3 { // several commits, so the versions move past the store's
-		err = db.Update(func(txn *badger.Txn) error { return txn.Set(recordKey("k"), AppendRecord(nil, before)) })
+	for _, key := range []string{"k", "k", "k", "old"} { // versions past the store's newest
+		err = db.Update(func(txn *badger.Txn) error { return txn.Set(recordKey(key), AppendRecord(nil, before)) })
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	err = db.Update(func(txn *badger.Txn) error { return txn.Set(recordKey("old"), AppendRecord(nil, before)) })
-	if err != nil {
-		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	s = openTest(t, "us", dir, nil)
-	if got := liveValues(mustGet(t, s, "old")); got != `"store"` {
-		t.Fatalf("record written in Badger's timestamp mode reads %q", got)
-	}
-	mustWrite(t, s, Mutation{Key: "old", Value: doc(`"new"`), Supersede: true})
-	if got := liveValues(mustGet(t, s, "old")); got != `"new"` {
-		t.Fatalf("after a write, old = %q, want \"new\"", got)
+	for _, key := range []string{"k", "old"} {
+		if got := liveValues(mustGet(t, s, key)); got != `"store"` {
+			t.Fatalf("%s, written in Badger's timestamp mode, reads %q", key, got)
+		}
+		mustWrite(t, s, Mutation{Key: key, Value: doc(`"new"`), Supersede: true})
+		if got := liveValues(mustGet(t, s, key)); got != `"new"` {
+			t.Fatalf("after a write, %s = %q, want \"new\"", key, got)
+		}
 	}
 }
 

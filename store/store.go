@@ -175,8 +175,12 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open badger %s: %w", opts.Dir, err)
 	}
+	// Timestamps go on from the newest version stored; no read is open
+	// yet, so every version shadowed so far may be discarded.
+	newest := db.MaxVersion()
+	db.SetDiscardTs(newest)
 	s := &Store{
-		db: db, snaps: newSnapshots(db.MaxVersion()), opts: opts, log: opts.Logger.With("component", "store"),
+		db: db, snaps: newSnapshots(newest), opts: opts, log: opts.Logger.With("component", "store"),
 		outboxCh: make(chan struct{}, 1),
 		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),

@@ -12,16 +12,18 @@ import (
 // reclaims the space of overwritten, deleted and trimmed values (a
 // record's old versions, a published outbox entry, a pruned conflict-log
 // entry) only when its user asks it to rewrite a log file. The store asks
-// every Options.ValueLogGCInterval.
+// every Options.ValueLogGCInterval, the first time one interval after Open.
+// Badger picks the files by the discard statistics its compactions keep
+// (garbage it has not compacted yet does not count) and never rewrites the
+// file it is appending to.
 
 // defaultValueLogGCInterval is Options.ValueLogGCInterval's default.
 const defaultValueLogGCInterval = 5 * time.Minute
 
 // valueLogDiscardRatio is how much of a value-log file must be garbage
-// (according to the discard statistics Badger's compactions keep) before it
-// is rewritten: Badger's recommended 0.5 bounds the space lost to garbage
-// to about half of the value log, while a file is rewritten only when that
-// frees at least half of it.
+// (according to those statistics) before it is rewritten: with Badger's
+// recommended 0.5 a rewrite frees at least half a file, and garbage the
+// compactions have counted stays under about half of the older files.
 const valueLogDiscardRatio = 0.5
 
 // collectValueLog runs every interval until Close begins.
