@@ -33,11 +33,17 @@ func syncName(on bool) string {
 	return "sync=off"
 }
 
-func openRawBadger(tb testing.TB, sync bool) *badger.DB {
+// openRawBadger opens raw Badger with the store's options in Badger's own
+// timestamp mode, as an application would.
+func openRawBadger(tb testing.TB, sync bool) *badger.DB { return openRaw(tb, sync, badger.Open) }
+
+// openRaw opens raw Badger with the store's options (Sync as given) in a
+// new temporary directory, with open (badger.Open or badger.OpenManaged).
+func openRaw(tb testing.TB, sync bool, open func(badger.Options) (*badger.DB, error)) *badger.DB {
 	tb.Helper()
 	opts := testOptions(tb.TempDir(), "bench")
 	opts.Sync = sync
-	db, err := badger.Open(badgerOptions(opts))
+	db, err := open(badgerOptions(opts))
 	if err != nil {
 		tb.Fatalf("open badger: %v", err)
 	}
@@ -161,20 +167,6 @@ func storeWriteShape(tb testing.TB) (record, outbox []byte) {
 	return AppendRecord(nil, mustGet(tb, s, "bench/0")), encodeOutbox(out[0])
 }
 
-// openRawManaged opens raw Badger as the store does (managed mode, the
-// store's options), for the store-shaped baseline.
-func openRawManaged(tb testing.TB) *badger.DB {
-	tb.Helper()
-	opts := testOptions(tb.TempDir(), "bench")
-	opts.Sync = false
-	db, err := badger.OpenManaged(badgerOptions(opts))
-	if err != nil {
-		tb.Fatalf("open badger: %v", err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 // rawShapedWrite is the i-th (from 0) Badger transaction doing what a store
 // write of a new key does to Badger, without the store's logic: put the
 // record and the outbox entry, at the store's sizes, committed at the next
@@ -230,7 +222,7 @@ func TestWriteThroughputRatios(t *testing.T) {
 	}
 	shaped := func() func(int) error {
 		rec, outbox := storeWriteShape(t)
-		db := openRawManaged(t)
+		db := openRaw(t, false, badger.OpenManaged) // as the store opens it
 		return func(i int) error { return rawShapedWrite(db, i, rec, outbox) }
 	}
 	configs := []*config{
