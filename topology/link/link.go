@@ -435,7 +435,13 @@ func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *b
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		l.log.Warn("create consumer", "stream", l.stream, "consumer", l.consumer, "err", err)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// The peer has not created its stream yet: every region
+			// starting at once meets this.
+			l.log.Info("waiting for the peer's stream", "stream", l.stream)
+		} else {
+			l.log.Warn("create consumer", "stream", l.stream, "consumer", l.consumer, "err", err)
+		}
 		if !sleepCtx(ctx, bo.next()) {
 			return nil, ctx.Err()
 		}
