@@ -62,8 +62,7 @@ func regionConfig(sc *Scenario, region string, addrs regionAddrs, dataDir string
 			c.Regions[r] = config.Endpoints{HTTP: "http://" + addrs.HTTP[r], NATS: "nats://" + addrs.PeerNATS[r]}
 		}
 		c.HTTP.Listen = addrs.HTTP[region]
-		c.NATS.Embedded = true
-		c.NATS.Listen = addrs.NATSListen
+		c.NATS.Listen = addrs.NATSListen // embedded, the default
 		c.Log.Level = "info"
 	}
 	c, err := spec.RegionConfig(i)
