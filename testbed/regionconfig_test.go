@@ -314,3 +314,18 @@ func TestInvalidRegionConfigFailsBeforeStart(t *testing.T) {
 		})
 	}
 }
+
+// TestChildEnvDropsGeogateVariables checks a region process does not
+// inherit GEOGATE_* variables (they would override its config file) and
+// keeps everything else, in order, without touching the caller's slice.
+func TestChildEnvDropsGeogateVariables(t *testing.T) {
+	environ := []string{"PATH=/bin", config.EnvPrefix + "HTTP__LISTEN=0.0.0.0:1", "HOME=/root", config.EnvConfigFile + "=/x.yaml", "GEOGATEX=kept"}
+	before := slices.Clone(environ)
+	got := childEnv(environ)
+	if want := []string{"PATH=/bin", "HOME=/root", "GEOGATEX=kept"}; !slices.Equal(got, want) {
+		t.Errorf("childEnv = %v, want %v", got, want)
+	}
+	if !slices.Equal(environ, before) {
+		t.Errorf("childEnv changed its argument: %v", environ)
+	}
+}
