@@ -2,6 +2,7 @@ package conflict
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -26,6 +27,13 @@ func (d Dot) Compare(o Dot) int {
 	return cmp.Compare(d.Counter, o.Counter)
 }
 
+// MaxCounter is the largest counter a dot, a version vector entry or a log
+// position may hold. Counters are log positions of one actor (a region
+// epoch), so no correct region ever comes near it; a larger one can only be
+// forged or corrupt, and is refused wherever it enters (tokens, events),
+// so that no counter can ever wrap.
+const MaxCounter uint64 = 1 << 62
+
 // VV is a version vector: actor -> highest counter covered. A missing actor
 // means 0. VV values are treated as immutable by every function in this
 // package: operations return new maps.
@@ -33,6 +41,20 @@ type VV map[string]uint64
 
 // Covers reports whether the dot is within the vector.
 func (v VV) Covers(d Dot) bool { return d.Counter != 0 && v[d.Actor] >= d.Counter }
+
+// Check reports an error when v names the empty actor or holds a counter
+// beyond MaxCounter: what no correct region ever writes.
+func (v VV) Check() error {
+	for a, c := range v {
+		switch {
+		case a == "" && c > 0:
+			return errors.New("version vector names the empty actor")
+		case c > MaxCounter:
+			return fmt.Errorf("counter %d of %s is beyond the limit %d", c, a, MaxCounter)
+		}
+	}
+	return nil
+}
 
 // Merge returns the pointwise maximum of v and o (the join). It is
 // commutative, associative and idempotent; neither input is modified.

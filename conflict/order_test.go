@@ -22,7 +22,7 @@ func TestLWWCausallyLaterWriteWinsOverFastClock(t *testing.T) {
 		var events []Event
 		fastActors := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"fast1~e", "fast2~e", "fast3~e"}), 1, 3, rapid.ID[string]).Draw(t, "fast actors")
 		for _, actor := range fastActors {
-			_, ev, _ := Record{}.Write(actor, nil, jsonString(actor), false, fast.Now())
+			_, ev, _ := writeNext(Record{}, actor, nil, jsonString(actor), false, fast.Now())
 			events = append(events, ev)
 		}
 
@@ -38,7 +38,7 @@ func TestLWWCausallyLaterWriteWinsOverFastClock(t *testing.T) {
 		}
 		slowWall++
 
-		later, ev, out := r.Write("slow~e", r.Context(), jsonString("later"), false, slow.Now())
+		later, ev, out := writeNext(r, "slow~e", r.Context(), jsonString("later"), false, slow.Now())
 		if len(later.Versions) != 1 || !later.Versions[0].Equal(ev.Version) || len(out.Superseded) != len(events) {
 			t.Fatalf("causally later write left %q, want only %s", frontier(later), renderVersion(ev.Version))
 		}
@@ -53,7 +53,7 @@ func TestLWWCausallyLaterWriteWinsOverFastClock(t *testing.T) {
 			}
 			// Contrast: the same slow region writing blind is concurrent with
 			// the fast versions and loses to them on timestamp.
-			blind, bev, _ := r.Write("slow~e", nil, jsonString("blind"), false, slow.Now())
+			blind, bev, _ := writeNext(r, "slow~e", nil, jsonString("blind"), false, slow.Now())
 			if winner, _ := Collapse(blind.Versions, CompareLWW); winner.Dot == bev.Version.Dot {
 				t.Fatalf("a concurrent write with a smaller HLC won: %s over %q", renderVersion(winner), frontier(blind))
 			}

@@ -3,8 +3,15 @@ package conflict
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 )
+
+// ErrStaleDot is returned by Write for a dot that is not fresh: zero,
+// beyond MaxCounter, or already covered by the record's or the write's
+// context.
+var ErrStaleDot = errors.New("stale dot")
 
 // Version is one value of a key, as written once by one actor. A tombstone
 // (a delete) is a version too, with Deleted set and no Value.
@@ -37,6 +44,40 @@ type Event struct {
 
 // Origin returns the actor whose log the event belongs to.
 func (e Event) Origin() string { return e.Version.Dot.Actor }
+
+// Validate checks what every event a correct region writes satisfies, and
+// returns an error naming the first violation: an origin actor, a dot
+// counter from 1 to MaxCounter that is at most the event's log position
+// OSeq (an actor's dots come from its own log), a context that does not
+// already cover the event's own dot, counters within MaxCounter, the
+// version's origin matching the actor's region, and a value exactly when the
+// version is not a tombstone. An event that fails it is corrupt or forged:
+// applying it could supersede versions nobody saw.
+func (e Event) Validate() error {
+	d := e.Version.Dot
+	switch {
+	case d.Actor == "":
+		return errors.New("event has no origin actor")
+	case d.Counter == 0 || d.Counter > MaxCounter:
+		return fmt.Errorf("event dot %s: counter out of range", d)
+	case e.OSeq == 0 || e.OSeq > MaxCounter:
+		return fmt.Errorf("event %s: log position %d out of range", d, e.OSeq)
+	case d.Counter > e.OSeq:
+		return fmt.Errorf("event %s: dot counter beyond its log position %d", d, e.OSeq)
+	case e.Context[d.Actor] >= d.Counter:
+		return fmt.Errorf("event %s: its context %s already covers its own dot", d, e.Context)
+	case e.Version.Origin != RegionOf(d.Actor):
+		return fmt.Errorf("event %s: origin %q is not the actor's region", d, e.Version.Origin)
+	case e.Version.Deleted && len(e.Version.Value) > 0:
+		return fmt.Errorf("event %s: a tombstone with a value", d)
+	case !e.Version.Deleted && len(e.Version.Value) == 0:
+		return fmt.Errorf("event %s: a version without a value", d)
+	}
+	if err := e.Context.Check(); err != nil {
+		return fmt.Errorf("event %s: context: %w", d, err)
+	}
+	return nil
+}
 
 // Record is the replicated state of one key: the frontier of versions no
 // context has superseded yet (sorted by dot) and Seen, the join of every
@@ -118,39 +159,46 @@ func (r Record) Apply(e Event) (Record, Outcome) {
 	return next, out
 }
 
-// NextDot returns the dot a new local write by actor gets when made with
-// context ctx: one past the highest counter of actor in the record and in
-// ctx, so the new dot is covered by neither and is never reused.
-func (r Record) NextDot(actor string, ctx VV) Dot {
-	// r.Context()[actor], without building the whole context.
-	top := max(r.Seen[actor], ctx[actor])
-	for _, v := range r.Versions {
-		if v.Dot.Actor == actor {
-			top = max(top, v.Dot.Counter)
-		}
-	}
-	return Dot{Actor: actor, Counter: top + 1}
+// NextDot returns one past the highest counter of actor that the record
+// knows of (its frontier and Seen). A context a client sends is not
+// consulted: a dot comes from the writer's own count, never from what a
+// client claims. Stores mint dots from the actor's log position instead
+// (see Write); NextDot serves single-key simulations and tests.
+func (r Record) NextDot(actor string) Dot {
+	return Dot{Actor: actor, Counter: r.Context()[actor] + 1}
 }
 
-// Write makes a local write by actor with causal context ctx: the new
-// version gets NextDot, versions covered by ctx are superseded, everything
-// else stays as a sibling. It returns the new record and the event to
-// replicate (OSeq unset). value is nil for a delete.
+// Write makes a local write with the fresh dot: versions covered by ctx are
+// superseded, everything else stays as a sibling. It returns the new record
+// and the event to replicate (OSeq unset). value is nil for a delete.
+//
+// The dot must be fresh for the key: its counter from 1 to MaxCounter and
+// beyond what the record's context and ctx already cover; otherwise Write
+// fails with ErrStaleDot and the record is unchanged (a dot a context
+// already covers would be born superseded: an acknowledged write that
+// vanishes). A store passes Dot{actor, next log position of actor}, which
+// is fresh as long as every context it accepts names no counter beyond
+// what the actor has written (see VV.Check and Event.Validate).
 //
 // Under sibling preservation a write without a context passes ctx = nil and
 // is concurrent with every version present; under last-write-wins the caller
 // passes r.Context() so a causally later write always wins.
-func (r Record) Write(actor string, ctx VV, value json.RawMessage, deleted bool, hlc HLC) (Record, Event, Outcome) {
-	dot := r.NextDot(actor, ctx)
+func (r Record) Write(dot Dot, ctx VV, value json.RawMessage, deleted bool, hlc HLC) (Record, Event, Outcome, error) {
+	switch {
+	case dot.Actor == "" || dot.Counter == 0 || dot.Counter > MaxCounter:
+		return r, Event{}, Outcome{}, fmt.Errorf("%w: %s is not a valid dot", ErrStaleDot, dot)
+	case r.Context()[dot.Actor] >= dot.Counter || ctx[dot.Actor] >= dot.Counter:
+		return r, Event{}, Outcome{}, fmt.Errorf("%w: %s is already covered (record context %s, write context %s)", ErrStaleDot, dot, r.Context(), ctx)
+	}
 	ev := Event{
-		Version: Version{Dot: dot, Value: value, Deleted: deleted, HLC: hlc, Origin: RegionOf(actor)},
+		Version: Version{Dot: dot, Value: value, Deleted: deleted, HLC: hlc, Origin: RegionOf(dot.Actor)},
 		Context: ctx.Clone(),
 	}
 	if deleted {
 		ev.Version.Value = nil
 	}
 	next, out := r.Apply(ev)
-	return next, ev, out
+	return next, ev, out, nil
 }
 
 // MarshalCanonical returns a byte encoding that is equal for Equal records,

@@ -1,6 +1,7 @@
 package conflict
 
 import (
+	"errors"
 	"bytes"
 	"encoding/json"
 	"slices"
@@ -99,7 +100,7 @@ func TestWriteWithFullContextLeavesOnlyTheNewVersion(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		r, actors := drawRecord(t)
 		actor := rapid.SampledFrom(actors).Draw(t, "writer")
-		next, ev, out := r.Write(actor, r.Context(), jsonString("new"), false, HLC{Wall: baseWall})
+		next, ev, out := writeNext(r, actor, r.Context(), jsonString("new"), false, HLC{Wall: baseWall})
 		if len(next.Versions) != 1 || !next.Versions[0].Equal(ev.Version) || !out.Added {
 			t.Fatalf("after a write with r.Context(): %q (added %v), want only %s", frontier(next), out.Added, renderVersion(ev.Version))
 		}
@@ -118,7 +119,7 @@ func TestWriteSupersedesExactlyWhatItsContextCovers(t *testing.T) {
 			// Make sure at least one version is covered.
 			ctx = ctx.With(rapid.SampledFrom(r.Versions).Draw(t, "covered").Dot)
 		}
-		next, ev, out := r.Write(actor, ctx, jsonString("new"), false, HLC{Wall: baseWall})
+		next, ev, out := writeNext(r, actor, ctx, jsonString("new"), false, HLC{Wall: baseWall})
 		if !out.Added || !slices.ContainsFunc(next.Versions, ev.Version.Equal) {
 			t.Fatalf("new version %s missing from %q", renderVersion(ev.Version), frontier(next))
 		}
@@ -147,7 +148,7 @@ func TestBlindWriteRemovesNothing(t *testing.T) {
 		r, actors := drawRecord(t)
 		actor := rapid.SampledFrom(actors).Draw(t, "writer")
 		deleted := rapid.Bool().Draw(t, "delete")
-		next, ev, out := r.Write(actor, nil, jsonString("new"), deleted, HLC{Wall: baseWall})
+		next, ev, out := writeNext(r, actor, nil, jsonString("new"), deleted, HLC{Wall: baseWall})
 		if !out.Added || len(out.Superseded) != 0 || len(next.Versions) != len(r.Versions)+1 {
 			t.Fatalf("blind write on %q gave %q (added %v, superseded %d)", frontier(r), frontier(next), out.Added, len(out.Superseded))
 		}
@@ -171,8 +172,8 @@ func TestRecordTable(t *testing.T) {
 	if !r0.IsZero() || r0.Context().Descends(VV{a: 1}) {
 		t.Fatal("the zero record must be empty with an empty context")
 	}
-	r1, e1, _ := r0.Write(a, nil, jsonString("x"), false, HLC{Wall: 1})
-	r2, e2, _ := r1.Write(a, nil, nil, true, HLC{Wall: 2})
+	r1, e1, _ := writeNext(r0, a, nil, jsonString("x"), false, HLC{Wall: 1})
+	r2, e2, _ := writeNext(r1, a, nil, nil, true, HLC{Wall: 2})
 	if got, want := frontier(r2), []string{`r1~e:1 "x"`, "r1~e:2 deleted"}; !slices.Equal(got, want) {
 		t.Fatalf("frontier %q, want %q", got, want)
 	}
@@ -186,7 +187,7 @@ func TestRecordTable(t *testing.T) {
 	if _, out := r2.Apply(e1); out.Added || len(out.Superseded) != 0 {
 		t.Fatalf("duplicate apply: %+v", out)
 	}
-	r3, e3, _ := r2.Write(b, r2.Context(), jsonString("y"), false, HLC{Wall: 3})
+	r3, e3, _ := writeNext(r2, b, r2.Context(), jsonString("y"), false, HLC{Wall: 3})
 	if _, out := r3.Apply(e1); out.Added {
 		t.Fatal("a superseded version came back")
 	}
@@ -196,9 +197,65 @@ func TestRecordTable(t *testing.T) {
 	if e3.Origin() != b || e3.Version.Dot != (Dot{Actor: b, Counter: 1}) {
 		t.Fatalf("event origin %q dot %s", e3.Origin(), e3.Version.Dot)
 	}
-	// NextDot never falls behind a context naming the actor.
-	if d := r3.NextDot(a, VV{a: 9}); d != (Dot{Actor: a, Counter: 10}) {
-		t.Fatalf("NextDot = %s, want r1~e:10", d)
+	// NextDot follows the record, never a context a client sends.
+	if d := r3.NextDot(a); d != (Dot{Actor: a, Counter: 3}) {
+		t.Fatalf("NextDot = %s, want r1~e:3", d)
+	}
+}
+
+// TestWriteRefusesStaleDots: a dot that a context already covers (the
+// forged-context data loss: a write born superseded) or that is zero or
+// beyond MaxCounter is refused, and the record stays as it was.
+func TestWriteRefusesStaleDots(t *testing.T) {
+	const a = "r1~e"
+	r, _, _ := writeNext(Record{}, a, nil, jsonString("x"), false, HLC{Wall: 1})
+	for _, tt := range []struct {
+		name string
+		dot  Dot
+		ctx  VV
+	}{
+		{"zero counter", Dot{Actor: a}, nil},
+		{"no actor", Dot{Counter: 5}, nil},
+		{"beyond MaxCounter", Dot{Actor: a, Counter: MaxCounter + 1}, nil},
+		{"covered by the record", Dot{Actor: a, Counter: 1}, nil},
+		{"covered by the write's context", Dot{Actor: a, Counter: 7}, VV{a: 1<<62 - 1}},
+		{"wrapped counter", Dot{Actor: a, Counter: 0}, VV{a: 1<<64 - 1}},
+	} {
+		next, _, _, err := r.Write(tt.dot, tt.ctx, jsonString("y"), false, HLC{Wall: 2})
+		if !errors.Is(err, ErrStaleDot) || !next.Equal(r) {
+			t.Errorf("%s: Write(%s, %s) = %v with record %q; want ErrStaleDot and the record unchanged", tt.name, tt.dot, tt.ctx, err, frontier(next))
+		}
+	}
+}
+
+// TestEventValidate: what a correct region writes passes; forged or
+// corrupt counters do not.
+func TestEventValidate(t *testing.T) {
+	const a = "r1~e"
+	_, ok, _ := writeNext(Record{}, a, VV{"r2~e": 3}, jsonString("x"), false, HLC{Wall: 1})
+	ok.OSeq = 4
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid event refused: %v", err)
+	}
+	for name, mutate := range map[string]func(*Event){
+		"no actor":                   func(e *Event) { e.Version.Dot.Actor = "" },
+		"zero counter":               func(e *Event) { e.Version.Dot.Counter = 0 },
+		"counter beyond log":         func(e *Event) { e.Version.Dot.Counter = 5 },
+		"zero oseq":                  func(e *Event) { e.OSeq = 0 },
+		"oseq beyond MaxCounter":     func(e *Event) { e.OSeq = MaxCounter + 1 },
+		"context covers its own dot": func(e *Event) { e.Context = VV{a: 1} },
+		"context counter too large":  func(e *Event) { e.Context = VV{"r2~e": MaxCounter + 1} },
+		"empty actor in context":     func(e *Event) { e.Context = VV{"": 1} },
+		"origin of another region":   func(e *Event) { e.Version.Origin = "r2" },
+		"tombstone with a value":     func(e *Event) { e.Version.Deleted = true },
+		"version without value":      func(e *Event) { e.Version.Value = nil },
+	} {
+		e := ok
+		e.Context = ok.Context.Clone()
+		mutate(&e)
+		if err := e.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted %+v", name, e)
+		}
 	}
 }
 

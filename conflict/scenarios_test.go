@@ -40,7 +40,7 @@ func TestScenarioDDIA513ShoppingCart(t *testing.T) {
 				t.Fatalf("step %d: client %d has no previous answer", i+1, s.client)
 			}
 		}
-		next, ev, out := rec.Write(server, ctx, json.RawMessage(s.write), false, HLC{Wall: baseWall + int64(i)})
+		next, ev, out := writeNext(rec, server, ctx, json.RawMessage(s.write), false, HLC{Wall: baseWall + int64(i)})
 		if !out.Added || ev.Version.Dot != (Dot{Actor: server, Counter: uint64(i + 1)}) {
 			t.Fatalf("step %d: wrote %s (added %v), want v%d", i+1, ev.Version.Dot, out.Added, i+1)
 		}
@@ -78,13 +78,13 @@ func TestScenarioDDIA57ConcurrentTitleEdits(t *testing.T) {
 			c1 := NewClock(func() int64 { return baseWall + tt.skew1 + elapsed }, 0)
 			c2 := NewClock(func() int64 { return baseWall + tt.skew2 + elapsed }, 0)
 			var r1, r2 Record
-			r1, eA, _ := r1.Write("r1~e", nil, jsonString("A"), false, c1.Now())
+			r1, eA, _ := writeNext(r1, "r1~e", nil, jsonString("A"), false, c1.Now())
 			r2, _ = r2.Apply(eA)
 			c2.Observe(eA.Version.HLC)
 			elapsed = 10
 
-			r1, eB, _ := r1.Write("r1~e", r1.Context(), jsonString("B"), false, c1.Now())
-			r2, eC, _ := r2.Write("r2~e", r2.Context(), jsonString("C"), false, c2.Now())
+			r1, eB, _ := writeNext(r1, "r1~e", r1.Context(), jsonString("B"), false, c1.Now())
+			r2, eC, _ := writeNext(r2, "r2~e", r2.Context(), jsonString("C"), false, c2.Now())
 			r1, _ = r1.Apply(eC)
 			r2, _ = r2.Apply(eB)
 
@@ -111,9 +111,9 @@ func TestScenarioDDIA57ConcurrentTitleEdits(t *testing.T) {
 // superseded: not applied on top, not kept as a sibling.
 func TestScenarioDDIA59UpdateOvertakesInsert(t *testing.T) {
 	var r1, r2, r3 Record
-	r1, e1, _ := r1.Write("r1~e", nil, json.RawMessage(`{"row":1,"state":"inserted"}`), false, HLC{Wall: baseWall})
+	r1, e1, _ := writeNext(r1, "r1~e", nil, json.RawMessage(`{"row":1,"state":"inserted"}`), false, HLC{Wall: baseWall})
 	r3, _ = r3.Apply(e1)
-	r3, e2, _ := r3.Write("r3~e", r3.Context(), json.RawMessage(`{"row":1,"state":"updated"}`), false, HLC{Wall: baseWall + 1})
+	r3, e2, _ := writeNext(r3, "r3~e", r3.Context(), json.RawMessage(`{"row":1,"state":"updated"}`), false, HLC{Wall: baseWall + 1})
 	want := []string{`r3~e:1 {"row":1,"state":"updated"}`}
 
 	r2, out := r2.Apply(e2)
@@ -205,7 +205,7 @@ func TestScenarioRiakSiblingExplosion(t *testing.T) {
 					if tt.blind {
 						ctx = nil
 					}
-					next, ev, _ := recs[i].Write(actors[i], ctx, jsonItems(append(items, item)), false, HLC{Wall: baseWall + int64(now)})
+					next, ev, _ := writeNext(recs[i], actors[i], ctx, jsonItems(append(items, item)), false, HLC{Wall: baseWall + int64(now)})
 					recs[i] = next
 					other := 1 - i
 					inbox[other] = append(inbox[other], inflight{due: now + tt.delay[i] + rng.IntN(tt.jitter+1), ev: ev})
@@ -266,18 +266,18 @@ func TestScenarioRiakKV679(t *testing.T) {
 			var r2, r3 Record
 			var log []Event // everything r2 and r3 hold, for the wiped region to catch up from
 			// Region 1's state before the wipe is lost: only its event survives, at the others.
-			_, e, _ := Record{}.Write(Actor("r1", "e1"), nil, jsonString("before wipe"), false, HLC{Wall: baseWall})
+			_, e, _ := writeNext(Record{}, Actor("r1", "e1"), nil, jsonString("before wipe"), false, HLC{Wall: baseWall})
 			log = append(log, e)
 			r2, _ = r2.Apply(e)
 			r3, _ = r3.Apply(e)
 			if tt.overwritten {
 				var u Event
-				r2, u, _ = r2.Write(Actor("r2", "e1"), r2.Context(), jsonString("r2 update"), false, HLC{Wall: baseWall + 1})
+				r2, u, _ = writeNext(r2, Actor("r2", "e1"), r2.Context(), jsonString("r2 update"), false, HLC{Wall: baseWall + 1})
 				r3, _ = r3.Apply(u)
 				log = append(log, u)
 			}
 			// The store is wiped: region 1 starts over from an empty record.
-			r1, w, _ := Record{}.Write(tt.restartAs, nil, jsonString("after wipe"), false, HLC{Wall: baseWall + 2})
+			r1, w, _ := writeNext(Record{}, tt.restartAs, nil, jsonString("after wipe"), false, HLC{Wall: baseWall + 2})
 
 			for name, r := range map[string]*Record{"r2": &r2, "r3": &r3} {
 				var out Outcome
@@ -309,7 +309,7 @@ func TestScenarioCouchDBManyLeaves(t *testing.T) {
 	events := make([]Event, actors)
 	for i := range actors {
 		actor := Actor(fmt.Sprintf("r%03d", i), "e")
-		_, ev, _ := Record{}.Write(actor, nil, jsonString(actor), false, HLC{Wall: baseWall + int64(i%7), Logical: uint32(i % 3)})
+		_, ev, _ := writeNext(Record{}, actor, nil, jsonString(actor), false, HLC{Wall: baseWall + int64(i%7), Logical: uint32(i % 3)})
 		ev.Key, ev.OSeq = "doc", 1
 		events[i] = ev
 	}

@@ -29,7 +29,8 @@ func AppendVV(b []byte, v VV) []byte {
 }
 
 // ReadVV decodes a vector written by AppendVV from the front of b and
-// returns it with the remaining bytes.
+// returns it with the remaining bytes. A counter beyond MaxCounter is
+// refused (ErrBadToken): no region writes one.
 func ReadVV(b []byte) (VV, []byte, error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > maxTokenActors {
@@ -47,7 +48,7 @@ func ReadVV(b []byte) (VV, []byte, error) {
 		actor := string(b[k : k+int(l)])
 		b = b[k+int(l):]
 		c, k := binary.Uvarint(b)
-		if k <= 0 {
+		if k <= 0 || c > MaxCounter {
 			return nil, nil, fmt.Errorf("%w: bad counter", ErrBadToken)
 		}
 		b = b[k:]

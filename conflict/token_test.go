@@ -37,6 +37,19 @@ func TestTokenRoundTrip(t *testing.T) {
 	})
 }
 
+// TestReadVVRefusesCountersBeyondMax: a counter no region can reach (the
+// forged 2^64-1 that made a write's dot wrap) does not decode.
+func TestReadVVRefusesCountersBeyondMax(t *testing.T) {
+	for _, c := range []uint64{MaxCounter + 1, 1<<64 - 1} {
+		if _, _, err := ReadVV(AppendVV(nil, VV{"a~1": c})); !errors.Is(err, ErrBadToken) {
+			t.Errorf("counter %d: err %v, want ErrBadToken", c, err)
+		}
+	}
+	if _, _, err := ReadVV(AppendVV(nil, VV{"a~1": MaxCounter})); err != nil {
+		t.Errorf("counter MaxCounter refused: %v", err)
+	}
+}
+
 func TestTokenZeroCountersAreDropped(t *testing.T) {
 	v := VV{"a~1": 0, "b~1": 3}
 	got, rest, err := ReadVV(AppendVV(nil, v))

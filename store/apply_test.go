@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -57,7 +58,6 @@ func TestApplyDuplicateChangesNothing(t *testing.T) {
 	// the watermark alone must make both no-ops.
 	forged := evs[0].Event
 	forged.Version.Value = jsonDoc(`"forged"`)
-	forged.Version.Dot.Counter = 99
 	for _, in := range []Incoming{evs[0].incoming(), evs[1].incoming(), {Event: forged}} {
 		res := mustApply(t, s, in)[0]
 		if !res.Done || !res.Duplicate || res.Changed || res.Outcome.Added {
@@ -121,10 +121,9 @@ func TestApplyIgnoresOwnEvents(t *testing.T) {
 
 	echo := own.Event
 	echo.OSeq = 2 // would be "next" if own events were tracked like others
-	echo.Version.Dot.Counter = 7
+	echo.Version.Dot.Counter = 2
 	echo.Version.Value = jsonDoc(`"echo"`)
-	noSeq := threeEventsNoSeq(t)
-	for _, in := range []Incoming{own.incoming(), {Event: echo, Forward: true}, {Event: noSeq}} {
+	for _, in := range []Incoming{own.incoming(), {Event: echo, Forward: true}} {
 		res := mustApply(t, s, in)[0]
 		if !res.Done || !res.Duplicate || res.Changed {
 			t.Errorf("event %+v: %+v, want ignored as duplicate", in.Event, res)
@@ -141,12 +140,29 @@ func TestApplyIgnoresOwnEvents(t *testing.T) {
 	}
 }
 
-// threeEventsNoSeq returns a foreign event without a log position.
-func threeEventsNoSeq(t *testing.T) conflict.Event {
+// TestApplyRefusesImpossibleEvents: an event no correct region writes (no
+// log position, a dot beyond its log position, a context covering its own
+// dot, a counter beyond conflict.MaxCounter) is refused whole, before
+// anything is written: it could supersede versions nobody saw.
+func TestApplyRefusesImpossibleEvents(t *testing.T) {
 	evs, _ := threeEvents(t)
-	ev := evs[0].Event
-	ev.OSeq = 0
-	return ev
+	s := openTest(t, "us", "", nil)
+	before, _ := digest(t, s)
+	for name, mutate := range map[string]func(*conflict.Event){
+		"no log position":             func(e *conflict.Event) { e.OSeq = 0 },
+		"dot beyond its log position": func(e *conflict.Event) { e.Version.Dot.Counter = e.OSeq + 1 },
+		"context covers its own dot":  func(e *conflict.Event) { e.Context = conflict.VV{e.Origin(): e.Version.Dot.Counter} },
+		"wrapping counter":            func(e *conflict.Event) { e.Context = conflict.VV{"eu~x": 1<<64 - 1} },
+	} {
+		ev := evs[0].Event
+		mutate(&ev)
+		if _, err := s.Apply(t.Context(), []Incoming{{Event: ev}}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: Apply = %v, want ErrMalformed", name, err)
+		}
+	}
+	if after, _ := digest(t, s); after != before {
+		t.Errorf("refused events changed the store")
+	}
 }
 
 func TestApplyForward(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unicode/utf8"
 
 	"github.com/geogate/geogate/conflict"
 )
@@ -65,6 +66,11 @@ func normalizeValue(v json.RawMessage) (json.RawMessage, error) {
 	if len(v) == 0 {
 		return v, nil
 	}
+	// JSON text is UTF-8 (RFC 8259, section 8.1); encoding/json passes
+	// invalid bytes inside strings through unchecked.
+	if err := checkUTF8(v); err != nil {
+		return nil, err
+	}
 	if isCompactHTMLSafe(v) {
 		// Nothing to rewrite: validating is enough (no copy).
 		if !json.Valid(v) {
@@ -84,6 +90,22 @@ func normalizeValue(v json.RawMessage) (json.RawMessage, error) {
 		out = esc.Bytes()
 	}
 	return out, nil
+}
+
+// checkUTF8 returns an error naming the first byte of v that is not part
+// of valid UTF-8.
+func checkUTF8(v []byte) error {
+	if utf8.Valid(v) {
+		return nil
+	}
+	for i := 0; i < len(v); {
+		r, n := utf8.DecodeRune(v[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return fmt.Errorf("invalid UTF-8 at byte %d: JSON text must be UTF-8", i)
+		}
+		i += n
+	}
+	return nil
 }
 
 // isCompactHTMLSafe reports whether compacting and HTML-escaping v would
@@ -180,11 +202,16 @@ func DecodeEvent(b []byte) (conflict.Event, error) {
 		return conflict.Event{}, fmt.Errorf("decode event: %w", r.err)
 	case ev.Version.Dot.Actor == "":
 		return conflict.Event{}, fmt.Errorf("decode event: %w: empty dot actor", ErrMalformed)
-	case len(value) > 0 && !json.Valid(value):
+	case ev.Key == "" || !utf8.ValidString(ev.Key):
+		return conflict.Event{}, fmt.Errorf("decode event: %w: key is empty or not UTF-8", ErrMalformed)
+	case len(value) > 0 && (!json.Valid(value) || !utf8.Valid(value)):
 		return conflict.Event{}, fmt.Errorf("decode event %q: %w: value is not valid JSON", ev.Key, ErrMalformed)
 	}
 	if len(value) > 0 {
 		ev.Version.Value = bytes.Clone(value)
+	}
+	if err := ev.Validate(); err != nil {
+		return conflict.Event{}, fmt.Errorf("decode event %q: %w: %v", ev.Key, ErrMalformed, err)
 	}
 	return ev, nil
 }
@@ -245,6 +272,9 @@ func DecodeRecord(b []byte) (conflict.Record, error) {
 func formatError(b []byte) error {
 	if len(b) == 0 {
 		return fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	if b[0]&0xF0 == eventV1&0xF0 && b[0] > eventV1 {
+		return fmt.Errorf("%w: event format version %d (byte %#02x) is newer than this build reads (version %d): the region that wrote it runs a newer geogate; upgrade this region", ErrMalformed, b[0]&0x0F, b[0], eventV1&0x0F)
 	}
 	return fmt.Errorf("%w: unknown format byte %#02x", ErrMalformed, b[0])
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"pgregory.net/rapid"
 
@@ -73,13 +75,13 @@ func genVV() *rapid.Generator[conflict.VV] {
 		if rapid.Bool().Draw(t, "nil") {
 			return nil
 		}
-		return rapid.MapOfN(genActor(), rapid.Uint64(), 0, 4).Draw(t, "vv")
+		return rapid.MapOfN(genActor(), rapid.Uint64Range(0, conflict.MaxCounter), 0, 4).Draw(t, "vv")
 	})
 }
 
 func genVersion(t *rapid.T, label string) conflict.Version {
 	v := conflict.Version{
-		Dot:     conflict.Dot{Actor: genActor().Draw(t, label+"actor"), Counter: rapid.Uint64().Draw(t, label+"counter")},
+		Dot:     conflict.Dot{Actor: genActor().Draw(t, label+"actor"), Counter: rapid.Uint64Range(0, conflict.MaxCounter).Draw(t, label+"counter")},
 		Deleted: rapid.Bool().Draw(t, label+"deleted"),
 		HLC:     conflict.HLC{Wall: rapid.Int64().Draw(t, label+"wall"), Logical: rapid.Uint32().Draw(t, label+"logical")},
 		Origin:  genText().Draw(t, label+"origin"),
@@ -122,12 +124,31 @@ func TestNormalizeValueRejectsInvalid(t *testing.T) {
 	}
 }
 
+// genEvent draws an event as a correct region writes it
+// (conflict.Event.Validate holds): DecodeEvent refuses any other.
 func genEvent(t *rapid.T) conflict.Event {
+	key := genText().Draw(t, "key")
+	if key == "" || !utf8.ValidString(key) {
+		key = "k"
+	}
+	v := genVersion(t, "v.")
+	v.Dot.Counter = max(v.Dot.Counter, 1)
+	v.Origin = conflict.RegionOf(v.Dot.Actor)
+	if v.Deleted {
+		v.Value = nil
+	} else if len(v.Value) == 0 {
+		v.Value = json.RawMessage(`{}`)
+	}
+	ctx := genVV().Draw(t, "ctx")
+	if ctx[v.Dot.Actor] >= v.Dot.Counter {
+		ctx = maps.Clone(ctx)
+		ctx[v.Dot.Actor] = v.Dot.Counter - 1
+	}
 	return conflict.Event{
-		Key:     genText().Draw(t, "key"),
-		Version: genVersion(t, "v."),
-		Context: genVV().Draw(t, "ctx"),
-		OSeq:    rapid.Uint64().Draw(t, "oseq"),
+		Key:     key,
+		Version: v,
+		Context: ctx,
+		OSeq:    rapid.Uint64Range(v.Dot.Counter, conflict.MaxCounter).Draw(t, "oseq"),
 	}
 }
 
@@ -385,7 +406,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"empty", nil, "empty"},
 		{"json", []byte(`{"k":"k"}`), "unknown format byte 0x7b"},
 		{"record byte", append([]byte{recordV1}, good[1:]...), "unknown format byte"},
-		{"future version", append([]byte{0xE2}, good[1:]...), "unknown format byte 0xe2"},
+		{"future version", append([]byte{0xE2}, good[1:]...), "newer than this build reads"},
+		{"unknown kind", append([]byte{0x52}, good[1:]...), "unknown format byte 0x52"},
 		{"deleted flag 2", patch(8, 2), "deleted flag"},
 		{"logical over 32 bits", patch(10, 0x80, 0x80, 0x80, 0x80, 0x10), "hlc logical"},
 		{"key length beyond input", patch(1, 0x7f), "key"},

@@ -107,8 +107,12 @@ func (s *snapshots) publish(ts uint64) (discard uint64, moved bool) {
 
 // view runs fn in a read-only Badger transaction on a snapshot of every
 // commit published before it began. Once Close has begun it returns
-// ErrClosed; Close closes Badger only after every view has returned.
+// ErrClosed; Close closes Badger only after every view has returned. Once
+// the storage failed it returns ErrStorageFailed (see storage.go).
 func (s *Store) view(fn func(txn *badger.Txn) error) error {
+	if st := s.health.get(); st.State == StorageFailed {
+		return st.refusal()
+	}
 	ts, ok := s.snaps.acquire()
 	if !ok {
 		return ErrClosed
@@ -127,16 +131,18 @@ func (s *Store) beginCommit() *badger.Txn {
 
 // commit commits the writer's transaction at the next timestamp and, once
 // Badger has it (synced when Options.Sync is set), publishes it to reads.
-// A failed commit publishes it too: Badger may have applied part of it, as
-// it would in its own timestamp mode, and the next commit must be newer.
+// A failed commit is not published: Badger may have applied part of it to
+// its memtable, and reads must not see half a transaction. The next commit
+// takes a newer timestamp all the same (lastTs), so versions a failed commit
+// left behind stay below it and are shadowed by what later commits write.
 func (s *Store) commit(txn *badger.Txn) error {
-	ts := txn.ReadTs() + 1
-	err := txn.CommitAt(ts, nil)
+	ts := max(txn.ReadTs(), s.lastTs) + 1
+	s.lastTs = ts
+	if err := txn.CommitAt(ts, nil); err != nil {
+		return fmt.Errorf("commit at %d: %w", ts, err)
+	}
 	if discard, moved := s.snaps.publish(ts); moved {
 		s.db.SetDiscardTs(discard)
-	}
-	if err != nil {
-		return fmt.Errorf("commit at %d: %w", ts, err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,16 @@ type Options struct {
 	// (valuelog.go); default 5 minutes, negative never.
 	ValueLogGCInterval time.Duration
 
+	// MinFreeBytes is the free space below which the store refuses writes
+	// and applies (see storage.go); 0 means DefaultMinFreeBytes, or
+	// SmallFootprintMinFreeBytes with SmallFootprint; negative turns the
+	// free-space guard off (a failed commit still fails the storage).
+	MinFreeBytes int64
+	// SpaceCheckInterval is how often free space is read in the
+	// background (default 250ms); the writer also re-reads it before a
+	// commit when its last reading is older than 20ms.
+	SpaceCheckInterval time.Duration
+
 	// tuneBadger, if set, adjusts Badger's options last (tests: small
 	// memtables and value-log files, so that flushes, compactions and
 	// value-log rewrites happen after little data).
@@ -115,6 +126,8 @@ type Store struct {
 	stop      chan struct{} // closed when Close begins
 	idle      chan struct{} // closed when the writer role ends after Close
 	gcDone    chan struct{} // closed when collectValueLog has returned
+	spaceDone chan struct{} // closed when watchSpace has returned
+	health    *storageHealth
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -127,6 +140,8 @@ type Store struct {
 	batchReqs                []*request // the writer's, reused per turn
 	// chead caches the conflict log's oldest entry (the writer's).
 	chead *conflictHead
+	// lastTs is the newest timestamp a commit used, published or not.
+	lastTs uint64
 	// selfPath is the path of a local write's outbox entry (read-only).
 	selfPath []string
 	wm       map[string]uint64
@@ -171,6 +186,22 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.MinFreeBytes == 0 {
+		opts.MinFreeBytes = DefaultMinFreeBytes
+		if opts.SmallFootprint {
+			opts.MinFreeBytes = SmallFootprintMinFreeBytes
+		}
+	}
+	if opts.SpaceCheckInterval <= 0 {
+		opts.SpaceCheckInterval = defaultSpaceCheckInterval
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create store directory: %w", err)
+	}
+	health := newStorageHealth(opts.Dir, uint64(max(opts.MinFreeBytes, 0)), time.Now())
+	if st := health.check(time.Now()); st.State == StorageFailed {
+		return nil, fmt.Errorf("open store %s: %s", opts.Dir, st.Reason)
+	}
 	db, err := badger.OpenManaged(badgerOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open badger %s: %w", opts.Dir, err)
@@ -184,7 +215,7 @@ func Open(opts Options) (*Store, error) {
 		outboxCh: make(chan struct{}, 1),
 		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),
-		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region},
+		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region}, health: health,
 	}
 	if err := s.load(); err != nil {
 		db.Close()
@@ -199,6 +230,11 @@ func Open(opts Options) (*Store, error) {
 		go s.collectValueLog(opts.ValueLogGCInterval)
 	} else {
 		close(s.gcDone)
+	}
+	s.spaceDone = make(chan struct{})
+	go s.watchSpace(opts.SpaceCheckInterval)
+	if st := health.get(); st.State != StorageOK {
+		s.log.Error("storage: refusing writes and applies; serving reads", "state", st.State, "reason", st.Reason)
 	}
 	return s, nil
 }
@@ -394,11 +430,27 @@ func (s *Store) Close() error {
 		if busy {
 			<-s.idle // the writer drains the queue, then gives the role up
 		}
-		<-s.gcDone      // a value-log rewrite under way ends first
+		<-s.gcDone // a value-log rewrite under way ends first
+		<-s.spaceDone
 		s.snaps.close() // and so do the reads in progress
-		err = s.db.Close()
+		err = s.closeBadger()
 	})
 	return err
+}
+
+// closeBadger closes Badger, unless the storage failed: Badger's Close
+// flushes its memtables into new tables and records them in its manifest,
+// and on a failing disk that can leave a manifest naming a table whose
+// blocks were never written (TestIOErrorFailsStorage met it: the reopened
+// store panicked). A failed store leaves Badger as a crash would: every
+// acknowledged write is in Badger's synced write-ahead log, which the next
+// start on the repaired disk replays. The process is about to exit.
+func (s *Store) closeBadger() error {
+	if st := s.health.get(); st.State == StorageFailed {
+		s.log.Warn("storage failed: Badger left unclosed, to be recovered from its log at the next start", "reason", st.Reason)
+		return nil
+	}
+	return s.db.Close()
 }
 
 // Get returns the committed record of key; ok is false if the key was never

@@ -34,6 +34,9 @@ func (s *Store) collectValueLog(interval time.Duration) {
 	for {
 		select {
 		case <-tick.C:
+			if s.health.get().State != StorageOK {
+				continue // a rewrite needs room, and a failed disk no writes
+			}
 			if n, err := s.rewriteValueLog(); err != nil {
 				s.log.Warn("value log gc", "err", err, "rewritten", n)
 			} else if n > 0 {

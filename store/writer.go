@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -103,15 +105,46 @@ type response struct {
 	lead bool
 }
 
+// ErrBadContext is returned, wrapped, for a write whose context no region
+// could have handed out: the empty actor, or a counter beyond
+// conflict.MaxCounter.
+var ErrBadContext = errors.New("impossible causal context")
+
+// ErrContextAhead is returned, wrapped in a *ContextAheadError, for a write
+// whose context names versions this region has not applied yet.
+var ErrContextAhead = errors.New("context names versions this region has not applied")
+
+// ContextAheadError lists, for a refused write, the actors whose counters
+// the context names beyond this region's applied positions.
+type ContextAheadError struct {
+	// Missing maps each such actor to the counter the context names.
+	Missing conflict.VV
+}
+
+func (e *ContextAheadError) Error() string {
+	return fmt.Sprintf("%v: %s", ErrContextAhead, e.Missing)
+}
+
+// Unwrap makes errors.Is(err, ErrContextAhead) hold.
+func (e *ContextAheadError) Unwrap() error { return ErrContextAhead }
+
 // Write makes a local write durable and returns its result. It is
 // acknowledged (returns nil error) only after the record and its outbox
 // entry are committed, and synced when Options.Sync is set. A write is not
-// idempotent: each call makes a new version.
+// idempotent: each call makes a new version, whose dot is the write's
+// position in this region's log.
+//
+// It is refused, with nothing written, when its context names a counter
+// beyond what this region has applied of that actor (a *ContextAheadError:
+// wait with WaitApplied and retry), when the context is impossible
+// (ErrBadContext), or when the storage refuses writes
+// (ErrInsufficientStorage, ErrStorageFailed).
 func (s *Store) Write(ctx context.Context, m Mutation) (WriteResult, error) {
 	// Checked here, not by the writer every other write waits on.
-	if m.Context[""] > 0 {
-		// Actors are never empty, and the encodings cannot hold one.
-		return WriteResult{}, fmt.Errorf("write %q: context names the empty actor", m.Key)
+	if err := m.Context.Check(); err != nil {
+		// Actors are never empty (the encodings cannot hold one), and no
+		// counter reaches MaxCounter.
+		return WriteResult{}, fmt.Errorf("write %q: %w: %v", m.Key, ErrBadContext, err)
 	}
 	if m.Deleted {
 		m.Value = Doc{}
@@ -267,9 +300,26 @@ type batchState struct {
 	outboxed                         bool
 }
 
+// refusedError is a request the writer refused before changing anything
+// (a context ahead of this region, a log at its limit): only that request
+// fails, the rest of its batch commits.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+
 // commitBatch runs the batch in one transaction and answers every request;
-// it reports whether the commit succeeded.
+// it reports whether the commit succeeded. Under low free space it still
+// commits a pending outbox trim but refuses writes and applies; once the
+// storage failed it touches the disk no more.
 func (s *Store) commitBatch(batch []*request) bool {
+	health := s.health.recheck(time.Now())
+	refusal := health.refusal()
+	if health.State == StorageFailed {
+		for _, r := range batch {
+			r.resp <- response{err: refusal}
+		}
+		return false
+	}
 	var stats Stats
 	// The batch state's maps are the writer's, reused from batch to batch.
 	st := &s.batch
@@ -289,12 +339,19 @@ func (s *Store) commitBatch(batch []*request) bool {
 	var err error
 	for i, r := range batch {
 		switch {
+		case refusal != nil:
+			resps[i].err = refusal
+			continue
 		case r.local:
 			resps[i].write, resps[i].err = s.doWrite(st, &r.mut, &stats)
 		default:
 			resps[i].applied, resps[i].err = s.doApply(st, r.apply, &stats)
 		}
 		if resps[i].err != nil {
+			if re, ok := resps[i].err.(*refusedError); ok {
+				resps[i].err = re.err
+				continue
+			}
 			err = resps[i].err
 			break
 		}
@@ -320,6 +377,10 @@ func (s *Store) commitBatch(batch []*request) bool {
 			}
 		}
 		s.log.Error("commit failed", "err", err, "requests", len(batch))
+		if commitFailed(err) {
+			s.health.fail(fmt.Sprintf("a commit failed: %v", err), time.Now())
+			s.log.Error("storage failed: refusing reads, writes and applies until restart", "err", err)
+		}
 		for _, r := range batch {
 			r.resp <- response{err: fmt.Errorf("commit: %w", err)}
 		}
@@ -348,8 +409,9 @@ func (s *Store) commitBatch(batch []*request) bool {
 	return true
 }
 
-// checkIncoming refuses events the encodings cannot hold (an empty actor)
-// and puts values in the form the store keeps (normalizeValue): the origin
+// checkIncoming refuses events no correct region writes
+// (conflict.Event.Validate: impossible counters, an empty actor) and puts
+// values in the form the store keeps (normalizeValue): the origin
 // normalized them, so this is a scan; anything else is rewritten so the
 // value has the same bytes in every region. Their validity was checked
 // where they entered (DecodeEvent). The caller's slice is not modified.
@@ -357,8 +419,8 @@ func (s *Store) checkIncoming(batch []Incoming) ([]Incoming, error) {
 	copied := false
 	for i, in := range batch {
 		ev := in.Event
-		if ev.Origin() == "" || ev.Context[""] > 0 {
-			return nil, fmt.Errorf("apply %s:%d to %q: empty actor", ev.Origin(), ev.OSeq, ev.Key)
+		if err := ev.Validate(); err != nil {
+			return nil, fmt.Errorf("apply %s:%d to %q: %w: %v", ev.Origin(), ev.OSeq, ev.Key, ErrMalformed, err)
 		}
 		if isCompactHTMLSafe(ev.Version.Value) {
 			continue
@@ -395,6 +457,13 @@ func (s *Store) record(st *batchState, key string) (conflict.Record, error) {
 }
 
 func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult, error) {
+	// Refusals first, before anything changes.
+	if s.oseq >= conflict.MaxCounter {
+		return WriteResult{}, &refusedError{fmt.Errorf("write %q: actor %s has written %d versions, the most a log holds; restart the region from an empty store to take a new actor", m.Key, s.actor, s.oseq)}
+	}
+	if err := s.checkContext(m.Context); err != nil {
+		return WriteResult{}, &refusedError{fmt.Errorf("write %q: %w", m.Key, err)}
+	}
 	before, err := s.record(st, m.Key)
 	if err != nil {
 		return WriteResult{}, err
@@ -407,9 +476,19 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 		}
 	}
 	value := m.Value.JSON()
-	after, ev, out := before.Write(s.actor, ctx, value, m.Deleted, s.opts.Clock.Now())
+	// The dot is the write's position in this actor's log: unique for the
+	// actor across keys, and beyond every counter of the actor that a
+	// context this region accepted can name (checkContext).
+	dot := conflict.Dot{Actor: s.actor, Counter: s.oseq + 1}
+	after, ev, out, err := before.Write(dot, ctx, value, m.Deleted, s.opts.Clock.Now())
+	if err != nil {
+		// The record names a counter of this actor beyond its log: it was
+		// written under an older scheme or is corrupt. Refuse rather than
+		// write a version born superseded.
+		return WriteResult{}, &refusedError{fmt.Errorf("write %q: %w", m.Key, err)}
+	}
 	ev.Key = m.Key
-	ev.OSeq = s.oseq + 1
+	ev.OSeq = dot.Counter
 	s.oseq++
 	// The outbox value is the entry header followed by the event: encode
 	// the event straight after the header.
@@ -423,6 +502,34 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 		return WriteResult{}, err
 	}
 	return WriteResult{Record: after, Event: ev, Outcome: out}, nil
+}
+
+// checkContext refuses a write context that names, for some actor, a
+// counter beyond what this region has applied of that actor's log (its
+// own log for its own actor). Every counter a correct region hands out is a
+// position in its actor's log, so such a context is forged, corrupt, or
+// read at a region whose writes have not reached this one yet; accepting it
+// would supersede versions this region has not seen and could cover the
+// dots of writes still to come. The caller may wait for the missing
+// positions (Store.WaitApplied) and retry.
+func (s *Store) checkContext(ctx conflict.VV) error {
+	var missing conflict.VV
+	for actor, c := range ctx {
+		have := s.wm[actor]
+		if actor == s.actor {
+			have = s.oseq
+		}
+		if c > have {
+			if missing == nil {
+				missing = conflict.VV{}
+			}
+			missing[actor] = c
+		}
+	}
+	if missing != nil {
+		return &ContextAheadError{Missing: missing}
+	}
+	return nil
 }
 
 func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]ApplyResult, error) {
