@@ -285,7 +285,10 @@ func runCase(set *Set, regions []string, tc testCase) []string {
 		}
 	}
 	if exp.Resolver != "" {
-		if got := rule.Resolver(tc.Key, value); got != exp.Resolver {
+		got, err := rule.Resolver(tc.Key, value)
+		if err != nil {
+			errs = append(errs, err)
+		} else if got != exp.Resolver {
 			failf("resolver:\n- %s\n+ %s", exp.Resolver, got)
 		}
 	}
@@ -344,25 +347,29 @@ func testVersions(tvs []testVersion) ([]conflict.Version, error) {
 	return out, nil
 }
 
+// readStatus is the HTTP status a read answers with for each outcome: the
+// unit of a test case's expect.status, as operators see it.
+var readStatus = map[Outcome]int{OutcomeOne: 200, OutcomeSiblings: 300, OutcomeNone: 404}
+
 // checkResolution compares a Resolution with the expectation.
 func checkResolution(res Resolution, exp testExpect) []string {
 	var failures []string
 	want := exp.Status
 	if want == 0 && has(exp.Value) {
-		want = StatusOne
+		want = readStatus[OutcomeOne]
 	}
 	if want == 0 && has(exp.Siblings) {
-		want = StatusSiblings
+		want = readStatus[OutcomeSiblings]
 	}
-	if want != 0 && res.Status != want {
-		got := ""
-		switch res.Status {
-		case StatusOne:
-			got = " " + string(res.Value)
-		case StatusSiblings:
-			got = fmt.Sprintf(" %d siblings", len(res.Siblings))
+	if got := readStatus[res.Outcome]; want != 0 && got != want {
+		detail := ""
+		switch res.Outcome {
+		case OutcomeOne:
+			detail = " " + string(res.Value)
+		case OutcomeSiblings:
+			detail = fmt.Sprintf(" %d siblings", len(res.Siblings))
 		}
-		failures = append(failures, fmt.Sprintf("status:\n- %d\n+ %d%s", want, res.Status, got))
+		failures = append(failures, fmt.Sprintf("status:\n- %d\n+ %d%s", want, got, detail))
 		return failures
 	}
 	if has(exp.Value) {
