@@ -67,6 +67,7 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 			if last != nil { // log the disappearance once, not every tick
 				log.Error("rule file unreadable; keeping the current rules", "err", err)
 				reloads.WithLabelValues("error").Inc()
+				n.book.reloadFailed()
 			}
 			last, pending = nil, nil
 			continue
@@ -86,6 +87,7 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 		switch {
 		case err != nil:
 			reloads.WithLabelValues("error").Inc()
+			n.book.reloadFailed()
 			log.Error("rules reload failed; keeping the current rules", "err", err)
 		case !changed:
 			log.Debug("rule file changed but its rules did not")
@@ -130,7 +132,7 @@ func (n *Node) reloadRules(path string) (count int, changed bool, err error) {
 	if err != nil {
 		return 0, false, located(src, path, opts, err)
 	}
-	n.SetRules(set)
+	n.setRules(set, path)
 	return len(specs), true, nil
 }
 
