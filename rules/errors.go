@@ -23,6 +23,9 @@ var (
 	ErrBadHome = errors.New("home is not a region")
 	// ErrEval: an expression failed at run time (see EvalError).
 	ErrEval = errors.New("rule expression failed")
+	// ErrNoRules: a rule file has no rules: key (missing, or misspelt).
+	// It is never read as "no rules, so every key lww".
+	ErrNoRules = errors.New("no rules: key")
 	// ErrTooLarge: the input handed to an expression, or its result,
 	// exceeds Options.MaxInputBytes / Options.MaxResultBytes.
 	ErrTooLarge = errors.New("rule input or result too large")

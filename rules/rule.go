@@ -266,7 +266,8 @@ func compileRule(i int, spec Spec, cfg *config) (*Rule, []*CompileError) {
 	}
 	fields, known := allowed[r.strategy]
 	if !known {
-		fail("strategy", fmt.Errorf("unknown strategy %q (want home_region, lww, siblings or custom)", spec.Strategy))
+		fail("strategy", fmt.Errorf("unknown strategy %q%s (want home_region, lww, siblings or custom)", spec.Strategy,
+			didYouMean(spec.Strategy, []string{"home_region", "lww", "siblings", "custom"})))
 		return r, errs
 	}
 	for _, f := range []string{"home", "home_mode", "fallback", "select", "merge", "on_read", "resolver"} {
@@ -286,14 +287,16 @@ func compileRule(i int, spec Spec, cfg *config) (*Rule, []*CompileError) {
 				r.homeMode = spec.HomeMode
 			}
 		default:
-			fail("home_mode", fmt.Errorf("unknown home_mode %q (want forward, redirect or reject)", spec.HomeMode))
+			fail("home_mode", fmt.Errorf("unknown home_mode %q%s (want forward, redirect or reject)", spec.HomeMode,
+				didYouMean(spec.HomeMode, []string{HomeForward, HomeRedirect, HomeReject})))
 		}
 		switch spec.Fallback {
 		case "", "reject":
 		case string(StrategyLWW), string(StrategySiblings):
 			r.fallback = Strategy(spec.Fallback)
 		default:
-			fail("fallback", fmt.Errorf("unknown fallback %q (want reject, lww or siblings)", spec.Fallback))
+			fail("fallback", fmt.Errorf("unknown fallback %q%s (want reject, lww or siblings)", spec.Fallback,
+				didYouMean(spec.Fallback, []string{"reject", "lww", "siblings"})))
 		}
 		if set["on_read"] && r.fallback != StrategySiblings {
 			fail("on_read", errors.New("on_read applies to home_region only with fallback: siblings"))
