@@ -172,12 +172,12 @@ func genDoc(t pathTrie, fam docFamily, i int) any {
 // rapid generators; at most evalBudget evaluations per expression, so
 // lint stays well under a second for a typical rule set.
 const (
-	maxFrontier       = 8
-	exhaustiveOrders  = 4
-	sampledOrders     = 8
-	rapidFrontiers    = 64
-	evalBudget        = 4000
-	lintHLCBase int64 = 1_700_000_000_000
+	maxFrontier            = 8
+	exhaustiveOrders       = 4
+	sampledOrders          = 8
+	rapidFrontiers         = 64
+	evalBudget             = 4000
+	lintHLCBase      int64 = 1_700_000_000_000
 )
 
 // genSets returns the frontiers of the fixed families: 1 to maxFrontier

@@ -3,8 +3,8 @@ package rules
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
