@@ -96,9 +96,9 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if n.plan, err = cfg.Plan(); err != nil {
 		return nil, fmt.Errorf("topology: %w", err)
 	}
-	set, err := rules.Compile(cfg.Rules, n.ruleOptions())
+	set, err := n.startingRules() // rulesapi.go: the lint's checks, before any data is touched
 	if err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
+		return nil, err
 	}
 	n.ruleSet.Store(set)
 	n.clock = conflict.NewClock(opts.Clock, cfg.Replication.MaxClockSkew.Milliseconds())

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -10,6 +12,31 @@ import (
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/rules"
 )
+
+// startingRules checks the config's rules as `geogate rules lint` does
+// (config.RuleFindings: errors refuse the start, warnings are logged) and
+// compiles them.
+func (n *Node) startingRules() (*rules.Set, error) {
+	var errs []error
+	for _, d := range n.cfg.RuleFindings() {
+		if d.Severity == rules.SeverityError {
+			errs = append(errs, errors.New(d.String()))
+			continue
+		}
+		n.log.Warn("rule lint warning", "finding", d.String())
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("rules: %w", errors.Join(errs...))
+	}
+	set, err := rules.Compile(n.cfg.Rules, n.ruleOptions())
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	if slices.Equal(n.cfg.Rules, config.DefaultRules()) {
+		n.log.Info("no rules configured: every key is last-write-wins (rule \"default\")")
+	}
+	return set, nil
+}
 
 // setRules installs set as the rule set in effect, loaded from source.
 func (n *Node) setRules(set *rules.Set, source string) {

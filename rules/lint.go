@@ -275,7 +275,7 @@ func (rf *ruleFile) checkReachability(rules []*Rule) {
 	catchAll := -1
 	for i, r := range rules {
 		if prev, dup := names[r.spec.Name]; dup && r.spec.Name != "" {
-			rf.addRule(i, SeverityError, "name", 0, fmt.Sprintf("name already used by rule #%d", prev+1))
+			rf.addRule(i, SeverityError, "name", 0, fmt.Sprintf("name %q is already used by rule #%d; names must be unique", r.spec.Name, prev+1))
 		} else {
 			names[r.spec.Name] = i
 		}
