@@ -59,7 +59,7 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 	if err != nil {
 		log.Error("cannot watch the rule file; rules will not hot-reload until it is readable", "err", err)
 	}
-	keys := fileKeys(path) // the other settings, to say which changes need a restart
+	keys := fileKeys(path)  // the other settings, to say which changes need a restart
 	var pending os.FileInfo // a change not yet stable for one poll
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
