@@ -206,3 +206,29 @@ func TestRulesHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRefusesRulesLintRejects: `geogate serve` runs the lint's checks
+// before it touches data: a catch-all rule ahead of another refuses the
+// start with the file, line and column.
+func TestServeRefusesRulesLintRejects(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.yaml")
+	cfg := "region: solo\nregions:\n  solo: { http: \"http://127.0.0.1:1\", nats: \"nats://127.0.0.1:2\" }\ndata_dir: " + filepath.Join(dir, "data") + "\n" +
+		"rules:\n  - {name: all, match: 'true', strategy: lww}\n  - {name: carts, match: 'key startsWith \"cart/\"', strategy: siblings}\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := geogate("serve", "--config", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatal("serve started with rules lint rejects")
+	}
+	msg := stderr.String()
+	if !strings.Contains(msg, "rules[1].match: rule can never match") || !strings.Contains(msg, "; at "+path+":7:") {
+		t.Fatalf("want the located lint error, got %q", msg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Fatal("a refused start touched the data directory")
+	}
+}
