@@ -179,7 +179,7 @@ func TestReloadRunsLintChecks(t *testing.T) {
 	n := c.Node("us-east")
 	path := filepath.Join(t.TempDir(), "us-east.yaml")
 	bad := map[string]string{
-		"catch-all first": strings.Replace(ruleFile("stock-v2", ""), "  - name: stock-v2\n", "  - {name: all, match: 'true', strategy: lww}\n  - name: stock-v2\n", 1),
+		"catch-all first":       strings.Replace(ruleFile("stock-v2", ""), "  - name: stock-v2\n", "  - {name: all, match: 'true', strategy: lww}\n  - name: stock-v2\n", 1),
 		"order-dependent merge": ruleFile("stock-v2", "  - {name: m, match: 'key startsWith \"m/\"', strategy: custom, merge: 'merge(siblings)'}\n"),
 		"renamed rules key":     strings.Replace(ruleFile("stock-v2", ""), "rules:", "rule:", 1),
 	}

@@ -253,7 +253,9 @@ func TestRulesPlan(t *testing.T) {
 	}
 	c, err := gateway.StartCluster(context.Background(), gateway.ClusterSpec{
 		Regions: []string{"solo"}, Topology: config.Topology{Kind: "all-to-all"}, DataDir: t.TempDir(), Rules: current,
-		Options: func(string) gateway.Options { return gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))} },
+		Options: func(string) gateway.Options {
+			return gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
