@@ -55,6 +55,7 @@ func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rul
 	}
 	home, err := n.homeOf(rule, mut)
 	if err != nil {
+		n.ruleError(mut.Key, err)
 		return true, errorf(http.StatusBadRequest, "bad_home", "rule %s cannot place key %q: %v", rule.Name(), mut.Key, err)
 	}
 	if home == n.cfg.Region {
@@ -102,7 +103,7 @@ func (n *Node) homeOf(rule *rules.Rule, mut *store.Mutation) (string, error) {
 	value := mut.Value.JSON()
 	if mut.Deleted {
 		if rec, ok, err := n.store.Get(mut.Key); err == nil && ok {
-			if res, err := rule.Resolve(mut.Key, n.cfg.Region, rec.Versions); err == nil && res.Status == http.StatusOK {
+			if res, err := rule.Resolve(mut.Key, n.cfg.Region, rec.Versions); err == nil && res.Outcome == rules.OutcomeOne {
 				value = res.Value
 			}
 		}

@@ -102,6 +102,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("/v1/status", n.handleStatus)
 	mux.HandleFunc("/v1/conflicts", n.handleConflicts)
 	mux.HandleFunc("/v1/admin/links/{peer}/{action}", n.handleLinkAdmin)
+	mux.HandleFunc("/v1/admin/rules/explain", n.handleExplain) // rulesapi.go
 	mux.HandleFunc("/healthz", n.handleHealth)
 	mux.Handle("/metrics", n.metrics.handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +198,7 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted b
 
 // write applies a local mutation under its rule's write semantics.
 func (n *Node) write(ctx context.Context, rule *rules.Rule, mut store.Mutation) (store.WriteResult, error) {
-	mut.Supersede = mut.Context == nil && supersedesWithoutContext(rule)
+	mut.Supersede = mut.Context == nil && rule.SupersedesWithoutContext()
 	return n.writeMutation(ctx, rule, mut)
 }
 
@@ -218,17 +219,6 @@ func op(deleted bool) string {
 		return "delete"
 	}
 	return "put"
-}
-
-// supersedesWithoutContext says whether a write without a context replaces
-// everything this region has seen for the key (last-write-wins, and the home
-// region serialising its keys) or is concurrent with it (siblings, custom).
-func supersedesWithoutContext(rule *rules.Rule) bool {
-	switch rule.Strategy() {
-	case rules.StrategyLWW, rules.StrategyHomeRegion:
-		return true
-	}
-	return false
 }
 
 type writeAnswer struct {
@@ -343,14 +333,14 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request, key string) error {
 	}
 	res, err := rule.Resolve(key, n.cfg.Region, rec.Versions)
 	if err != nil {
-		n.ruleError(rule, key, err)
+		n.ruleError(key, err)
 	}
-	switch res.Status {
-	case http.StatusOK:
+	switch res.Outcome {
+	case rules.OutcomeOne:
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		w.Write(append(res.Value, '\n')) //nolint:errcheck // client gone
-	case http.StatusMultipleChoices:
+	case rules.OutcomeSiblings:
 		writeJSON(w, http.StatusMultipleChoices, map[string]any{"siblings": res.Siblings})
 	default:
 		return errorf(http.StatusNotFound, "not_found", "key %q is deleted", key)
@@ -379,6 +369,10 @@ func (n *Node) handleList(w http.ResponseWriter, r *http.Request) {
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if conflicted := q.Get("conflicted"); conflicted == "true" || conflicted == "1" {
+		n.listConflicted(w, q.Get("prefix"), q.Get("after"), limit) // rulesapi.go
 		return
 	}
 	keys, err := n.store.List(q.Get("prefix"), q.Get("after"), limit+1, true)

@@ -69,7 +69,12 @@ func (n *Node) maybeMerge(rule *rules.Rule, key string, rec conflict.Record) {
 	if len(rec.Versions) > 0 && len(rec.Live()) < 2 {
 		return
 	}
-	if rule.Resolver(key, nil) != n.cfg.Region {
+	resolver, err := rule.Resolver(key, nil)
+	if err != nil {
+		n.ruleError(key, err) // no region merges: the siblings stay
+		return
+	}
+	if resolver != n.cfg.Region {
 		return
 	}
 	n.merges.add(key)
@@ -104,7 +109,7 @@ func (n *Node) mergeKey(ctx context.Context, key string) {
 	}
 	merged, ok, err := rule.MergeOnWrite(key, n.cfg.Region, rec.Versions)
 	if err != nil {
-		n.ruleError(rule, key, err)
+		n.ruleError(key, err)
 		return
 	}
 	if !ok {
@@ -112,7 +117,7 @@ func (n *Node) mergeKey(ctx context.Context, key string) {
 	}
 	doc, err := store.ParseDoc(merged)
 	if err != nil {
-		n.ruleError(rule, key, fmt.Errorf("merged value: %w", err))
+		n.ruleError(key, &rules.EvalError{Rule: rule.Name(), Field: "merge", Key: key, Err: fmt.Errorf("merged value: %w", err)})
 		return
 	}
 	if _, err := n.writeMutation(ctx, rule, store.Mutation{Key: key, Value: doc, Context: rec.Context(), Merged: true}); err != nil && ctx.Err() == nil {

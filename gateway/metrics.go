@@ -35,7 +35,7 @@ func newMetrics(n *Node) *metrics {
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "geogate_http_request_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"})
 	m.writes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_writes_total", Help: "Acknowledged local writes by operation."}, []string{"op"})
-	m.ruleErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_rule_errors_total", Help: "Rule expressions that failed at run time (versions kept as siblings)."}, []string{"rule"})
+	m.ruleErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_rule_errors_total", Help: "Rule expressions that failed at run time, by rule and field (match, home, select, merge, on_read); the key kept every version."}, []string{"rule", "field"})
 	m.conflicts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_conflicts_total", Help: "Conflict-log entries written, by rule."}, []string{"rule"})
 	m.forwards = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_home_forwards_total", Help: "Writes for home-region keys handled elsewhere, by mode and result."}, []string{"mode", "result"})
 	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_home_fallbacks_total", Help: "Writes taken under a rule's fallback because the home region was unreachable."}, []string{"rule", "fallback"})

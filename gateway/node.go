@@ -54,6 +54,7 @@ type Node struct {
 	store *store.Store
 
 	ruleSet atomic.Pointer[rules.Set]
+	book    *rulebook // the set's status, rule failures, keys holding siblings
 
 	nats      *link.Server // embedded server, nil when external
 	natsURL   string
@@ -95,9 +96,9 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if n.plan, err = cfg.Plan(); err != nil {
 		return nil, fmt.Errorf("topology: %w", err)
 	}
-	set, err := rules.Compile(cfg.Rules, n.ruleOptions())
+	set, err := n.startingRules() // rulesapi.go: the lint's checks, before any data is touched
 	if err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
+		return nil, err
 	}
 	n.ruleSet.Store(set)
 	n.clock = conflict.NewClock(opts.Clock, cfg.Replication.MaxClockSkew.Milliseconds())
@@ -117,6 +118,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
+	n.book = newRulebook(n, set, rulesSource(cfg, opts))
 	if err := n.startNATS(); err != nil {
 		return nil, err
 	}
@@ -129,6 +131,11 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		IdleTimeout: cfg.HTTP.IdleTimeout, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.book.seedConflicted()
+	}()
 	return n, nil
 }
 
@@ -139,8 +146,8 @@ func (n *Node) ruleOptions() rules.Options { return n.cfg.RuleOptions() }
 func (n *Node) rules() *rules.Set { return n.ruleSet.Load() }
 
 // SetRules replaces the rule set atomically; requests in flight finish
-// under the set they started with.
-func (n *Node) SetRules(s *rules.Set) { n.ruleSet.Store(s) }
+// under the set they started with. /v1/status shows its source as "api".
+func (n *Node) SetRules(s *rules.Set) { n.setRules(s, "api") }
 
 // Config returns the node's configuration (do not modify).
 func (n *Node) Config() *config.Config { return n.cfg }
@@ -250,26 +257,23 @@ func (n *Node) shutdown() error {
 }
 
 // matchRule finds the rule governing key. A match expression that failed
-// at run time counts as not matching (the next rule is tried) and is logged
-// and counted; only a key no rule matches is an error.
+// at run time holds the key under its rule (rules.Set.Match: siblings, no
+// later rule tried); the failure is counted and logged. Only a key no rule
+// matches is an error.
 func (n *Node) matchRule(key string) (*rules.Rule, error) {
 	rule, err := n.rules().Match(key)
 	if rule == nil {
 		return nil, errorf(http.StatusInternalServerError, "rule_error", "no rule governs key %q (add a final rule with match: 'true'): %v", key, err)
 	}
 	if err != nil {
-		n.metrics.ruleErrors.WithLabelValues("match").Inc()
-		n.log.Warn("a rule's match expression failed; tried the next rule", "key", key, "err", err)
+		n.book.failed(key, err)
 	}
 	return rule, nil
 }
 
-// ruleError counts and logs a rule that failed at run time. The versions
-// were kept as siblings, so nothing is lost.
-func (n *Node) ruleError(rule *rules.Rule, key string, err error) {
-	n.metrics.ruleErrors.WithLabelValues(rule.Name()).Inc()
-	n.log.Warn("rule failed at run time; versions kept as siblings", "rule", rule.Name(), "key", key, "err", err)
-}
+// ruleError counts and logs a rule expression that failed at run time. The
+// versions were kept as siblings, so nothing is lost.
+func (n *Node) ruleError(key string, err error) { n.book.failed(key, err) }
 
 // observer writes conflict-log entries for versions a rule collapses away.
 // It runs inside the store's transaction, so the log is as durable as the
@@ -277,6 +281,7 @@ func (n *Node) ruleError(rule *rules.Rule, key string, err error) {
 type observer struct{ n *Node }
 
 func (o observer) Observe(c store.Change) []store.ConflictEntry {
+	o.n.book.conflicted.note(c.Key, len(c.After.Versions))
 	var out []store.ConflictEntry
 	if c.Skewed {
 		o.n.metrics.skew.Inc()
@@ -300,7 +305,7 @@ func (o observer) Observe(c store.Change) []store.ConflictEntry {
 	}
 	res, err := rule.Resolve(c.Key, o.n.cfg.Region, c.After.Versions)
 	if err != nil {
-		o.n.ruleError(rule, c.Key, err)
+		o.n.ruleError(c.Key, err)
 		return out
 	}
 	if len(res.Discarded) == 0 {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,8 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
 
-	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/rules"
 )
 
@@ -30,15 +31,20 @@ const DefaultRulesPoll = time.Second
 // An empty file is an error, never "no rules".
 //
 // A reload reads the file, parses its rules strictly (rules.ParseRules),
-// compiles them under the node's regions and, only if every step
-// succeeded, replaces the rule set atomically (SetRules): requests in
-// flight finish under the set they started with. A file without rules:
-// reloads the default set (every key lww), as at start. On any failure the
-// current rules stay in effect and the reason is logged at error level
-// with located diagnostics; the same content is not retried until the file
-// changes again. Each attempt counts in
-// geogate_rule_reloads_total{result="ok|error"}; a change that leaves the
-// rule list as it was is logged at debug level and not counted.
+// runs every check `geogate rules lint` runs (rules.Lint under the node's
+// regions: errors refuse the file, warnings are logged), compiles them
+// and, only if every step succeeded, replaces the rule set atomically:
+// requests in flight finish under the set they started with. A file
+// without a rules: key (missing or misspelt) is an error, never "no rules,
+// so every key lww" (unless the node runs the default rules because its
+// config had none: then nothing changes). On any failure the current rules
+// stay in effect and the reason is logged at error level with located
+// diagnostics; the same content is not retried until the file changes
+// again. Each attempt counts in geogate_rule_reloads_total{result="ok|error"}
+// and sets geogate_rules_last_reload_successful; a change that leaves the
+// rule list as it was is logged at debug level and not counted. A change
+// of other keys of the file is logged at warning level with the keys,
+// which take effect only after a restart.
 //
 // The state of the file when WatchRules starts is taken to be the rules
 // the node runs (normally the config it was started from). WatchRules
@@ -53,6 +59,7 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 	if err != nil {
 		log.Error("cannot watch the rule file; rules will not hot-reload until it is readable", "err", err)
 	}
+	keys := fileKeys(path)  // the other settings, to say which changes need a restart
 	var pending os.FileInfo // a change not yet stable for one poll
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
@@ -67,6 +74,7 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 			if last != nil { // log the disappearance once, not every tick
 				log.Error("rule file unreadable; keeping the current rules", "err", err)
 				reloads.WithLabelValues("error").Inc()
+				n.book.reloadFailed()
 			}
 			last, pending = nil, nil
 			continue
@@ -82,10 +90,17 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 			continue
 		}
 		last, pending = info, nil
+		if now := fileKeys(path); now != nil {
+			if changed := changedKeys(keys, now); len(changed) > 0 && keys != nil {
+				log.Warn("config keys changed in the file; they take effect only after a restart (rules reload now)", "keys", strings.Join(changed, ", "))
+			}
+			keys = now
+		}
 		count, changed, err := n.reloadRules(path)
 		switch {
 		case err != nil:
 			reloads.WithLabelValues("error").Inc()
+			n.book.reloadFailed()
 			log.Error("rules reload failed; keeping the current rules", "err", err)
 		case !changed:
 			log.Debug("rule file changed but its rules did not")
@@ -116,21 +131,32 @@ func (n *Node) reloadRules(path string) (count int, changed bool, err error) {
 		return 0, false, errors.New("the file is empty")
 	}
 	specs, err := rules.ParseRules(src, path)
+	if errors.Is(err, rules.ErrNoRules) && n.book.status().Source == "default" {
+		return 0, false, nil // started without rules, still none: nothing changes
+	}
 	if err != nil {
 		return 0, false, err
-	}
-	if len(specs) == 0 {
-		specs = config.DefaultRules()
 	}
 	if slices.Equal(specs, currentSpecs(n.rules())) {
 		return len(specs), false, nil
 	}
 	opts := n.ruleOptions()
+	var lintErrs []string
+	for _, d := range rules.Lint(src, path, opts) {
+		if d.Severity == rules.SeverityError {
+			lintErrs = append(lintErrs, d.String())
+			continue
+		}
+		n.log.Warn("rule lint warning", "finding", d.String())
+	}
+	if len(lintErrs) > 0 {
+		return 0, false, errors.New(strings.Join(lintErrs, "\n"))
+	}
 	set, err := rules.Compile(specs, opts)
 	if err != nil {
-		return 0, false, located(src, path, opts, err)
+		return 0, false, err // not reached: lint reports what Compile refuses
 	}
-	n.SetRules(set)
+	n.setRules(set, path)
 	return len(specs), true, nil
 }
 
@@ -142,22 +168,6 @@ func currentSpecs(set *rules.Set) []rules.Spec {
 		out[i] = r.Spec()
 	}
 	return out
-}
-
-// located turns a compile failure into the lint diagnostics of the file
-// (file:line:col with the source line and a caret), which say where each
-// problem is; it falls back to the compile error itself.
-func located(src []byte, path string, opts rules.Options, compileErr error) error {
-	var lines []string
-	for _, d := range rules.Lint(src, path, opts) {
-		if d.Severity == rules.SeverityError {
-			lines = append(lines, d.String())
-		}
-	}
-	if len(lines) == 0 {
-		return compileErr
-	}
-	return errors.New(strings.Join(lines, "\n"))
 }
 
 // reloadCounter returns geogate_rule_reloads_total on the node's registry,
@@ -181,4 +191,50 @@ func (n *Node) reloadCounter() *prometheus.CounterVec {
 	c.WithLabelValues("ok")
 	c.WithLabelValues("error")
 	return c
+}
+
+// fileKeys returns the settings of a YAML file other than rules, flattened
+// to key paths (a.b.c) with their values in JSON, or nil when the file
+// cannot be read or parsed.
+func fileKeys(path string) map[string]string {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil
+	}
+	delete(doc, "rules")
+	out := map[string]string{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if m, ok := v.(map[string]any); ok && len(m) > 0 {
+			for k, e := range m {
+				walk(strings.TrimPrefix(prefix+"."+k, "."), e)
+			}
+			return
+		}
+		b, _ := json.Marshal(v) //nolint:errchkjson // YAML values encode
+		out[prefix] = string(b)
+	}
+	walk("", doc)
+	return out
+}
+
+// changedKeys lists the keys added, removed or changed from a to b, sorted.
+func changedKeys(a, b map[string]string) []string {
+	var out []string
+	for k, v := range b {
+		if a[k] != v {
+			out = append(out, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -147,6 +147,8 @@ type StatusReport struct {
 	Unpublished uint64            `json:"outbox_unpublished"`
 	LogMode     string            `json:"log_mode"`
 	Links       []link.LinkStatus `json:"links"`
+	// Rules is the rule set in effect (rulebook.go).
+	Rules RulesStatus `json:"rules"`
 }
 
 // Status reports the region's replication state.
@@ -154,7 +156,7 @@ func (n *Node) Status() StatusReport {
 	return StatusReport{
 		Region: n.cfg.Region, Actor: n.store.Actor(), Topology: n.plan.Describe(), Seq: n.store.Seq(),
 		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Unpublished: n.Unpublished(),
-		LogMode: n.cfg.Replication.LogMode, Links: n.linkStatuses(),
+		LogMode: n.cfg.Replication.LogMode, Links: n.linkStatuses(), Rules: n.book.status(),
 	}
 }
 

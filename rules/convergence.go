@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+	"pgregory.net/rapid"
+
 	"github.com/geogate/geogate/conflict"
 )
 
@@ -163,27 +166,35 @@ func genDoc(t pathTrie, fam docFamily, i int) any {
 	return build(t)
 }
 
-// genSets returns the generated frontiers: 2, 3 and 4 versions of every
-// family, and a 3-version set with a tombstone.
+// Bounds of the convergence check: frontiers of up to maxFrontier
+// versions; every order of frontiers of up to exhaustiveOrders versions,
+// sampledOrders orders of larger ones; rapidFrontiers frontiers drawn by
+// rapid generators; at most evalBudget evaluations per expression, so
+// lint stays well under a second for a typical rule set.
+const (
+	maxFrontier            = 8
+	exhaustiveOrders       = 4
+	sampledOrders          = 8
+	rapidFrontiers         = 64
+	evalBudget             = 4000
+	lintHLCBase      int64 = 1_700_000_000_000
+)
+
+// genSets returns the frontiers of the fixed families: 1 to maxFrontier
+// versions of every family, and 3- and 5-version sets with a tombstone.
+// HLCs are distinct (HLC ties are broken by the dot order, which an
+// expression sorting by hlc would otherwise be blamed for).
 func genSets(t pathTrie, regions []string) [][]conflict.Version {
-	if len(regions) == 0 {
-		regions = []string{"r1", "r2", "r3", "r4"}
-	}
 	var sets [][]conflict.Version
 	for _, fam := range docFamilies {
-		for _, size := range []int{2, 3, 4} {
+		for size := 1; size <= maxFrontier; size++ {
 			for _, tomb := range []bool{false, true} {
-				if tomb && size != 3 {
+				if tomb && size != 3 && size != 5 {
 					continue
 				}
 				set := make([]conflict.Version, size)
 				for i := range size {
-					origin := regions[i%len(regions)]
-					v := conflict.Version{
-						Dot:    conflict.Dot{Actor: origin, Counter: uint64(i + 1)},
-						HLC:    conflict.HLC{Wall: 1_700_000_000_000 + int64(i)*1000},
-						Origin: origin,
-					}
+					v := lintVersion(regions, i)
 					if tomb && i == 1 {
 						v.Deleted = true
 					} else {
@@ -196,6 +207,120 @@ func genSets(t pathTrie, regions []string) [][]conflict.Version {
 		}
 	}
 	return sets
+}
+
+// lintVersion is the i-th version of a generated frontier, without value.
+func lintVersion(regions []string, i int) conflict.Version {
+	origin := regions[i%len(regions)]
+	return conflict.Version{
+		Dot:    conflict.Dot{Actor: origin, Counter: uint64(i/len(regions) + 1)},
+		HLC:    conflict.HLC{Wall: lintHLCBase + int64(i)*1000},
+		Origin: origin,
+	}
+}
+
+// leafKinds are the kinds of value a generated field takes; within one
+// frontier a field keeps its kind, as real documents do.
+var leafKinds = []string{"small int", "number", "string", "bool", "strings", "object"}
+
+// rapidSets draws frontiers of 1 to maxFrontier versions with rapid: each
+// field the expression reads gets a kind per frontier, and per version a
+// value of that kind (small numbers and strings tie often), null, or no
+// field at all; some versions are tombstones. Example(seed) makes the
+// draws deterministic, so lint gives the same findings every run.
+func rapidSets(t pathTrie, regions []string) [][]conflict.Version {
+	gen := rapid.Custom(func(rt *rapid.T) []conflict.Version {
+		kinds := map[string]string{}
+		size := rapid.IntRange(1, maxFrontier).Draw(rt, "size")
+		set := make([]conflict.Version, size)
+		for i := range size {
+			v := lintVersion(regions, i)
+			if size > 1 && rapid.IntRange(0, 7).Draw(rt, "tombstone") == 0 {
+				v.Deleted = true
+			} else {
+				v.Value, _ = json.Marshal(drawDoc(rt, t, "", kinds))
+			}
+			set[i] = v
+		}
+		return set
+	})
+	sets := make([][]conflict.Version, 0, rapidFrontiers)
+	for seed := range rapidFrontiers {
+		sets = append(sets, gen.Example(seed+1))
+	}
+	return sets
+}
+
+// drawDoc draws a document with the fields of t (a leaf when t is empty).
+func drawDoc(rt *rapid.T, t pathTrie, path string, kinds map[string]string) any {
+	if len(t) == 0 {
+		return drawLeaf(rt, path, kinds)
+	}
+	out := map[string]any{"lint_other": rapid.SampledFrom([]string{"x", "y", "z"}).Draw(rt, "other")}
+	for _, k := range slices.Sorted(maps.Keys(t)) {
+		switch rapid.IntRange(0, 9).Draw(rt, "presence") {
+		case 0:
+			continue // the field is missing
+		case 1:
+			out[k] = nil
+			continue
+		}
+		out[k] = drawDoc(rt, t[k], path+"."+k, kinds)
+	}
+	return out
+}
+
+// drawLeaf draws a value of the kind path has in this frontier.
+func drawLeaf(rt *rapid.T, path string, kinds map[string]string) any {
+	kind, ok := kinds[path]
+	if !ok {
+		kind = rapid.SampledFrom(leafKinds).Draw(rt, "kind")
+		kinds[path] = kind
+	}
+	word := rapid.SampledFrom([]string{"a", "b", "c", "shared"})
+	switch kind {
+	case "small int":
+		return float64(rapid.IntRange(0, 3).Draw(rt, "int"))
+	case "number":
+		// Quarters: exact in binary, so sums do not depend on the order
+		// of rounding (float addition is not associative).
+		return float64(rapid.IntRange(-4_000_000, 4_000_000).Draw(rt, "number")) / 4
+	case "string":
+		return word.Draw(rt, "string")
+	case "bool":
+		return rapid.Bool().Draw(rt, "bool")
+	case "strings":
+		words := rapid.SliceOfN(word, 0, 4).Draw(rt, "strings")
+		out := make([]any, len(words))
+		for i, w := range words {
+			out[i] = w
+		}
+		return out
+	default:
+		return map[string]any{word.Draw(rt, "field"): float64(rapid.IntRange(0, 3).Draw(rt, "value")), "shared": true}
+	}
+}
+
+// orders returns the orders a frontier is evaluated in: every order up to
+// exhaustiveOrders versions, else the given order, its reverse and
+// shuffles from a fixed seed.
+func orders(vs []conflict.Version) [][]conflict.Version {
+	var out [][]conflict.Version
+	if len(vs) <= exhaustiveOrders {
+		permutations(vs, func(o []conflict.Version) bool { out = append(out, o); return true })
+		return out
+	}
+	out = append(out, slices.Clone(vs))
+	rev := slices.Clone(vs)
+	slices.Reverse(rev)
+	out = append(out, rev)
+	rng := rand.New(rand.NewPCG(uint64(len(vs)), 7))
+	for range sampledOrders - 2 {
+		o := slices.Clone(vs)
+		rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
+		out = append(out, o)
+	}
+	return out
 }
 
 // permutations calls f with every ordering of vs (Heap's algorithm).
@@ -323,11 +448,19 @@ func describeVersions(vs []conflict.Version) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
+// finding is one result of checkConvergence.
+type finding struct {
+	severity Severity
+	message  string
+}
+
 // checkConvergence evaluates one expression of r on generated frontiers
-// in every order. It returns an error message when the result depends on
-// the order, a warning when no generated frontier could be evaluated, and
-// "" when the expression looks order-independent.
-func checkConvergence(r *Rule, kind exprKind, cfg *config) (Severity, string) {
+// in many orders (see Lint). It returns an error when the result depends
+// on the order, when a merge is not idempotent, or when an evaluation
+// exceeds the memory budget or the result limit; a warning when an
+// on_read depends on the region, or when no generated frontier could be
+// evaluated; nothing when the expression looks sound.
+func checkConvergence(r *Rule, kind exprKind, cfg *config) []finding {
 	var prog *vm.Program
 	switch kind {
 	case kindSelect:
@@ -338,48 +471,102 @@ func checkConvergence(r *Rule, kind exprKind, cfg *config) (Severity, string) {
 		prog = r.onRead
 	}
 	if prog == nil {
-		return "", ""
+		return nil
 	}
 	t := docPaths(prog.Node())
-	region := "r1"
-	if len(cfg.regions) > 0 {
-		region = cfg.regions[0]
+	regions := cfg.regions
+	if len(regions) < 2 {
+		regions = []string{"r1", "r2", "r3", "r4"}
+	}
+	region := regions[0]
+	if kind == kindMerge {
+		if res, err := r.Resolver("lint/key", nil); err == nil && res != "" {
+			region = res
+		}
 	}
 	key := "lint/key"
-	evaluated := 0
+	var out []finding
+	evals, evaluated := 0, 0
 	var firstErr error
-	for _, set := range genSets(t, cfg.regions) {
-		if kind != kindSelect && liveCount(set) < 2 {
+	regionWarned, idempotenceChecked := false, false
+	for _, set := range append(genSets(t, regions), rapidSets(t, regions)...) {
+		if evals >= evalBudget {
+			break
+		}
+		if (kind == kindSelect && len(set) < 2) || (kind != kindSelect && liveCount(set) < 2) {
 			continue
 		}
 		var first outcome
 		var firstOrder []conflict.Version
-		var problem string
-		permutations(set, func(order []conflict.Version) bool {
+		for _, order := range orders(set) {
+			evals++
 			o := evalOrdered(r, kind, key, region, order)
 			if firstOrder == nil {
 				first, firstOrder = o, order
-				return true
+				if o.err != nil && budgetExceeded(o.err) {
+					return append(out, finding{SeverityError, fmt.Sprintf("exceeds the memory budget or the size limit on sample input %s: %s",
+						describeVersions(order), shortError(o.err))})
+				}
+				continue
 			}
 			if (o.err == nil) != (first.err == nil) || o.form != first.form {
-				problem = fmt.Sprintf("result depends on the order of the siblings: over %s it is %s, over %s it is %s",
-					describeVersions(firstOrder), first, describeVersions(order), o)
-				return false
+				return append(out, finding{SeverityError, fmt.Sprintf("result depends on the order of the siblings: over %s it is %s, over %s it is %s",
+					describeVersions(firstOrder), first, describeVersions(order), o)})
 			}
-			return true
-		})
-		if problem != "" {
-			return SeverityError, problem
 		}
-		if first.err == nil {
-			evaluated++
-		} else if firstErr == nil {
-			firstErr = first.err
+		if first.err != nil {
+			if firstErr == nil {
+				firstErr = first.err
+			}
+			continue
+		}
+		evaluated++
+		if kind == kindOnRead && !regionWarned {
+			evals++
+			if o := evalOrdered(r, kind, key, regions[1], firstOrder); o.err != nil || o.form != first.form {
+				regionWarned = true
+				out = append(out, finding{SeverityWarning, fmt.Sprintf(
+					"on_read depends on the evaluating region: over %s it is %s at %s and %s at %s; regions show different values for the same versions",
+					describeVersions(firstOrder), first, region, o, regions[1])})
+			}
+		}
+		if kind == kindMerge && !idempotenceChecked {
+			n, msg := checkIdempotent(r, key, region, firstOrder, first)
+			evals += n
+			if msg != "" {
+				idempotenceChecked = true
+				out = append(out, finding{SeverityError, msg})
+			}
 		}
 	}
 	if evaluated == 0 && firstErr != nil {
-		return SeverityWarning, "convergence not checked: the expression failed on every generated sibling set, e.g. " +
-			shortError(firstErr)
+		out = append(out, finding{SeverityWarning, "convergence not checked: the expression failed on every generated sibling set, e.g. " +
+			shortError(firstErr)})
 	}
-	return "", ""
+	return out
+}
+
+// checkIdempotent checks a merge's result M over vs: merging M with a copy
+// of itself (the resolver's own output met again) must give M again
+// (arrays compared as sets). A merge that counts (sum, len) fails. It
+// returns the evaluations made and a message for a failure.
+func checkIdempotent(r *Rule, key, region string, vs []conflict.Version, merged outcome) (int, string) {
+	var top int64
+	for _, v := range vs {
+		top = max(top, v.HLC.Wall)
+	}
+	m, err := r.evalDoc(kindMerge, r.merge, key, region, vs)
+	if err != nil {
+		return 1, ""
+	}
+	mv := conflict.Version{Dot: conflict.Dot{Actor: region, Counter: 1000}, HLC: conflict.HLC{Wall: top + 1000}, Origin: region, Value: m}
+	again := mv
+	again.Dot, again.HLC = conflict.Dot{Actor: region, Counter: 1001}, conflict.HLC{Wall: top + 2000}
+	o := evalOrdered(r, kindMerge, key, region, []conflict.Version{mv, again})
+	if o.err == nil && o.form == merged.form {
+		return 2, ""
+	}
+	return 2, fmt.Sprintf("merge is not idempotent: over %s it is %s, but merging that result with a copy of itself gives %s "+
+		"(a value counted twice, e.g. sum(...) or len(siblings)?); a merged value met again must merge to itself",
+		describeVersions(vs), merged, o)
 }

@@ -3,6 +3,8 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
 
 	"github.com/expr-lang/expr/file"
 )
@@ -21,6 +23,9 @@ var (
 	ErrBadHome = errors.New("home is not a region")
 	// ErrEval: an expression failed at run time (see EvalError).
 	ErrEval = errors.New("rule expression failed")
+	// ErrNoRules: a rule file has no rules: key (missing, or misspelt).
+	// It is never read as "no rules, so every key lww".
+	ErrNoRules = errors.New("no rules: key")
 	// ErrTooLarge: the input handed to an expression, or its result,
 	// exceeds Options.MaxInputBytes / Options.MaxResultBytes.
 	ErrTooLarge = errors.New("rule input or result too large")
@@ -83,3 +88,51 @@ func (e *EvalError) Unwrap() error { return e.Err }
 
 // Is reports ErrEval so callers can count evaluation failures.
 func (e *EvalError) Is(target error) bool { return target == ErrEval }
+
+// Kind classifies the failure for logs that report each kind once: the
+// field and the innermost cause's message with every run of digits
+// written as N (indexes, lengths, counters), without the key, the version
+// or the values, so that one broken expression failing on many keys is
+// one kind. An expression error contributes its message without the
+// snippet.
+func (e *EvalError) Kind() string {
+	cause := e.Err
+	for {
+		var fe *file.Error
+		if errors.As(cause, &fe) && fe == cause {
+			return e.Field + ": " + elideDigits(fe.Message)
+		}
+		next := errors.Unwrap(cause)
+		if next == nil {
+			break
+		}
+		cause = next
+	}
+	msg := "unknown failure"
+	if cause != nil {
+		msg = cause.Error()
+	}
+	return e.Field + ": " + elideDigits(msg)
+}
+
+// elideDigits writes each run of digits as N and cuts s to 120 bytes.
+func elideDigits(s string) string {
+	var b strings.Builder
+	digits := false
+	for _, r := range s {
+		if unicode.IsDigit(r) {
+			if !digits {
+				b.WriteByte('N')
+			}
+			digits = true
+			continue
+		}
+		digits = false
+		b.WriteRune(r)
+	}
+	out := b.String()
+	if len(out) > 120 {
+		out = out[:120]
+	}
+	return out
+}

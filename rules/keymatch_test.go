@@ -119,11 +119,11 @@ func TestKeyTestMatchesVM(t *testing.T) {
 
 // TestMatchMixesPaths checks Set.Match over rules of both kinds: the first
 // rule that holds wins, whichever path evaluated it, and a VM rule that
-// fails is skipped and reported.
+// fails holds the key (reported) instead of passing it on.
 func TestMatchMixesPaths(t *testing.T) {
 	set, err := Compile([]Spec{
-		{Name: "vm-numeric", Match: `int(key) > 0`, Strategy: "lww"}, // fails for other keys
 		{Name: "fast-users", Match: `key startsWith "user/"`, Strategy: "lww"},
+		{Name: "vm-numeric", Match: `key startsWith "n" ? int(key[1:]) > 0 : false`, Strategy: "lww"}, // fails for n + non-digits
 		{Name: "vm-long", Match: `len(key) > 8`, Strategy: "lww"},
 		{Name: "fast-rest", Match: `true`, Strategy: "lww"},
 	}, Options{})
@@ -134,16 +134,17 @@ func TestMatchMixesPaths(t *testing.T) {
 		key, rule string
 		failed    bool
 	}{
-		{"42", "vm-numeric", false},
-		{"user/1", "fast-users", true}, // int("user/1") fails: reported, skipped
-		{"cart/1", "fast-rest", true},
-		{"cart/123456", "vm-long", true},
+		{"n42", "vm-numeric", false},
+		{"user/1", "fast-users", false},
+		{"nx", "vm-numeric", true}, // int("x") fails: reported, held there
+		{"cart/1", "fast-rest", false},
+		{"cart/123456", "vm-long", false},
 	} {
 		r, err := set.Match(tc.key)
 		if r == nil || r.Name() != tc.rule {
 			t.Errorf("key %q: rule %s, want %s (err %v)", tc.key, nameOf(r), tc.rule, err)
 		}
-		if (err != nil) != tc.failed {
+		if (err != nil) != tc.failed || (r != nil && (r.Held() != nil) != tc.failed) {
 			t.Errorf("key %q: err %v, want a failure report %v", tc.key, err, tc.failed)
 		}
 	}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -201,7 +202,13 @@ func TestLintWarningsAndFileErrors(t *testing.T) {
 		{"yaml error", "rules:\n  - name: a\n    match: 'key\n    strategy: lww\n\n", SeverityError, 3, "unexpected end of stream"},
 		{"not a list", "rules: {name: a}\n", SeverityError, 1, "must be a list"},
 		{"empty list", "rules: []\n", SeverityError, 1, "empty"},
-		{"no rules key", "region: us-east\n", SeverityWarning, 1, "default rule set"},
+		{"no rules key", "region: us-east\n", SeverityError, 1, "no rules: key"},
+		{"renamed rules key", "region: us-east\nrule:\n  - {name: a, match: 'true', strategy: lww}\n", SeverityError, 2, `found "rule" (did you mean "rules"?)`},
+		{"yaml error below its block", "rules:\n  - name: a\n    match: 'true'\n   strategy: lww\n", SeverityError, 4, "did not find expected '-' indicator"},
+		{"tab", "rules:\n  - name: a\n\tmatch: 'true'\n", SeverityError, 3, "tab character"},
+		{"junk after a quote", "rules:\n  - name: a\n    match: 'true'x\n    strategy: lww\n", SeverityError, 3, "did not find expected key"},
+		{"unknown field", "rules:\n  - name: a\n    match: 'true'\n    strategy: lww\n    onread: x\n", SeverityError, 5, `unknown field "onread" (did you mean "on_read"?)`},
+		{"unknown strategy", "rules:\n  - name: a\n    match: 'true'\n    strategy: sibling\n", SeverityError, 4, `unknown strategy "sibling" (did you mean "siblings"?)`},
 		{"empty file", "", SeverityError, 1, "empty file"},
 		{"non-string value", "rules:\n  - name: a\n    match: [true]\n    strategy: lww\n  - name: b\n    match: 'true'\n    strategy: lww\n", SeverityError, 3, "match must be a string"},
 		{"failing everywhere", "rules:\n  - name: a\n    match: 'true'\n    strategy: custom\n    on_read: '1 % (len(siblings) - len(siblings))'\n", SeverityWarning, 5, "convergence not checked"},
@@ -254,7 +261,7 @@ rules:
 		t.Fatalf("unknown key: %v", err)
 	}
 	specs, err = ParseRules([]byte("region: x\n"), "f.yaml")
-	if err != nil || specs != nil {
-		t.Fatalf("file without rules: %v, %v", specs, err)
+	if !errors.Is(err, ErrNoRules) || specs != nil {
+		t.Fatalf("file without rules: %v, %v; want ErrNoRules", specs, err)
 	}
 }

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -53,10 +54,45 @@ type ruleFile struct {
 	rulesKey *yaml.Node
 	// regions are the keys of a region config's regions: map, in order.
 	regions []string
+	// noRules is set when the file has no rules: key.
+	noRules bool
 	diags   []Diagnostic
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// yamlProblem splits a YAML error into the line it names (0 if none) and
+// its message.
+func yamlProblem(err error) (int, string) {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return line, msg[len(m[0]):]
+	}
+	return 0, strings.TrimPrefix(msg, "yaml: ")
+}
+
+// yamlErrorLine finds the line a YAML error is really on. The parser often
+// names the line where the enclosing block starts ("did not find expected
+// '-' indicator" on the rules: line for a mis-indented key much further
+// down), so the line is the first one at which the document, cut there,
+// fails with the same message. Files over 2000 lines keep the parser's
+// line.
+func yamlErrorLine(lines []string, reported int, msg string) int {
+	if len(lines) <= 2000 {
+		for k := 1; k <= len(lines); k++ {
+			var n yaml.Node
+			err := yaml.Unmarshal([]byte(strings.Join(lines[:k], "\n")), &n)
+			if err == nil {
+				continue
+			}
+			if _, m := yamlProblem(err); m == msg {
+				return k
+			}
+		}
+	}
+	return max(reported, 1)
+}
 
 // parseRuleFile reads a rule file: YAML with a top-level rules: list,
 // possibly inside a full region config (other top-level keys are
@@ -66,13 +102,8 @@ func parseRuleFile(src []byte, filename string) *ruleFile {
 	rf := &ruleFile{filename: filename, lines: strings.Split(string(src), "\n")}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
-		line := 1
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			line, _ = strconv.Atoi(m[1])
-		}
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		msg = strings.TrimPrefix(msg, fmt.Sprintf("line %d: ", line))
-		rf.add(SeverityError, line, 1, "", "", msg)
+		line, msg := yamlProblem(err)
+		rf.add(SeverityError, yamlErrorLine(rf.lines, line, msg), 1, "", "", msg)
 		return rf
 	}
 	if len(doc.Content) == 0 {
@@ -85,6 +116,7 @@ func parseRuleFile(src []byte, filename string) *ruleFile {
 		return rf
 	}
 	var rules *yaml.Node
+	var near *yaml.Node // a top-level key that looks like a misspelt rules:
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		switch k.Value {
@@ -92,10 +124,21 @@ func parseRuleFile(src []byte, filename string) *ruleFile {
 			rf.rulesKey, rules = k, v
 		case "regions":
 			rf.regions = regionNames(v)
+		default:
+			if near == nil && didYouMean(strings.ToLower(k.Value), []string{"rules"}) != "" || strings.EqualFold(k.Value, "rules") {
+				near = k
+			}
 		}
 	}
 	if rules == nil {
-		rf.add(SeverityWarning, root.Line, root.Column, "", "", "no rules: list; the default rule set (every key lww) applies")
+		rf.noRules = true
+		// Never "no rules, so every key lww": a renamed or missing key
+		// would silently replace the operator's rules.
+		if near != nil {
+			rf.add(SeverityError, near.Line, near.Column, "", "", fmt.Sprintf("no rules: key; found %q (did you mean \"rules\"?)", near.Value))
+		} else {
+			rf.add(SeverityError, root.Line, root.Column, "", "", "no rules: key: a rule file needs a rules: list (to keep every key last-write-wins, list one rule: {name: default, match: 'true', strategy: lww})")
+		}
 		return rf
 	}
 	if rules.Kind != yaml.SequenceNode {
@@ -147,7 +190,7 @@ func (rf *ruleFile) parseRule(i int, item *yaml.Node) {
 		k, v := item.Content[j], item.Content[j+1]
 		field, ok := specFields[k.Value]
 		if !ok {
-			msg := fmt.Sprintf("unknown field %q (known: %s)", k.Value, knownKeys())
+			msg := fmt.Sprintf("unknown field %q%s (known: %s)", k.Value, didYouMean(k.Value, slices.Collect(maps.Keys(specFields))), knownKeys())
 			rf.add(SeverityError, k.Line, k.Column, spec.Name, k.Value, msg)
 			continue
 		}
@@ -175,7 +218,7 @@ func (rf *ruleFile) parseRule(i int, item *yaml.Node) {
 
 // add records a diagnostic at a 1-based line and column.
 func (rf *ruleFile) add(sev Severity, line, col int, rule, field, msg string) {
-	d := Diagnostic{File: rf.filename, Line: line, Column: col, Severity: sev, Rule: rule, Field: field, Message: msg}
+	d := Diagnostic{File: rf.filename, Line: line, Column: col, Severity: sev, Index: -1, Rule: rule, Field: field, Message: msg}
 	if line >= 1 && line <= len(rf.lines) {
 		d.Source = strings.TrimRight(rf.lines[line-1], "\r")
 	}
@@ -184,9 +227,9 @@ func (rf *ruleFile) add(sev Severity, line, col int, rule, field, msg string) {
 
 // ParseRules reads the rules: list of a rule file (or of a full region
 // config, whose other keys are ignored) strictly: an unknown or repeated
-// key, a non-string value or a YAML error fails with every problem found,
-// each as file:line:col with the source line and a caret. A file without
-// rules: yields no specs and no error (the caller applies Default).
+// key, a non-string value, a YAML error or a file without a rules: key
+// (missing, or misspelt) fails with every problem found, each as
+// file:line:col with the source line and a caret.
 // Expressions are not compiled here; see Compile and Lint.
 func ParseRules(src []byte, filename string) ([]Spec, error) {
 	rf := parseRuleFile(src, filename)
@@ -195,6 +238,9 @@ func ParseRules(src []byte, filename string) ([]Spec, error) {
 		if d.Severity == SeverityError {
 			errs = append(errs, errors.New(d.String()))
 		}
+	}
+	if rf.noRules {
+		return nil, fmt.Errorf("%w: %w", ErrNoRules, errors.Join(errs...))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

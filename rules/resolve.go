@@ -11,25 +11,46 @@ import (
 	"github.com/geogate/geogate/conflict"
 )
 
-// Read statuses of a Resolution, as the HTTP API answers them.
+// Outcome is what a read of a key shows under its rule: nothing, one
+// value, or concurrent values. The gateway maps it to its protocol (HTTP
+// 404, 200, 300); the rules package knows no protocol.
+type Outcome uint8
+
+// The outcomes. The zero Outcome is OutcomeNone.
 const (
-	StatusOne      = 200 // one visible value
-	StatusSiblings = 300 // concurrent unresolved values
-	StatusNone     = 404 // no live version (none, or deleted)
+	// OutcomeNone: no live version (none at all, or the visible one is a
+	// tombstone).
+	OutcomeNone Outcome = iota
+	// OutcomeOne: one visible document (Resolution.Value).
+	OutcomeOne
+	// OutcomeSiblings: concurrent values left unresolved
+	// (Resolution.Siblings).
+	OutcomeSiblings
 )
+
+// String returns "none", "one" or "siblings".
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeOne:
+		return "one"
+	case OutcomeSiblings:
+		return "siblings"
+	}
+	return "none"
+}
 
 // Resolution is what a read of a key shows under its rule.
 type Resolution struct {
-	// Status is StatusOne, StatusSiblings or StatusNone.
-	Status int
-	// Value is the visible document for StatusOne: a stored value as is,
+	// Outcome says which of Value and Siblings is set.
+	Outcome Outcome
+	// Value is the visible document for OutcomeOne: a stored value as is,
 	// or the encoding of an on_read result.
 	Value json.RawMessage
-	// Siblings are the live values for StatusSiblings, ordered by dot.
+	// Siblings are the live values for OutcomeSiblings, ordered by dot.
 	Siblings []json.RawMessage
 	// Kept is the winner of a collapse (lww, select, home_region under
 	// lww fallback) when the frontier held more than one version; nil
-	// otherwise. It may be a tombstone (then Status is StatusNone).
+	// otherwise. It may be a tombstone (then Outcome is OutcomeNone).
 	Kept *conflict.Version
 	// Discarded are the losers of that collapse, in dot order, for the
 	// conflict log.
@@ -65,12 +86,15 @@ func (r *Rule) effective() Strategy {
 // The result depends on the set of versions alone, never on their order
 // or on the region, except for an on_read expression that reads region.
 // When an expression fails at run time Resolve never loses a version: it
-// returns the live versions as siblings (300, 200 for one, 404 for none)
-// and a non-nil error (*EvalError) for the caller to log and count.
+// returns the live versions as siblings (OutcomeSiblings, OutcomeOne for
+// one, OutcomeNone for none), collapses nothing (Kept and Discarded stay
+// empty) and returns a non-nil error (*EvalError) for the caller to log
+// and count. A held rule (see Set.Match) resolves the same way, without
+// an error: its failure was reported by Match.
 func (r *Rule) Resolve(key, region string, versions []conflict.Version) (Resolution, error) {
 	vs := byDot(versions)
 	if len(vs) == 0 {
-		return Resolution{Status: StatusNone}, nil
+		return Resolution{Outcome: OutcomeNone}, nil
 	}
 	switch r.effective() {
 	case StrategyLWW:
@@ -104,10 +128,10 @@ func collapse(vs []conflict.Version, order func(a, b conflict.Version) int) Reso
 		res.Kept, res.Discarded = &winner, losers
 	}
 	if winner.Deleted {
-		res.Status = StatusNone
+		res.Outcome = OutcomeNone
 		return res
 	}
-	res.Status, res.Value = StatusOne, winner.Value
+	res.Outcome, res.Value = OutcomeOne, winner.Value
 	return res
 }
 
@@ -121,11 +145,11 @@ func showLive(vs []conflict.Version) Resolution {
 	}
 	switch len(live) {
 	case 0:
-		return Resolution{Status: StatusNone}
+		return Resolution{Outcome: OutcomeNone}
 	case 1:
-		return Resolution{Status: StatusOne, Value: live[0]}
+		return Resolution{Outcome: OutcomeOne, Value: live[0]}
 	}
-	return Resolution{Status: StatusSiblings, Siblings: live}
+	return Resolution{Outcome: OutcomeSiblings, Siblings: live}
 }
 
 func liveCount(vs []conflict.Version) int {
@@ -141,14 +165,14 @@ func liveCount(vs []conflict.Version) int {
 // resolveSiblings shows the live versions, combined by on_read if set.
 func (r *Rule) resolveSiblings(key, region string, vs []conflict.Version) (Resolution, error) {
 	res := showLive(vs)
-	if res.Status != StatusSiblings || r.onRead == nil {
+	if res.Outcome != OutcomeSiblings || r.onRead == nil {
 		return res, nil
 	}
 	value, err := r.evalDoc(kindOnRead, r.onRead, key, region, vs)
 	if err != nil {
 		return res, err
 	}
-	return Resolution{Status: StatusOne, Value: value}, nil
+	return Resolution{Outcome: OutcomeOne, Value: value}, nil
 }
 
 // MergeOnWrite evaluates the rule's merge over the frontier and returns

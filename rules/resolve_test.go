@@ -60,7 +60,7 @@ func TestResolve(t *testing.T) {
 	tie := ver("us-east", 2, 300, `{"n": 8}`) // same HLC as a1: origin breaks the tie
 
 	type want struct {
-		status   int
+		outcome  Outcome
 		value    string   // for 200 (compared as canonical JSON)
 		siblings []string // for 300, in order
 		kept     string   // dot of Kept, "" = nil
@@ -71,29 +71,29 @@ func TestResolve(t *testing.T) {
 		vs        []conflict.Version
 		want      want
 	}{
-		{"lww empty", "lww/1", nil, want{status: 404}},
-		{"lww one", "lww/1", []conflict.Version{u1}, want{status: 200, value: string(u1.Value)}},
-		{"lww newest wins", "lww/1", []conflict.Version{u1, a1, e1}, want{status: 200, value: string(a1.Value), kept: "ap-south:1", lost: 2}},
-		{"lww hlc tie by origin", "lww/1", []conflict.Version{tie, a1}, want{status: 200, value: string(tie.Value), kept: "us-east:2", lost: 1}},
-		{"lww delete wins", "lww/1", []conflict.Version{a1, e2}, want{status: 404, kept: "eu-west:2", lost: 1}},
-		{"lww only a tombstone", "lww/1", []conflict.Version{e2}, want{status: 404}},
-		{"home reject resolves by lww", "hr/1", []conflict.Version{u1, e1}, want{status: 200, value: string(e1.Value), kept: "eu-west:1", lost: 1}},
-		{"home lww fallback", "hl/1", []conflict.Version{u1, e1}, want{status: 200, value: string(e1.Value), kept: "eu-west:1", lost: 1}},
-		{"home siblings fallback on_read", "hs/1", []conflict.Version{u1, e1, a1}, want{status: 200, value: `{"n": 7}`}},
-		{"siblings none live", "sib/1", []conflict.Version{e2}, want{status: 404}},
-		{"siblings one live", "sib/1", []conflict.Version{e2, u1}, want{status: 200, value: string(u1.Value)}},
+		{"lww empty", "lww/1", nil, want{outcome: OutcomeNone}},
+		{"lww one", "lww/1", []conflict.Version{u1}, want{outcome: OutcomeOne, value: string(u1.Value)}},
+		{"lww newest wins", "lww/1", []conflict.Version{u1, a1, e1}, want{outcome: OutcomeOne, value: string(a1.Value), kept: "ap-south:1", lost: 2}},
+		{"lww hlc tie by origin", "lww/1", []conflict.Version{tie, a1}, want{outcome: OutcomeOne, value: string(tie.Value), kept: "us-east:2", lost: 1}},
+		{"lww delete wins", "lww/1", []conflict.Version{a1, e2}, want{outcome: OutcomeNone, kept: "eu-west:2", lost: 1}},
+		{"lww only a tombstone", "lww/1", []conflict.Version{e2}, want{outcome: OutcomeNone}},
+		{"home reject resolves by lww", "hr/1", []conflict.Version{u1, e1}, want{outcome: OutcomeOne, value: string(e1.Value), kept: "eu-west:1", lost: 1}},
+		{"home lww fallback", "hl/1", []conflict.Version{u1, e1}, want{outcome: OutcomeOne, value: string(e1.Value), kept: "eu-west:1", lost: 1}},
+		{"home siblings fallback on_read", "hs/1", []conflict.Version{u1, e1, a1}, want{outcome: OutcomeOne, value: `{"n": 7}`}},
+		{"siblings none live", "sib/1", []conflict.Version{e2}, want{outcome: OutcomeNone}},
+		{"siblings one live", "sib/1", []conflict.Version{e2, u1}, want{outcome: OutcomeOne, value: string(u1.Value)}},
 		{"siblings by dot", "sib/1", []conflict.Version{u1, e1, a1, e2},
-			want{status: 300, siblings: []string{string(a1.Value), string(e1.Value), string(u1.Value)}}},
-		{"cart union", "cart/1", []conflict.Version{u1, e1, a1}, want{status: 200, value: `{"items": ["a", "b", "c"]}`}},
-		{"select highest score", "stock/1", []conflict.Version{a1, e1}, want{status: 200, value: string(e1.Value), kept: "eu-west:1", lost: 1}},
-		{"select missing field scores lowest", "stock/1", []conflict.Version{a1, u1}, want{status: 200, value: string(a1.Value), kept: "ap-south:1", lost: 1}},
-		{"select tombstone scores lowest", "stock/1", []conflict.Version{a1, e2}, want{status: 200, value: string(a1.Value), kept: "ap-south:1", lost: 1}},
-		{"select single version", "stock/1", []conflict.Version{u1}, want{status: 200, value: string(u1.Value)}},
-		{"select can keep a delete", "dw/1", []conflict.Version{a1, e2}, want{status: 404, kept: "eu-west:2", lost: 1}},
+			want{outcome: OutcomeSiblings, siblings: []string{string(a1.Value), string(e1.Value), string(u1.Value)}}},
+		{"cart union", "cart/1", []conflict.Version{u1, e1, a1}, want{outcome: OutcomeOne, value: `{"items": ["a", "b", "c"]}`}},
+		{"select highest score", "stock/1", []conflict.Version{a1, e1}, want{outcome: OutcomeOne, value: string(e1.Value), kept: "eu-west:1", lost: 1}},
+		{"select missing field scores lowest", "stock/1", []conflict.Version{a1, u1}, want{outcome: OutcomeOne, value: string(a1.Value), kept: "ap-south:1", lost: 1}},
+		{"select tombstone scores lowest", "stock/1", []conflict.Version{a1, e2}, want{outcome: OutcomeOne, value: string(a1.Value), kept: "ap-south:1", lost: 1}},
+		{"select single version", "stock/1", []conflict.Version{u1}, want{outcome: OutcomeOne, value: string(u1.Value)}},
+		{"select can keep a delete", "dw/1", []conflict.Version{a1, e2}, want{outcome: OutcomeNone, kept: "eu-west:2", lost: 1}},
 		{"merge-only shows siblings", "m/1", []conflict.Version{u1, e1},
-			want{status: 300, siblings: []string{string(e1.Value), string(u1.Value)}}},
-		{"merge with on_read", "mr/1", []conflict.Version{u1, e1}, want{status: 200, value: `{"n": 4, "items": ["c"], "updated_at": 9}`}},
-		{"on_read sees region", "rr/1", []conflict.Version{u1, e1}, want{status: 200, value: `{"at": "ap-south"}`}},
+			want{outcome: OutcomeSiblings, siblings: []string{string(e1.Value), string(u1.Value)}}},
+		{"merge with on_read", "mr/1", []conflict.Version{u1, e1}, want{outcome: OutcomeOne, value: `{"n": 4, "items": ["c"], "updated_at": 9}`}},
+		{"on_read sees region", "rr/1", []conflict.Version{u1, e1}, want{outcome: OutcomeOne, value: `{"at": "ap-south"}`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,14 +105,14 @@ func TestResolve(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Resolve: %v", err)
 			}
-			if res.Status != tt.want.status {
-				t.Fatalf("status %d, want %d (%+v)", res.Status, tt.want.status, res)
+			if res.Outcome != tt.want.outcome {
+				t.Fatalf("outcome %s, want %s (%+v)", res.Outcome, tt.want.outcome, res)
 			}
 			if tt.want.value != "" && canonJSON(t, res.Value, false) != canonJSON(t, json.RawMessage(tt.want.value), false) {
 				t.Errorf("value %s, want %s", res.Value, tt.want.value)
 			}
-			if tt.want.status != 200 && res.Value != nil {
-				t.Errorf("value %s set for status %d", res.Value, res.Status)
+			if tt.want.outcome != OutcomeOne && res.Value != nil {
+				t.Errorf("value %s set for outcome %s", res.Value, res.Outcome)
 			}
 			if len(res.Siblings) != len(tt.want.siblings) {
 				t.Fatalf("siblings %q, want %q", res.Siblings, tt.want.siblings)
@@ -159,7 +159,7 @@ func TestSelectScores(t *testing.T) {
 			}
 			res, err := r.Resolve("k", "us-east", vs)
 			if tt.err {
-				if err == nil || res.Status != 300 || len(res.Siblings) != 3 {
+				if err == nil || res.Outcome != OutcomeSiblings || len(res.Siblings) != 3 {
 					t.Fatalf("got %+v, %v; want 300 with all siblings and an error", res, err)
 				}
 				return
@@ -239,12 +239,12 @@ func TestRuntimeFailureKeepsVersions(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("error %v, want %v", err, tt.want)
 			}
-			if res.Status != 300 || len(res.Siblings) != 2 ||
+			if res.Outcome != OutcomeSiblings || len(res.Siblings) != 2 ||
 				string(res.Siblings[0]) != string(vs[1].Value) || string(res.Siblings[1]) != string(vs[0].Value) {
 				t.Fatalf("got %+v, want 300 with both live values in dot order", res)
 			}
 			res, err = r.Resolve("k", "us-east", vs[:1])
-			if err != nil || res.Status != 200 {
+			if err != nil || res.Outcome != OutcomeOne {
 				t.Errorf("a single version: %+v, %v; want 200 without evaluating", res, err)
 			}
 		})
@@ -285,7 +285,7 @@ func resolutionKey(res Resolution) string {
 		lost = append(lost, d.Dot.String())
 	}
 	slices.Sort(lost)
-	return fmt.Sprintf("%d|%s|%q|%s|%v", res.Status, res.Value, res.Siblings, kept, lost)
+	return fmt.Sprintf("%s|%s|%q|%s|%v", res.Outcome, res.Value, res.Siblings, kept, lost)
 }
 
 // Collapsing strategies give one answer for every order of the frontier,
@@ -364,11 +364,11 @@ func TestPropFailureKeepsEveryLiveVersion(t *testing.T) {
 		}
 		switch len(live) {
 		case 0:
-			if res.Status != 404 {
-				t.Fatalf("no live version: status %d", res.Status)
+			if res.Outcome != OutcomeNone {
+				t.Fatalf("no live version: outcome %s", res.Outcome)
 			}
 		case 1:
-			if res.Status != 200 || string(res.Value) != live[0] {
+			if res.Outcome != OutcomeOne || string(res.Value) != live[0] {
 				t.Fatalf("one live version: %+v", res)
 			}
 		default:
@@ -376,8 +376,8 @@ func TestPropFailureKeepsEveryLiveVersion(t *testing.T) {
 			for _, s := range res.Siblings {
 				got = append(got, string(s))
 			}
-			if res.Status != 300 || !slices.Equal(got, live) {
-				t.Fatalf("got %d %v, want 300 %v", res.Status, got, live)
+			if res.Outcome != OutcomeSiblings || !slices.Equal(got, live) {
+				t.Fatalf("got %s %v, want siblings %v", res.Outcome, got, live)
 			}
 		}
 		if key == "m/1" {

@@ -149,6 +149,9 @@ type Rule struct {
 	cfg      *config
 
 	match, home, sel, merge, onRead *vm.Program
+	// held is set on the copy Set.Match returns for a key whose match
+	// expression failed (see Held).
+	held *EvalError
 	// matchKey is match compiled to Go when it is a plain test of key
 	// (see compileKeyTest); nil means match runs on the VM.
 	matchKey keyTest
@@ -263,7 +266,8 @@ func compileRule(i int, spec Spec, cfg *config) (*Rule, []*CompileError) {
 	}
 	fields, known := allowed[r.strategy]
 	if !known {
-		fail("strategy", fmt.Errorf("unknown strategy %q (want home_region, lww, siblings or custom)", spec.Strategy))
+		fail("strategy", fmt.Errorf("unknown strategy %q%s (want home_region, lww, siblings or custom)", spec.Strategy,
+			didYouMean(spec.Strategy, []string{"home_region", "lww", "siblings", "custom"})))
 		return r, errs
 	}
 	for _, f := range []string{"home", "home_mode", "fallback", "select", "merge", "on_read", "resolver"} {
@@ -283,14 +287,16 @@ func compileRule(i int, spec Spec, cfg *config) (*Rule, []*CompileError) {
 				r.homeMode = spec.HomeMode
 			}
 		default:
-			fail("home_mode", fmt.Errorf("unknown home_mode %q (want forward, redirect or reject)", spec.HomeMode))
+			fail("home_mode", fmt.Errorf("unknown home_mode %q%s (want forward, redirect or reject)", spec.HomeMode,
+				didYouMean(spec.HomeMode, []string{HomeForward, HomeRedirect, HomeReject})))
 		}
 		switch spec.Fallback {
 		case "", "reject":
 		case string(StrategyLWW), string(StrategySiblings):
 			r.fallback = Strategy(spec.Fallback)
 		default:
-			fail("fallback", fmt.Errorf("unknown fallback %q (want reject, lww or siblings)", spec.Fallback))
+			fail("fallback", fmt.Errorf("unknown fallback %q%s (want reject, lww or siblings)", spec.Fallback,
+				didYouMean(spec.Fallback, []string{"reject", "lww", "siblings"})))
 		}
 		if set["on_read"] && r.fallback != StrategySiblings {
 			fail("on_read", errors.New("on_read applies to home_region only with fallback: siblings"))
@@ -369,16 +375,20 @@ func (s *Set) HasMerge() bool {
 	return slices.ContainsFunc(s.rules, (*Rule).HasMerge)
 }
 
-// Match returns the first rule, in list order, whose match expression
-// holds for key.
+// Match returns the rule governing key: the first rule, in list order,
+// whose match expression holds for key, and a nil error.
 //
-// A match expression that fails at run time counts as not matching and
-// the search continues. Match then returns the matching rule AND a non-nil
-// error (an *EvalError per failure, joined): callers use the rule when it
-// is non-nil and log and count the error. When no rule matches, the rule
-// is nil and the error wraps ErrNoRule (joined with any failures).
+// A match expression that fails at run time for key (a type error, an
+// index out of range, the memory budget) stops the search there: the key
+// does not fall through to a later rule, whose strategy the operator did
+// not choose for it. Match then returns that rule held (see Rule.Held)
+// and the *EvalError (Field "match"). A held rule keeps every version of
+// the key: it resolves as strategy siblings without on_read, never merges,
+// has no home, and a write without a context under it is concurrent with
+// the versions present (SupersedesWithoutContext is false).
+//
+// When no rule matches, the rule is nil and the error wraps ErrNoRule.
 func (s *Set) Match(key string) (*Rule, error) {
-	var failures []error
 	var env any        // boxed once, for the rules that need the VM
 	var machine *vm.VM // taken from the pool when first needed
 	defer func() {
@@ -389,7 +399,7 @@ func (s *Set) Match(key string) (*Rule, error) {
 	for _, r := range s.rules {
 		if r.matchKey != nil {
 			if r.matchKey(key) {
-				return r, errors.Join(failures...)
+				return r, nil
 			}
 			continue
 		}
@@ -398,14 +408,43 @@ func (s *Set) Match(key string) (*Rule, error) {
 		}
 		out, err := s.cfg.runOn(machine, r.match, env)
 		if err != nil {
-			failures = append(failures, &EvalError{Rule: r.spec.Name, Field: string(kindMatch), Key: key, Err: err})
-			continue
+			ee := &EvalError{Rule: r.spec.Name, Field: string(kindMatch), Key: key, Err: err}
+			return r.hold(ee), ee
 		}
 		if ok, _ := out.(bool); ok {
-			return r, errors.Join(failures...)
+			return r, nil
 		}
 	}
-	return nil, errors.Join(append([]error{fmt.Errorf("%w: %q", ErrNoRule, key)}, failures...)...)
+	return nil, fmt.Errorf("%w: %q", ErrNoRule, key)
+}
+
+// hold returns r held for one key after err: the same name, index and
+// spec, resolving as siblings with no expression left to fail.
+func (r *Rule) hold(err *EvalError) *Rule {
+	return &Rule{spec: r.spec, index: r.index, strategy: StrategySiblings, cfg: r.cfg, held: err}
+}
+
+// Held returns the failure that holds a key under this rule (Set.Match
+// returned the rule held because its match expression failed for the
+// key), or nil for a rule that governs normally. A held rule's Strategy is
+// StrategySiblings whatever its Spec says.
+func (r *Rule) Held() error {
+	if r.held == nil {
+		return nil
+	}
+	return r.held
+}
+
+// SupersedesWithoutContext says whether a local write of a key governed by
+// r that carries no causal context replaces every version the region has
+// seen for the key (lww, and home_region, whose home serialises the key's
+// writes) or is concurrent with them (siblings, custom, and a held rule).
+func (r *Rule) SupersedesWithoutContext() bool {
+	switch r.strategy {
+	case StrategyLWW, StrategyHomeRegion:
+		return true
+	}
+	return false
 }
 
 // Name returns the rule's name.
@@ -414,7 +453,8 @@ func (r *Rule) Name() string { return r.spec.Name }
 // Index returns the rule's position in its Set, from 0.
 func (r *Rule) Index() int { return r.index }
 
-// Strategy returns the rule's strategy.
+// Strategy returns the strategy in effect: the rule's, or
+// StrategySiblings for a held rule (see Held).
 func (r *Rule) Strategy() Strategy { return r.strategy }
 
 // Spec returns the rule as written.
@@ -440,8 +480,9 @@ func (r *Rule) HasMerge() bool { return r.merge != nil }
 // delete whose current value is unknown) and returns the region that owns
 // the key. It fails with ErrNoHome when the rule has no home, an
 // *EvalError when the expression fails, and ErrBadHome when the result is
-// not a region of the deployment. Home is deterministic: every region gets
-// the same answer for the same key and value.
+// not a region of the deployment (an *EvalError too, so that every
+// failure of a home names its rule and field). Home is deterministic:
+// every region gets the same answer for the same key and value.
 func (r *Rule) Home(key string, value json.RawMessage) (string, error) {
 	if r.home == nil {
 		return "", fmt.Errorf("rule %q: %w", r.spec.Name, ErrNoHome)
@@ -462,7 +503,7 @@ func (r *Rule) Home(key string, value json.RawMessage) (string, error) {
 	}
 	name, ok := out.(string)
 	if !ok || !r.cfg.isRegion(name) {
-		return "", fmt.Errorf("rule %q: key %q: %w: %s", r.spec.Name, key, ErrBadHome, describe(out))
+		return fail(fmt.Errorf("%w: %s", ErrBadHome, describe(out)))
 	}
 	return name, nil
 }
@@ -482,17 +523,16 @@ func describe(v any) string {
 // Resolver returns the region that runs merge for key: the home region if
 // the rule has a home (evaluated with value; pass nil when no single
 // value applies), else the rule's resolver, else Options.DefaultResolver
-// (default: the first region). When the home expression fails the
-// fallbacks apply, so every region still agrees. It returns "" only when
-// none of these is known (no regions configured).
-func (r *Rule) Resolver(key string, value json.RawMessage) string {
+// (default: the first region). When the home expression fails it returns
+// "" and the error (*EvalError): no region merges, so the siblings stay as
+// they are, in every region alike. It returns "" and no error only when
+// no region is known (no regions configured).
+func (r *Rule) Resolver(key string, value json.RawMessage) (string, error) {
 	if r.home != nil {
-		if h, err := r.Home(key, value); err == nil {
-			return h
-		}
+		return r.Home(key, value)
 	}
 	if r.spec.Resolver != "" {
-		return r.spec.Resolver
+		return r.spec.Resolver, nil
 	}
-	return r.cfg.resolver
+	return r.cfg.resolver, nil
 }

@@ -3,10 +3,13 @@ package rules
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/expr-lang/expr/file"
+
+	"github.com/geogate/geogate/conflict"
 )
 
 var testRegions = []string{"us-east", "eu-west", "ap-south"}
@@ -61,6 +64,9 @@ func TestMatchOrder(t *testing.T) {
 	}
 }
 
+// A match that fails at run time stops the search: the key is held under
+// the failing rule (siblings, nothing collapsed), never passed on to a
+// later rule.
 func TestMatchNoRuleAndRuntimeError(t *testing.T) {
 	set := mustCompile(t, []Spec{
 		{Name: "broken", Match: `int(key) > 3`, Strategy: "lww"}, // fails for non-numeric keys
@@ -68,25 +74,67 @@ func TestMatchNoRuleAndRuntimeError(t *testing.T) {
 	}, Options{})
 
 	r, err := set.Match("a/1")
-	if r == nil || r.Name() != "a" {
-		t.Fatalf("Match(a/1) rule = %v, want a", r)
+	if r == nil || r.Name() != "broken" {
+		t.Fatalf("Match(a/1) rule = %v, want broken (held), not the later rule a", r)
 	}
 	if !errors.Is(err, ErrEval) {
 		t.Fatalf("Match(a/1) error = %v, want the broken rule's ErrEval", err)
 	}
 	var ee *EvalError
-	if !errors.As(err, &ee) || ee.Rule != "broken" || ee.Field != "match" {
-		t.Fatalf("error %v does not name rule broken / match", err)
+	if !errors.As(err, &ee) || ee.Rule != "broken" || ee.Field != "match" || ee.Key != "a/1" {
+		t.Fatalf("error %v does not name rule broken / match / key a/1", err)
+	}
+	if r.Held() == nil || r.Strategy() != StrategySiblings || r.SupersedesWithoutContext() || r.HasMerge() || r.HasHome() {
+		t.Fatalf("held rule: held %v strategy %s supersedes %v", r.Held(), r.Strategy(), r.SupersedesWithoutContext())
+	}
+	if r.Spec().Strategy != "lww" || r.Index() != 0 {
+		t.Fatalf("held rule lost its spec: %+v #%d", r.Spec(), r.Index())
+	}
+	vs := []conflict.Version{ver("us-east", 1, 9, `1`), ver("eu-west", 1, 1, `2`)}
+	res, err := r.Resolve("a/1", "us-east", vs)
+	if err != nil || res.Outcome != OutcomeSiblings || len(res.Siblings) != 2 || res.Kept != nil || len(res.Discarded) != 0 {
+		t.Fatalf("held rule resolved %+v, %v; want both versions as siblings, nothing discarded", res, err)
 	}
 
 	r, err = set.Match("7")
-	if r == nil || r.Name() != "broken" || err != nil {
+	if r == nil || r.Name() != "broken" || err != nil || r.Held() != nil || r.Strategy() != StrategyLWW {
 		t.Fatalf("Match(7) = %v, %v; want broken, nil", r, err)
 	}
 
-	r, err = set.Match("b/1")
+	r, err = set.Match("5/1")
+	if r == nil || r.Held() == nil || !errors.Is(err, ErrEval) {
+		t.Fatalf("Match(5/1) = %v, %v; want broken held", r, err)
+	}
+	set2 := mustCompile(t, []Spec{{Name: "a", Match: `key startsWith "a/"`, Strategy: "lww"}}, Options{})
+	r, err = set2.Match("b/1")
 	if r != nil || !errors.Is(err, ErrNoRule) {
 		t.Fatalf("Match(b/1) = %v, %v; want nil, ErrNoRule", r, err)
+	}
+}
+
+func TestEvalErrorKind(t *testing.T) {
+	set := mustCompile(t, []Spec{
+		{Name: "r", Match: `true`, Strategy: "siblings", OnRead: `siblings[len(siblings) + 2]`},
+	}, Options{})
+	r, _ := set.Match("k")
+	kinds := map[string]bool{}
+	for n := 2; n <= 4; n++ {
+		var vs []conflict.Version
+		for i := range n {
+			vs = append(vs, ver(testRegions[i%3], uint64(i+1), int64(i), `{"a": 1}`))
+		}
+		_, err := r.Resolve(fmt.Sprintf("key/%d", n), "us-east", vs)
+		var ee *EvalError
+		if !errors.As(err, &ee) {
+			t.Fatalf("no EvalError: %v", err)
+		}
+		kinds[ee.Kind()] = true
+		if strings.Contains(ee.Kind(), "key/") || !strings.HasPrefix(ee.Kind(), "on_read: ") {
+			t.Fatalf("kind %q", ee.Kind())
+		}
+	}
+	if len(kinds) != 1 {
+		t.Fatalf("one failing expression gave kinds %v; want one", kinds)
 	}
 }
 
@@ -261,23 +309,31 @@ func TestResolver(t *testing.T) {
 		{Name: "named", Match: `key startsWith "n/"`, Strategy: "custom", Merge: "merge(siblings)", Resolver: "eu-west"},
 		{Name: "default", Match: `true`, Strategy: "custom", Merge: "merge(siblings)"},
 	}, Options{Regions: testRegions, DefaultResolver: "eu-west"})
-	tests := []struct{ key, value, want string }{
-		{"h/1", `{"region": "us-east"}`, "us-east"},
-		{"h/1", ``, "ap-south"},
-		{"h/1", `{"region": "mars"}`, "eu-west"}, // bad home: falls back to the default resolver
-		{"n/1", `{"region": "us-east"}`, "eu-west"},
-		{"x/1", ``, "eu-west"},
+	tests := []struct {
+		key, value, want string
+		err              error
+	}{
+		{"h/1", `{"region": "us-east"}`, "us-east", nil},
+		{"h/1", ``, "ap-south", nil},
+		{"h/1", `{"region": "mars"}`, "", ErrBadHome}, // a failing home: nobody merges
+		{"n/1", `{"region": "us-east"}`, "eu-west", nil},
+		{"x/1", ``, "eu-west", nil},
 	}
 	for _, tt := range tests {
 		r, _ := set.Match(tt.key)
-		if got := r.Resolver(tt.key, json.RawMessage(tt.value)); got != tt.want {
-			t.Errorf("Resolver(%s, %s) = %q, want %q", tt.key, tt.value, got, tt.want)
+		got, err := r.Resolver(tt.key, json.RawMessage(tt.value))
+		if got != tt.want || !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+			t.Errorf("Resolver(%s, %s) = %q, %v; want %q, %v", tt.key, tt.value, got, err, tt.want, tt.err)
+		}
+		var ee *EvalError
+		if tt.err != nil && (!errors.As(err, &ee) || ee.Field != "home" || ee.Rule != "home") {
+			t.Errorf("Resolver error %v does not name rule home / field home", err)
 		}
 	}
 	noDefault := mustCompile(t, []Spec{{Name: "d", Match: "true", Strategy: "custom", Merge: "merge(siblings)"}}, Options{Regions: testRegions})
 	r, _ := noDefault.Match("x")
-	if got := r.Resolver("x", nil); got != "us-east" {
-		t.Errorf("Resolver without DefaultResolver = %q, want the first region", got)
+	if got, err := r.Resolver("x", nil); got != "us-east" || err != nil {
+		t.Errorf("Resolver without DefaultResolver = %q, %v; want the first region", got, err)
 	}
 }
 

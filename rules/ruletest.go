@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/geogate/geogate/conflict"
@@ -54,7 +56,7 @@ type testCase struct {
 	Region   string        `yaml:"region"`
 	Value    yaml.Node     `yaml:"value"`
 	Versions []testVersion `yaml:"versions"`
-	Expect   testExpect    `yaml:"expect"`
+	Expect   *testExpect   `yaml:"expect"`
 }
 
 type testVersion struct {
@@ -133,9 +135,15 @@ func (r TestReport) String() string {
 // Rule files named in rule_files are read relative to the test file's
 // directory and their rules concatenated in order; inline rules: are used
 // otherwise. Regions come from opts, else the test file's regions:, else
-// a region config's regions: map. The error is for a test file that cannot
-// run (bad YAML, unknown keys, unreadable or invalid rules); failed cases
-// are in the report.
+// a region config's regions: map.
+//
+// The error is for a test file that cannot run, with every problem found:
+// bad YAML, unknown keys, unreadable rules, rules with lint errors (the
+// checks of Check, as a region loading them would refuse them), a case
+// without expect, a case naming a region that is not one (region, a
+// version's origin, expect.home or expect.resolver) or expecting a rule
+// the set does not have. Failed cases are in the report, each with every
+// field that did not match.
 func RunTests(src []byte, filename string, opts Options) (TestReport, error) {
 	report := TestReport{File: filename}
 	var tf testFile
@@ -157,9 +165,19 @@ func RunTests(src []byte, filename string, opts Options) (TestReport, error) {
 	if opts.DefaultResolver == "" {
 		opts.DefaultResolver = tf.DefaultResolver
 	}
+	var problems []error
+	for _, d := range Errors(Check(specs, opts)) {
+		problems = append(problems, fmt.Errorf("%s: rules: %s", filename, d))
+	}
+	if len(problems) > 0 {
+		return report, errors.Join(problems...)
+	}
 	set, err := Compile(specs, opts)
 	if err != nil {
 		return report, fmt.Errorf("%s: rules: %w", filename, err)
+	}
+	if err := checkCases(tf.Tests, set, opts.Regions, filename); err != nil {
+		return report, err
 	}
 	for i, tc := range tf.Tests {
 		name := tc.Name
@@ -170,6 +188,47 @@ func RunTests(src []byte, filename string, opts Options) (TestReport, error) {
 		report.Cases = append(report.Cases, CaseResult{Name: name, Passed: len(failures) == 0, Failures: failures})
 	}
 	return report, nil
+}
+
+// checkCases refuses cases that cannot test anything meaningful: without
+// expect, naming an unknown region, or expecting a rule the set lacks.
+func checkCases(cases []testCase, set *Set, regions []string, filename string) error {
+	names := map[string]bool{}
+	for _, r := range set.Rules() {
+		names[r.Name()] = true
+	}
+	var problems []error
+	for i, tc := range cases {
+		name := tc.Name
+		if name == "" {
+			name = fmt.Sprintf("#%d", i+1)
+		}
+		bad := func(format string, args ...any) {
+			problems = append(problems, fmt.Errorf("%s: test %q: %s", filename, name, fmt.Sprintf(format, args...)))
+		}
+		region := func(what, r string) {
+			if r != "" && len(regions) > 0 && !slices.Contains(regions, r) {
+				bad("%s %q is not a region (regions: %s)%s", what, r, strings.Join(regions, ", "), didYouMean(r, regions))
+			}
+		}
+		if tc.Expect == nil {
+			bad("no expect: say what the case must give (rule, status, value, ...)")
+			continue
+		}
+		if tc.Expect.Rule != "" && !names[tc.Expect.Rule] {
+			bad("expect.rule %q is not a rule of the set%s", tc.Expect.Rule, didYouMean(tc.Expect.Rule, slices.Collect(maps.Keys(names))))
+		}
+		if st := tc.Expect.Status; st != 0 && st != 200 && st != 300 && st != 404 {
+			bad("expect.status %d: want 200, 300 or 404", st)
+		}
+		region("region", tc.Region)
+		region("expect.home", tc.Expect.Home)
+		region("expect.resolver", tc.Expect.Resolver)
+		for j, v := range tc.Versions {
+			region(fmt.Sprintf("versions[%d].origin", j), v.Origin)
+		}
+	}
+	return errors.Join(problems...)
 }
 
 // testRules loads the rules a test file names, with any regions a rule
@@ -226,7 +285,7 @@ func runCase(set *Set, regions []string, tc testCase) []string {
 	var failures []string
 	failf := func(format string, args ...any) { failures = append(failures, fmt.Sprintf(format, args...)) }
 	var errs []error
-	exp := tc.Expect
+	exp := *tc.Expect
 
 	region := tc.Region
 	if region == "" && len(regions) > 0 {
@@ -285,7 +344,10 @@ func runCase(set *Set, regions []string, tc testCase) []string {
 		}
 	}
 	if exp.Resolver != "" {
-		if got := rule.Resolver(tc.Key, value); got != exp.Resolver {
+		got, err := rule.Resolver(tc.Key, value)
+		if err != nil {
+			errs = append(errs, err)
+		} else if got != exp.Resolver {
 			failf("resolver:\n- %s\n+ %s", exp.Resolver, got)
 		}
 	}
@@ -344,26 +406,29 @@ func testVersions(tvs []testVersion) ([]conflict.Version, error) {
 	return out, nil
 }
 
+// readStatus is the HTTP status a read answers with for each outcome: the
+// unit of a test case's expect.status, as operators see it.
+var readStatus = map[Outcome]int{OutcomeOne: 200, OutcomeSiblings: 300, OutcomeNone: 404}
+
 // checkResolution compares a Resolution with the expectation.
 func checkResolution(res Resolution, exp testExpect) []string {
 	var failures []string
 	want := exp.Status
 	if want == 0 && has(exp.Value) {
-		want = StatusOne
+		want = readStatus[OutcomeOne]
 	}
 	if want == 0 && has(exp.Siblings) {
-		want = StatusSiblings
+		want = readStatus[OutcomeSiblings]
 	}
-	if want != 0 && res.Status != want {
-		got := ""
-		switch res.Status {
-		case StatusOne:
-			got = " " + string(res.Value)
-		case StatusSiblings:
-			got = fmt.Sprintf(" %d siblings", len(res.Siblings))
+	if got := readStatus[res.Outcome]; want != 0 && got != want {
+		detail := ""
+		switch res.Outcome {
+		case OutcomeOne:
+			detail = " " + string(res.Value)
+		case OutcomeSiblings:
+			detail = fmt.Sprintf(" %d siblings", len(res.Siblings))
 		}
-		failures = append(failures, fmt.Sprintf("status:\n- %d\n+ %d%s", want, res.Status, got))
-		return failures
+		failures = append(failures, fmt.Sprintf("status:\n- %d\n+ %d%s", want, got, detail))
 	}
 	if has(exp.Value) {
 		failures = append(failures, compareDocs("value", &exp.Value, res.Value, exp.Ordered)...)

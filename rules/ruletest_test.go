@@ -151,6 +151,16 @@ func TestRunTestsFileErrors(t *testing.T) {
 		{"invalid rules", "rule_files: [bad.yaml]\ntests: []\n", "unknown name nope"},
 		{"no rules", "tests: []\n", "want rule_files or rules"},
 		{"bad version", "rule_files: [rules.yaml]\ntests:\n  - {name: t, key: k, versions: [{origin: a}], expect: {}}\n", ""},
+		{"case without expect", "rule_files: [rules.yaml]\ntests:\n  - {name: t, key: k}\n", `test "t": no expect`},
+		{"unknown expected rule", "rule_files: [rules.yaml]\ntests:\n  - {name: t, key: k, expect: {rule: dd}}\n", `expect.rule "dd" is not a rule of the set (did you mean "d"?)`},
+		{"unknown region", "rule_files: [rules.yaml]\nregions: [us-east, eu-west]\ntests:\n  - {name: t, key: k, region: eu-wset, expect: {rule: d}}\n",
+			`region "eu-wset" is not a region (regions: us-east, eu-west) (did you mean "eu-west"?)`},
+		{"unknown origin", "rule_files: [rules.yaml]\nregions: [us-east]\ntests:\n  - {name: t, key: k, versions: [{value: 1, origin: mars}], expect: {rule: d}}\n",
+			`versions[0].origin "mars" is not a region`},
+		{"bad status", "rule_files: [rules.yaml]\ntests:\n  - {name: t, key: k, expect: {status: 201}}\n", "want 200, 300 or 404"},
+		{"rules lint rejects", "rules:\n  - {name: a, match: 'true', strategy: lww}\n  - {name: b, match: 'key == \"x\"', strategy: siblings}\ntests:\n  - {name: t, key: k, expect: {rule: a}}\n",
+			"can never match"},
+		{"every problem at once", "rule_files: [rules.yaml]\ntests:\n  - {name: t1, key: k}\n  - {name: t2, key: k, expect: {rule: zz}}\n", `test "t2"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,6 +176,31 @@ func TestRunTestsFileErrors(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.msg)
 			}
 		})
+	}
+}
+
+// TestRunTestsReportsEveryMismatch: a case whose status, value, kept
+// version and discarded count are all wrong reports all four.
+func TestRunTestsReportsEveryMismatch(t *testing.T) {
+	src := `rules:
+  - {name: d, match: 'true', strategy: lww}
+tests:
+  - name: all wrong
+    key: k
+    versions:
+      - {value: {a: 1}, origin: us-east, hlc: 1}
+      - {value: {a: 2}, origin: eu-west, hlc: 2}
+    expect: {rule: d, status: 404, kept: {origin: us-east}, discarded: 2}
+`
+	report, err := RunTests([]byte(src), "t_test.yaml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(report.Cases[0].Failures, "\n")
+	for _, want := range []string{"status:\n- 404\n+ 200", "kept:", "discarded:\n- 2 versions\n+ 1 versions"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("failures lack %q:\n%s", want, all)
+		}
 	}
 }
 

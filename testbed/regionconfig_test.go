@@ -112,7 +112,7 @@ rules:
   - name: merge
     match: 'key matches "^m/"'
     strategy: custom
-    merge: 'siblings[0]'
+    merge: '{"merged": true}'
     resolver: ap-south
   - {name: "true", match: 'true', strategy: lww}
 sync: true
@@ -234,7 +234,7 @@ func TestConfigYAMLEveryKey(t *testing.T) {
 	c.Log.Format = "json"
 	c.Rules = []rules.Spec{
 		{Name: "yes", Match: "key == \"a: b #c\" &&\n  true", Strategy: "home_region", Home: `'123'`, HomeMode: "reject", Fallback: "siblings"},
-		{Name: "- dash", Match: `  key startsWith "x: 'y'"`, Strategy: "custom", Merge: `{"a": 1}`, OnRead: "siblings[0]", Resolver: "123"},
+		{Name: "- dash", Match: `  key startsWith "x: 'y'"`, Strategy: "custom", Merge: `{"a": 1}`, OnRead: `{"n": len(siblings)}`, Resolver: "123"},
 		{Name: "~", Match: "true", Strategy: "custom", Select: "version.hlc * 1e3"},
 	}
 	c.Complete()

@@ -192,7 +192,12 @@ func printStatus(w io.Writer, body []byte) error {
 		Seq                     uint64
 		Applied                 map[string]uint64
 		Outbox                  uint64 `json:"outbox_pending"`
-		Links                   []struct {
+		Rules                   struct {
+			Hash, Source string
+			Count        int
+			LoadedAt     string `json:"loaded_at"`
+		}
+		Links []struct {
 			From, To, State string
 			Pending         uint64
 			Lag             float64 `json:"lag_seconds"`
@@ -202,6 +207,9 @@ func printStatus(w io.Writer, body []byte) error {
 		return fmt.Errorf("status: %w", err)
 	}
 	fmt.Fprintf(w, "region   %s (actor %s)\ntopology %s\nseq      %d   outbox pending %d\n", s.Region, s.Actor, s.Topology, s.Seq, s.Outbox)
+	if s.Rules.Hash != "" {
+		fmt.Fprintf(w, "rules    %s (%d rules from %s, loaded %s)\n", s.Rules.Hash, s.Rules.Count, s.Rules.Source, s.Rules.LoadedAt)
+	}
 	fmt.Fprintln(w, "applied:")
 	for _, a := range slices.Sorted(maps.Keys(s.Applied)) {
 		fmt.Fprintf(w, "  %-28s %d\n", a, s.Applied[a])

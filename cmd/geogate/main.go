@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -13,6 +14,11 @@ func main() {
 	if err := newRoot().Execute(); err != nil {
 		// One line: a config with several problems lists them all, joined.
 		fmt.Fprintln(os.Stderr, "geogate:", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
-		os.Exit(1)
+		code := 1
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			code = ec.ExitCode() // rules plan: 2 when something would change
+		}
+		os.Exit(code)
 	}
 }

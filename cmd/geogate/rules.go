@@ -15,10 +15,11 @@ import (
 func newRules() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
-		Short: "Check conflict rule files and run their test cases",
+		Short: "Check conflict rule files, run their test cases, and plan a rule change against a region",
 		Long: "Conflict rules (DESIGN section 5, README section Rules) are an ordered list in a region config or a rule\n" +
 			"file. `rules lint` checks a file the way a region would load it, and more; `rules test` runs the\n" +
-			"operator-written cases of a rule test file. Neither contacts a region.",
+			"operator-written cases of a rule test file; neither contacts a region. `rules plan` shows what a candidate set\n" +
+			"would change at a running region before you deploy it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		// As under the root command: a failed check is not a usage error,
@@ -26,7 +27,7 @@ func newRules() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	cmd.AddCommand(newRulesLint(), newRulesTest())
+	cmd.AddCommand(newRulesLint(), newRulesTest(), newRulesPlan())
 	return cmd
 }
 

@@ -2,11 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/rules"
 )
 
 // runRules runs `geogate rules ARGS...` in process and returns its standard
@@ -204,5 +212,96 @@ func TestRulesHelp(t *testing.T) {
 				t.Errorf("%s --help lacks %q:\n%s", sub, want, out)
 			}
 		}
+	}
+}
+
+// TestServeRefusesRulesLintRejects: `geogate serve` runs the lint's checks
+// before it touches data: a catch-all rule ahead of another refuses the
+// start with the file, line and column.
+func TestServeRefusesRulesLintRejects(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.yaml")
+	cfg := "region: solo\nregions:\n  solo: { http: \"http://127.0.0.1:1\", nats: \"nats://127.0.0.1:2\" }\ndata_dir: " + filepath.Join(dir, "data") + "\n" +
+		"rules:\n  - {name: all, match: 'true', strategy: lww}\n  - {name: carts, match: 'key startsWith \"cart/\"', strategy: siblings}\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := geogate("serve", "--config", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatal("serve started with rules lint rejects")
+	}
+	msg := stderr.String()
+	if !strings.Contains(msg, "rules[1].match: rule can never match") || !strings.Contains(msg, "; at "+path+":7:") {
+		t.Fatalf("want the located lint error, got %q", msg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Fatal("a refused start touched the data directory")
+	}
+}
+
+// TestRulesPlan: a dry run against a running region prints the keys and
+// conflict-log entries a candidate set would treat differently, with
+// before and after, and exits 2; an identical set exits 0; a candidate
+// with lint errors is refused.
+func TestRulesPlan(t *testing.T) {
+	current := []rules.Spec{
+		{Name: "carts", Match: `key startsWith "cart/"`, Strategy: "siblings"},
+		{Name: "stock", Match: `key startsWith "s/"`, Strategy: "custom", Select: `version.value.n`},
+		{Name: "default", Match: "true", Strategy: "lww"},
+	}
+	c, err := gateway.StartCluster(context.Background(), gateway.ClusterSpec{
+		Regions: []string{"solo"}, Topology: config.Topology{Kind: "all-to-all"}, DataDir: t.TempDir(), Rules: current,
+		Options: func(string) gateway.Options {
+			return gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	url := c.Node("solo").HTTPURL()
+	for _, w := range [][2]string{{"cart/1", `{"items":["a"]}`}, {"cart/1", `{"items":["b"]}`}, {"s/1", `{"n":1}`}, {"s/1", `{"n":2}`}, {"plain", `1`}} {
+		if _, err := run("put", w[0], w[1], "--url", url); err != nil {
+			t.Fatal(err)
+		}
+	}
+	same := tempRuleFile(t, "same.yaml", `rules:
+  - {name: carts, match: 'key startsWith "cart/"', strategy: siblings}
+  - {name: stock, match: 'key startsWith "s/"', strategy: custom, select: 'version.value.n'}
+  - {name: default, match: 'true', strategy: lww}
+`)
+	out, err := runRules(t, "plan", same, "--url", url)
+	if err != nil || !strings.Contains(out, "No changes") || !strings.Contains(out, "checking 2 keys (1 in the conflict log, 2 holding siblings)") {
+		t.Fatalf("plan of the same rules: %v\n%s", err, out)
+	}
+	changed := tempRuleFile(t, "new.yaml", `rules:
+  - name: carts-v2
+    match: 'key startsWith "cart/"'
+    strategy: siblings
+    on_read: '{"items": union(map(siblings, #.items))}'
+  - {name: stock, match: 'key startsWith "s/"', strategy: custom, select: '-(version.value.n ?? 0)'}
+  - {name: default, match: 'true', strategy: lww}
+`)
+	out, err = runRules(t, "plan", changed, "--url", url)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("plan with changes: err %v, want exit code 2\n%s", err, out)
+	}
+	for _, want := range []string{
+		"  ~ cart/1\n      rule: carts -> carts-v2\n      read: 300 siblings [{\"items\":[\"a\"]}, {\"items\":[\"b\"]}]\n         -> 200 {\"items\":[\"a\",\"b\"]}",
+		"  ~ s/1\n      read: 200 {\"n\":2}\n         -> 200 {\"n\":1}",
+		"  ~ conflict #1 s/1",
+		"Plan: 2 keys would show differently, 0 unchanged; 1 conflict-log entry would be settled differently.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, out)
+		}
+	}
+	broken := tempRuleFile(t, "broken.yaml", "rules:\n  - {name: all, match: 'true', strategy: lww}\n  - {name: carts, match: 'key startsWith \"cart/\"', strategy: siblings}\n")
+	out, err = runRules(t, "plan", broken, "--url", url)
+	if err == nil || errors.As(err, &ee) || !strings.Contains(out, "can never match") {
+		t.Fatalf("plan of a set lint rejects: %v\n%s", err, out)
 	}
 }

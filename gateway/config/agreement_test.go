@@ -32,6 +32,16 @@ func refusedKeys(c *Config, keep func(key string) bool) []string {
 	return slices.DeleteFunc(fields, func(k string) bool { return !keep(k) })
 }
 
+// checkErr is what the gateway refuses a rule list for: the errors of
+// rules.Check, joined (nil when there are none).
+func checkErr(specs []rules.Spec, opts rules.Options) error {
+	var errs []error
+	for _, d := range rules.Errors(rules.Check(specs, opts)) {
+		errs = append(errs, errors.New(d.String()))
+	}
+	return errors.Join(errs...)
+}
+
 func isRuleKey(k string) bool { return k == "rules" || strings.HasPrefix(k, "rules[") }
 
 func isTopologyKey(k string) bool {
@@ -43,11 +53,11 @@ func isTopologyKey(k string) bool {
 }
 
 // TestValidateAgreesWithRules: for every rule, Validate refuses it exactly
-// when rules.Compile (as the gateway calls it) does, under the key of the
-// field Compile names. The first cases are where the two used to disagree:
-// Validate accepted field combinations Compile refuses (so gateway.New
-// failed at start), and refused blank or space-padded values Compile
-// accepted.
+// when rules.Check (what `geogate rules lint` and the gateway run) finds an
+// error, under the key of the field Check names. The first cases are where
+// the two used to disagree: Validate accepted field combinations Compile
+// refuses (so gateway.New failed at start), and refused blank or
+// space-padded values Compile accepted.
 func TestValidateAgreesWithRules(t *testing.T) {
 	tests := []struct {
 		name string
@@ -72,8 +82,11 @@ func TestValidateAgreesWithRules(t *testing.T) {
 		// Table cases both always judged alike.
 		{"lww", rules.Spec{Name: "r", Match: "true", Strategy: "lww"}, ""},
 		{"siblings with on_read", rules.Spec{Name: "r", Match: `key startsWith "cart/"`, Strategy: "siblings", OnRead: `{"items": union(map(siblings, #.items))}`}, ""},
-		{"home_region", rules.Spec{Name: "r", Match: "true", Strategy: "home_region", Home: `value.region ?? "b"`, HomeMode: "redirect", Fallback: "siblings", OnRead: "merge(siblings)"}, ""},
-		{"custom merge with resolver", rules.Spec{Name: "r", Match: "true", Strategy: "custom", Merge: "merge(siblings)", Resolver: "c"}, ""},
+		{"home_region", rules.Spec{Name: "r", Match: "true", Strategy: "home_region", Home: `value.region ?? "b"`, HomeMode: "redirect", Fallback: "siblings", OnRead: `{"tags": union(map(siblings, #.tags))}`}, ""},
+		{"custom merge with resolver", rules.Spec{Name: "r", Match: "true", Strategy: "custom", Merge: `{"tags": union(map(siblings, #.tags))}`, Resolver: "c"}, ""},
+		// Lint errors refuse a config too.
+		{"order-dependent merge", rules.Spec{Name: "r", Match: "true", Strategy: "custom", Merge: "merge(siblings)", Resolver: "c"}, "rules[0].merge"},
+		{"order-dependent on_read", rules.Spec{Name: "r", Match: "true", Strategy: "siblings", OnRead: "siblings[0]"}, "rules[0].on_read"},
 		{"unknown strategy", rules.Spec{Name: "r", Match: "true", Strategy: "newest"}, "rules[0].strategy"},
 		{"resolver not a region", rules.Spec{Name: "r", Match: "true", Strategy: "custom", Merge: "merge(siblings)", Resolver: "mars"}, "rules[0].resolver"},
 		{"no name", rules.Spec{Match: "true", Strategy: "lww"}, "rules[0].name"},
@@ -83,7 +96,7 @@ func TestValidateAgreesWithRules(t *testing.T) {
 			c := deployment("a", "b", "c")
 			c.Rules = []rules.Spec{tt.spec}
 			got := refusedKeys(c, isRuleKey)
-			_, compileErr := rules.Compile(c.Rules, c.RuleOptions())
+			compileErr := checkErr(c.Rules, c.RuleOptions())
 			if (len(got) > 0) != (compileErr != nil) {
 				t.Fatalf("Validate refused %q, rules.Compile: %v", got, compileErr)
 			}
@@ -153,7 +166,7 @@ func TestValidateAgreesWithTopology(t *testing.T) {
 
 // TestValidateAgreesProperty is the differential check on random
 // deployments: Validate accepts the topology iff Plan succeeds, and the
-// rules iff rules.Compile does, and a Config Validate accepts as a whole
+// rules iff rules.Check finds no error, and a Config Validate accepts as a whole
 // yields a plan whose ring is Order.
 func TestValidateAgreesProperty(t *testing.T) {
 	names := []string{"a", "b", "c", "hb", "Up", "x"}
@@ -191,7 +204,7 @@ func TestValidateAgreesProperty(t *testing.T) {
 			// The gateway compiles under RuleOptions only with a sound
 			// topology; otherwise Validate reports the topology first.
 			ruleRefused := refusedKeys(c, isRuleKey)
-			_, compileErr := rules.Compile(c.Rules, c.RuleOptions())
+			compileErr := checkErr(c.Rules, c.RuleOptions())
 			if (len(ruleRefused) > 0) != (compileErr != nil) {
 				rt.Fatalf("rules: Validate refused %q, Compile: %v", ruleRefused, compileErr)
 			}

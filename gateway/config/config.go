@@ -74,6 +74,35 @@ type Config struct {
 
 	// fileOrder is the order in which the file wrote the regions mapping.
 	fileOrder []string
+	// checked caches the findings of rules.Check on Rules (see
+	// RuleFindings), so that Validate and the gateway run it once.
+	checked *ruleCheck
+}
+
+// ruleCheck is one run of rules.Check, with its input.
+type ruleCheck struct {
+	specs []rules.Spec
+	opts  rules.Options
+	diags []rules.Diagnostic
+}
+
+// RuleFindings returns what `geogate rules lint` finds in Rules under
+// RuleOptions (rules.Check): errors, which Validate reports and which
+// refuse the config, and warnings, which the gateway logs at start. The
+// result is computed once per rule list.
+func (c *Config) RuleFindings() []rules.Diagnostic { return c.checkRules(c.RuleOptions()) }
+
+// checkRules runs rules.Check on Rules under opts, or returns the findings
+// of the last run on the same input.
+func (c *Config) checkRules(opts rules.Options) []rules.Diagnostic {
+	if k := c.checked; k != nil && slices.Equal(k.specs, c.Rules) && slices.Equal(k.opts.Regions, opts.Regions) &&
+		k.opts.DefaultResolver == opts.DefaultResolver && k.opts.MaxNodes == opts.MaxNodes && k.opts.MemoryBudget == opts.MemoryBudget &&
+		k.opts.MaxInputBytes == opts.MaxInputBytes && k.opts.MaxResultBytes == opts.MaxResultBytes {
+		return k.diags
+	}
+	diags := rules.Check(c.Rules, opts)
+	c.checked = &ruleCheck{specs: slices.Clone(c.Rules), opts: opts, diags: diags}
+	return diags
 }
 
 // Endpoints is where one region is reached.

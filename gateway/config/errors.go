@@ -14,10 +14,20 @@ type FieldError struct {
 	Key string
 	// Reason says what is wrong, in words an operator can act on.
 	Reason string
+	// At locates the problem in the file it was written in, when known
+	// (FILE:LINE:COLUMN, as `geogate rules lint` shows it; rule
+	// problems).
+	At string
 }
 
-// Error reads "config: <key>: <reason>".
-func (e *FieldError) Error() string { return "config: " + e.Key + ": " + e.Reason }
+// Error reads "config: <key>: <reason>", with "; at <at>" when located:
+// one line per problem.
+func (e *FieldError) Error() string {
+	if e.At == "" {
+		return "config: " + e.Key + ": " + e.Reason
+	}
+	return "config: " + e.Key + ": " + e.Reason + "; at " + e.At
+}
 
 // UnknownKeyError is a key that is not part of the configuration schema,
 // usually a typo. Load refuses it rather than ignoring it.

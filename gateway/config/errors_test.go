@@ -170,7 +170,7 @@ func TestErrors(t *testing.T) {
 
 		// rules
 		{name: "duplicate rule names", yaml: baseYAML + "rules:\n  - {name: r, match: 'true', strategy: lww}\n  - {name: r, match: 'true', strategy: lww}\n",
-			field: "rules[1].name", text: `config: rules[1].name: name "r" is already used by an earlier rule`},
+			field: "rules[1].name", text: `config: rules[1].name: name "r" is already used by rule #1; names must be unique; at `},
 		{name: "rule without name", yaml: baseYAML + "rules:\n  - {match: 'true', strategy: lww}\n", field: "rules[0].name"},
 		{name: "rule without match", yaml: baseYAML + "rules:\n  - {name: r, strategy: lww}\n", field: "rules[0].match"},
 		{name: "bad strategy", yaml: baseYAML + "rules:\n  - {name: r, match: 'true', strategy: newest}\n",

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"slices"
 	"strings"
 
 	koanfyaml "github.com/knadh/koanf/parsers/yaml"
@@ -14,6 +16,8 @@ import (
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/geogate/geogate/rules"
 )
 
 // EnvPrefix starts every environment variable Load reads.
@@ -147,6 +151,7 @@ func Load(path string, environ []string, flags *pflag.FlagSet) (*Config, error) 
 	c.fileOrder = idx.regions
 	c.Complete()
 	if err := c.Validate(); err != nil {
+		locateRuleProblems(err, path, c)
 		problems = append(problems, err)
 	}
 	if len(problems) > 0 {
@@ -382,4 +387,41 @@ func lookupEnv(environ []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// locateRuleProblems sets At on the rule problems of a Validate
+// error when the rules came from the file at path unchanged: each then names
+// where `geogate rules lint` shows it (file:line:col).
+func locateRuleProblems(err error, path string, c *Config) {
+	if path == "" {
+		return
+	}
+	src, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return
+	}
+	specs, perr := rules.ParseRules(src, path)
+	if perr != nil || !slices.Equal(specs, c.Rules) {
+		return // the rules came from elsewhere (environment, flags)
+	}
+	diags := rules.Errors(rules.Lint(src, path, c.RuleOptions()))
+	for _, e := range unjoin(err) {
+		var fe *FieldError
+		if !errors.As(e, &fe) || !strings.HasPrefix(fe.Key, "rules") {
+			continue
+		}
+		for _, d := range diags {
+			key := "rules"
+			if d.Index >= 0 {
+				key = fmt.Sprintf("rules[%d]", d.Index)
+				if d.Field != "" {
+					key += "." + d.Field
+				}
+			}
+			if key == fe.Key && d.Line > 0 && strings.HasPrefix(fe.Reason, d.Message) {
+				fe.At = fmt.Sprintf("%s:%d:%d", d.File, d.Line, d.Column)
+				break
+			}
+		}
+	}
 }

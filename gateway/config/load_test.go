@@ -251,6 +251,7 @@ func TestDefaults(t *testing.T) {
 		Rules:     []rules.Spec{{Name: "default", Match: "true", Strategy: "lww"}},
 		fileOrder: []string{"us-east", "eu-west", "ap-south"},
 	}
+	c.checked = nil // the cache of rules.Check, not a setting
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
@@ -262,12 +263,14 @@ func TestDefaults(t *testing.T) {
 	d := Default()
 	d.Region, d.Regions, d.fileOrder = c.Region, c.Regions, c.fileOrder
 	d.Complete()
+	d.checked = nil
 	if !reflect.DeepEqual(d, c) {
 		t.Errorf("Default()+Complete differs from Load:\n got %+v\nwant %+v", d, c)
 	}
 	if err := d.Validate(); err != nil {
 		t.Errorf("Validate(Default()+Complete): %v", err)
 	}
+	d.checked = nil
 	d.Complete() // idempotent
 	if !reflect.DeepEqual(d, c) {
 		t.Errorf("second Complete changed the config: %+v", d)

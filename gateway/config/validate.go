@@ -206,14 +206,15 @@ func (c *Config) Validate() error {
 		add("log.format", "%q is not one of text, json", c.Log.Format)
 	}
 
-	// rules: compiled under the deployment's regions once those are
-	// sound; until then without, so that the rules' other problems are
-	// still reported.
+	// rules: checked as `geogate rules lint` checks them (rules.Check:
+	// compiled, and every lint error) under the deployment's regions once
+	// those are sound; until then without, so that the rules' other
+	// problems are still reported.
 	opts := rules.Options{}
 	if len(topoErrs) == 0 {
 		opts = c.RuleOptions()
 	}
-	errs = append(errs, ruleProblems(rules.Compile(c.Rules, opts))...)
+	errs = append(errs, ruleProblems(c.checkRules(opts))...)
 	return errors.Join(errs...)
 }
 
@@ -237,34 +238,23 @@ func topologyProblems(err error) []error {
 	return out
 }
 
-// ruleProblems turns rules.Compile's error into *FieldErrors on the keys
-// rules[i] and rules[i].<field>, each reason naming its rule. An
-// expression error is written on one line, located in the expression by
-// line and column (geogate rules lint shows it with a caret).
-func ruleProblems(_ *rules.Set, err error) []error {
+// ruleProblems turns the error findings of rules.Check into *FieldErrors
+// on the keys rules[i] and rules[i].<field>, each reason naming its rule.
+// An expression error is written on one line, located in the expression
+// by line and column (geogate rules lint shows it with a caret).
+func ruleProblems(diags []rules.Diagnostic) []error {
 	var out []error
-	for _, e := range unjoin(err) {
-		var ce *rules.CompileError
-		if !errors.As(e, &ce) {
-			out = append(out, fieldErrorf("rules", "%v", e))
-			continue
-		}
+	for _, d := range rules.Errors(diags) {
 		key := "rules"
-		if ce.Index >= 0 {
-			key = fmt.Sprintf("rules[%d]", ce.Index)
-			if ce.Field != "" {
-				key += "." + ce.Field
+		if d.Index >= 0 {
+			key = fmt.Sprintf("rules[%d]", d.Index)
+			if d.Field != "" {
+				key += "." + d.Field
 			}
 		}
-		reason := ce.Err.Error()
-		if fe := ce.ExprError(); fe != nil {
-			reason = fe.Message
-			if fe.Line > 0 {
-				reason += fmt.Sprintf(" (at line %d, column %d of the expression)", fe.Line, fe.Column+1)
-			}
-		}
-		if ce.Rule != "" && ce.Field != "name" {
-			reason += fmt.Sprintf(" (rule %q)", ce.Rule)
+		reason := d.Message
+		if d.Rule != "" && d.Field != "name" {
+			reason += fmt.Sprintf(" (rule %q)", d.Rule)
 		}
 		out = append(out, &FieldError{Key: key, Reason: reason})
 	}
