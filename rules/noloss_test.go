@@ -111,6 +111,7 @@ func TestPropFailingRuleNeverLosesAWrite(t *testing.T) {
 		}
 		keys := []string{"a/1", "b/2", "c/3", "7"}
 		state := map[string]map[string]*lossReplica{} // region -> key
+		logPos := map[string]uint64{}                 // region -> its log's last position
 		for _, r := range lossRegions {
 			state[r] = map[string]*lossReplica{}
 			for _, k := range keys {
@@ -159,7 +160,11 @@ func TestPropFailingRuleNeverLosesAWrite(t *testing.T) {
 				}
 			}
 			hlc++
-			next, ev, out := rp.rec.Write(region, ctx, value, deleted, conflict.HLC{Wall: hlc})
+			logPos[region]++ // a region's dots are positions in its own log
+			next, ev, out, err := rp.rec.Write(conflict.Dot{Actor: region, Counter: logPos[region]}, ctx, value, deleted, conflict.HLC{Wall: hlc})
+			if err != nil {
+				t.Fatalf("write %s at %s: %v", key, region, err)
+			}
 			rp.rec = next
 			rp.authSeen = rp.authSeen.Merge(auth)
 			rp.arrived[ev.Version.Dot], rp.applied[ev.Version.Dot] = true, true

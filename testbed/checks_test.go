@@ -47,10 +47,17 @@ type history struct {
 func newHistory() history {
 	var h history
 	var ra, rb conflict.Record
-	ra, h.w1, _ = ra.Write("a~1", nil, doc("w1"), false, conflict.HLC{Wall: 1})
-	rb, h.w2, _ = rb.Write("b~1", nil, doc("w2"), false, conflict.HLC{Wall: 2})
+	write := func(r conflict.Record, dot conflict.Dot, ctx conflict.VV, v json.RawMessage, wall int64) (conflict.Record, conflict.Event) {
+		next, ev, _, err := r.Write(dot, ctx, v, false, conflict.HLC{Wall: wall})
+		if err != nil {
+			panic(err)
+		}
+		return next, ev
+	}
+	ra, h.w1 = write(ra, conflict.Dot{Actor: "a~1", Counter: 1}, nil, doc("w1"), 1)
+	rb, h.w2 = write(rb, conflict.Dot{Actor: "b~1", Counter: 1}, nil, doc("w2"), 2)
 	ra, _ = ra.Apply(h.w2)
-	ra, h.w3, _ = ra.Write("a~1", ra.Context(), doc("w3"), false, conflict.HLC{Wall: 3})
+	ra, h.w3 = write(ra, conflict.Dot{Actor: "a~1", Counter: 2}, ra.Context(), doc("w3"), 3)
 	rb, _ = rb.Apply(h.w1)
 	rb, _ = rb.Apply(h.w3)
 	h.final = ra
@@ -170,6 +177,7 @@ func TestLostWritesLaw(t *testing.T) {
 		}
 		var events []conflict.Event
 		var acked []AckedWrite
+		pos := map[string]uint64{}
 		for i := range rapid.IntRange(1, 25).Draw(t, "writes") {
 			a := rapid.SampledFrom(actors).Draw(t, "actor")
 			k := rapid.SampledFrom(keys).Draw(t, "key")
@@ -183,7 +191,11 @@ func TestLostWritesLaw(t *testing.T) {
 				ctx = replicas[a][k].Context()
 			}
 			id := fmt.Sprintf("w%d", i)
-			rec, ev, _ := replicas[a][k].Write(a, ctx, doc(id), false, conflict.HLC{Wall: int64(i)})
+			pos[a]++ // an actor's dots are positions in its own log
+			rec, ev, _, err := replicas[a][k].Write(conflict.Dot{Actor: a, Counter: pos[a]}, ctx, doc(id), false, conflict.HLC{Wall: int64(i)})
+			if err != nil {
+				t.Fatal(err)
+			}
 			ev.Key = k
 			replicas[a][k] = rec
 			events = append(events, ev)
