@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -32,6 +33,9 @@ type ClusterSpec struct {
 	Tune func(c *config.Config) `json:"-"`
 	// Options returns each region's node options (clock, dialer, logger).
 	Options func(region string) Options `json:"-"`
+	// TokenKeys authenticate every region's tokens; StartCluster draws
+	// a fresh key when it is nil (Options.TokenKeys, if set, wins).
+	TokenKeys *TokenKeys `json:"-"`
 }
 
 // Cluster is a set of regions started together in one process.
@@ -103,6 +107,13 @@ func port(base, i int) int {
 // StartCluster creates every region (stores, embedded NATS servers, HTTP
 // listeners), then starts them all with each other's actual addresses.
 func StartCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
+	if spec.TokenKeys == nil {
+		key := make([]byte, tokenKeyBytes)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("draw token key: %w", err)
+		}
+		spec.TokenKeys, _ = NewTokenKeys(key) //nolint:errcheck // 32 bytes
+	}
 	c := &Cluster{spec: spec}
 	for i, r := range spec.Regions {
 		cfg, err := spec.RegionConfig(i)
@@ -115,6 +126,9 @@ func StartCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
 			opts = spec.Options(r)
 		}
 		opts.SmallFootprint = true
+		if opts.TokenKeys == nil {
+			opts.TokenKeys = spec.TokenKeys
+		}
 		n, err := New(cfg, opts)
 		if err != nil {
 			c.Close()

@@ -80,7 +80,7 @@ func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rul
 				msg:     fmt.Sprintf("key %q belongs to region %s; write it there", mut.Key, home),
 				details: map[string]any{"home": home, "url": n.peers[home].HTTP + r.URL.RequestURI()}}
 		default:
-			reply, err := n.forward(r.Context(), home, mut, r.Header.Get(HeaderContext), encodeSession(session))
+			reply, err := n.forward(r.Context(), home, mut, r.Header.Get(HeaderContext), n.tokens.encodeSession(session))
 			if err == nil {
 				n.metrics.forwards.WithLabelValues(mode, "ok").Inc()
 				relay(w, reply)
@@ -279,13 +279,13 @@ func (n *Node) handleForward(ctx context.Context, data []byte) forwardReply {
 	if err := validateKey(req.Key); err != nil {
 		return fail(err)
 	}
-	ctxVV, err := decodeContext(req.Key, req.Context)
+	ctxVV, err := n.tokens.decodeContext(req.Key, req.Context)
 	if err != nil {
-		return fail(errorf(http.StatusBadRequest, "bad_context", "%s header: %v", HeaderContext, err))
+		return fail(n.badToken(tokenContext, err))
 	}
-	session, err := decodeSession(req.Session)
+	session, err := n.tokens.decodeSession(req.Session)
 	if err != nil {
-		return fail(errorf(http.StatusBadRequest, "bad_session", "%s header: %v", HeaderSession, err))
+		return fail(n.badToken(tokenSession, err))
 	}
 	rule, err := n.matchRule(req.Key)
 	if err != nil {

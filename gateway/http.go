@@ -57,15 +57,26 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // errorBody renders an error as its HTTP status and JSON body
-// {"error", "code", details...}: an *apiError as it says, the store closing
-// under a request (store.ErrClosed: the region is shutting down) as a 503
-// the client can retry elsewhere, anything else as a 500.
+// {"error", "code", details...}: an *apiError as it says; the store's
+// refusals as what they mean to a client (closing: 503 shutting_down; low
+// disk space: 507 insufficient_storage; failed storage: 503
+// storage_failed; an impossible context: 400 bad_context; a context ahead
+// of this region: 503 stale_context), each retryable elsewhere or later;
+// anything else as a 500.
 func errorBody(err error) (int, map[string]any) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
 	case errors.Is(err, store.ErrClosed):
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "shutting_down", msg: "this region is shutting down; retry at another region"}
+	case errors.Is(err, store.ErrInsufficientStorage):
+		ae = &apiError{status: http.StatusInsufficientStorage, code: "insufficient_storage", msg: err.Error() + "; retry at another region, or here once space is freed"}
+	case errors.Is(err, store.ErrStorageFailed):
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "storage_failed", msg: err.Error() + "; retry at another region"}
+	case errors.Is(err, store.ErrBadContext):
+		ae = &apiError{status: http.StatusBadRequest, code: "bad_context", msg: err.Error()}
+	case errors.Is(err, store.ErrContextAhead):
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "stale_context", msg: err.Error() + "; retry"}
 	default:
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
 	}
@@ -171,13 +182,17 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted b
 			return err
 		}
 	}
-	ctxVV, err := decodeContext(key, r.Header.Get(HeaderContext))
+	ctxVV, err := n.tokens.decodeContext(key, r.Header.Get(HeaderContext))
 	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_context", "%s header: %v; pass back the token a read or write of this key returned", HeaderContext, err)
+		return n.badToken(tokenContext, err)
 	}
-	session, err := decodeSession(r.Header.Get(HeaderSession))
+	session, err := n.tokens.decodeSession(r.Header.Get(HeaderSession))
 	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_session", "%s header: %v", HeaderSession, err)
+		return n.badToken(tokenSession, err)
+	}
+	wait, err := n.waitBound(r)
+	if err != nil {
+		return err
 	}
 	rule, err := n.matchRule(key)
 	if err != nil {
@@ -188,12 +203,72 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted b
 	if handled || err != nil {
 		return err
 	}
+	if err := n.awaitContext(r.Context(), key, ctxVV, wait); err != nil {
+		return err
+	}
 	res, err := n.write(r.Context(), rule, mut)
 	if err != nil {
 		return err
 	}
 	n.answerWrite(w, key, res, session)
 	return nil
+}
+
+// awaitContext makes sure this region has applied every version a write's
+// context names before the write is made: every counter of a context is a
+// position in its actor's log, so a context naming one beyond what this
+// region applied was read at a region whose writes have not arrived yet
+// (then it waits for them, up to wait), or was forged. A context naming
+// this region's own log beyond what it wrote is refused at once; one still
+// ahead after the wait is answered 503 stale_context with what is missing.
+func (n *Node) awaitContext(ctx context.Context, key string, vv conflict.VV, wait time.Duration) error {
+	if len(vv) == 0 {
+		return nil
+	}
+	actor := n.store.Actor()
+	if own, seq := vv[actor], n.store.Seq(); own > seq {
+		n.metrics.contextRefusals.WithLabelValues("own_log").Inc()
+		return errorf(http.StatusBadRequest, "bad_context", "%s header names version %d of this region's log (%s), which has written %d: the token was not issued for this region's data", HeaderContext, own, actor, seq)
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	missing := n.store.WaitApplied(wctx, vv)
+	if missing == nil {
+		return nil
+	}
+	n.metrics.contextRefusals.WithLabelValues("ahead").Inc()
+	return &apiError{status: http.StatusServiceUnavailable, code: "stale_context",
+		msg:     fmt.Sprintf("the context of %q names versions region %s has not applied within %s (written elsewhere, still on their way); retry, or write at the region that answered the read", key, n.cfg.Region, wait),
+		details: map[string]any{"missing": n.missingDetail(missing)}}
+}
+
+// missingDetail describes, for a 503, what a session or context names that
+// this region has not applied: actor -> {want, applied}.
+func (n *Node) missingDetail(missing conflict.VV) map[string]any {
+	applied := n.store.Applied()
+	detail := map[string]any{}
+	for actor, want := range missing {
+		detail[actor] = map[string]uint64{"want": want, "applied": applied[actor]}
+	}
+	return detail
+}
+
+// waitBound returns how long a request may wait for this region to catch
+// up with its session or context: X-Geo-Wait (milliseconds, capped at
+// sessions.max_wait) or sessions.default_wait.
+func (n *Node) waitBound(r *http.Request) (time.Duration, error) {
+	s := r.Header.Get(HeaderWait)
+	if s == "" {
+		return n.cfg.Sessions.DefaultWait, nil
+	}
+	ms, err := strconv.ParseUint(s, 10, 63)
+	if err != nil {
+		return 0, errorf(http.StatusBadRequest, "bad_wait", "%s must be a whole number of milliseconds, got %q", HeaderWait, s)
+	}
+	// Capped before converting: a huge value must not overflow into a
+	// negative duration.
+	maxMs := uint64(n.cfg.Sessions.MaxWait.Milliseconds())
+	return time.Duration(min(ms, maxMs)) * time.Millisecond, nil
 }
 
 // write applies a local mutation under its rule's write semantics.
@@ -247,7 +322,7 @@ func (n *Node) writeAnswerFor(key string, res store.WriteResult, session conflic
 	if res.Event.OSeq > session[origin] {
 		session = session.Merge(conflict.VV{origin: res.Event.OSeq})
 	}
-	ans := writeAnswer{Key: key, Context: encodeContext(key, res.Record.Context()), Session: encodeSession(session), Dot: res.Event.Version.Dot.String()}
+	ans := writeAnswer{Key: key, Context: n.tokens.encodeContext(key, res.Record.Context()), Session: n.tokens.encodeSession(session), Dot: res.Event.Version.Dot.String()}
 	if live := res.Record.Live(); len(live) > 1 {
 		for _, v := range live {
 			ans.Siblings = append(ans.Siblings, v.Value)
@@ -259,20 +334,16 @@ func (n *Node) writeAnswerFor(key string, res store.WriteResult, session conflic
 // waitSession blocks a read until this region has applied what the
 // request's session token names, up to the X-Geo-Wait bound.
 func (n *Node) waitSession(r *http.Request) error {
-	session, err := decodeSession(r.Header.Get(HeaderSession))
+	session, err := n.tokens.decodeSession(r.Header.Get(HeaderSession))
 	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_session", "%s header: %v", HeaderSession, err)
+		return n.badToken(tokenSession, err)
 	}
 	if len(session) == 0 {
 		return nil
 	}
-	wait := n.cfg.Sessions.DefaultWait
-	if s := r.Header.Get(HeaderWait); s != "" {
-		ms, err := strconv.Atoi(s)
-		if err != nil || ms < 0 {
-			return errorf(http.StatusBadRequest, "bad_wait", "%s must be a number of milliseconds, got %q", HeaderWait, s)
-		}
-		wait = min(time.Duration(ms)*time.Millisecond, n.cfg.Sessions.MaxWait)
+	wait, err := n.waitBound(r)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
@@ -280,15 +351,10 @@ func (n *Node) waitSession(r *http.Request) error {
 	if missing == nil {
 		return nil
 	}
-	applied := n.store.Applied()
-	detail := map[string]any{}
-	for actor, want := range missing {
-		detail[actor] = map[string]uint64{"want": want, "applied": applied[actor]}
-	}
 	n.metrics.staleReads.Inc()
 	return &apiError{status: http.StatusServiceUnavailable, code: "stale",
 		msg:     fmt.Sprintf("region %s has not applied everything the session has seen within %s; retry, or read at the region that took the write", n.cfg.Region, wait),
-		details: map[string]any{"missing": detail}}
+		details: map[string]any{"missing": n.missingDetail(missing)}}
 }
 
 type metaVersion struct {
@@ -315,7 +381,7 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request, key string) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set(HeaderContext, encodeContext(key, rec.Context()))
+	w.Header().Set(HeaderContext, n.tokens.encodeContext(key, rec.Context()))
 	w.Header().Set(HeaderRule, rule.Name())
 	if meta == "true" || meta == "1" {
 		vs := make([]metaVersion, 0, len(rec.Versions))
@@ -327,7 +393,7 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request, key string) error {
 			vs = append(vs, metaVersion{Value: val, Origin: v.Origin, HLC: v.HLC, Deleted: v.Deleted, Dot: v.Dot.String()})
 		}
 		writeJSON(w, http.StatusOK, map[string]any{
-			"key": key, "context": encodeContext(key, rec.Context()), "versions": vs, "rule": rule.Name(),
+			"key": key, "context": n.tokens.encodeContext(key, rec.Context()), "versions": vs, "rule": rule.Name(),
 		})
 		return nil
 	}

@@ -177,7 +177,7 @@ func TestBadInput(t *testing.T) {
 		{"garbage context", "PUT", "/v1/kv/k", []byte(`1`), []string{HeaderContext, "AAAA"}, 400, "bad_context"},
 		{"context of another key", "PUT", "/v1/kv/k", []byte(`1`), []string{HeaderContext, otherCtx}, 400, "bad_context"},
 		{"corrupt session", "GET", "/v1/kv/k", nil, []string{HeaderSession, "%%%"}, 400, "bad_session"},
-		{"bad wait", "GET", "/v1/kv/k", nil, []string{HeaderSession, encodeSession(map[string]uint64{"x~1": 1}), HeaderWait, "soon"}, 400, "bad_wait"},
+		{"bad wait", "GET", "/v1/kv/k", nil, []string{HeaderSession, n.tokens.encodeSession(map[string]uint64{"x~1": 1}), HeaderWait, "soon"}, 400, "bad_wait"},
 		{"unknown route", "GET", "/v2/nothing", nil, nil, 404, "not_found"},
 		{"wrong method on kv", "POST", "/v1/kv/k", []byte(`1`), nil, 405, "method_not_allowed"},
 		{"wrong method on list", "DELETE", "/v1/kv", nil, nil, 405, "method_not_allowed"},
@@ -245,7 +245,7 @@ func TestSessionStaleRead(t *testing.T) {
 		t.Fatalf("own session read: %d %s", g.status, g.body)
 	}
 	// A session naming writes this region never saw: 503 stale, after the wait.
-	tok := encodeSession(map[string]uint64{"elsewhere~00": 5})
+	tok := c.Node("solo").tokens.encodeSession(map[string]uint64{"elsewhere~00": 5})
 	start := time.Now()
 	g := do(t, "GET", base+"/v1/kv/a", nil, HeaderSession, tok, HeaderWait, "150")
 	if g.status != http.StatusServiceUnavailable || g.json(t)["code"] != "stale" {

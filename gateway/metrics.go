@@ -24,6 +24,11 @@ type metrics struct {
 	forwards   *prometheus.CounterVec
 	fallbacks  *prometheus.CounterVec
 	staleReads prometheus.Counter
+	// contextRefusals counts writes refused for their context: naming
+	// this region's own log beyond what it wrote, or versions it had not
+	// applied within the wait (by reason).
+	contextRefusals *prometheus.CounterVec
+	tokenRejections *prometheus.CounterVec
 	skew       prometheus.Counter
 }
 
@@ -49,6 +54,10 @@ func newMetrics(n *Node) *metrics {
 	f(m.forwards)
 	f(m.fallbacks)
 	f(m.staleReads)
+	m.contextRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_context_refusals_total", Help: "Writes refused because their context names versions this region has not written (own_log) or not applied within the wait (ahead)."}, []string{"reason"})
+	m.tokenRejections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_token_rejections_total", Help: "Context and session tokens refused, by kind and reason (malformed, forged, unknown_key, wrong_key)."}, []string{"kind", "reason"})
+	f(m.contextRefusals)
+	f(m.tokenRejections)
 	f(m.skew)
 	stat := func(name, help string, get func() float64, counter bool) {
 		if counter {

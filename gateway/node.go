@@ -41,6 +41,10 @@ type Options struct {
 	// RulesFile, if set, is watched and its rules hot-reloaded (see
 	// WatchRules); normally the config file.
 	RulesFile string
+	// TokenKeys, if set, authenticate tokens instead of the keys of
+	// security.token_keys_file: regions run together in one process (the
+	// demo, the testbed) share keys drawn for the run.
+	TokenKeys *TokenKeys
 }
 
 // Node is one running region. Create it with New, start it with Start, stop
@@ -54,6 +58,7 @@ type Node struct {
 	store *store.Store
 
 	ruleSet atomic.Pointer[rules.Set]
+	tokens  tokens
 	book    *rulebook // the set's status, rule failures, keys holding siblings
 
 	nats      *link.Server // embedded server, nil when external
@@ -101,6 +106,9 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.ruleSet.Store(set)
+	if err := n.loadTokenKeys(); err != nil { // before any data is touched
+		return nil, err
+	}
 	n.clock = conflict.NewClock(opts.Clock, cfg.Replication.MaxClockSkew.Milliseconds())
 
 	defer func() {
@@ -111,6 +119,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	n.store, err = store.Open(store.Options{
 		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
 		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, ConflictMaxAge: cfg.Conflicts.MaxAge,
+		MinFreeBytes: minFreeBytes(cfg.Storage.MinFreeBytes),
 		OnConflicts: n.publishConflicts,
 		Logger:      n.log, SmallFootprint: opts.SmallFootprint,
 	})
@@ -198,6 +207,13 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 		go func() {
 			defer n.wg.Done()
 			n.WatchRules(ctx, n.opts.RulesFile, DefaultRulesPoll)
+		}()
+	}
+	if path := n.cfg.Security.TokenKeysFile; path != "" && n.opts.TokenKeys == nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.watchTokenKeys(ctx, path)
 		}()
 	}
 	n.wg.Add(1)

@@ -67,6 +67,10 @@ type Config struct {
 	Sessions Sessions `koanf:"sessions"`
 	// Log configures logging.
 	Log Log `koanf:"log"`
+	// Security configures what authenticates this deployment's tokens.
+	Security Security `koanf:"security"`
+	// Storage configures the free-space guard of the region's disk.
+	Storage Storage `koanf:"storage"`
 	// Rules is the ordered conflict rule list (DESIGN section 5); the first
 	// rule whose match holds for a key governs it. Default: DefaultRules.
 	// Validate compiles them (rules.Compile under RuleOptions).
@@ -247,6 +251,31 @@ type Sessions struct {
 	DefaultWait time.Duration `koanf:"default_wait"`
 	// MaxWait caps X-Geo-Wait. Default 30s.
 	MaxWait time.Duration `koanf:"max_wait"`
+}
+
+// Security configures the keys that authenticate the causal-context and
+// session tokens the API hands out.
+type Security struct {
+	// TokenKeysFile names a file of token keys: one key of 64 hexadecimal
+	// characters per line, the first signing new tokens, every one
+	// verifying (rotation: put the new key first, remove the old one once
+	// the tokens it signed no longer matter). Every region of a deployment
+	// reads the same keys. The file is re-read when it changes. Empty: a
+	// built-in key, so anyone who reads geogate's source can mint tokens
+	// (a warning is logged at start); `geogate init` writes a file.
+	TokenKeysFile string `koanf:"token_keys_file"`
+}
+
+// Storage configures the guard that keeps the region's disk from filling
+// up (Badger, whose files are memory-mapped, would die of SIGBUS).
+type Storage struct {
+	// MinFreeBytes is the free space below which the region refuses local
+	// writes (507 insufficient_storage) and pauses applying replicated
+	// events, serving reads meanwhile; it takes writes again by itself
+	// once a tenth more than this is free. Accepts a size like "512MiB".
+	// Default 512MiB: room for Badger to flush a memtable and compact
+	// level 0 with its default options. 0 turns the guard off.
+	MinFreeBytes ByteSize `koanf:"min_free_bytes"`
 }
 
 // Log configures the process's slog logger.

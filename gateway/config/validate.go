@@ -198,6 +198,11 @@ func (c *Config) Validate() error {
 		add("sessions.default_wait", "%s exceeds sessions.max_wait (%s)", c.Sessions.DefaultWait, c.Sessions.MaxWait)
 	}
 
+	// storage
+	if c.Storage.MinFreeBytes < 0 {
+		add("storage.min_free_bytes", "%s must not be negative (0 turns the guard off)", c.Storage.MinFreeBytes)
+	}
+
 	// log
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
