@@ -101,3 +101,41 @@ func TestReadVVTable(t *testing.T) {
 		t.Fatalf("DecodeToken(bad) err %v, want ErrBadToken", err)
 	}
 }
+
+func TestAPITokens(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		v := genTokenVV().Draw(t, "vv")
+		key := rapid.StringN(1, 20, -1).Draw(t, "key")
+		other := rapid.StringN(1, 20, -1).Draw(t, "other")
+		tok := ContextToken(key, v)
+		got, err := ParseContextToken(key, tok)
+		if err != nil || !got.Equal(v) {
+			t.Fatalf("ParseContextToken(ContextToken(%q, %s)) = %s, %v", key, v, got, err)
+		}
+		if other != key {
+			if _, err := ParseContextToken(other, tok); !errors.Is(err, ErrTokenKey) {
+				t.Fatalf("context token of %q parsed for %q: err %v, want ErrTokenKey", key, other, err)
+			}
+		}
+		s, err := ParseSessionToken(SessionToken(v))
+		if err != nil || !s.Equal(v) {
+			t.Fatalf("ParseSessionToken(SessionToken(%s)) = %s, %v", v, s, err)
+		}
+		// One kind is never taken for the other.
+		if _, err := ParseSessionToken(tok); !errors.Is(err, ErrBadToken) {
+			t.Fatalf("context token parsed as a session: err %v", err)
+		}
+		if _, err := ParseContextToken(key, SessionToken(v)); !errors.Is(err, ErrBadToken) {
+			t.Fatalf("session token parsed as a context: err %v", err)
+		}
+	})
+	if v, err := ParseContextToken("k", ""); v != nil || err != nil {
+		t.Fatalf("empty context token = %v, %v; want no context", v, err)
+	}
+	if v, err := ParseSessionToken(""); len(v) != 0 || err != nil {
+		t.Fatalf("empty session token = %v, %v; want an empty session", v, err)
+	}
+	if _, err := ParseSessionToken(SessionToken(VV{"a~1": 1}) + "AA"); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("session token with trailing bytes: err %v, want ErrBadToken", err)
+	}
+}
