@@ -310,7 +310,15 @@ func (c *Client) open(ctx context.Context, base string, r *request) (*http.Respo
 
 			req.Header.Set("Authorization", "Bearer "+c.s.token)
 		}
+		sent := time.Now()
 		resp, err := c.hc.Do(req)
+		if c.s.observer != nil {
+			ex := Exchange{Method: r.method, URL: target, Err: err, Duration: time.Since(sent)}
+			if resp != nil {
+				ex.Status, ex.Header = resp.StatusCode, resp.Header
+			}
+			c.s.observer(ex)
+		}
 		if err != nil {
 			return nil, err
 		}

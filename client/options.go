@@ -25,6 +25,7 @@ type settings struct {
 	contextCache       int
 	failback           time.Duration
 	userAgent          string
+	observer           func(Exchange)
 }
 
 func defaults() settings {
@@ -203,6 +204,31 @@ func WithContextCache(keys int) Option {
 func WithFailback(d time.Duration) Option {
 	return func(s *settings) error {
 		s.failback = d
+		return nil
+	}
+}
+
+// Exchange is one HTTP request the client made and what came of it, as
+// WithObserver shows it.
+type Exchange struct {
+	Method string
+	URL    string
+	// Status is the answer's status code; 0 when none came (see Err).
+	Status int
+	// Header is the answer's header; nil when none came.
+	Header http.Header
+	// Err is the transport error; nil when an answer came.
+	Err error
+	// Duration is the time from sending to the answer's header.
+	Duration time.Duration
+}
+
+// WithObserver calls f after every HTTP request the client makes (each
+// attempt and each redirect), from the calling goroutine: for logging,
+// tracing or metrics. f must not block.
+func WithObserver(f func(Exchange)) Option {
+	return func(s *settings) error {
+		s.observer = f
 		return nil
 	}
 }
