@@ -97,13 +97,9 @@ func validateKey(key string) error {
 
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/kv/{key...}", n.handleKV)
-	mux.HandleFunc("/v1/kv", n.handleList)
-	mux.HandleFunc("/v1/status", n.handleStatus)
-	mux.HandleFunc("/v1/conflicts", n.handleConflicts)
-	mux.HandleFunc("/v1/admin/links/{peer}/{action}", n.handleLinkAdmin)
-	mux.HandleFunc("/healthz", n.handleHealth)
-	mux.Handle("/metrics", n.metrics.handler())
+	for _, rt := range apiRoutes { // routes.go: the table openapi.json describes
+		mux.Handle(rt.pattern, rt.handlerFor(n))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "not_found", "no route %s %s; see the HTTP API in the README", r.Method, r.URL.Path))
 	})
