@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/client"
+	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway"
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/rules"
@@ -529,5 +531,52 @@ func TestAwkwardKeys(t *testing.T) {
 	want := slices.Sorted(slices.Values(keys))
 	if !slices.Equal(got, want) {
 		t.Fatalf("keys %q, want %q", got, want)
+	}
+}
+
+// TestConcurrentUse: one client shared by goroutines (run it with -race).
+// Its session ends naming the region's last write (the join law itself is
+// TestSessionJoin's), and a reader elsewhere given it sees every key.
+func TestConcurrentUse(t *testing.T) {
+	c := startRegions(t, []string{"r1", "r2"}, "all-to-all", allSiblings())
+	app := newClient(t, []string{urlOf(c, "r1")}, client.WithResolver(union))
+	const workers, writes = 8, 15
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			var err error
+			for i := range writes {
+				key := fmt.Sprintf("k%d", (w+i)%4)
+				if _, err = app.Put(bg, key, []string{fmt.Sprintf("w%d-%d", w, i)}); err != nil {
+					break
+				}
+				if _, err = app.Get(bg, key); err != nil {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := app.Status(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := conflict.ParseSessionToken(app.Session())
+	if err != nil || sess[st.Actor] != st.Seq {
+		t.Fatalf("session %v (%v), want %s at %d, the region's last write", sess, err, st.Actor, st.Seq)
+	}
+	reader := newClient(t, []string{urlOf(c, "r2")}, client.WithResolver(union))
+	if err := reader.SetSession(app.Session()); err != nil {
+		t.Fatal(err)
+	}
+	for k := range 4 {
+		if _, err := reader.Get(bg, fmt.Sprintf("k%d", k), client.Wait(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
