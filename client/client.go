@@ -200,7 +200,11 @@ func (c *Client) do(ctx context.Context, r *request) (*answer, error) {
 		}
 		ep := (first + i) % n
 		a, err := c.send(ctx, c.eps.urls[ep], r)
-		if ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil {
+			if r.write && !notSent(err) {
+				// The write may have left before the context ended.
+				return nil, fmt.Errorf("%s %s at %s: %w: %w", r.method, r.path, c.eps.urls[ep], ErrOutcomeUnknown, context.Cause(ctx))
+			}
 			return nil, c.canceled(ctx, r, err)
 		}
 		if err != nil {

@@ -300,6 +300,27 @@ func brokenRegion(t *testing.T) string {
 	return "http://" + l.Addr().String()
 }
 
+// silentRegion accepts connections and never answers.
+func silentRegion(t *testing.T) string {
+	t.Helper()
+	l, err := newLoopbackListener()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-done; conn.Close() }()
+		}
+	}()
+	return "http://" + l.Addr().String()
+}
+
 // TestUnknownOutcome: a write sent to an endpoint that hangs up without
 // answering may have been applied, so it is not repeated elsewhere unless
 // the caller said its writes are safe to repeat; a read is.
@@ -321,6 +342,16 @@ func TestUnknownOutcome(t *testing.T) {
 	}
 	if v, err := app.Get(bg, "there"); err != nil || string(v.Data) != "1" {
 		t.Fatalf("read after a hang-up: %+v %v, want it retried at r2", v, err)
+	}
+
+	// A region that takes the request and never answers: when the call's
+	// deadline ends it, the write's outcome is unknown too.
+	silent := silentRegion(t)
+	ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
+	defer cancel()
+	_, err = newClient(t, []string{silent, r2}).Put(ctx, "k", 1)
+	if !errors.Is(err, client.ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write cut by its deadline: %v, want ErrOutcomeUnknown and DeadlineExceeded", err)
 	}
 
 	brave := newClient(t, []string{broken, r2}, client.WithRetryUnknownWrites())

@@ -45,13 +45,14 @@
 // version with the same value, never lose one.
 //
 // A write whose request went out and whose answer never came (the
-// connection broke, the attempt timed out) may or may not have been
-// applied, at that region and then everywhere. The client does not repeat
-// it elsewhere: it fails with ErrOutcomeUnknown, and the caller decides
-// (read the key; write again with the context read). WithRetryUnknownWrites
-// retries such writes too, for callers whose writes are safe to apply
-// twice: under an lww rule a repeated write without context reads the
-// same, under siblings it may show the value twice.
+// connection broke, the attempt timed out, the call's context ended) may
+// or may not have been applied, at that region and then everywhere. The
+// client does not repeat it elsewhere: it fails with ErrOutcomeUnknown,
+// and the caller decides (read the key; write again with the context
+// read). WithRetryUnknownWrites retries such writes too (not after the
+// call's context ended), for callers whose writes are safe to apply twice:
+// under an lww rule a repeated write without context reads the same, under
+// siblings it may show the value twice.
 //
 // # Errors
 //

@@ -10,10 +10,12 @@ import (
 
 // Errors the client itself reports (test with errors.Is).
 var (
-	// ErrOutcomeUnknown: a write reached an endpoint, but no answer came
-	// back (the connection broke, or the attempt timed out). The write may
-	// or may not have been applied, so the client did not retry it
-	// elsewhere (see WithRetryUnknownWrites). Read the key to find out.
+	// ErrOutcomeUnknown: a write may have reached an endpoint, but no answer
+	// came back (the connection broke, the attempt timed out, or the call's
+	// context ended while it was in flight: the error then wraps the
+	// context's error too). The write may or may not have been applied, so
+	// the client did not retry it elsewhere (see WithRetryUnknownWrites).
+	// Read the key to find out.
 	ErrOutcomeUnknown = errors.New("write outcome unknown")
 	// ErrBehind: every endpoint tried showed an older state of the key than
 	// this client had already read or written (monotonic reads), until the
