@@ -61,7 +61,8 @@
 // *APIError (status, code, message, endpoint, body); a code this client
 // does not know comes back as an *APIError. errors.As with an **APIError
 // target matches them all. Client-side conditions are sentinel errors:
-// ErrOutcomeUnknown, ErrBehind, ErrSiblings, ErrTooManyRedirects.
+// ErrOutcomeUnknown, ErrBehind, ErrSiblings, ErrTooManyRedirects,
+// ErrInsecureRedirect.
 //
 // # Security
 //
