@@ -70,7 +70,7 @@ func New(urls []string, opts ...Option) (*Client, error) {
 		tr.TLSClientConfig = s.tls
 		c.hc = &http.Client{Transport: tr}
 	}
-	// Redirects are followed by send, which knows which ones to follow and
+	// Redirects are followed by open, which knows which ones to follow and
 	// where the token may go.
 	c.hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return c, nil
