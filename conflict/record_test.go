@@ -1,9 +1,9 @@
 package conflict
 
 import (
-	"errors"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"slices"
 	"testing"
 

@@ -114,3 +114,63 @@ func TestReadVVTable(t *testing.T) {
 		t.Fatalf("DecodeToken(bad) err %v, want ErrBadToken", err)
 	}
 }
+
+func testKey(t interface{ Fatalf(string, ...any) }, b byte) TokenKey {
+	k, err := NewTokenKey(bytes.Repeat([]byte{b}, 32))
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return k
+}
+
+func TestAPITokens(t *testing.T) {
+	k1, k2, other := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	keys := []TokenKey{k1, k2}
+	rapid.Check(t, func(t *rapid.T) {
+		v := genTokenVV().Draw(t, "vv")
+		key := rapid.StringN(1, 20, -1).Draw(t, "key")
+		otherKey := rapid.StringN(1, 20, -1).Draw(t, "other")
+		signer := rapid.SampledFrom(keys).Draw(t, "signer")
+		tok := SignToken(TokenContext, signer, key, v)
+		if got, err := VerifyToken(TokenContext, keys, key, tok); err != nil || !got.Equal(v) {
+			t.Fatalf("VerifyToken(SignToken(%q, %s)) = %s, %v", key, v, got, err)
+		}
+		if got, err := PeekToken(TokenContext, key, tok); err != nil || !got.Equal(v) {
+			t.Fatalf("PeekToken = %s, %v", got, err)
+		}
+		if otherKey != key {
+			if _, err := VerifyToken(TokenContext, keys, otherKey, tok); !errors.Is(err, ErrTokenKey) {
+				t.Fatalf("context token of %q verified for %q: err %v, want ErrTokenKey", key, otherKey, err)
+			}
+		}
+		if _, err := VerifyToken(TokenContext, []TokenKey{other}, key, tok); !errors.Is(err, ErrTokenKeyID) {
+			t.Fatalf("token verified under a key that did not sign it: %v", err)
+		}
+		// Any change of a byte before the MAC, or of the MAC, is caught.
+		raw, _ := DecodeToken(tok)
+		at := rapid.IntRange(1, len(raw)-1).Draw(t, "flip")
+		raw[at] ^= 1 << rapid.IntRange(0, 7).Draw(t, "bit")
+		if _, err := VerifyToken(TokenContext, keys, key, EncodeToken(raw)); err == nil {
+			t.Fatalf("a token altered at byte %d verified", at)
+		}
+		s := SignToken(TokenSession, signer, "", v)
+		if got, err := VerifyToken(TokenSession, keys, "", s); err != nil || !got.Equal(v) {
+			t.Fatalf("session round trip = %s, %v", got, err)
+		}
+		// One kind is never taken for the other.
+		if _, err := VerifyToken(TokenSession, keys, "", tok); !errors.Is(err, ErrBadToken) {
+			t.Fatalf("context token verified as a session: err %v", err)
+		}
+		if _, err := VerifyToken(TokenContext, keys, key, s); !errors.Is(err, ErrBadToken) {
+			t.Fatalf("session token verified as a context: err %v", err)
+		}
+	})
+	// A forgery by someone who knows the format but not the key.
+	forged := SignToken(TokenSession, TokenKey{secret: bytes.Repeat([]byte{9}, 32), id: k1.id}, "", VV{"a~1": 1})
+	if _, err := VerifyToken(TokenSession, keys, "", forged); !errors.Is(err, ErrTokenForged) {
+		t.Fatalf("forged token: err %v, want ErrTokenForged", err)
+	}
+	if got := SplitTokens(" a, ,b,"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Fatalf("SplitTokens = %q", got)
+	}
+}

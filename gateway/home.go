@@ -281,11 +281,11 @@ func (n *Node) handleForward(ctx context.Context, data []byte) forwardReply {
 	}
 	ctxVV, err := n.tokens.decodeContext(req.Key, req.Context)
 	if err != nil {
-		return fail(n.badToken(tokenContext, err))
+		return fail(n.badToken(conflict.TokenContext, err))
 	}
 	session, err := n.tokens.decodeSession(req.Session)
 	if err != nil {
-		return fail(n.badToken(tokenSession, err))
+		return fail(n.badToken(conflict.TokenSession, err))
 	}
 	rule, err := n.matchRule(req.Key)
 	if err != nil {

@@ -108,14 +108,9 @@ func validateKey(key string) error {
 
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/kv/{key...}", n.handleKV)
-	mux.HandleFunc("/v1/kv", n.handleList)
-	mux.HandleFunc("/v1/status", n.handleStatus)
-	mux.HandleFunc("/v1/conflicts", n.handleConflicts)
-	mux.HandleFunc("/v1/admin/links/{peer}/{action}", n.handleLinkAdmin)
-	mux.HandleFunc("/v1/admin/rules/explain", n.handleExplain) // rulesapi.go
-	mux.HandleFunc("/healthz", n.handleHealth)
-	mux.Handle("/metrics", n.metrics.handler())
+	for _, rt := range apiRoutes { // routes.go: the table openapi.json describes
+		mux.Handle(rt.pattern, rt.handlerFor(n))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "not_found", "no route %s %s; see the HTTP API in the README", r.Method, r.URL.Path))
 	})
@@ -184,11 +179,11 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request, key string, deleted b
 	}
 	ctxVV, err := n.tokens.decodeContext(key, r.Header.Get(HeaderContext))
 	if err != nil {
-		return n.badToken(tokenContext, err)
+		return n.badToken(conflict.TokenContext, err)
 	}
 	session, err := n.tokens.decodeSession(r.Header.Get(HeaderSession))
 	if err != nil {
-		return n.badToken(tokenSession, err)
+		return n.badToken(conflict.TokenSession, err)
 	}
 	wait, err := n.waitBound(r)
 	if err != nil {
@@ -336,7 +331,7 @@ func (n *Node) writeAnswerFor(key string, res store.WriteResult, session conflic
 func (n *Node) waitSession(r *http.Request) error {
 	session, err := n.tokens.decodeSession(r.Header.Get(HeaderSession))
 	if err != nil {
-		return n.badToken(tokenSession, err)
+		return n.badToken(conflict.TokenSession, err)
 	}
 	if len(session) == 0 {
 		return nil

@@ -29,7 +29,7 @@ type metrics struct {
 	// applied within the wait (by reason).
 	contextRefusals *prometheus.CounterVec
 	tokenRejections *prometheus.CounterVec
-	skew       prometheus.Counter
+	skew            prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {

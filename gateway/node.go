@@ -120,8 +120,8 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
 		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, ConflictMaxAge: cfg.Conflicts.MaxAge,
 		MinFreeBytes: minFreeBytes(cfg.Storage.MinFreeBytes),
-		OnConflicts: n.publishConflicts,
-		Logger:      n.log, SmallFootprint: opts.SmallFootprint,
+		OnConflicts:  n.publishConflicts,
+		Logger:       n.log, SmallFootprint: opts.SmallFootprint,
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
 )
 
@@ -72,14 +73,14 @@ func minFreeBytes(b config.ByteSize) int64 {
 func (n *Node) badToken(kind byte, err error) error {
 	reason := "malformed"
 	switch {
-	case errors.Is(err, errTokenForged):
+	case errors.Is(err, conflict.ErrTokenForged):
 		reason = "forged"
-	case errors.Is(err, errTokenKeyID):
+	case errors.Is(err, conflict.ErrTokenKeyID):
 		reason = "unknown_key"
-	case errors.Is(err, errTokenKey):
+	case errors.Is(err, conflict.ErrTokenKey):
 		reason = "wrong_key"
 	}
-	if kind == tokenSession {
+	if kind == conflict.TokenSession {
 		n.metrics.tokenRejections.WithLabelValues("session", reason).Inc()
 		return errorf(http.StatusBadRequest, "bad_session", "%s header: %v", HeaderSession, err)
 	}

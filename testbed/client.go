@@ -1,46 +1,55 @@
 package testbed
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/geogate/geogate/gateway"
-	"github.com/geogate/geogate/topology/link"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/geogate/geogate/client"
 )
 
-// apiClient speaks the HTTP API of CONTRACT.md to the regions of a run.
+// apiClient speaks to each region of a run through its own Go client
+// (package client), stateless and without retries: the testbed chooses
+// the region of every request, passes the tokens itself and counts every
+// failure, so nothing may be retried elsewhere or carried along unasked.
+// Redirects are followed, as by any client.
 type apiClient struct {
-	http *http.Client
-	urls map[string]string // region -> base URL
+	hc      *http.Client
+	regions map[string]*client.Client
 }
 
-func newAPIClient(urls map[string]string, timeout time.Duration, conns int) *apiClient {
+func newAPIClient(urls map[string]string, timeout time.Duration, conns int) (*apiClient, error) {
 	tr := &http.Transport{MaxIdleConns: conns * max(len(urls), 1), MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second}
-	return &apiClient{http: &http.Client{Transport: tr, Timeout: timeout}, urls: urls}
+	c := &apiClient{hc: &http.Client{Transport: tr, Timeout: timeout}, regions: map[string]*client.Client{}}
+	for region, url := range urls {
+		rc, err := client.New([]string{url}, client.WithHTTPClient(c.hc), client.WithoutTracking(),
+			client.WithRetry(client.Retry{MaxAttempts: 1}), client.WithAttemptTimeout(0))
+		if err != nil {
+			return nil, fmt.Errorf("region %s: %w", region, err)
+		}
+		c.regions[region] = rc
+	}
+	return c, nil
 }
 
-func (c *apiClient) close() { c.http.CloseIdleConnections() }
+func (c *apiClient) close() { c.hc.CloseIdleConnections() }
 
-// apiError is a non-2xx answer.
-type apiError struct {
-	Status int
-	Code   string
-	Msg    string
+func (c *apiClient) region(name string) (*client.Client, error) {
+	rc, ok := c.regions[name]
+	if !ok {
+		return nil, fmt.Errorf("no region %q", name)
+	}
+	return rc, nil
 }
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Msg) }
 
 // reason classifies a request error for counting: "503 stale",
 // "transport", "timeout".
 func reason(err error) string {
-	var ae *apiError
+	var ae *client.APIError
 	switch {
 	case errors.As(err, &ae):
 		if ae.Code != "" {
@@ -55,117 +64,69 @@ func reason(err error) string {
 	return "transport"
 }
 
-func (c *apiClient) do(ctx context.Context, method, region, path string, body []byte, hdr map[string]string) (int, http.Header, []byte, error) {
-	base, ok := c.urls[region]
-	if !ok {
-		return 0, nil, nil, fmt.Errorf("no region %q", region)
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+// put writes key at region, blind (no causal context).
+func (c *apiClient) put(ctx context.Context, region, key string, value []byte) (client.WriteResult, error) {
+	rc, err := c.region(region)
 	if err != nil {
-		return 0, nil, nil, err
+		return client.WriteResult{}, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, resp.Header, nil, err
-	}
-	return resp.StatusCode, resp.Header, b, nil
+	return rc.Put(ctx, key, value)
 }
 
-func asAPIError(status int, body []byte) error {
-	var e struct {
-		Error string `json:"error"`
-		Code  string `json:"code"`
-	}
-	json.Unmarshal(body, &e) //nolint:errcheck // best effort: the status alone is enough
-	return &apiError{Status: status, Code: e.Code, Msg: e.Error}
-}
-
-// writeAnswer is the body of a successful PUT.
-type writeAnswer struct {
-	Key     string `json:"key"`
-	Context string `json:"context"`
-	Session string `json:"session"`
-	// Dot is the new version's dot "actor:counter", if the gateway says.
-	Dot string `json:"dot"`
-}
-
-func (c *apiClient) put(ctx context.Context, region, key string, value []byte) (writeAnswer, error) {
-	status, _, body, err := c.do(ctx, http.MethodPut, region, "/v1/kv/"+key, value, nil)
+// get reads a key and returns the answer's status: 200, 300 and 404 are
+// answers, not errors; an error answer's status comes with its error.
+func (c *apiClient) get(ctx context.Context, region, key string, opts ...client.CallOption) (int, error) {
+	rc, err := c.region(region)
 	if err != nil {
-		return writeAnswer{}, err
+		return 0, err
 	}
-	if status != http.StatusOK {
-		return writeAnswer{}, asAPIError(status, body)
+	v, err := rc.Get(ctx, key, opts...)
+	var ae *client.APIError
+	switch {
+	case err == nil && v.HasSiblings():
+		return http.StatusMultipleChoices, nil
+	case err == nil:
+		return http.StatusOK, nil
+	case client.IsNotFound(err):
+		return http.StatusNotFound, nil
+	case errors.As(err, &ae):
+		return ae.Status, err
 	}
-	var ans writeAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
-		return writeAnswer{}, fmt.Errorf("decode write answer: %w", err)
-	}
-	return ans, nil
+	return 0, err
 }
 
-// get reads a key; 200, 300 and 404 are answers, not errors.
-func (c *apiClient) get(ctx context.Context, region, key string, hdr map[string]string) (int, []byte, error) {
-	status, _, body, err := c.do(ctx, http.MethodGet, region, "/v1/kv/"+key, nil, hdr)
+// meta reads every version of key at region.
+func (c *apiClient) meta(ctx context.Context, region, key string) (client.Meta, error) {
+	rc, err := c.region(region)
 	if err != nil {
-		return 0, nil, err
+		return client.Meta{}, err
 	}
-	switch status {
-	case http.StatusOK, http.StatusMultipleChoices, http.StatusNotFound:
-		return status, body, nil
-	}
-	return status, body, asAPIError(status, body)
+	return rc.Meta(ctx, key)
 }
 
-// regionStatus is the body of GET /v1/status, as the gateway writes it.
-type regionStatus = gateway.StatusReport
-
-// statusLink is one link of it.
-type statusLink = link.LinkStatus
-
-func (c *apiClient) status(ctx context.Context, region string) (regionStatus, error) {
-	status, _, body, err := c.do(ctx, http.MethodGet, region, "/v1/status", nil, nil)
+func (c *apiClient) status(ctx context.Context, region string) (client.Status, error) {
+	rc, err := c.region(region)
 	if err != nil {
-		return regionStatus{}, err
+		return client.Status{}, err
 	}
-	if status != http.StatusOK {
-		return regionStatus{}, asAPIError(status, body)
-	}
-	var st regionStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		return regionStatus{}, fmt.Errorf("decode status: %w", err)
-	}
-	return st, nil
+	return rc.Status(ctx)
 }
 
 func (c *apiClient) healthy(ctx context.Context, region string) bool {
-	status, _, _, err := c.do(ctx, http.MethodGet, region, "/healthz", nil, nil)
-	return err == nil && status == http.StatusOK
+	rc, err := c.region(region)
+	return err == nil && rc.Health(ctx) == nil
 }
 
 // linkAdmin pauses or resumes the link from -> region at region.
 func (c *apiClient) linkAdmin(ctx context.Context, region, from, action string) error {
-	status, _, body, err := c.do(ctx, http.MethodPost, region, "/v1/admin/links/"+from+"/"+action, []byte("{}"), nil)
+	rc, err := c.region(region)
 	if err != nil {
 		return err
 	}
-	if status != http.StatusOK {
-		return asAPIError(status, body)
+	if action == "pause" {
+		_, err = rc.PauseLink(ctx, from)
+	} else {
+		_, err = rc.ResumeLink(ctx, from)
 	}
-	return nil
+	return err
 }

@@ -2,7 +2,6 @@ package testbed
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"slices"
 	"testing"
@@ -32,14 +31,17 @@ func TestInProcessFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dep.close()
-	client := newAPIClient(dep.urls(), 5*time.Second, 2)
-	defer client.close()
+	api, err := newAPIClient(dep.urls(), 5*time.Second, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.close()
 	plan, err := topology.New(sc.Regions, sc.Topology)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &runner{sc: sc, log: log}
-	if err := r.waitReady(ctx, client, plan); err != nil {
+	if err := r.waitReady(ctx, api, plan); err != nil {
 		t.Fatal(err)
 	}
 	// Both links dialled through the network's proxies.
@@ -52,37 +54,27 @@ func TestInProcessFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := time.Now()
-	if _, err := client.put(ctx, "b", "k", []byte(`{"w":"1"}`)); err != nil {
+	if _, err := api.put(ctx, "b", "k", []byte(`{"w":"1"}`)); err != nil {
 		t.Fatal(err)
 	}
-	_, _, body, err := client.do(ctx, "GET", "b", "/v1/kv/k?meta=true", nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	meta, err := api.meta(ctx, "b", "k")
+	if err != nil || len(meta.Versions) != 1 {
+		t.Fatalf("meta = %+v (%v)", meta, err)
 	}
-	var meta struct {
-		Versions []struct {
-			HLC struct {
-				W int64 `json:"w"`
-			} `json:"hlc"`
-		} `json:"versions"`
-	}
-	if err := json.Unmarshal(body, &meta); err != nil || len(meta.Versions) != 1 {
-		t.Fatalf("meta = %s (%v)", body, err)
-	}
-	if w := time.UnixMilli(meta.Versions[0].HLC.W); w.Before(before.Add(skew - time.Minute)) {
+	if w := time.UnixMilli(meta.Versions[0].HLC.Wall); w.Before(before.Add(skew - time.Minute)) {
 		t.Fatalf("write at b has HLC %s; want about %s ahead of %s", w, skew, before)
 	}
 
 	if err := dep.kill(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if client.healthy(ctx, "a") {
+	if api.healthy(ctx, "a") {
 		t.Fatal("a still serves after kill")
 	}
 	if err := dep.restart(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if !client.healthy(ctx, "a") {
+	if !api.healthy(ctx, "a") {
 		t.Fatal("a does not serve after restart")
 	}
 	states, err := dep.finalStates(ctx)

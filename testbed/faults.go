@@ -29,13 +29,13 @@ type FaultEvent struct {
 // faults runs a scenario's fault timeline against a deployment and its
 // network, and undoes whatever is still in force when asked.
 type faults struct {
-	sc     *Scenario
-	plan   *topology.Plan
-	dep    deployment
-	net    *network
-	client *apiClient
-	log    *slog.Logger
-	start  time.Time
+	sc    *Scenario
+	plan  *topology.Plan
+	dep   deployment
+	net   *network
+	api   *apiClient
+	log   *slog.Logger
+	start time.Time
 	// life is the run's context: regions restarted by a fault live in it,
 	// past the end of the timeline.
 	life context.Context
@@ -46,8 +46,8 @@ type faults struct {
 	latest string
 }
 
-func newFaults(life context.Context, sc *Scenario, plan *topology.Plan, dep deployment, net *network, client *apiClient, log *slog.Logger) *faults {
-	return &faults{life: life, sc: sc, plan: plan, dep: dep, net: net, client: client, log: log, active: map[int]bool{}}
+func newFaults(life context.Context, sc *Scenario, plan *topology.Plan, dep deployment, net *network, api *apiClient, log *slog.Logger) *faults {
+	return &faults{life: life, sc: sc, plan: plan, dep: dep, net: net, api: api, log: log, active: map[int]bool{}}
 }
 
 type faultAction struct {
@@ -216,7 +216,7 @@ func (f *faults) apply(ctx context.Context, ft Fault, on bool) error {
 		}
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return f.client.linkAdmin(actx, ft.Pause.Region, ft.Pause.From, action)
+		return f.api.linkAdmin(actx, ft.Pause.Region, ft.Pause.From, action)
 	case "skew":
 		by := ft.Skew.By
 		if !on {

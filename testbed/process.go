@@ -177,8 +177,11 @@ func (p *processes) start(ctx context.Context, region string) error {
 	p.mu.Unlock()
 	p.log.Info("region process started", "region", region, "pid", cmd.Process.Pid)
 
-	client := newAPIClient(map[string]string{region: p.base[region]}, time.Second, 1)
-	defer client.close()
+	api, err := newAPIClient(map[string]string{region: p.base[region]}, time.Second, 1)
+	if err != nil {
+		return err
+	}
+	defer api.close()
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		select {
@@ -186,7 +189,7 @@ func (p *processes) start(ctx context.Context, region string) error {
 			return fmt.Errorf("region %s exited at start: %s (log %s)", region, cmd.ProcessState, lastLines(p.logs[region], 5))
 		default:
 		}
-		if client.healthy(ctx, region) {
+		if api.healthy(ctx, region) {
 			return nil
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {

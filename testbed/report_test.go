@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/testbed/wan"
 )
 
@@ -155,21 +156,21 @@ func TestProgressLine(t *testing.T) {
 }
 
 func TestStatusesQuiescent(t *testing.T) {
-	up := []statusLink{{From: "b", To: "a", State: "up"}}
-	a := regionStatus{Region: "a", Actor: "a~1", Seq: 5, Applied: map[string]uint64{"a~1": 5, "b~1": 3}, Links: up}
-	b := regionStatus{Region: "b", Actor: "b~1", Seq: 3, Applied: map[string]uint64{"a~1": 5, "b~1": 3}}
-	if !statusesQuiescent([]regionStatus{a, b}) {
+	up := []client.LinkStatus{{From: "b", To: "a", State: "up"}}
+	a := client.Status{Region: "a", Actor: "a~1", Seq: 5, Applied: map[string]uint64{"a~1": 5, "b~1": 3}, Links: up}
+	b := client.Status{Region: "b", Actor: "b~1", Seq: 3, Applied: map[string]uint64{"a~1": 5, "b~1": 3}}
+	if !statusesQuiescent([]client.Status{a, b}) {
 		t.Fatal("caught-up regions not quiescent")
 	}
 	behind := b
 	behind.Applied = map[string]uint64{"a~1": 4, "b~1": 3}
 	pending := a
-	pending.Links = []statusLink{{State: "up", Pending: 2}}
+	pending.Links = []client.LinkStatus{{State: "up", Pending: 2}}
 	down := a
-	down.Links = []statusLink{{State: "down"}}
+	down.Links = []client.LinkStatus{{State: "down"}}
 	outbox := a
 	outbox.Outbox = 1
-	for name, sts := range map[string][]regionStatus{
+	for name, sts := range map[string][]client.Status{
 		"behind": {a, behind}, "pending": {pending, b}, "link down": {down, b}, "outbox": {outbox, b},
 	} {
 		if statusesQuiescent(sts) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/geogate/geogate/topology/link"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,8 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/testbed/wan"
 	"github.com/geogate/geogate/topology"
+	"github.com/geogate/geogate/topology/link"
 )
 
 // RunOptions are a run's settings beyond its scenario.
@@ -201,24 +202,27 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			r.log.Warn("closing regions", "err", err)
 		}
 	}()
-	client := newAPIClient(dep.urls(), sc.Workload.Timeout, sc.Workload.Concurrency)
-	defer client.close()
+	api, err := newAPIClient(dep.urls(), sc.Workload.Timeout, sc.Workload.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	defer api.close()
 
-	if err := r.waitReady(life, client, plan); err != nil {
+	if err := r.waitReady(life, api, plan); err != nil {
 		return nil, err
 	}
 
 	// The workload, the fault timeline and the lag sampler share one clock:
 	// the workload's start.
 	start := time.Now()
-	sampler := newLagSampler(client, sc.Regions, start, r.opts.SampleEvery)
+	sampler := newLagSampler(api, sc.Regions, start, r.opts.SampleEvery)
 	sampleCtx, stopSampling := context.WithCancel(life)
 	var sampling sync.WaitGroup
 	sampling.Add(1)
 	go func() { defer sampling.Done(); sampler.run(sampleCtx) }()
 
-	work := newWorkload(sc.Workload, sc.Regions, client, seed, start)
-	flt := newFaults(life, sc, plan, dep, net, client, r.log)
+	work := newWorkload(sc.Workload, sc.Regions, api, seed, start)
+	flt := newFaults(life, sc, plan, dep, net, api, r.log)
 	workCtx, stopWork := context.WithTimeout(life, sc.Duration)
 	defer stopWork()
 	var wg sync.WaitGroup
@@ -238,7 +242,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start), Ops: ops, Acked: ackedN, Errors: errs})
 	flt.undo()
 	qStart := time.Now()
-	timedOut := !r.waitQuiescent(life, client, dep, work, start)
+	timedOut := !r.waitQuiescent(life, api, dep, work, start)
 	quiesced := time.Since(qStart)
 	stopSampling()
 	sampling.Wait()
@@ -333,13 +337,13 @@ const readyTimeout = 60 * time.Second
 
 // waitReady polls until every region answers /healthz and reports all its
 // inbound links up.
-func (r *runner) waitReady(ctx context.Context, client *apiClient, plan *topology.Plan) error {
+func (r *runner) waitReady(ctx context.Context, api *apiClient, plan *topology.Plan) error {
 	deadline := time.Now().Add(readyTimeout)
 	var last error
 	for time.Now().Before(deadline) {
 		last = nil
 		for _, region := range r.sc.Regions {
-			st, err := client.status(ctx, region)
+			st, err := api.status(ctx, region)
 			if err != nil {
 				last = fmt.Errorf("region %s: %w", region, err)
 				break
@@ -370,13 +374,13 @@ func (r *runner) waitReady(ctx context.Context, client *apiClient, plan *topolog
 // no outbox holds untrimmed entries and every link is up with nothing
 // pending, twice in a row. It reports false when the scenario's
 // quiescence bound passed first.
-func (r *runner) waitQuiescent(ctx context.Context, client *apiClient, dep deployment, work *workload, start time.Time) bool {
+func (r *runner) waitQuiescent(ctx context.Context, api *apiClient, dep deployment, work *workload, start time.Time) bool {
 	deadline := time.Now().Add(r.sc.Quiescence)
 	streak := 0
 	for time.Now().Before(deadline) {
 		ops, acked, errs := work.progress()
 		r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start), Ops: ops, Acked: acked, Errors: errs})
-		if quiescent(ctx, client, r.sc.Regions) {
+		if quiescent(ctx, api, r.sc.Regions) {
 			streak++
 			if streak >= 2 {
 				return true
@@ -393,10 +397,10 @@ func (r *runner) waitQuiescent(ctx context.Context, client *apiClient, dep deplo
 
 // quiescent reports whether one poll of every region's status shows
 // nothing left to exchange.
-func quiescent(ctx context.Context, client *apiClient, regions []string) bool {
-	var sts []regionStatus
+func quiescent(ctx context.Context, api *apiClient, regions []string) bool {
+	var sts []client.Status
 	for _, region := range regions {
-		st, err := client.status(ctx, region)
+		st, err := api.status(ctx, region)
 		if err != nil {
 			return false
 		}
@@ -406,7 +410,7 @@ func quiescent(ctx context.Context, client *apiClient, regions []string) bool {
 }
 
 // statusesQuiescent is the pure part of quiescent.
-func statusesQuiescent(sts []regionStatus) bool {
+func statusesQuiescent(sts []client.Status) bool {
 	for _, st := range sts {
 		if st.Outbox > 0 {
 			return false
@@ -441,7 +445,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // lagSampler reads every region's link lag from /v1/status periodically.
 type lagSampler struct {
-	client  *apiClient
+	api     *apiClient
 	regions []string
 	start   time.Time
 	every   time.Duration
@@ -450,8 +454,8 @@ type lagSampler struct {
 	data []LagSample
 }
 
-func newLagSampler(client *apiClient, regions []string, start time.Time, every time.Duration) *lagSampler {
-	return &lagSampler{client: client, regions: regions, start: start, every: every}
+func newLagSampler(api *apiClient, regions []string, start time.Time, every time.Duration) *lagSampler {
+	return &lagSampler{api: api, regions: regions, start: start, every: every}
 }
 
 // run samples until ctx ends. A region that does not answer (killed) is
@@ -467,7 +471,7 @@ func (s *lagSampler) run(ctx context.Context) {
 				defer wg.Done()
 				sctx, cancel := context.WithTimeout(ctx, s.every*4)
 				defer cancel()
-				st, err := s.client.status(sctx, region)
+				st, err := s.api.status(sctx, region)
 				if err != nil {
 					return
 				}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/conflict"
 )
 
@@ -16,7 +17,7 @@ var errNoDot = errors.New("write answer does not name the new version's dot")
 
 // writeDot returns the dot of the version a write created, from the
 // answer's "dot" field.
-func writeDot(ans writeAnswer) (conflict.Dot, error) {
+func writeDot(ans client.WriteResult) (conflict.Dot, error) {
 	if ans.Dot == "" {
 		return conflict.Dot{}, errNoDot
 	}

@@ -3,19 +3,20 @@ package testbed
 import (
 	"testing"
 
+	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/conflict"
 )
 
 func TestWriteDot(t *testing.T) {
 	cases := []struct {
 		name string
-		ans  writeAnswer
+		ans  client.WriteResult
 		want conflict.Dot
 		ok   bool
 	}{
-		{"dot field", writeAnswer{Dot: "eu-west~b2:3"}, conflict.Dot{Actor: "eu-west~b2", Counter: 3}, true},
-		{"no dot", writeAnswer{Context: "c", Session: "s"}, conflict.Dot{}, false},
-		{"bad dot field", writeAnswer{Dot: "nocounter"}, conflict.Dot{}, false},
+		{"dot field", client.WriteResult{Dot: "eu-west~b2:3"}, conflict.Dot{Actor: "eu-west~b2", Counter: 3}, true},
+		{"no dot", client.WriteResult{Context: "c", Session: "s"}, conflict.Dot{}, false},
+		{"bad dot field", client.WriteResult{Dot: "nocounter"}, conflict.Dot{}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/geogate/geogate/gateway"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/geogate/geogate/client"
 )
 
 // workload drives the HTTP API of a run's regions at the scenario's rate
@@ -24,11 +25,11 @@ type workload struct {
 	spec Workload
 	// all are every region of the run: session reads go to one of them
 	// other than the writer's.
-	all    []string
-	client *apiClient
-	seed   uint64
-	start  time.Time
-	pad    string
+	all   []string
+	api   *apiClient
+	seed  uint64
+	start time.Time
+	pad   string
 
 	nextID atomic.Uint64
 	ops    atomic.Uint64
@@ -45,9 +46,9 @@ type workload struct {
 	dotsUnknown  uint64
 }
 
-func newWorkload(spec Workload, all []string, client *apiClient, seed uint64, start time.Time) *workload {
+func newWorkload(spec Workload, all []string, api *apiClient, seed uint64, start time.Time) *workload {
 	return &workload{
-		spec: spec, all: all, client: client, seed: seed, start: start,
+		spec: spec, all: all, api: api, seed: seed, start: start,
 		pad:         strings.Repeat("x", max(spec.ValueBytes-48, 0)),
 		writeErrors: map[string]int{}, reads: map[string]int{},
 	}
@@ -154,22 +155,22 @@ func (w *workload) document(id, region string) []byte {
 	return b
 }
 
-func (w *workload) write(ctx context.Context, region, key string, hot bool) (writeAnswer, bool) {
+func (w *workload) write(ctx context.Context, region, key string, hot bool) (client.WriteResult, bool) {
 	id := "w" + strconv.FormatUint(w.nextID.Add(1), 10)
 	w.writes.Add(1)
 	t0 := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.spec.Timeout)
-	ans, err := w.client.put(rctx, region, key, w.document(id, region))
+	ans, err := w.api.put(rctx, region, key, w.document(id, region))
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return writeAnswer{}, false // the run ended mid-request; not a gateway error
+			return client.WriteResult{}, false // the run ended mid-request; not a gateway error
 		}
 		w.errs.Add(1)
 		w.mu.Lock()
 		w.writeErrors[reason(err)]++
 		w.mu.Unlock()
-		return writeAnswer{}, false
+		return client.WriteResult{}, false
 	}
 	now := time.Now()
 	a := AckedWrite{ID: id, Key: key, Region: region, At: now.Sub(w.start), Latency: now.Sub(t0), Conflict: hot}
@@ -189,7 +190,7 @@ func (w *workload) write(ctx context.Context, region, key string, hot bool) (wri
 
 func (w *workload) read(ctx context.Context, region, key string) {
 	rctx, cancel := context.WithTimeout(ctx, w.spec.Timeout)
-	status, _, err := w.client.get(rctx, region, key, nil)
+	status, err := w.api.get(rctx, region, key)
 	cancel()
 	what := strconv.Itoa(status)
 	if err != nil {
@@ -207,13 +208,10 @@ func (w *workload) read(ctx context.Context, region, key string) {
 // (the region did not catch up within session_wait) or a 404 (the key is
 // missing although the region claims to have caught up) is a violation.
 func (w *workload) sessionRead(ctx context.Context, writeRegion, region, key, session string) {
-	hdr := map[string]string{
-		gateway.HeaderSession: session,
-		gateway.HeaderWait:    strconv.FormatInt(w.spec.SessionWait.Milliseconds(), 10),
-	}
+	opts := []client.CallOption{client.Session(session), client.Wait(w.spec.SessionWait)}
 	t0 := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.spec.Timeout+w.spec.SessionWait)
-	status, _, err := w.client.get(rctx, region, key, hdr)
+	status, err := w.api.get(rctx, region, key, opts...)
 	cancel()
 	if err != nil && ctx.Err() != nil {
 		return // the run ended mid-request

@@ -1,26 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/geogate/geogate/client"
 )
 
 // clientFlags are the flags shared by the client verbs.
 type clientFlags struct {
 	url, context, session string
-	wait                  int
+	token, ca, cert, key  string
+	wait                  int // ms
 	verbose               bool
 }
 
@@ -29,75 +30,87 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	if def == "" {
 		def = "http://127.0.0.1:7101"
 	}
-	cmd.Flags().StringVar(&f.url, "url", def, "base URL of a region's HTTP API (default from $GEOGATE_URL)")
-	cmd.Flags().StringVar(&f.session, "session", "", "session token from an earlier write (read-your-writes across regions)")
-	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print the status line and the X-Geo-* headers to stderr")
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "url", def, "base URL of a region's HTTP API (default from $GEOGATE_URL); several, comma-separated, are tried in order")
+	fl.StringVar(&f.session, "session", "", "session token from an earlier write (read-your-writes across regions)")
+	fl.StringVar(&f.token, "token", "", "bearer token sent as Authorization: Bearer TOKEN")
+	fl.StringVar(&f.ca, "ca", "", "PEM file of the CA to trust for https URLs (default: the system's)")
+	fl.StringVar(&f.cert, "cert", "", "PEM client certificate to present (with --key)")
+	fl.StringVar(&f.key, "key", "", "PEM key of --cert")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print each request's status line and the X-Geo-* headers to stderr")
 }
 
-func (f *clientFlags) do(cmd *cobra.Command, method, path string, body []byte) ([]byte, int, error) {
-	base, err := url.Parse(f.url)
-	if err != nil || base.Scheme == "" || base.Host == "" {
-		return nil, 0, fmt.Errorf("--url %q is not a URL like http://127.0.0.1:7101", f.url)
+// client builds a stateless client (the verb passes the tokens given as
+// flags) with the flags' endpoints, TLS and token.
+func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, error) {
+	var urls []string
+	for _, u := range strings.Split(f.url, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
 	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	opts := []client.Option{client.WithoutTracking()}
+	if f.token != "" {
+		opts = append(opts, client.WithToken(f.token))
 	}
-	req, err := http.NewRequestWithContext(cmd.Context(), method, strings.TrimRight(f.url, "/")+path, rd)
-	if err != nil {
-		return nil, 0, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if f.context != "" {
-		req.Header.Set("X-Geo-Context", f.context)
-	}
-	if f.session != "" {
-		req.Header.Set("X-Geo-Session", f.session)
+	if f.ca != "" || f.cert != "" || f.key != "" {
+		opts = append(opts, client.WithTLSFiles(f.ca, f.cert, f.key))
 	}
 	if f.wait > 0 {
-		req.Header.Set("X-Geo-Wait", fmt.Sprint(f.wait))
-	}
-	client := &http.Client{Timeout: 60 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s %s: %w (is a region running at %s?)", method, path, err, f.url)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, resp.StatusCode, err
+		opts = append(opts, client.WithWait(time.Duration(f.wait)*time.Millisecond))
 	}
 	if f.verbose {
-		fmt.Fprintln(cmd.ErrOrStderr(), resp.Status)
-		for _, h := range []string{"X-Geo-Context", "X-Geo-Session", "X-Geo-Rule", "Location"} {
-			if v := resp.Header.Get(h); v != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", h, v)
+		stderr := cmd.ErrOrStderr()
+		opts = append(opts, client.WithObserver(func(ex client.Exchange) {
+			if ex.Err != nil {
+				fmt.Fprintf(stderr, "%s %s: %v\n", ex.Method, ex.URL, ex.Err)
+				return
 			}
-		}
+			fmt.Fprintf(stderr, "%s %s: %d %s\n", ex.Method, ex.URL, ex.Status, http.StatusText(ex.Status))
+			for _, h := range []string{client.HeaderContext, client.HeaderSession, client.HeaderRule, "Location"} {
+				if v := ex.Header.Get(h); v != "" {
+					fmt.Fprintf(stderr, "%s: %s\n", h, v)
+				}
+			}
+		}))
 	}
-	if resp.StatusCode >= 400 {
-		var e struct{ Error, Code string }
-		if json.Unmarshal(out, &e) == nil && e.Error != "" {
-			return out, resp.StatusCode, fmt.Errorf("%s (%d %s)", e.Error, resp.StatusCode, e.Code)
-		}
-		return out, resp.StatusCode, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	c, err := client.New(urls, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--url %q: %w", f.url, err)
 	}
-	return out, resp.StatusCode, nil
+	return c, nil
 }
 
-// print sends the request and prints the answer's body on success.
-func (f *clientFlags) print(cmd *cobra.Command, method, path string, body []byte) error {
-	out, _, err := f.do(cmd, method, path, body)
+// calls returns the per-call options the flags give.
+func (f *clientFlags) calls(withContext bool) []client.CallOption {
+	var o []client.CallOption
+	if f.session != "" {
+		o = append(o, client.Session(f.session))
+	}
+	if withContext && f.context != "" {
+		o = append(o, client.CausalContext(f.context))
+	}
+	return o
+}
+
+// explain adds what to check to an error that is not the server's answer.
+func (f *clientFlags) explain(err error) error {
+	var ae *client.APIError
+	if err == nil || errors.As(err, &ae) {
+		return err
+	}
+	return fmt.Errorf("%w (is a region running at %s?)", err, f.url)
+}
+
+// printJSON writes v as one line of JSON.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = cmd.OutOrStdout().Write(out)
+	_, err = w.Write(append(b, '\n'))
 	return err
 }
-
-func kvPath(key string) string { return "/v1/kv/" + url.PathEscape(key) }
 
 func newPut() *cobra.Command {
 	var f clientFlags
@@ -118,7 +131,16 @@ func newPut() *cobra.Command {
 			if !json.Valid(value) {
 				return errors.New("VALUE is not valid JSON: quote strings, e.g. '\"text\"' or '{\"a\":1}'")
 			}
-			return f.print(cmd, http.MethodPut, kvPath(args[0]), value)
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.Put(cmd.Context(), args[0], json.RawMessage(value), f.calls(true)...)
+			if err != nil {
+				return f.explain(err)
+			}
+			return printJSON(cmd.OutOrStdout(), res)
 		},
 	}
 	f.register(cmd)
@@ -134,11 +156,27 @@ func newGet() *cobra.Command {
 		Short: "Read a key: the document, or {\"siblings\": [...]} when concurrent values are unresolved",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := kvPath(args[0])
-			if meta {
-				path += "?meta=true"
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
 			}
-			return f.print(cmd, http.MethodGet, path, nil)
+			defer c.Close()
+			if meta {
+				m, err := c.Meta(cmd.Context(), args[0], f.calls(false)...)
+				if err != nil {
+					return f.explain(err)
+				}
+				return printJSON(cmd.OutOrStdout(), m)
+			}
+			v, err := c.Get(cmd.Context(), args[0], f.calls(false)...)
+			if err != nil {
+				return f.explain(err)
+			}
+			if v.HasSiblings() {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"siblings": v.Siblings})
+			}
+			_, err = cmd.OutOrStdout().Write(append(v.Data, '\n'))
+			return err
 		},
 	}
 	f.register(cmd)
@@ -154,7 +192,16 @@ func newDel() *cobra.Command {
 		Short: "Delete a key (writes a tombstone that replicates)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.print(cmd, http.MethodDelete, kvPath(args[0]), nil)
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.Delete(cmd.Context(), args[0], f.calls(true)...)
+			if err != nil {
+				return f.explain(err)
+			}
+			return printJSON(cmd.OutOrStdout(), res)
 		},
 	}
 	f.register(cmd)
@@ -170,42 +217,28 @@ func newStatus() *cobra.Command {
 		Short: "Show a region's sequence, applied watermarks and links with their lag",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, _, err := f.do(cmd, http.MethodGet, "/v1/status", nil)
+			c, err := f.client(cmd)
 			if err != nil {
 				return err
 			}
-			if raw {
-				cmd.OutOrStdout().Write(out) //nolint:errcheck
-				return nil
+			defer c.Close()
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return f.explain(err)
 			}
-			return printStatus(cmd.OutOrStdout(), out)
+			if raw {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			printStatus(cmd.OutOrStdout(), st)
+			return nil
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&raw, "json", false, "print the raw JSON")
+	cmd.Flags().BoolVar(&raw, "json", false, "print the JSON answer")
 	return cmd
 }
 
-func printStatus(w io.Writer, body []byte) error {
-	var s struct {
-		Region, Actor, Topology string
-		Seq                     uint64
-		Applied                 map[string]uint64
-		Outbox                  uint64 `json:"outbox_pending"`
-		Rules                   struct {
-			Hash, Source string
-			Count        int
-			LoadedAt     string `json:"loaded_at"`
-		}
-		Links []struct {
-			From, To, State string
-			Pending         uint64
-			Lag             float64 `json:"lag_seconds"`
-		}
-	}
-	if err := json.Unmarshal(body, &s); err != nil {
-		return fmt.Errorf("status: %w", err)
-	}
+func printStatus(w io.Writer, s client.Status) {
 	fmt.Fprintf(w, "region   %s (actor %s)\ntopology %s\nseq      %d   outbox pending %d\n", s.Region, s.Actor, s.Topology, s.Seq, s.Outbox)
 	if s.Rules.Hash != "" {
 		fmt.Fprintf(w, "rules    %s (%d rules from %s, loaded %s)\n", s.Rules.Hash, s.Rules.Count, s.Rules.Source, s.Rules.LoadedAt)
@@ -216,7 +249,6 @@ func printStatus(w io.Writer, body []byte) error {
 	}
 	fmt.Fprintln(w, "links:")
 	for _, l := range s.Links {
-		fmt.Fprintf(w, "  %s -> %s  %-6s pending %-8d lag %.3fs\n", l.From, l.To, l.State, l.Pending, l.Lag)
+		fmt.Fprintf(w, "  %s -> %s  %-6s pending %-8d lag %.3fs\n", l.From, l.To, l.State, l.Pending, l.LagSeconds)
 	}
-	return nil
 }

@@ -189,4 +189,14 @@ func TestClientVerbs(t *testing.T) {
 	if _, err := run("get", "k", "--url", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "is a region running") {
 		t.Fatalf("unreachable: %v", err)
 	}
+	// Several URLs: the first is down, the second answers. Keys that look
+	// like paths arrive unchanged.
+	urls := "http://127.0.0.1:1," + url
+	if out, err := run("put", "..", `{"dots":2}`, "--url", urls, "-v"); err != nil ||
+		!strings.Contains(out, "connection refused") || !strings.Contains(out, ": 200 OK") || !strings.Contains(out, "X-Geo-Session: ") {
+		t.Fatalf("put with failover, verbose: %v %s", err, out)
+	}
+	if out, err := run("get", "..", "--url", urls); err != nil || strings.TrimSpace(out) != `{"dots":2}` {
+		t.Fatalf("get ..: %v %q", err, out)
+	}
 }

@@ -307,15 +307,12 @@ func regionsOf(src []byte) ([]string, error) {
 
 // getJSON GETs path from the region and decodes the 200 answer.
 func getJSON(cmd *cobra.Command, f *clientFlags, path string, v any) error {
-	body, status, err := f.do(cmd, "GET", path, nil)
+	c, err := f.client(cmd)
 	if err != nil {
-		return fmt.Errorf("plan: %w", err)
+		return err
 	}
-	if status != 200 {
-		return fmt.Errorf("plan: GET %s: %d %s", path, status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("plan: GET %s: %w", path, err)
+	if err := c.GetJSON(cmd.Context(), path, v); err != nil {
+		return fmt.Errorf("plan: %w", f.explain(err))
 	}
 	return nil
 }

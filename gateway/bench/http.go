@@ -4,11 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
+
+	"github.com/geogate/geogate/client"
 )
+
+// checkEvery is how often (every n-th write, and the first) the load
+// generator decodes a write answer in full and checks it; the others are
+// checked by status only, to keep the generator's CPU off the measurement.
+const checkEvery = 256
 
 // httpPuts runs n PUTs of fresh keys bench-<prefix>-<i> from `clients`
 // keep-alive clients and returns the rate of acknowledged (200) writes.
@@ -17,7 +25,9 @@ import (
 // wrk's: a lean load generator, so that on a small machine the benchmark's
 // own client does not eat the CPU the gateway is measured on (net/http's
 // client costs about a fifth of two cores at these rates). Every answer is
-// read whole and its status checked.
+// read whole and its status checked; every checkEvery-th is decoded as the
+// Go client decodes it (client.WriteResult) and must name the key, its
+// new version, its context and a session.
 func httpPuts(ctx context.Context, base, prefix string, n, clients int) (float64, error) {
 	u, err := url.Parse(base)
 	if err != nil {
@@ -36,7 +46,7 @@ func httpPuts(ctx context.Context, base, prefix string, n, clients int) (float64
 	return parallel(n, clients, func(i int) error {
 		c := <-conns
 		defer func() { conns <- c }()
-		return c.put(fmt.Sprintf("/v1/kv/bench-%s-%d", prefix, i), u.Host, body)
+		return c.put(fmt.Sprintf("bench-%s-%d", prefix, i), u.Host, body, i%checkEvery == 0)
 	})
 }
 
@@ -56,9 +66,11 @@ func dialPut(ctx context.Context, host string) (*putConn, error) {
 	return &putConn{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}, nil
 }
 
-// put sends one PUT and reads its whole answer; anything but 200 is an
-// error.
-func (c *putConn) put(path, host string, body []byte) error {
+// put sends one PUT of key (no byte of it needs escaping) and reads its
+// whole answer; anything but 200 is an error, and so is an answer that,
+// when check is set, does not decode to a write result for key.
+func (c *putConn) put(key, host string, body []byte, check bool) error {
+	path := "/v1/kv/" + key
 	fmt.Fprintf(c.w, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, host, len(body))
 	c.w.Write(body) //nolint:errcheck // surfaces at Flush
 	if err := c.w.Flush(); err != nil {
@@ -87,11 +99,36 @@ func (c *putConn) put(path, host string, body []byte) error {
 	if length < 0 {
 		return fmt.Errorf("PUT %s: answer without Content-Length", path)
 	}
+	if ok && check {
+		if err := c.checkAnswer(key, length); err != nil {
+			return fmt.Errorf("PUT %s: %w", path, err)
+		}
+	}
 	if _, err := c.r.Discard(length); err != nil {
 		return fmt.Errorf("PUT %s: %w", path, err)
 	}
 	if !ok {
 		return fmt.Errorf("PUT %s: %s", path, bytes.TrimSpace(status))
+	}
+	return nil
+}
+
+// checkAnswer decodes the answer's body, the next length bytes, without
+// consuming them.
+func (c *putConn) checkAnswer(key string, length int) error {
+	b, err := c.r.Peek(length)
+	if err == bufio.ErrBufferFull {
+		return fmt.Errorf("write answer of %d bytes, more than a write answer takes", length)
+	}
+	if err != nil {
+		return err
+	}
+	var ans client.WriteResult
+	if err := json.Unmarshal(b, &ans); err != nil {
+		return fmt.Errorf("write answer %q: %w", b, err)
+	}
+	if ans.Key != key || ans.Dot == "" || ans.Context == "" || ans.Session == "" {
+		return fmt.Errorf("write answer %q does not name key %q, its version, context and session", b, key)
 	}
 	return nil
 }

@@ -248,6 +248,7 @@ func TestDefaults(t *testing.T) {
 		Conflicts: Conflicts{Retention: 100000, MaxAge: 168 * time.Hour},
 		Sessions:  Sessions{DefaultWait: 2 * time.Second, MaxWait: 30 * time.Second},
 		Log:       Log{Level: "info", Format: "text"},
+		Storage:   Storage{MinFreeBytes: 512 << 20},
 		Rules:     []rules.Spec{{Name: "default", Match: "true", Strategy: "lww"}},
 		fileOrder: []string{"us-east", "eu-west", "ap-south"},
 	}

@@ -1,0 +1,195 @@
+package client
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/geogate/geogate/conflict"
+)
+
+// The header names of the HTTP API.
+const (
+	// HeaderContext carries a key's causal context token, in answers to
+	// reads and writes of the key and in writes that pass it back.
+	HeaderContext = "X-Geo-Context"
+	// HeaderSession carries the session token: in write answers, and in
+	// requests whose reads must see what the session has seen.
+	HeaderSession = "X-Geo-Session"
+	// HeaderWait bounds, in milliseconds, how long a read carrying a session
+	// waits for the region to catch up.
+	HeaderWait = "X-Geo-Wait"
+	// HeaderRule names the rule that governs the key read.
+	HeaderRule = "X-Geo-Rule"
+)
+
+// WriteResult is the answer to a PUT or DELETE of a key, as the server
+// writes it (the gateway's write answer; the load generator of the
+// benchmarks decodes the same type).
+type WriteResult struct {
+	Key string `json:"key"`
+	// Context is the key's causal context after the write: pass it with the
+	// next write of the key (the Client does so by itself).
+	Context string `json:"context"`
+	// Session names every log position the client has seen, this write
+	// included (the Client merges it into its session by itself).
+	Session string `json:"session"`
+	// Dot names the version the write created, "actor:counter", as Meta's
+	// versions show it.
+	Dot string `json:"dot"`
+	// Siblings are the live values left concurrent with this write, the
+	// new one included; empty when the write left one value. Context covers
+	// them: a write with it supersedes them all.
+	Siblings []json.RawMessage `json:"siblings,omitempty"`
+}
+
+// Value is what a read of a key shows.
+type Value struct {
+	Key string
+	// Data is the visible document: the one value the key's rule shows
+	// (status 200), or the value a Resolver made of the siblings.
+	Data json.RawMessage
+	// Siblings are the concurrent values the rule leaves unresolved (status
+	// 300) when no Resolver settled them; Data is then nil.
+	Siblings []json.RawMessage
+	// Context is the key's causal context as read (after a write-back, the
+	// write's).
+	Context string
+	// Rule names the rule that governs the key.
+	Rule string
+	// WriteBack is the answer to the write of the resolved value, when a
+	// Resolver settled siblings; nil otherwise.
+	WriteBack *WriteResult
+}
+
+// HasSiblings reports whether the read left concurrent values unresolved.
+func (v Value) HasSiblings() bool { return len(v.Siblings) > 0 }
+
+// Decode unmarshals Data into dst. It fails with ErrSiblings when the read
+// left siblings unresolved.
+func (v Value) Decode(dst any) error {
+	if v.HasSiblings() {
+		return ErrSiblings
+	}
+	return json.Unmarshal(v.Data, dst)
+}
+
+// Meta is every version of a key's frontier, tombstones included: the
+// answer to GET /v1/kv/{key}?meta=true.
+type Meta struct {
+	Key      string    `json:"key"`
+	Context  string    `json:"context"`
+	Versions []Version `json:"versions"`
+	// Rule names the rule that governs the key.
+	Rule string `json:"rule"`
+}
+
+// Version is one version of a key's frontier.
+type Version struct {
+	// Value is the document; null for a tombstone.
+	Value json.RawMessage `json:"value"`
+	// Origin is the region that accepted the write.
+	Origin string `json:"origin"`
+	// HLC is the write's hybrid logical clock (wall time in Unix ms and a
+	// logical counter).
+	HLC     conflict.HLC `json:"hlc"`
+	Deleted bool         `json:"deleted"`
+	// Dot names the version, "actor:counter".
+	Dot string `json:"dot"`
+}
+
+// KeyPage is one page of a listing of live keys, in byte order.
+type KeyPage struct {
+	Keys []string `json:"keys"`
+	// Next, when set, is the last key of this page: more keys follow; pass
+	// it as ListQuery.After.
+	Next string `json:"next,omitempty"`
+}
+
+// ListQuery selects a page of keys.
+type ListQuery struct {
+	// Prefix keeps only keys that start with it.
+	Prefix string
+	// After starts the page after this key (KeyPage.Next).
+	After string
+	// Limit is the page size, 1 to 10000; 0 means the server's default
+	// (100).
+	Limit int
+}
+
+// ConflictQuery selects entries of a region's conflict log.
+type ConflictQuery struct {
+	// Key, if set, keeps only that key's entries.
+	Key string
+	// Limit is 1 to 10000; 0 means the server's default (100).
+	Limit int
+}
+
+// ConflictEntry is one entry of a region's conflict log: versions a rule
+// collapsed away (or a note, such as a clock-skew flag).
+type ConflictEntry struct {
+	// Seq is the entry's position in the region's conflict log.
+	Seq    uint64 `json:"seq"`
+	Key    string `json:"key"`
+	Rule   string `json:"rule"`
+	Region string `json:"region"`
+	// Kept is the version the rule kept, if one.
+	Kept      *conflict.Version  `json:"kept,omitempty"`
+	Discarded []conflict.Version `json:"discarded"`
+	// At is when the region logged it, in Unix milliseconds.
+	At   int64  `json:"at"`
+	Note string `json:"note,omitempty"`
+}
+
+// Status is a region's replication state: the answer to GET /v1/status.
+type Status struct {
+	Region   string `json:"region"`
+	Actor    string `json:"actor"`
+	Topology string `json:"topology"`
+	// Seq is the region's own last log position.
+	Seq uint64 `json:"seq"`
+	// Applied is, per origin actor, the highest log position applied here.
+	Applied map[string]uint64 `json:"applied"`
+	// Outbox counts outbox entries not yet trimmed; Unpublished those not
+	// yet stored in the region's stream.
+	Outbox      uint64       `json:"outbox_pending"`
+	Unpublished uint64       `json:"outbox_unpublished"`
+	LogMode     string       `json:"log_mode"`
+	Links       []LinkStatus `json:"links"`
+	// Rules is the rule set in effect.
+	Rules RulesStatus `json:"rules"`
+}
+
+// RulesStatus identifies a region's rule set.
+type RulesStatus struct {
+	// Hash identifies the rule list: equal in two regions iff they run
+	// the same rules.
+	Hash  string `json:"hash"`
+	Count int    `json:"count"`
+	// Source is where the set came from: a file, "config" or "default".
+	Source   string    `json:"source"`
+	LoadedAt time.Time `json:"loaded_at"`
+}
+
+// Link states.
+const (
+	LinkUp     = "up"
+	LinkPaused = "paused"
+	LinkDown   = "down"
+)
+
+// LinkStatus is one inbound replication link of a region.
+type LinkStatus struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	State string `json:"state"`
+	// Pending counts events in the peer's stream not yet applied here.
+	Pending uint64 `json:"pending"`
+	// LagSeconds is the time since the newest peer heartbeat this link has
+	// caught up to.
+	LagSeconds    float64   `json:"lag_seconds"`
+	Applied       uint64    `json:"applied"`
+	Skipped       uint64    `json:"skipped"`
+	Waiting       uint64    `json:"waiting"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	Fetching      bool      `json:"fetching"`
+}
