@@ -157,6 +157,10 @@ type Status struct {
 	Links       []LinkStatus `json:"links"`
 	// Rules is the rule set in effect.
 	Rules RulesStatus `json:"rules"`
+	// Storage is the health of the region's disk.
+	Storage StorageStatus `json:"storage"`
+	// Publisher is the state of the region's publisher.
+	Publisher PublisherStatus `json:"publisher"`
 }
 
 // RulesStatus identifies a region's rule set.
@@ -175,6 +179,12 @@ const (
 	LinkUp     = "up"
 	LinkPaused = "paused"
 	LinkDown   = "down"
+	// LinkStalled: an event cannot be applied; nothing more is pulled
+	// until the link is resumed.
+	LinkStalled = "stalled"
+	// LinkBlocked: applying fails (e.g. the region's disk is full); the
+	// link retries by itself.
+	LinkBlocked = "blocked"
 )
 
 // LinkStatus is one inbound replication link of a region.
@@ -192,4 +202,41 @@ type LinkStatus struct {
 	Waiting       uint64    `json:"waiting"`
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	Fetching      bool      `json:"fetching"`
+	// Rejected counts deliveries of events the region could not apply.
+	Rejected uint64 `json:"rejected"`
+	// Reason says why a blocked link's applies fail.
+	Reason string `json:"reason,omitempty"`
+	// Stall is the event a stalled link stopped at.
+	Stall *LinkStall `json:"stall,omitempty"`
+}
+
+// LinkStall describes the event a stalled link stopped at: it stays in
+// the peer's stream until the link is resumed.
+type LinkStall struct {
+	Origin     string    `json:"origin,omitempty"`
+	OSeq       uint64    `json:"oseq,omitempty"`
+	StreamSeq  uint64    `json:"stream_seq"`
+	Reason     string    `json:"reason"`
+	Deliveries uint64    `json:"deliveries"`
+	Since      time.Time `json:"since"`
+}
+
+// StorageStatus is the health of a region's disk.
+type StorageStatus struct {
+	// State is "ok", "low_space" (writes refused, reads served) or
+	// "failed" (everything refused until the region restarts).
+	State        string    `json:"state"`
+	Reason       string    `json:"reason,omitempty"`
+	Since        time.Time `json:"since"`
+	FreeBytes    uint64    `json:"free_bytes"`
+	MinFreeBytes uint64    `json:"min_free_bytes"`
+}
+
+// PublisherStatus is the state of a region's publisher.
+type PublisherStatus struct {
+	// State is "ok" or "stalled" (publishing keeps failing).
+	State         string    `json:"state"`
+	Reason        string    `json:"reason,omitempty"`
+	Since         time.Time `json:"since,omitempty"`
+	BehindSeconds float64   `json:"behind_seconds"`
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology/link"
 )
 
@@ -84,6 +85,29 @@ func newMetrics(n *Node) *metrics {
 	stat("geogate_publisher_resyncs_total", "Times the stream was found behind what it had acknowledged (lost tail) and the outbox was republished.", pub(func(s link.PublisherStats) uint64 { return s.Resyncs }), true)
 	stat("geogate_publisher_expired_total", "Outbox entries trimmed by replication.max_hold before every downstream region applied them.", pub(func(s link.PublisherStats) uint64 { return s.Expired }), true)
 	stat("geogate_publisher_errors_total", "Publish rounds and trims that failed and were retried.", pub(func(s link.PublisherStats) uint64 { return s.Errors }), true)
+	stat("geogate_publisher_stalls_total", "Times publishing to this region's stream failed round after round (state stalled).", pub(func(s link.PublisherStats) uint64 { return s.Stalls }), true)
+	stat("geogate_publisher_stalled", "1 while publishing to this region's stream keeps failing.", pub(func(s link.PublisherStats) uint64 {
+		if s.State == link.PublisherStalled {
+			return 1
+		}
+		return 0
+	}), false)
+	stat("geogate_publisher_behind_seconds", "Age of the oldest outbox entry read and not yet acknowledged by the stream.", func() float64 {
+		if n.publisher == nil {
+			return 0
+		}
+		return n.publisher.Stats().Behind.Seconds()
+	}, false)
+	stat("geogate_storage_free_bytes", "Free space on the filesystem of the region's store at the last check.", func() float64 { return float64(n.store.Storage().FreeBytes) }, false)
+	stat("geogate_storage_state", "0 ok, 1 low_space (writes refused below storage.min_free_bytes), 2 failed (a storage error; everything refused until restart).", func() float64 {
+		switch n.store.Storage().State {
+		case store.StorageLowSpace:
+			return 1
+		case store.StorageFailed:
+			return 2
+		}
+		return 0
+	}, false)
 	m.reg.MustRegister(linkCollector{n})
 	return m
 }
@@ -122,7 +146,10 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 var (
 	descLag     = prometheus.NewDesc("geogate_link_lag_seconds", "Replication lag of an inbound link, measured from the peer's heartbeats.", []string{"from"}, nil)
 	descPending = prometheus.NewDesc("geogate_link_pending_events", "Events in the peer's stream not yet applied here.", []string{"from"}, nil)
-	descUp      = prometheus.NewDesc("geogate_link_up", "1 when the inbound link is up, 0 when paused or down.", []string{"from"}, nil)
+	descUp      = prometheus.NewDesc("geogate_link_up", "1 when the inbound link is up, 0 when paused, down, blocked or stalled.", []string{"from"}, nil)
+	descStalled = prometheus.NewDesc("geogate_link_stalled", "1 when the inbound link stalled on an event it cannot apply (see /v1/status).", []string{"from"}, nil)
+	descBlocked = prometheus.NewDesc("geogate_link_blocked", "1 while applying the inbound link's events fails (e.g. insufficient storage).", []string{"from"}, nil)
+	descReject  = prometheus.NewDesc("geogate_link_rejected_total", "Deliveries of events the region could not apply (undecodable or impossible).", []string{"from"}, nil)
 )
 
 // linkCollector exports per-link state at scrape time.
@@ -132,6 +159,9 @@ func (c linkCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descLag
 	ch <- descPending
 	ch <- descUp
+	ch <- descStalled
+	ch <- descBlocked
+	ch <- descReject
 }
 
 func (c linkCollector) Collect(ch chan<- prometheus.Metric) {
@@ -143,5 +173,15 @@ func (c linkCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, s.LagSeconds, s.From)
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.Pending), s.From)
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, s.From)
+		ch <- prometheus.MustNewConstMetric(descStalled, prometheus.GaugeValue, flag(s.State == link.StateStalled), s.From)
+		ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.GaugeValue, flag(s.State == link.StateBlocked), s.From)
+		ch <- prometheus.MustNewConstMetric(descReject, prometheus.CounterValue, float64(s.Rejected), s.From)
 	}
+}
+
+func flag(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

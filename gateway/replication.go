@@ -149,6 +149,24 @@ type StatusReport struct {
 	Links       []link.LinkStatus `json:"links"`
 	// Rules is the rule set in effect (rulebook.go).
 	Rules RulesStatus `json:"rules"`
+	// Storage is the health of the region's disk: ok, low_space (writes
+	// refused, reads served) or failed (everything refused until restart).
+	Storage store.StorageStatus `json:"storage"`
+	// Publisher is the state of this region's publisher.
+	Publisher PublisherStatus `json:"publisher"`
+}
+
+// PublisherStatus is the publisher part of StatusReport.
+type PublisherStatus struct {
+	// State is "ok", or "stalled" when publishing to the region's stream
+	// keeps failing (Reason is the last error, Since when it began); the
+	// peers then see their lag grow.
+	State  string    `json:"state"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since,omitempty"`
+	// BehindSeconds is how long the oldest entry read from the outbox and
+	// not yet acknowledged by the stream has waited.
+	BehindSeconds float64 `json:"behind_seconds"`
 }
 
 // Status reports the region's replication state.
@@ -157,7 +175,17 @@ func (n *Node) Status() StatusReport {
 		Region: n.cfg.Region, Actor: n.store.Actor(), Topology: n.plan.Describe(), Seq: n.store.Seq(),
 		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Unpublished: n.Unpublished(),
 		LogMode: n.cfg.Replication.LogMode, Links: n.linkStatuses(), Rules: n.book.status(),
+		Storage: n.store.Storage(), Publisher: n.publisherStatus(),
 	}
+}
+
+// publisherStatus reports the publisher's state (ok before it exists).
+func (n *Node) publisherStatus() PublisherStatus {
+	if n.publisher == nil {
+		return PublisherStatus{State: link.PublisherOK}
+	}
+	st := n.publisher.Stats()
+	return PublisherStatus{State: st.State, Reason: st.Reason, Since: st.Since, BehindSeconds: st.Behind.Seconds()}
 }
 
 // Unpublished returns how many committed outbox entries the stream has not
@@ -194,17 +222,22 @@ func (o outbox) TrimOutbox(upTo uint64) error { return o.s.TrimOutbox(upTo) }
 // says this region relays the origin's events.
 type applier struct{ n *Node }
 
-func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([]bool, error) {
+func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([]link.Result, error) {
 	n := a.n
-	done := make([]bool, len(msgs))
+	results := make([]link.Result, len(msgs))
 	batch := make([]store.Incoming, 0, len(msgs))
 	index := make([]int, 0, len(msgs))
 	for i, m := range msgs {
 		ev, err := store.DecodeEvent(m.Data)
-		if err != nil || ev.Origin() != m.Origin || ev.OSeq != m.OSeq {
-			// Never acked: the link stalls on it and says so, rather
-			// than dropping a write.
-			n.log.Error("undecodable replicated event; link stalls on it", "from", from, "origin", m.Origin, "oseq", m.OSeq, "err", err)
+		switch {
+		case err != nil:
+		case ev.Origin() != m.Origin || ev.OSeq != m.OSeq:
+			err = fmt.Errorf("event %s:%d arrived as message %s", ev.Origin(), ev.OSeq, link.MsgID(m.Origin, m.OSeq))
+		}
+		if err != nil {
+			// Never acked, never skipped: the link retries it, then
+			// stalls on it and says so.
+			results[i] = link.Result{Verdict: link.Rejected, Reason: err}
 			continue
 		}
 		batch = append(batch, store.Incoming{
@@ -215,13 +248,15 @@ func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([
 	}
 	res, err := n.store.Apply(ctx, batch)
 	for j, r := range res {
-		done[index[j]] = r.Done
+		if r.Done {
+			results[index[j]] = link.Result{Verdict: link.Applied}
+		}
 	}
 	if err != nil {
-		return done, fmt.Errorf("apply from %s: %w", from, err)
+		return results, fmt.Errorf("apply from %s: %w", from, err)
 	}
 	n.afterApply(batch, res)
-	return done, nil
+	return results, nil
 }
 
 // PauseLink pauses the inbound link from peer (as the admin API does); it

@@ -33,10 +33,10 @@ func newCountingApplier(want int) *countingApplier {
 	return &countingApplier{want: int64(want), reached: make(chan struct{})}
 }
 
-func (a *countingApplier) Apply(_ context.Context, _ string, msgs []Message) ([]bool, error) {
-	done := make([]bool, len(msgs))
+func (a *countingApplier) Apply(_ context.Context, _ string, msgs []Message) ([]Result, error) {
+	done := make([]Result, len(msgs))
 	for i := range done {
-		done[i] = true
+		done[i] = Result{Verdict: Applied}
 	}
 	if a.n.Add(int64(len(msgs))) >= a.want && a.n.Load()-int64(len(msgs)) < a.want {
 		close(a.reached)
@@ -305,11 +305,11 @@ type latencyApplier struct {
 	n      atomic.Int64
 }
 
-func (a *latencyApplier) Apply(_ context.Context, _ string, msgs []Message) ([]bool, error) {
+func (a *latencyApplier) Apply(_ context.Context, _ string, msgs []Message) ([]Result, error) {
 	now := time.Now().UnixNano()
-	done := make([]bool, len(msgs))
+	done := make([]Result, len(msgs))
 	for i, m := range msgs {
-		done[i] = true
+		done[i] = Result{Verdict: Applied}
 		if m.OSeq < uint64(len(a.lat)) && a.lat[m.OSeq] == 0 {
 			a.lat[m.OSeq] = time.Duration(now - a.commit[m.OSeq].Load())
 			a.n.Add(1)

@@ -112,7 +112,7 @@ func newRecorder() *recorder {
 	return &recorder{wm: map[string]uint64{}, perOSeq: map[string]int{}, refuse: map[uint64]int{}}
 }
 
-func (r *recorder) Apply(_ context.Context, from string, msgs []Message) ([]bool, error) {
+func (r *recorder) Apply(_ context.Context, from string, msgs []Message) ([]Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
@@ -120,27 +120,29 @@ func (r *recorder) Apply(_ context.Context, from string, msgs []Message) ([]bool
 		r.fail--
 		return nil, errors.New("injected apply failure")
 	}
-	done := make([]bool, len(msgs))
+	done := make([]Result, len(msgs))
 	for i, m := range msgs {
 		r.deliveries++
 		r.perOSeq[MsgID(m.Origin, m.OSeq)]++
 		if r.refuse[m.OSeq] > 0 {
 			r.refuse[m.OSeq]--
 			r.refused++
+			done[i] = Result{Verdict: Wait}
 			continue
 		}
 		wm := r.wm[m.Origin]
 		switch {
 		case m.OSeq <= wm:
 			r.dups++
-			done[i] = true
+			done[i] = Result{Verdict: Applied}
 		case m.OSeq == wm+1:
 			r.wm[m.Origin] = m.OSeq
 			m.Data = slices.Clone(m.Data)
 			r.applied = append(r.applied, m)
-			done[i] = true
+			done[i] = Result{Verdict: Applied}
 		default:
 			r.gaps++
+			done[i] = Result{Verdict: Wait}
 		}
 	}
 	return done, nil

@@ -20,6 +20,15 @@ const (
 	StateUp     = "up"     // connected to the peer, consumer in place, pulling
 	StatePaused = "paused" // paused by Pause (connected or not)
 	StateDown   = "down"   // not connected, or the consumer cannot be set up
+	// StateStalled: a message was rejected by the Applier on
+	// LinkConfig.MaxRejects deliveries (LinkStatus.Stall says which and
+	// why); the link pulls nothing more until Resume. The message is never
+	// acked or skipped: it stays in the peer's stream.
+	StateStalled = "stalled"
+	// StateBlocked: the Applier fails every batch (LinkStatus.Reason says
+	// why, e.g. this region's disk is full); the link retries with backoff
+	// and is up again as soon as a batch applies.
+	StateBlocked = "blocked"
 )
 
 // Pull tuning. The iterator keeps prefetchBatches*Batch messages requested
@@ -60,17 +69,41 @@ type Message struct {
 	StreamSeq uint64
 }
 
+// Verdict says what became of one message an Applier was given.
+type Verdict uint8
+
+const (
+	// Wait: the message must wait for an earlier event of its origin (a
+	// gap); the link naks it and it is delivered again after GapDelay. It
+	// is the zero Verdict, so a Result left unset never acks a message.
+	Wait Verdict = iota
+	// Applied: the message is finished (applied now, or recognised as
+	// applied before by its origin's watermark); the link acks it.
+	Applied
+	// Rejected: the message can never be applied as it is (it does not
+	// decode, or it is an event no correct region writes; perhaps written
+	// by a newer geogate). The link naks it with a growing delay and, once
+	// it has been delivered LinkConfig.MaxRejects times, stalls.
+	Rejected
+)
+
+// Result is the Applier's answer for one message.
+type Result struct {
+	Verdict Verdict
+	// Reason says why a message was Rejected.
+	Reason error
+}
+
 // Applier is where a Link delivers messages.
 type Applier interface {
-	// Apply applies msgs (in stream order) durably before returning. It
-	// returns one flag per message: done[i] means msgs[i] is finished
-	// (applied now, or recognised as already applied by the origin's
-	// watermark) and may be acked; !done[i] means it must wait for a gap in
-	// its origin's order and will be delivered again later. An error means
-	// nothing may be acked; the Link retries the same messages after a
+	// Apply applies msgs (in stream order) durably before returning, and
+	// returns one Result per message: Applied (may be acked), Wait (behind
+	// a gap in its origin's order; delivered again later) or Rejected
+	// (cannot be applied as it is). An error means nothing may be acked;
+	// the Link shows itself blocked and retries the same messages after a
 	// backoff. Apply must be idempotent: a message may be delivered again
 	// after a crash, a lost ack or an ack timeout.
-	Apply(ctx context.Context, from string, msgs []Message) (done []bool, err error)
+	Apply(ctx context.Context, from string, msgs []Message) ([]Result, error)
 }
 
 // LinkConfig configures a Link from Peer's stream to Region.
@@ -103,9 +136,35 @@ type LinkConfig struct {
 	// and must cover the time a message waits among the requested-ahead
 	// ones before Apply finishes with it. Default DefaultAckWait.
 	AckWait time.Duration
-	// GapDelay is how long a message Apply left waiting (!done) stays away
+	// GapDelay is how long a message Apply left waiting (Wait) stays away
 	// before it is redelivered (default 100ms).
 	GapDelay time.Duration
+	// MaxRejects is how many deliveries of a message the Applier may
+	// reject before the link stalls on it (default DefaultMaxRejects).
+	MaxRejects int
+}
+
+// DefaultMaxRejects is LinkConfig.MaxRejects' default.
+const DefaultMaxRejects = 5
+
+// rejectDelay is how long a rejected message stays away before it is
+// delivered again, times the deliveries so far.
+const rejectDelay = 500 * time.Millisecond
+
+// Stall describes the message a stalled link stopped at.
+type Stall struct {
+	// Origin and OSeq identify the event (empty and 0 when its headers do
+	// not decode).
+	Origin string `json:"origin,omitempty"`
+	OSeq   uint64 `json:"oseq,omitempty"`
+	// StreamSeq is its sequence in the peer's stream.
+	StreamSeq uint64 `json:"stream_seq"`
+	// Reason is why the Applier (or the link, for undecodable headers)
+	// rejected it.
+	Reason string `json:"reason"`
+	// Deliveries counts its deliveries to this link.
+	Deliveries uint64    `json:"deliveries"`
+	Since      time.Time `json:"since"`
 }
 
 // LinkStatus is a snapshot of a Link. Its JSON form is the link object of
@@ -132,6 +191,12 @@ type LinkStatus struct {
 	// Fetching is true while a pull is open: after Pause, messages can still
 	// arrive (and are applied) until Fetching turns false.
 	Fetching bool `json:"fetching"`
+	// Rejected counts deliveries the Applier rejected.
+	Rejected uint64 `json:"rejected"`
+	// Reason says why the link is blocked (StateBlocked).
+	Reason string `json:"reason,omitempty"`
+	// Stall is the message a stalled link stopped at (StateStalled).
+	Stall *Stall `json:"stall,omitempty"`
 }
 
 // Link runs one inbound replication link: a durable pull consumer named
@@ -186,6 +251,13 @@ type Link struct {
 	lastHB   time.Time
 	lag      *lagTracker
 	lastInfo time.Time
+	rejected uint64
+	stall    *Stall    // set when the link stalled, cleared by Resume
+	blocked  string    // why Apply keeps failing ("" when it does not)
+	blockLog time.Time // when a blocked apply was last logged
+	// behind is the peer's latest heartbeat's report of how far its own
+	// publisher is behind its log (Heartbeat.BehindMs).
+	behind time.Duration
 }
 
 // NewLink validates cfg and returns a Link; nothing connects until Run.
@@ -227,6 +299,9 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 	if cfg.GapDelay <= 0 {
 		cfg.GapDelay = 100 * time.Millisecond
 	}
+	if cfg.MaxRejects <= 0 {
+		cfg.MaxRejects = DefaultMaxRejects
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -254,13 +329,19 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 // nothing is lost. Idempotent.
 func (l *Link) Pause() { l.setPaused(true) }
 
-// Resume restarts pulling after Pause. Idempotent.
+// Resume restarts pulling after Pause, or after a stall (the message it
+// stalled at is delivered again: resume once the cause is fixed, e.g. after
+// upgrading this region). Idempotent.
 func (l *Link) Resume() { l.setPaused(false) }
 
 func (l *Link) setPaused(p bool) {
 	l.mu.Lock()
-	changed := l.paused != p
+	changed := l.paused != p || (!p && l.stall != nil)
 	l.paused = p
+	if !p && l.stall != nil {
+		l.log.Info("link resumed after a stall", "stream_seq", l.stall.StreamSeq)
+		l.stall = nil
+	}
 	l.mu.Unlock()
 	if changed {
 		select {
@@ -270,10 +351,11 @@ func (l *Link) setPaused(p bool) {
 	}
 }
 
+// isPaused reports whether the link must not pull: paused or stalled.
 func (l *Link) isPaused() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.paused
+	return l.paused || l.stall != nil
 }
 
 // Status returns a snapshot of the link.
@@ -292,10 +374,23 @@ func (l *Link) Status() LinkStatus {
 		Waiting:       l.waiting,
 		LastHeartbeat: l.lastHB,
 		Fetching:      l.fetching,
+		Rejected:      l.rejected,
+		Reason:        l.blocked,
 	}
+	if l.stall != nil {
+		stall := *l.stall
+		st.Stall = &stall
+	}
+	// The peer's publisher stuck behind its log makes this link behind by
+	// as much, whatever it has caught up to (as of the latest heartbeat).
+	st.LagSeconds = max(st.LagSeconds, l.behind.Seconds())
 	switch {
 	case l.paused:
 		st.State = StatePaused
+	case l.stall != nil:
+		st.State = StateStalled
+	case l.blocked != "":
+		st.State = StateBlocked
 	case l.ready && l.infoOK && l.nc != nil && l.nc.IsConnected():
 		st.State = StateUp
 	}
@@ -527,16 +622,22 @@ func (l *Link) read(it jetstream.MessagesContext, out chan<- jetstream.Msg, quit
 }
 
 // process applies batches from out until out is closed (true). Pause drains
-// the iterator: messages already delivered are still applied. When ctx is
-// done it stops the iterator, Naks the messages it holds (so that they come
-// back at once on the next run instead of after AckWait) and returns false.
+// the iterator: messages already delivered are still applied. A stall stops
+// the iterator and naks what it still holds. When ctx is done it stops the
+// iterator, Naks the messages it holds (so that they come back at once on
+// the next run instead of after AckWait) and returns false.
 func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-chan jetstream.Msg, quit chan<- struct{}) bool {
 	batch := make([]jetstream.Msg, 0, l.cfg.Batch)
+	stopped := false
 	for {
 		select {
 		case m, ok := <-out:
 			if !ok {
 				return true
+			}
+			if stopped {
+				_ = m.Nak() // stalled: the rest comes back on Resume
+				continue
 			}
 			batch = append(batch[:0], m)
 		fill:
@@ -551,7 +652,10 @@ func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-
 					break fill
 				}
 			}
-			l.handle(ctx, batch)
+			if l.handle(ctx, batch) {
+				it.Stop()
+				stopped = true
+			}
 		case <-l.wake:
 			if l.isPaused() {
 				it.Drain()
@@ -574,17 +678,31 @@ func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-
 	}
 }
 
-// handle decodes, filters, applies and acks one batch. On an Apply error it
-// retries the same messages with backoff until ctx is done (then nothing is
-// acked).
-func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) {
+// rejection is a message the link or the Applier rejected.
+type rejection struct {
+	msg    jetstream.Msg
+	meta   *jetstream.MsgMetadata
+	origin string
+	oseq   uint64
+	reason error
+}
+
+// handle decodes, filters, applies and acks one batch, and reports whether
+// the link stalled on it. On an Apply error it retries the same messages
+// with backoff until ctx is done (then nothing is acked), showing the link
+// blocked meanwhile.
+func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool) {
 	msgs := make([]Message, 0, len(batch))
 	src := make([]jetstream.Msg, 0, len(batch))
+	metas := make([]*jetstream.MsgMetadata, 0, len(batch))
 	var finished []uint64
 	var skipped uint64
+	var rejects []rejection
 	for _, jm := range batch {
 		meta, err := jm.Metadata()
 		if err != nil {
+			// Not a message of a stream (a pull only delivers those):
+			// nothing to replicate in it.
 			l.log.Error("message without metadata, terminating it", "subject", jm.Subject(), "err", err)
 			_ = jm.Term()
 			skipped++
@@ -592,10 +710,7 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) {
 		}
 		m, err := decodeMsg(l.cfg.Peer, jm.Subject(), jm.Headers(), jm.Data())
 		if err != nil {
-			l.log.Error("malformed message, terminating it", "stream_seq", meta.Sequence.Stream, "err", err)
-			_ = jm.Term()
-			finished = append(finished, meta.Sequence.Stream)
-			skipped++
+			rejects = append(rejects, rejection{msg: jm, meta: meta, origin: m.Origin, oseq: m.OSeq, reason: err})
 			continue
 		}
 		m.StreamSeq = meta.Sequence.Stream
@@ -607,39 +722,54 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) {
 		}
 		msgs = append(msgs, m)
 		src = append(src, jm)
+		metas = append(metas, meta)
 	}
-	var results []bool
+	var results []Result
 	if len(msgs) > 0 {
 		bo := newBackoff(50*time.Millisecond, 2*time.Second)
 		for {
-			done, err := l.cfg.Applier.Apply(ctx, l.cfg.Peer, msgs)
-			if err == nil && len(done) != len(msgs) {
-				err = fmt.Errorf("applier returned %d results for %d messages", len(done), len(msgs))
+			res, err := l.cfg.Applier.Apply(ctx, l.cfg.Peer, msgs)
+			if err == nil && len(res) != len(msgs) {
+				err = fmt.Errorf("applier returned %d results for %d messages", len(res), len(msgs))
 			}
 			if err == nil {
-				results = done
+				results = res
+				l.setBlocked(nil)
 				break
 			}
 			if ctx.Err() != nil {
-				return
+				return false
 			}
-			l.log.Warn("apply failed, retrying", "messages", len(msgs), "err", err)
+			l.setBlocked(err)
 			if !sleepCtx(ctx, bo.next()) {
-				return
+				return false
 			}
 		}
 	}
 	var applied, waiting uint64
 	var gaps []uint64
 	for i, jm := range src {
-		if results[i] {
+		switch results[i].Verdict {
+		case Applied:
 			_ = jm.Ack()
 			finished = append(finished, msgs[i].StreamSeq)
 			applied++
-		} else {
+		case Wait:
 			_ = jm.NakWithDelay(l.cfg.GapDelay)
 			gaps = append(gaps, msgs[i].StreamSeq)
 			waiting++
+		default:
+			reason := results[i].Reason
+			if reason == nil {
+				reason = errors.New("rejected by the applier")
+			}
+			rejects = append(rejects, rejection{msg: jm, meta: metas[i], origin: msgs[i].Origin, oseq: msgs[i].OSeq, reason: reason})
+		}
+	}
+	for _, r := range rejects {
+		gaps = append(gaps, r.meta.Sequence.Stream)
+		if l.reject(r) {
+			stalled = true
 		}
 	}
 	now := l.cfg.Clock()
@@ -656,6 +786,58 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) {
 	l.skipped += skipped
 	l.waiting += waiting
 	l.mu.Unlock()
+	return stalled
+}
+
+// reject handles a rejected message: delivered again after a delay while it
+// has had fewer than MaxRejects deliveries, else the link stalls on it. It
+// reports whether the link stalled. The message is never acked.
+func (l *Link) reject(r rejection) bool {
+	seq, n := r.meta.Sequence.Stream, r.meta.NumDelivered
+	l.mu.Lock()
+	l.rejected++
+	stall := n >= uint64(l.cfg.MaxRejects)
+	if stall && l.stall == nil {
+		l.stall = &Stall{Origin: r.origin, OSeq: r.oseq, StreamSeq: seq, Reason: r.reason.Error(), Deliveries: n, Since: l.cfg.Clock()}
+	}
+	l.mu.Unlock()
+	if stall {
+		l.log.Error("link stalled: a replicated event cannot be applied; it stays in the peer's stream, and nothing more is pulled until the link is resumed (after fixing the cause, e.g. upgrading this region)",
+			"origin", r.origin, "oseq", r.oseq, "stream_seq", seq, "deliveries", n, "reason", r.reason)
+		_ = r.msg.Nak() // back in the consumer; no pull takes it before Resume
+		return true
+	}
+	l.log.Warn("replicated event rejected; it will be delivered again", "origin", r.origin, "oseq", r.oseq, "stream_seq", seq, "deliveries", n, "of", l.cfg.MaxRejects, "reason", r.reason)
+	_ = r.msg.NakWithDelay(time.Duration(n) * rejectDelay)
+	return false
+}
+
+// blockedLogEvery bounds how often a link keeps logging that its applies
+// fail.
+const blockedLogEvery = time.Minute
+
+// setBlocked records that applies fail (err) or work again (nil), logging
+// the first failure, then at most every blockedLogEvery, and the recovery.
+func (l *Link) setBlocked(err error) {
+	now := l.cfg.Clock()
+	l.mu.Lock()
+	was := l.blocked
+	logIt := false
+	if err == nil {
+		l.blocked = ""
+	} else {
+		l.blocked = err.Error()
+		if was == "" || now.Sub(l.blockLog) >= blockedLogEvery {
+			l.blockLog, logIt = now, true
+		}
+	}
+	l.mu.Unlock()
+	switch {
+	case logIt:
+		l.log.Warn("applying replicated events fails; the link retries and shows itself blocked", "err", err)
+	case err == nil && was != "":
+		l.log.Info("applying replicated events works again", "was", was)
+	}
 }
 
 // onHeartbeat records a peer heartbeat and, if the acked sequence does not
@@ -669,6 +851,7 @@ func (l *Link) onHeartbeat(m *nats.Msg) {
 	now := l.cfg.Clock()
 	l.mu.Lock()
 	l.lastHB = now
+	l.behind = time.Duration(max(hb.BehindMs, 0)) * time.Millisecond
 	l.lag.heartbeat(now, hb.StreamSeq)
 	kick := l.lag.needsIdleCheck()
 	l.mu.Unlock()

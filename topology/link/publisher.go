@@ -159,7 +159,30 @@ type PublisherStats struct {
 	// Expired counts entries (ModeOutbox) trimmed by MaxHold before every
 	// downstream consumer had finished them.
 	Expired uint64
+	// State is PublisherOK, or PublisherStalled once stallAfter publish
+	// rounds in a row failed (Reason says why, Since when the first of
+	// them failed); it is ok again at the next acknowledged publish.
+	State  string    `json:"state"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since,omitempty"`
+	// Stalls counts the times the publisher stalled.
+	Stalls uint64
+	// Behind is how long the oldest outbox entry the publisher has read
+	// and the stream has not acknowledged has been waiting (0 when none):
+	// what heartbeats report to the peers as the lag they cannot see.
+	Behind time.Duration
 }
+
+// Publisher states (PublisherStats.State).
+const (
+	PublisherOK      = "ok"
+	PublisherStalled = "stalled"
+)
+
+// stallAfter is how many failed publish rounds in a row make the publisher
+// stalled (with the backoff between rounds, about half a second of
+// failures).
+const stallAfter = 3
 
 // Publisher ships a region's outbox into its stream, in outbox order, and
 // trims what the stream has acknowledged (ModeStream) or what every
@@ -215,6 +238,16 @@ type Publisher struct {
 	epoch   uint64   // bumped by every resynchronisation
 	resyncs uint64
 	expired uint64
+	// Failure tracking: failures counts failed rounds since the last
+	// acknowledged publish, failedSince when the first of them failed.
+	failures    int
+	failedSince time.Time
+	lastErr     string
+	stalled     bool
+	stalls      uint64
+	// unackedSince is when the publisher read the oldest entry the stream
+	// has not acknowledged (zero when every entry read is acknowledged).
+	unackedSince time.Time
 }
 
 // NewPublisher validates cfg and creates the region's stream, or updates its
@@ -358,6 +391,14 @@ func (p *Publisher) Stats() PublisherStats {
 		Errors:        p.errors,
 		Resyncs:       p.resyncs,
 		Expired:       p.expired,
+		State:         PublisherOK,
+		Stalls:        p.stalls,
+	}
+	if p.stalled {
+		s.State, s.Reason, s.Since = PublisherStalled, p.lastErr, p.failedSince
+	}
+	if !p.unackedSince.IsZero() {
+		s.Behind = time.Since(p.unackedSince)
 	}
 	if p.maxSeen > p.trimmed {
 		s.Backlog = p.maxSeen - p.trimmed
@@ -409,7 +450,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			return nil
 		}
 		p.countError()
-		p.log.Warn("publish round failed, will republish", "err", err)
+		p.noteFailure(err)
 		p.harvest(ctx, queue)
 		p.settle(ctx)
 		p.mu.Lock()
@@ -481,6 +522,12 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 			}
 			p.mu.Lock()
 			acked := ackedPrefix{seq: p.acked, stream: p.prefixTop}
+			if len(entries) > 0 {
+				p.maxSeen = max(p.maxSeen, entries[len(entries)-1].Seq)
+				if p.unackedSince.IsZero() {
+					p.unackedSince = time.Now()
+				}
+			}
 			p.mu.Unlock()
 			if acked.stream == 0 {
 				acked.seq = 0 // nothing a resynchronisation could verify
@@ -498,9 +545,6 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 				next = e.Seq
 			}
 			if len(entries) > 0 {
-				p.mu.Lock()
-				p.maxSeen = max(p.maxSeen, next)
-				p.mu.Unlock()
 				continue
 			}
 		}
@@ -587,6 +631,31 @@ func (p *Publisher) countError() {
 	p.mu.Unlock()
 }
 
+// noteFailure records a failed publish round; after stallAfter in a row
+// the publisher is stalled, which its status, its metrics and (through
+// the heartbeats' behind_ms) the peers' lag show.
+func (p *Publisher) noteFailure(err error) {
+	now := time.Now()
+	p.mu.Lock()
+	if p.failures == 0 {
+		p.failedSince = now
+	}
+	p.failures++
+	p.lastErr = err.Error()
+	stallNow := !p.stalled && p.failures >= stallAfter
+	if stallNow {
+		p.stalled = true
+		p.stalls++
+	}
+	since := p.failedSince
+	p.mu.Unlock()
+	if stallNow {
+		p.log.Error("publisher stalled: publishing to this region's stream keeps failing; peers see growing lag", "err", err, "since", since)
+	} else {
+		p.log.Warn("publish round failed, will republish", "err", err)
+	}
+}
+
 // recordAcks accounts for a contiguous run of acks of the publishes sent
 // (same length, in outbox order). In ModeOutbox it marks the run as held and
 // returns false, without recording it, if an ack reveals that the stream
@@ -626,6 +695,15 @@ func (p *Publisher) recordAcks(acks []*jetstream.PubAck, sent []inflight) bool {
 	last := sent[len(sent)-1].seq
 	p.acked = last
 	p.prefixTop = max(p.prefixTop, runMax)
+	if p.stalled {
+		p.log.Info("publisher resumed: the stream acknowledges again", "stalled_for", time.Since(p.failedSince).Round(time.Millisecond))
+	}
+	p.failures, p.stalled = 0, false
+	if p.acked >= p.maxSeen {
+		p.unackedSince = time.Time{}
+	} else {
+		p.unackedSince = time.Now() // the rest was read no earlier than this ack's progress
+	}
 	if p.cfg.Mode == ModeOutbox {
 		p.held.add(last, runMax, time.Now())
 	}
@@ -672,6 +750,9 @@ func (p *Publisher) settle(ctx context.Context) {
 func (p *Publisher) sendHeartbeat() {
 	p.mu.Lock()
 	hb := Heartbeat{Region: p.cfg.Region, StreamSeq: p.lastStreamSeq, Published: p.acked, At: p.cfg.Clock()}
+	if !p.unackedSince.IsZero() {
+		hb.BehindMs = time.Since(p.unackedSince).Milliseconds()
+	}
 	p.mu.Unlock()
 	b, err := json.Marshal(hb)
 	if err != nil {

@@ -121,12 +121,18 @@ func MsgID(origin string, oseq uint64) string {
 // up to it is in the stream); Published is the end of the outbox prefix the
 // stream has acknowledged (PublisherStats.Acked: in ModeStream the trimmed
 // position once the trim is done, in ModeOutbox possibly ahead of it);
-// At is the publisher's clock in Unix milliseconds.
+// At is the publisher's clock in Unix milliseconds. BehindMs is how long
+// the oldest outbox entry the publisher read and the stream has not yet
+// acknowledged has been waiting (PublisherStats.Behind; 0 when none): a
+// publisher stuck behind an entry keeps the stream, and so StreamSeq, from
+// moving, and a link adds BehindMs to its lag so that its region does not
+// read caught-up while the origin's log is stuck.
 type Heartbeat struct {
 	Region    string `json:"region"`
 	StreamSeq uint64 `json:"stream_seq"`
 	Published uint64 `json:"published"`
 	At        int64  `json:"at"`
+	BehindMs  int64  `json:"behind_ms,omitempty"`
 }
 
 // ackedPrefix is the end of the outbox prefix a stream has acknowledged:
