@@ -33,8 +33,9 @@ type ClusterSpec struct {
 	Tune func(c *config.Config) `json:"-"`
 	// Options returns each region's node options (clock, dialer, logger).
 	Options func(region string) Options `json:"-"`
-	// TokenKeys authenticate every region's tokens; StartCluster draws
-	// a fresh key when it is nil (Options.TokenKeys, if set, wins).
+	// TokenKeys authenticate the tokens of every region whose config
+	// names no security.token_keys_file; StartCluster draws a fresh key
+	// when it is nil (Options.TokenKeys, if set, wins).
 	TokenKeys *TokenKeys `json:"-"`
 }
 
@@ -126,7 +127,7 @@ func StartCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
 			opts = spec.Options(r)
 		}
 		opts.SmallFootprint = true
-		if opts.TokenKeys == nil {
+		if opts.TokenKeys == nil && cfg.Security.TokenKeysFile == "" {
 			opts.TokenKeys = spec.TokenKeys
 		}
 		n, err := New(cfg, opts)

@@ -73,6 +73,8 @@ func errorBody(err error) (int, map[string]any) {
 		ae = &apiError{status: http.StatusInsufficientStorage, code: "insufficient_storage", msg: err.Error() + "; retry at another region, or here once space is freed"}
 	case errors.Is(err, store.ErrStorageFailed):
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "storage_failed", msg: err.Error() + "; retry at another region"}
+	case errors.Is(err, store.ErrTooLarge):
+		ae = &apiError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: err.Error()}
 	case errors.Is(err, store.ErrBadContext):
 		ae = &apiError{status: http.StatusBadRequest, code: "bad_context", msg: err.Error()}
 	case errors.Is(err, store.ErrContextAhead):
@@ -165,6 +167,11 @@ func (n *Node) readValue(r *http.Request) (store.Doc, error) {
 	doc, err := store.ParseDoc(body)
 	if err != nil {
 		return store.Doc{}, errorf(http.StatusBadRequest, "bad_json", "body is not valid JSON: %v", err)
+	}
+	if int64(doc.Len()) > limit {
+		// The stored form escapes <, > and & (six bytes each): that is
+		// what replicates, so it is what the limit bounds.
+		return store.Doc{}, errorf(http.StatusRequestEntityTooLarge, "too_large", "value is %d bytes once stored (HTML-escaped as JSON encoders do); the limit is %d (http.max_value_bytes)", doc.Len(), limit)
 	}
 	return doc, nil
 }

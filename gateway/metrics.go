@@ -30,6 +30,7 @@ type metrics struct {
 	// applied within the wait (by reason).
 	contextRefusals *prometheus.CounterVec
 	tokenRejections *prometheus.CounterVec
+	keyReloads      *prometheus.CounterVec
 	skew            prometheus.Counter
 }
 
@@ -57,8 +58,10 @@ func newMetrics(n *Node) *metrics {
 	f(m.staleReads)
 	m.contextRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_context_refusals_total", Help: "Writes refused because their context names versions this region has not written (own_log) or not applied within the wait (ahead)."}, []string{"reason"})
 	m.tokenRejections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_token_rejections_total", Help: "Context and session tokens refused, by kind and reason (malformed, forged, unknown_key, wrong_key)."}, []string{"kind", "reason"})
+	m.keyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_token_key_reloads_total", Help: "Re-reads of security.token_keys_file after it changed, by result (an error keeps the current keys)."}, []string{"result"})
 	f(m.contextRefusals)
 	f(m.tokenRejections)
+	f(m.keyReloads)
 	f(m.skew)
 	stat := func(name, help string, get func() float64, counter bool) {
 		if counter {

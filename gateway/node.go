@@ -111,17 +111,21 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	}
 	n.clock = conflict.NewClock(opts.Clock, cfg.Replication.MaxClockSkew.Milliseconds())
 
+	// A failure from here on undoes what started; the named result n is
+	// nil by then, so the node is captured.
+	node := n
 	defer func() {
 		if err != nil {
-			n.shutdown()
+			node.shutdown()
 		}
 	}()
 	n.store, err = store.Open(store.Options{
 		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
 		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, ConflictMaxAge: cfg.Conflicts.MaxAge,
-		MinFreeBytes: minFreeBytes(cfg.Storage.MinFreeBytes),
-		OnConflicts:  n.publishConflicts,
-		Logger:       n.log, SmallFootprint: opts.SmallFootprint,
+		MinFreeBytes:  minFreeBytes(cfg.Storage.MinFreeBytes),
+		MaxEventBytes: int(cfg.HTTP.MaxValueBytes + config.EventReserve - config.HeaderReserve),
+		OnConflicts:   n.publishConflicts,
+		Logger:        n.log, SmallFootprint: opts.SmallFootprint,
 	})
 	if err != nil {
 		return nil, err

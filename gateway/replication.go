@@ -34,7 +34,8 @@ func (n *Node) startNATS() error {
 		n.nats, err = link.StartServer(link.ServerOptions{
 			Name: "geogate-" + n.cfg.Region, Host: host, Port: port, StoreDir: n.cfg.NATS.StoreDir,
 			SyncAlways: n.cfg.NATS.Sync == config.NATSSyncAlways, SyncInterval: n.cfg.NATS.SyncInterval(),
-			Logger: n.log.With("component", "nats"),
+			MaxPayload: int32(n.cfg.HTTP.MaxValueBytes + config.EventReserve),
+			Logger:     n.log.With("component", "nats"),
 		})
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
@@ -47,6 +48,31 @@ func (n *Node) startNATS() error {
 		return fmt.Errorf("connect nats %s: %w", n.natsURL, err)
 	}
 	n.conn = conn
+	return n.checkPayload()
+}
+
+// checkPayload refuses a NATS server whose max_payload cannot carry the
+// largest event this region accepts: a document of http.max_value_bytes
+// plus config.EventReserve (the embedded server is configured so; an
+// external one may not be). Every value the API accepts can then be
+// replicated.
+func (n *Node) checkPayload() error {
+	if !n.conn.IsConnected() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for !n.conn.IsConnected() {
+			if ctx.Err() != nil {
+				return fmt.Errorf("connect nats %s: not connected after 10s", n.natsURL)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	have := n.conn.MaxPayload()
+	want := int64(n.cfg.HTTP.MaxValueBytes + config.EventReserve)
+	if have < want {
+		return fmt.Errorf("http.max_value_bytes (%d) plus the %d bytes a replicated event needs besides its document do not fit the NATS server's max_payload (%d) at %s: lower http.max_value_bytes to at most %d, or raise max_payload on the server",
+			n.cfg.HTTP.MaxValueBytes, config.EventReserve, have, n.natsURL, have-int64(config.EventReserve))
+	}
 	return nil
 }
 

@@ -257,7 +257,8 @@ func TestRelayOutage(t *testing.T) {
 func TestExternalNATS(t *testing.T) {
 	urls := map[string]string{}
 	for _, r := range []string{"r1", "r2"} {
-		srv, err := link.StartServer(link.ServerOptions{Name: "external-" + r, Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), SyncAlways: true})
+		srv, err := link.StartServer(link.ServerOptions{Name: "external-" + r, Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), SyncAlways: true,
+			MaxPayload: 2 << 20}) // room for the 1 MiB documents of the default http.max_value_bytes
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,10 +52,12 @@ func (n *Node) watchTokenKeys(ctx context.Context, path string) {
 		last = info
 		tk, err := LoadTokenKeys(path)
 		if err != nil {
+			n.metrics.keyReloads.WithLabelValues("error").Inc()
 			log.Error("token key file changed but cannot be used; keeping the current keys", "err", err)
 			continue
 		}
 		n.tokens.keys.Store(tk)
+		n.metrics.keyReloads.WithLabelValues("ok").Inc()
 		log.Info("token keys reloaded", "keys", len(tk.keys))
 	}
 }

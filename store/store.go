@@ -65,6 +65,12 @@ type Options struct {
 	// (valuelog.go); default 5 minutes, negative never.
 	ValueLogGCInterval time.Duration
 
+	// MaxEventBytes, if positive, bounds the encoded size of a local
+	// write's event (what is published to the replication stream): a write
+	// whose event would be larger is refused with ErrTooLarge, with
+	// nothing written, instead of being acknowledged and then never
+	// publishable.
+	MaxEventBytes int
 	// MinFreeBytes is the free space below which the store refuses writes
 	// and applies (see storage.go); 0 means DefaultMinFreeBytes, or
 	// SmallFootprintMinFreeBytes with SmallFootprint; negative turns the

@@ -110,6 +110,10 @@ type response struct {
 // conflict.MaxCounter.
 var ErrBadContext = errors.New("impossible causal context")
 
+// ErrTooLarge is returned, wrapped, for a write whose replicated event
+// would exceed Options.MaxEventBytes.
+var ErrTooLarge = errors.New("event too large to replicate")
+
 // ErrContextAhead is returned, wrapped in a *ContextAheadError, for a write
 // whose context names versions this region has not applied yet.
 var ErrContextAhead = errors.New("context names versions this region has not applied")
@@ -489,11 +493,16 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	}
 	ev.Key = m.Key
 	ev.OSeq = dot.Counter
-	s.oseq++
 	// The outbox value is the entry header followed by the event: encode
 	// the event straight after the header.
-	entry := appendOutboxHeader(make([]byte, 0, 192+len(m.Key)+len(value)), OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: s.selfPath})
-	if err := s.appendOutbox(st, AppendEvent(entry, ev)); err != nil {
+	header := appendOutboxHeader(make([]byte, 0, 192+len(m.Key)+len(value)), OutboxEntry{Origin: s.actor, OSeq: ev.OSeq, Path: s.selfPath})
+	entry := AppendEvent(header, ev)
+	if max := s.opts.MaxEventBytes; max > 0 && len(entry)-len(header) > max {
+		return WriteResult{}, &refusedError{fmt.Errorf("write %q: %w: its event is %d bytes, over the %d the replication stream takes (a %d-byte document with a context of %d actors)",
+			m.Key, ErrTooLarge, len(entry)-len(header), max, len(value), len(ctx))}
+	}
+	s.oseq++
+	if err := s.appendOutbox(st, entry); err != nil {
 		return WriteResult{}, err
 	}
 	st.records[m.Key], st.dirty[m.Key] = after, true

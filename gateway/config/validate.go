@@ -20,8 +20,20 @@ const (
 	// consumer names): topology.MaxRegionLen.
 	MaxRegionNameLen = topology.MaxRegionLen
 	// MaxValueBytesLimit is the largest http.max_value_bytes: NATS's hard
-	// limit on a message payload.
-	MaxValueBytesLimit ByteSize = 64 << 20
+	// limit on a message payload, less EventReserve.
+	MaxValueBytesLimit ByteSize = 64<<20 - EventReserve
+	// EventReserve is the room a replicated event needs on top of its
+	// document: the key (up to 1 KiB), the causal context (about 80 bytes
+	// per actor that ever wrote the key), the clocks, and the message
+	// headers (identity, route, positions). A region's NATS server must
+	// accept messages of http.max_value_bytes plus this: the embedded one
+	// is configured so, an external one is checked at start. A write
+	// whose event is larger still (a context of hundreds of actors) is
+	// refused with 413 rather than stalling replication.
+	EventReserve ByteSize = 64 << 10
+	// HeaderReserve is the part of EventReserve kept for the message
+	// headers: an event's encoding may use the rest.
+	HeaderReserve ByteSize = 8 << 10
 	// MaxBatch is the largest replication.batch.
 	MaxBatch = 10000
 	// MaxNATSReplicas is the largest nats.replicas: JetStream's limit on

@@ -39,6 +39,11 @@ type ServerOptions struct {
 	// most about this much of the stream. Zero means the server's default
 	// (two minutes); with SyncAlways it is ignored. Negative is refused.
 	SyncInterval time.Duration
+	// MaxPayload is the largest message the server accepts (its
+	// max_payload, header included); 0 means NATS's default of 1 MiB. The
+	// server's per-client pending limit is raised to twice it when that is
+	// larger than NATS's default of 64 MiB.
+	MaxPayload int32
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
 }
@@ -76,7 +81,11 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		SyncAlways: opts.SyncAlways,
 		NoSigs:     true,
 		// Dedicated to one gateway; keep the monitoring and cluster ports off.
-		HTTPPort: 0,
+		HTTPPort:   0,
+		MaxPayload: opts.MaxPayload,
+	}
+	if pending := 2 * int64(opts.MaxPayload); pending > 64<<20 {
+		sopts.MaxPending = pending
 	}
 	if opts.SyncInterval > 0 && !opts.SyncAlways {
 		sopts.SyncInterval = opts.SyncInterval
