@@ -36,6 +36,9 @@ type WriteResult struct {
 	// Dot names the version the write created, "actor:counter", as Meta's
 	// versions show it.
 	Dot string `json:"dot"`
+	// HLC is the new version's hybrid logical clock: what last-write-wins
+	// compares between concurrent versions.
+	HLC conflict.HLC `json:"hlc"`
 	// Siblings are the live values left concurrent with this write, the
 	// new one included; empty when the write left one value. Context covers
 	// them: a write with it supersedes them all.
@@ -161,6 +164,28 @@ type Status struct {
 	Storage StorageStatus `json:"storage"`
 	// Publisher is the state of the region's publisher.
 	Publisher PublisherStatus `json:"publisher"`
+	// Clock is the region's clock measured against its peers'.
+	Clock ClockStatus `json:"clock"`
+}
+
+// ClockStatus is a region's clock measured against its peers'.
+type ClockStatus struct {
+	// Refusing is true while the region refuses local writes (503
+	// clock_skew) because its clock is more than MaxSkewSeconds ahead of
+	// most peers.
+	Refusing       bool    `json:"refusing"`
+	AheadBySeconds float64 `json:"ahead_by_seconds"`
+	MaxSkewSeconds float64 `json:"max_skew_seconds"`
+	// Peers maps each measured peer to its clock's offset (positive: the
+	// peer is ahead) and the probe's round trip.
+	Peers map[string]PeerClock `json:"peers"`
+}
+
+// PeerClock is one peer's measured clock offset.
+type PeerClock struct {
+	OffsetSeconds float64   `json:"offset_seconds"`
+	RTTSeconds    float64   `json:"rtt_seconds"`
+	At            time.Time `json:"at"`
 }
 
 // RulesStatus identifies a region's rule set.

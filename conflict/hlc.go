@@ -34,10 +34,18 @@ func (h HLC) String() string { return fmt.Sprintf("%d.%d", h.Wall, h.Logical) }
 type PhysicalClock func() int64
 
 // Clock issues hybrid logical clock timestamps. Now is strictly monotonic for
-// one Clock whatever the physical clock does; Observe folds in timestamps
-// from other regions so that a causally later local event always has a
-// larger timestamp than everything it has seen, unless that timestamp is
-// further ahead than the skew bound. Clock is safe for concurrent use.
+// one Clock whatever the physical clock does, with one exception: a Clock
+// with a skew bound never issues a timestamp more than twice the bound ahead
+// of its physical clock. When the physical clock is set back by more than
+// that (it had run ahead and was corrected), Now jumps back to the bound
+// ahead of it instead of carrying the old lead on: otherwise a region whose
+// clock ran an hour ahead would win every last-write-wins race for an hour
+// after the correction. Nothing relies on the timestamps of one region being
+// monotonic: causality is carried by version vectors, and HLCs only order
+// concurrent versions. Observe folds in timestamps from other regions so
+// that a later local event has a larger timestamp than everything it has
+// seen, unless that timestamp is further ahead than the skew bound. Clock
+// is safe for concurrent use.
 type Clock struct {
 	mu      sync.Mutex
 	phys    PhysicalClock
@@ -53,7 +61,8 @@ func NewClock(phys PhysicalClock, maxSkewMillis int64) *Clock {
 }
 
 // Now returns a new timestamp greater than every timestamp this clock has
-// issued or observed.
+// issued or observed, except after the physical clock was set back by more
+// than twice the skew bound (see Clock).
 func (c *Clock) Now() HLC {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -61,6 +70,9 @@ func (c *Clock) Now() HLC {
 	switch {
 	case pt > c.last.Wall:
 		c.last = HLC{Wall: pt}
+	case c.maxSkew > 0 && c.last.Wall-pt > 2*c.maxSkew:
+		// The physical clock was set back: keep the lead within the bound.
+		c.last = HLC{Wall: pt + c.maxSkew}
 	case c.last.Logical == math.MaxUint32:
 		// The logical counter is exhausted (a remote clock may hand us
 		// one at its limit): move to the next millisecond instead of

@@ -47,11 +47,18 @@ func TestClockObserve(t *testing.T) {
 		t.Repeat(map[string]func(*rapid.T){
 			"tick": func(t *rapid.T) { wall += genPhysStep.Draw(t, "step") },
 			"now": func(t *rapid.T) {
-				if now := c.Now(); now.Compare(prev) <= 0 {
+				reset := maxSkew > 0 && prev.Wall-wall > 2*maxSkew
+				now := c.Now()
+				switch {
+				case reset && now.Wall != wall+maxSkew:
+					t.Fatalf("physical clock set back to %d with %s issued: Now %s, want the bound %d ahead", wall, prev, now, maxSkew)
+				case !reset && now.Compare(prev) <= 0:
 					t.Fatalf("Now %s not after %s", now, prev)
-				} else {
-					prev = now
 				}
+				if maxSkew > 0 && now.Wall-wall > 2*maxSkew {
+					t.Fatalf("Now %s is more than twice the bound %d ahead of the physical clock %d", now, maxSkew, wall)
+				}
+				prev = now
 			},
 			"observe within bound": func(t *rapid.T) {
 				ahead := maxSkew
@@ -71,11 +78,14 @@ func TestClockObserve(t *testing.T) {
 				if c.Last() != prev {
 					t.Fatalf("Last %s, want %s after observing %s", c.Last(), prev, remote)
 				}
-				if now := c.Now(); now.Compare(remote) <= 0 || now.Compare(prev) <= 0 {
+				now := c.Now()
+				switch reset := maxSkew > 0 && prev.Wall-wall > 2*maxSkew; {
+				case reset && now.Wall != wall+maxSkew:
+					t.Fatalf("after a set-back Now %s, want the bound %d ahead of %d", now, maxSkew, wall)
+				case !reset && (now.Compare(remote) <= 0 || now.Compare(prev) <= 0):
 					t.Fatalf("Now %s after observing %s (max so far %s)", now, remote, prev)
-				} else {
-					prev = now
 				}
+				prev = now
 			},
 			"observe beyond bound": func(t *rapid.T) {
 				if maxSkew == 0 {
@@ -92,6 +102,29 @@ func TestClockObserve(t *testing.T) {
 			},
 		})
 	})
+}
+
+// TestClockCorrectedAfterRunningAhead: a clock that ran an hour ahead and
+// was corrected issues timestamps at most the bound ahead of the corrected
+// clock, not an hour ahead for the next hour.
+func TestClockCorrectedAfterRunningAhead(t *testing.T) {
+	wall := baseWall + 3_600_000
+	c := NewClock(func() int64 { return wall }, 5000)
+	ahead := c.Now()
+	wall = baseWall // corrected
+	if now := c.Now(); now.Wall != baseWall+5000 || now.Compare(ahead) >= 0 {
+		t.Fatalf("after the correction Now = %s, want %d (the bound ahead)", now, baseWall+5000)
+	}
+	if now := c.Now(); now.Wall != baseWall+5000 || now.Logical != 1 {
+		t.Fatalf("then Now = %s, monotonic again", now)
+	}
+	unbounded := NewClock(func() int64 { return wall }, 0)
+	wall = baseWall + 3_600_000
+	ahead = unbounded.Now()
+	wall = baseWall
+	if now := unbounded.Now(); now.Compare(ahead) <= 0 {
+		t.Fatalf("without a bound Now went back: %s after %s", now, ahead)
+	}
 }
 
 func TestClockConcurrentNowUnique(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,4 +358,80 @@ func TestDiskFullRegion(t *testing.T) {
 	eventually(t, 10*time.Second, "r2 to take writes again", func() bool { return do(t, "PUT", r2.HTTPURL()+"/v1/kv/after", []byte(`4`)).status == 200 })
 	eventually(t, 20*time.Second, "r1's write to reach r2", func() bool { return do(t, "GET", r2.HTTPURL()+"/v1/kv/from-r1", nil).status == 200 })
 	waitConverged(t, c, 20*time.Second)
+}
+
+// TestAheadOfMost: the verdict on a clock from its peers' offsets.
+func TestAheadOfMost(t *testing.T) {
+	now := time.Now()
+	m := func(off, unc time.Duration, age time.Duration) peerOffset {
+		return peerOffset{Offset: off, Uncertainty: unc, At: now.Add(-age)}
+	}
+	const skew, fresh = 5 * time.Second, 10 * time.Second
+	for _, tc := range []struct {
+		name    string
+		offsets map[string]peerOffset
+		peers   int
+		ahead   bool
+	}{
+		{"both peers an hour behind", map[string]peerOffset{"a": m(-time.Hour, 0, 0), "b": m(-time.Hour, 0, 0)}, 2, true},
+		{"one of two peers behind", map[string]peerOffset{"a": m(-time.Hour, 0, 0), "b": m(0, 0, 0)}, 2, false},
+		{"the only peer behind (two regions)", map[string]peerOffset{"a": m(-time.Hour, 0, 0)}, 1, true},
+		{"the other region is the one ahead", map[string]peerOffset{"a": m(time.Hour, 0, 0)}, 1, false},
+		{"within the bound", map[string]peerOffset{"a": m(-4*time.Second, 0, 0), "b": m(-4*time.Second, 0, 0)}, 2, false},
+		{"beyond the bound only within the uncertainty", map[string]peerOffset{"a": m(-6*time.Second, 2*time.Second, 0), "b": m(-6*time.Second, 2*time.Second, 0)}, 2, false},
+		{"stale measurements do not count", map[string]peerOffset{"a": m(-time.Hour, 0, time.Minute), "b": m(-time.Hour, 0, time.Minute)}, 2, false},
+		{"a peer not measured counts as not behind", map[string]peerOffset{"a": m(-time.Hour, 0, 0)}, 2, false},
+	} {
+		if got, _ := aheadOfMost(tc.offsets, tc.peers, skew, fresh, now); got != tc.ahead {
+			t.Errorf("%s: ahead = %v, want %v", tc.name, got, tc.ahead)
+		}
+	}
+}
+
+// TestClockAheadRefusesWrites: a region whose clock runs an hour ahead of
+// its two peers measures it within a few heartbeats and refuses local
+// writes with 503 clock_skew (the others keep writing); once its clock is
+// corrected it takes writes again, and their HLCs are within
+// replication.max_clock_skew of real time (they no longer win every
+// last-write-wins race for the next hour).
+func TestClockAheadRefusesWrites(t *testing.T) {
+	var skew atomic.Int64 // milliseconds added to r3's clock
+	c := startCluster(t, []string{"r1", "r2", "r3"}, "all-to-all", nil, func(s *ClusterSpec) {
+		s.Options = func(region string) Options {
+			o := Options{Logger: testLogger()}
+			if region == "r3" {
+				o.Clock = func() int64 { return time.Now().UnixMilli() + skew.Load() }
+			}
+			return o
+		}
+		s.Tune = func(cfg *config.Config) { cfg.Replication.Heartbeat = 200 * time.Millisecond }
+	})
+	r1, r3 := c.Node("r1"), c.Node("r3")
+	skew.Store(time.Hour.Milliseconds())
+	var a answer
+	eventually(t, 10*time.Second, "r3 to refuse writes", func() bool {
+		a = do(t, "PUT", r3.HTTPURL()+"/v1/kv/k", []byte(`"from r3"`))
+		return a.status == http.StatusServiceUnavailable
+	})
+	if a.json(t)["code"] != "clock_skew" {
+		t.Fatalf("r3 refused with %s", a.body)
+	}
+	if st := r3.Status().Clock; !st.Refusing || st.AheadBySeconds < 3500 || len(st.Peers) != 2 {
+		t.Fatalf("r3 clock status %+v", st)
+	}
+	if b := do(t, "PUT", r1.HTTPURL()+"/v1/kv/k", []byte(`"from r1"`)); b.status != 200 {
+		t.Fatalf("r1 refused: %d %s", b.status, b.body)
+	}
+	if m := do(t, "GET", r3.HTTPURL()+"/metrics", nil); !strings.Contains(string(m.body), "geogate_clock_skew_refusing 1") {
+		t.Fatal("metrics do not show the refusal")
+	}
+	skew.Store(0)
+	eventually(t, 10*time.Second, "r3 to take writes again", func() bool {
+		return do(t, "PUT", r3.HTTPURL()+"/v1/kv/after", []byte(`1`)).status == 200
+	})
+	meta := do(t, "GET", r3.HTTPURL()+"/v1/kv/after?meta=true", nil).json(t)
+	hlc := int64(meta["versions"].([]any)[0].(map[string]any)["hlc"].(map[string]any)["w"].(float64))
+	if ahead := time.Duration(hlc-time.Now().UnixMilli()) * time.Millisecond; ahead > r3.Config().Replication.MaxClockSkew {
+		t.Fatalf("a write after the correction is stamped %s ahead of real time, beyond the bound", ahead)
+	}
 }

@@ -282,6 +282,9 @@ func (n *Node) write(ctx context.Context, rule *rules.Rule, mut store.Mutation) 
 // writeMutation makes a local write of a key governed by rule durable, as
 // given.
 func (n *Node) writeMutation(ctx context.Context, rule *rules.Rule, mut store.Mutation) (store.WriteResult, error) {
+	if err := n.clockRefusal(); err != nil {
+		return store.WriteResult{}, err
+	}
 	res, err := n.store.Write(ctx, mut)
 	if err != nil {
 		return res, fmt.Errorf("write %q: %w", mut.Key, err) // store.ErrClosed: errorBody's 503
@@ -305,6 +308,9 @@ type writeAnswer struct {
 	// Dot names the version the write created ("actor:counter"), as
 	// ?meta=true shows it: clients and checkers can track it.
 	Dot string `json:"dot"`
+	// HLC is the new version's hybrid logical clock (what last-write-wins
+	// compares).
+	HLC conflict.HLC `json:"hlc"`
 	// Siblings are the live values concurrent with this write that remain
 	// (the returned context covers them: merge them into the next write).
 	Siblings []json.RawMessage `json:"siblings,omitempty"`
@@ -324,7 +330,7 @@ func (n *Node) writeAnswerFor(key string, res store.WriteResult, session conflic
 	if res.Event.OSeq > session[origin] {
 		session = session.Merge(conflict.VV{origin: res.Event.OSeq})
 	}
-	ans := writeAnswer{Key: key, Context: n.tokens.encodeContext(key, res.Record.Context()), Session: n.tokens.encodeSession(session), Dot: res.Event.Version.Dot.String()}
+	ans := writeAnswer{Key: key, Context: n.tokens.encodeContext(key, res.Record.Context()), Session: n.tokens.encodeSession(session), Dot: res.Event.Version.Dot.String(), HLC: res.Event.Version.HLC}
 	if live := res.Record.Live(); len(live) > 1 {
 		for _, v := range live {
 			ans.Siblings = append(ans.Siblings, v.Value)

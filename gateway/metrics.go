@@ -31,6 +31,9 @@ type metrics struct {
 	contextRefusals *prometheus.CounterVec
 	tokenRejections *prometheus.CounterVec
 	keyReloads      *prometheus.CounterVec
+	clockOffset     *prometheus.GaugeVec
+	clockRefusing   prometheus.Gauge
+	clockRefusals   prometheus.Counter
 	skew            prometheus.Counter
 }
 
@@ -62,6 +65,12 @@ func newMetrics(n *Node) *metrics {
 	f(m.contextRefusals)
 	f(m.tokenRejections)
 	f(m.keyReloads)
+	m.clockOffset = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "geogate_clock_offset_seconds", Help: "A peer's clock minus this region's, as last measured over NATS (bounded by half the round trip)."}, []string{"peer"})
+	m.clockRefusing = prometheus.NewGauge(prometheus.GaugeOpts{Name: "geogate_clock_skew_refusing", Help: "1 while this region refuses local writes because its clock is more than replication.max_clock_skew ahead of most peers."})
+	m.clockRefusals = prometheus.NewCounter(prometheus.CounterOpts{Name: "geogate_clock_skew_refusals_total", Help: "Local writes refused with 503 clock_skew."})
+	f(m.clockOffset)
+	f(m.clockRefusing)
+	f(m.clockRefusals)
 	f(m.skew)
 	stat := func(name, help string, get func() float64, counter bool) {
 		if counter {

@@ -59,6 +59,7 @@ type Node struct {
 
 	ruleSet atomic.Pointer[rules.Set]
 	tokens  tokens
+	clocks  *clockWatch
 	book    *rulebook // the set's status, rule failures, keys holding siblings
 
 	nats      *link.Server // embedded server, nil when external
@@ -94,7 +95,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		opts.Clock = func() int64 { return time.Now().UnixMilli() }
 	}
 	n = &Node{cfg: cfg, opts: opts, log: opts.Logger.With("region", cfg.Region), links: map[string]*link.Link{},
-		peerConns: map[string]*nats.Conn{}, merges: newMergeQueue()}
+		peerConns: map[string]*nats.Conn{}, merges: newMergeQueue(), clocks: newClockWatch()}
 	// The plan and the rule options come from the config, which validated
 	// both the same way (config.Validate), so a loaded config cannot fail
 	// here; one built in code and not validated still can.
@@ -201,6 +202,14 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 	if err := n.serveForwards(ctx); err != nil {
 		return err
 	}
+	if err := n.serveClock(); err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchClocks(ctx)
+	}()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

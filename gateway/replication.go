@@ -180,6 +180,8 @@ type StatusReport struct {
 	Storage store.StorageStatus `json:"storage"`
 	// Publisher is the state of this region's publisher.
 	Publisher PublisherStatus `json:"publisher"`
+	// Clock is this region's clock measured against its peers'.
+	Clock ClockStatus `json:"clock"`
 }
 
 // PublisherStatus is the publisher part of StatusReport.
@@ -201,7 +203,7 @@ func (n *Node) Status() StatusReport {
 		Region: n.cfg.Region, Actor: n.store.Actor(), Topology: n.plan.Describe(), Seq: n.store.Seq(),
 		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Unpublished: n.Unpublished(),
 		LogMode: n.cfg.Replication.LogMode, Links: n.linkStatuses(), Rules: n.book.status(),
-		Storage: n.store.Storage(), Publisher: n.publisherStatus(),
+		Storage: n.store.Storage(), Publisher: n.publisherStatus(), Clock: n.clockStatus(),
 	}
 }
 

@@ -423,5 +423,48 @@ func CheckWorkload(stats WorkloadStats, c Checks) []CheckResult {
 				kindsText(stats.WriteErrors), 100**c.MaxWriteErrors)}
 		out = append(out, r)
 	}
+	if len(c.WriteErrors) > 0 {
+		r := CheckResult{Name: "write_error_kinds", Pass: true, Summary: "write errors by reason:" + kindsText(stats.WriteErrors)}
+		for _, kind := range slices.Sorted(maps.Keys(c.WriteErrors)) {
+			b, n := c.WriteErrors[kind], stats.WriteErrors[kind]
+			if n < b.Min {
+				r.Pass = false
+				r.addDetail("%s: %d, want at least %d", kind, n, b.Min)
+			}
+			if b.Max != nil && n > *b.Max {
+				r.Pass = false
+				r.addDetail("%s: %d, want at most %d", kind, n, *b.Max)
+			}
+		}
+		out = append(out, r)
+	}
 	return out
+}
+
+// CheckClockBound holds every write acknowledged at or after b.From to an
+// HLC at most b.Max ahead of the real time it was acknowledged: a region
+// whose clock ran ahead must not keep stamping its writes from the future
+// once the clock is corrected.
+func CheckClockBound(acked []AckedWrite, b ClockBound) CheckResult {
+	r := CheckResult{Name: "clock_bound", Pass: true}
+	n := 0
+	var worst time.Duration
+	for _, a := range acked {
+		if a.At < b.From || a.HLC.IsZero() {
+			continue
+		}
+		n++
+		lead := time.Duration(a.HLC.Wall-a.AckedUnixMs) * time.Millisecond
+		worst = max(worst, lead)
+		if lead > b.Max {
+			r.Pass = false
+			r.addDetail("write %s at %s (acked at %s): HLC %s is %s ahead of real time", a.ID, a.Region, a.At.Round(time.Millisecond), a.HLC, lead)
+		}
+	}
+	r.Summary = fmt.Sprintf("%d writes acked from %s on; the largest HLC lead over real time %s; bound %s", n, b.From, worst, b.Max)
+	if n == 0 {
+		r.Pass = false
+		r.addDetail("no write acknowledged from %s on: nothing to check", b.From)
+	}
+	return r
 }

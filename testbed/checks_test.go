@@ -379,3 +379,40 @@ func TestCheckWorkload(t *testing.T) {
 		t.Fatalf("no bounds: %+v, want no results", res)
 	}
 }
+
+func TestCheckWriteErrorKinds(t *testing.T) {
+	stats := WorkloadStats{Writes: 100, Acked: 90, WriteErrors: map[string]int{"503 clock_skew": 10}}
+	one, none := 1, 0
+	for _, tc := range []struct {
+		bounds map[string]CountBound
+		pass   bool
+	}{
+		{map[string]CountBound{"503 clock_skew": {Min: 1}}, true},
+		{map[string]CountBound{"503 clock_skew": {Min: 11}}, false},
+		{map[string]CountBound{"507 insufficient_storage": {Min: 1}}, false},
+		{map[string]CountBound{"503 clock_skew": {Max: &one}}, false},
+		{map[string]CountBound{"timeout": {Max: &none}}, true},
+	} {
+		res := CheckWorkload(stats, Checks{WriteErrors: tc.bounds})
+		if len(res) != 1 || res[0].Pass != tc.pass {
+			t.Errorf("bounds %+v: %+v, want pass %v", tc.bounds, res, tc.pass)
+		}
+	}
+}
+
+func TestCheckClockBound(t *testing.T) {
+	const base = 1_700_000_000_000
+	acked := []AckedWrite{
+		{ID: "early", At: time.Second, HLC: conflict.HLC{Wall: base + 30_000}, AckedUnixMs: base},
+		{ID: "late", At: 10 * time.Second, HLC: conflict.HLC{Wall: base + 14_000}, AckedUnixMs: base + 10_000},
+	}
+	if res := CheckClockBound(acked, ClockBound{From: 5 * time.Second, Max: 5 * time.Second}); !res.Pass {
+		t.Fatalf("a lead of 4s from 5s on, bound 5s: %+v", res)
+	}
+	if res := CheckClockBound(acked, ClockBound{From: 0, Max: 5 * time.Second}); res.Pass || len(res.Details) != 1 || !strings.Contains(res.Details[0], "early") {
+		t.Fatalf("the 30s lead of an early write must fail the bound from 0: %+v", res)
+	}
+	if res := CheckClockBound(acked, ClockBound{From: time.Minute, Max: time.Second}); res.Pass {
+		t.Fatalf("nothing acked after the start of the bound must not pass: %+v", res)
+	}
+}

@@ -27,6 +27,11 @@ type AckedWrite struct {
 	// Conflict marks a write sent to several regions at once for one hot
 	// key.
 	Conflict bool `json:"conflict,omitempty"`
+	// HLC is the version's hybrid logical clock, from the write answer.
+	HLC conflict.HLC `json:"hlc"`
+	// AckedUnixMs is the real time the answer arrived (Unix ms, the
+	// testbed's own clock, never skewed).
+	AckedUnixMs int64 `json:"acked_unix_ms"`
 }
 
 // SessionRead is a read of a key just written, sent to another region with

@@ -313,6 +313,9 @@ func evaluate(sc *Scenario, acked []AckedWrite, sessions []SessionRead, stats Wo
 	out = append(out, CheckLag(rep.Lag, links, c.Lag))
 	out = append(out, CheckConflicts(rep.Conflicts, c.Conflicts))
 	out = append(out, CheckWorkload(stats, c)...)
+	if c.ClockBound != nil {
+		out = append(out, CheckClockBound(acked, *c.ClockBound))
+	}
 	return out
 }
 

@@ -363,6 +363,23 @@ type Checks struct {
 	// MaxWriteErrors bounds the fraction of writes not acknowledged
 	// (default 1: any).
 	MaxWriteErrors *float64 `yaml:"max_write_errors" json:"max_write_errors,omitempty"`
+	// WriteErrors bounds write errors by reason, as the report counts them
+	// ("503 clock_skew", "507 insufficient_storage", "timeout", ...): a
+	// fault that must make a region refuse writes says so with min.
+	WriteErrors map[string]CountBound `yaml:"write_errors" json:"write_errors,omitempty"`
+	// ClockBound bounds how far ahead of real time the HLC of a write
+	// acknowledged at or after From may be: after a clock that ran ahead is
+	// corrected, its region's writes must not keep a lead beyond the bound.
+	ClockBound *ClockBound `yaml:"clock_bound" json:"clock_bound,omitempty"`
+}
+
+// ClockBound bounds the lead of writes' HLCs over real time.
+type ClockBound struct {
+	// From is when, from the start of the workload, the bound begins to
+	// apply (after the last skew ended and the region noticed).
+	From time.Duration `yaml:"from" json:"from"`
+	// Max is the largest lead allowed: the regions' replication.max_clock_skew.
+	Max time.Duration `yaml:"max" json:"max"`
 }
 
 // SessionBound bounds session violations.

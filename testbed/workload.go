@@ -173,7 +173,8 @@ func (w *workload) write(ctx context.Context, region, key string, hot bool) (cli
 		return client.WriteResult{}, false
 	}
 	now := time.Now()
-	a := AckedWrite{ID: id, Key: key, Region: region, At: now.Sub(w.start), Latency: now.Sub(t0), Conflict: hot}
+	a := AckedWrite{ID: id, Key: key, Region: region, At: now.Sub(w.start), Latency: now.Sub(t0), Conflict: hot,
+		HLC: ans.HLC, AckedUnixMs: now.UnixMilli()}
 	dot, derr := writeDot(ans)
 	if derr == nil {
 		a.Dot = dot
