@@ -212,7 +212,7 @@ func TestRegionCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc.Flush() //nolint:errcheck // checked by the receive
+		nc.Flush()                                                //nolint:errcheck // checked by the receive
 		owner.Publish(link.HeartbeatSubject("hub"), []byte(`{}`)) //nolint:errcheck // checked by the receive
 		if _, err := hb.NextMsg(2 * time.Second); err != nil {
 			t.Fatalf("heartbeat: %v", err)
