@@ -56,8 +56,7 @@ const (
 )
 
 // Grants returns the users of server's NATS server, one per region of the
-// plan in plan order (server's own first is not implied: the order is
-// Regions), or nil when server is not a region of the plan.
+// plan in Regions order, or nil when server is not a region of the plan.
 //
 // Least privilege, derived from the plan and nothing else:
 //   - server's own region may do anything (Owner);

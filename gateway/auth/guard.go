@@ -97,6 +97,7 @@ type Guard struct {
 
 	set       atomic.Pointer[Set]
 	nextCheck atomic.Int64
+	now       func() time.Time // time.Now; tests move it
 
 	mu    sync.Mutex // serialises reloads; guards stamp
 	stamp os.FileInfo
@@ -114,7 +115,7 @@ func NewGuard(file string, failures *Failures, log *slog.Logger) (*Guard, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Guard{file: file, log: log, failures: failures}
+	g := &Guard{file: file, log: log, failures: failures, now: time.Now}
 	fi, err := os.Stat(file)
 	if err != nil {
 		return nil, err
@@ -125,7 +126,7 @@ func NewGuard(file string, failures *Failures, log *slog.Logger) (*Guard, error)
 	}
 	g.stamp = fi
 	g.set.Store(set)
-	g.nextCheck.Store(time.Now().Add(CheckInterval).UnixNano())
+	g.nextCheck.Store(g.now().Add(CheckInterval).UnixNano())
 	return g, nil
 }
 
@@ -144,7 +145,7 @@ func readSet(file string) (*Set, error) {
 // tokens returns the current set, reloading the file first if it is due
 // and changed.
 func (g *Guard) tokens() *Set {
-	now := time.Now()
+	now := g.now()
 	if now.UnixNano() >= g.nextCheck.Load() && g.mu.TryLock() {
 		g.nextCheck.Store(now.Add(CheckInterval).UnixNano())
 		g.reload()

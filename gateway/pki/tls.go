@@ -29,7 +29,8 @@ type Pair struct {
 	log               *slog.Logger
 
 	cert      atomic.Pointer[tls.Certificate]
-	nextCheck atomic.Int64 // Unix ns of the next look at the files
+	nextCheck atomic.Int64     // Unix ns of the next look at the files
+	now       func() time.Time // time.Now; tests move it
 
 	mu     sync.Mutex // serialises reloads; guards stamp
 	stamp  [2]os.FileInfo
@@ -43,7 +44,7 @@ func LoadPair(certFile, keyFile string, log *slog.Logger) (*Pair, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pair{certFile: certFile, keyFile: keyFile, log: log}
+	p := &Pair{certFile: certFile, keyFile: keyFile, log: log, now: time.Now}
 	st, err := p.stat()
 	if err != nil {
 		return nil, err
@@ -54,7 +55,7 @@ func LoadPair(certFile, keyFile string, log *slog.Logger) (*Pair, error) {
 	}
 	p.stamp = st
 	p.cert.Store(c)
-	p.nextCheck.Store(time.Now().Add(CheckInterval).UnixNano())
+	p.nextCheck.Store(p.now().Add(CheckInterval).UnixNano())
 	return p, nil
 }
 
@@ -81,7 +82,7 @@ func (p *Pair) read() (*tls.Certificate, error) {
 // Certificate returns the current certificate, first reloading the files if
 // they changed and CheckInterval has passed since the last look.
 func (p *Pair) Certificate() *tls.Certificate {
-	now := time.Now()
+	now := p.now()
 	if now.UnixNano() >= p.nextCheck.Load() && p.mu.TryLock() {
 		p.nextCheck.Store(now.Add(CheckInterval).UnixNano())
 		p.reload()
