@@ -15,11 +15,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/geogate/geogate/gateway/pki"
 )
 
 // clientFlags are the flags shared by the client verbs.
 type clientFlags struct {
 	url, context, session string
+	token, caFile         string
 	wait                  int
 	verbose               bool
 }
@@ -32,6 +35,36 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.url, "url", def, "base URL of a region's HTTP API (default from $GEOGATE_URL)")
 	cmd.Flags().StringVar(&f.session, "session", "", "session token from an earlier write (read-your-writes across regions)")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print the status line and the X-Geo-* headers to stderr")
+	cmd.Flags().StringVar(&f.token, "token", os.Getenv("GEOGATE_TOKEN"), "bearer token of a secured region, or @FILE to read it from a file (default $GEOGATE_TOKEN)")
+	cmd.Flags().StringVar(&f.caFile, "ca", os.Getenv("GEOGATE_CA"), "PEM CA to trust for https URLs, e.g. DIR/tls/ca.pem of geogate init (default $GEOGATE_CA, else the system's)")
+}
+
+// httpClient returns the client of the verbs: it trusts --ca when set.
+func (f *clientFlags) httpClient() (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if f.caFile != "" {
+		pool, err := pki.LoadPool(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		tr.TLSClientConfig = pki.ClientConfig(pool, nil)
+	}
+	return &http.Client{Timeout: 60 * time.Second, Transport: tr}, nil
+}
+
+// bearer returns the token to send: --token, or the first line of the
+// file it names with @FILE.
+func (f *clientFlags) bearer() (string, error) {
+	name, ok := strings.CutPrefix(f.token, "@")
+	if !ok {
+		return strings.TrimSpace(f.token), nil
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("--token: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line), nil
 }
 
 func (f *clientFlags) do(cmd *cobra.Command, method, path string, body []byte) ([]byte, int, error) {
@@ -59,7 +92,17 @@ func (f *clientFlags) do(cmd *cobra.Command, method, path string, body []byte) (
 	if f.wait > 0 {
 		req.Header.Set("X-Geo-Wait", fmt.Sprint(f.wait))
 	}
-	client := &http.Client{Timeout: 60 * time.Second}
+	token, err := f.bearer()
+	if err != nil {
+		return nil, 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	client, err := f.httpClient()
+	if err != nil {
+		return nil, 0, err
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s %s: %w (is a region running at %s?)", method, path, err, f.url)
