@@ -42,7 +42,7 @@ func TestIssueAndLoadCA(t *testing.T) {
 	dir := t.TempDir()
 	key, _ := ca.KeyPEM()
 	os.WriteFile(filepath.Join(dir, "ca.pem"), ca.CertPEM(), 0o644) //nolint:errcheck // read back below
-	os.WriteFile(filepath.Join(dir, "ca-key.pem"), key, 0o600)     //nolint:errcheck // read back below
+	os.WriteFile(filepath.Join(dir, "ca-key.pem"), key, 0o600)      //nolint:errcheck // read back below
 	loaded, err := LoadCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"))
 	if err != nil {
 		t.Fatal(err)
