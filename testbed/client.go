@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/gateway/auth"
+	"github.com/geogate/geogate/gateway/deploy"
 	"github.com/geogate/geogate/topology/link"
 	"io"
 	"net/http"
@@ -15,10 +17,22 @@ import (
 	"time"
 )
 
-// apiClient speaks the HTTP API of CONTRACT.md to the regions of a run.
+// apiClient speaks the HTTP API to the regions of a run.
 type apiClient struct {
-	http *http.Client
-	urls map[string]string // region -> base URL
+	http  *http.Client
+	urls  map[string]string // region -> base URL
+	token string            // bearer token of secured regions, "" otherwise
+}
+
+// secure makes the client trust the run's CA and send its admin token (the
+// testbed writes, reads and pauses links); nil leaves it as it is.
+func (c *apiClient) secure(sec *deploy.Material) *apiClient {
+	if sec == nil {
+		return c
+	}
+	c.http.Transport.(*http.Transport).TLSClientConfig = sec.ClientTLS()
+	c.token = sec.Tokens[auth.Admin]
+	return c
 }
 
 func newAPIClient(urls map[string]string, timeout time.Duration, conns int) *apiClient {
@@ -73,6 +87,9 @@ func (c *apiClient) do(ctx context.Context, method, region, path string, body []
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

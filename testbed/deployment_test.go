@@ -27,7 +27,7 @@ func TestInProcessFaults(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	net := newNetwork(sc.Links, 1, log)
 	defer net.close()
-	dep, err := startInProcess(ctx, sc, t.TempDir(), net, log)
+	dep, err := startInProcess(ctx, sc, t.TempDir(), net, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

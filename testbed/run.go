@@ -65,16 +65,18 @@ const (
 // Report is the outcome of a run: what was run, what happened and the
 // checkers' verdicts. Pass is true when every check passed.
 type Report struct {
-	Scenario    string        `json:"scenario"`
-	Description string        `json:"description,omitempty"`
-	Source      string        `json:"source,omitempty"`
-	Short       bool          `json:"short"`
-	Mode        Mode          `json:"mode"`
-	Regions     []string      `json:"regions"`
-	Topology    string        `json:"topology"`
-	Links       []string      `json:"links"`
-	Started     time.Time     `json:"started"`
-	Duration    time.Duration `json:"duration"`
+	Scenario    string `json:"scenario"`
+	Description string `json:"description,omitempty"`
+	Source      string `json:"source,omitempty"`
+	Short       bool   `json:"short"`
+	Mode        Mode   `json:"mode"`
+	// Security is true when the regions ran secured (security: true).
+	Security bool          `json:"security,omitempty"`
+	Regions  []string      `json:"regions"`
+	Topology string        `json:"topology"`
+	Links    []string      `json:"links"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration"`
 	// Elapsed is the whole run, start-up to checks.
 	Elapsed time.Duration `json:"elapsed"`
 	// Quiesced is how long the regions took to converge after the workload
@@ -182,6 +184,10 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	defer cancel()
 	net := newNetwork(sc.Links, seed, r.log.With("component", "wan"))
 	defer net.close()
+	sec, err := securityMaterial(sc, filepath.Join(r.dataDir, "_secrets")) // not a region name
+	if err != nil {
+		return nil, err
+	}
 	var dep deployment
 	switch sc.Mode {
 	case Process:
@@ -189,9 +195,9 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		if logDir == "" {
 			logDir = r.dataDir
 		}
-		dep, err = startProcesses(life, sc, plan, r.dataDir, logDir, r.opts.Binary, net, r.log)
+		dep, err = startProcesses(life, sc, plan, r.dataDir, logDir, r.opts.Binary, net, r.log, sec)
 	default:
-		dep, err = startInProcess(life, sc, r.dataDir, net, r.log)
+		dep, err = startInProcess(life, sc, r.dataDir, net, r.log, sec)
 	}
 	if err != nil {
 		return nil, err
@@ -201,7 +207,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			r.log.Warn("closing regions", "err", err)
 		}
 	}()
-	client := newAPIClient(dep.urls(), sc.Workload.Timeout, sc.Workload.Concurrency)
+	client := newAPIClient(dep.urls(), sc.Workload.Timeout, sc.Workload.Concurrency).secure(sec)
 	defer client.close()
 
 	if err := r.waitReady(life, client, plan); err != nil {
@@ -251,7 +257,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	acked, sessions, stats := work.results()
 	samples := sampler.samples()
 	rep := &Report{
-		Scenario: sc.Name, Description: sc.Description, Source: sc.Source, Short: sc.IsShort, Mode: sc.Mode,
+		Scenario: sc.Name, Description: sc.Description, Source: sc.Source, Short: sc.IsShort, Mode: sc.Mode, Security: sc.Security,
 		Regions: sc.Regions, Topology: plan.Describe(), Links: linkNames, Started: began, Duration: sc.Duration,
 		Quiesced: quiesced, QuiesceTimedOut: timedOut, Workload: stats, Faults: flt.timeline(),
 		Lag: LagByLink(samples), Conflicts: ConflictsByRule(states), WAN: net.stats(), LagSamples: samples,
