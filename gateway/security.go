@@ -142,6 +142,19 @@ func natsNames() topology.Names {
 	}
 }
 
+// NATSGrants returns what each region may do on the NATS server of
+// cfg.Region, derived from the deployment's topology plan: the permissions
+// an embedded server enforces, and the ones an operator of an external
+// NATS server must give the regions' users (geogate permissions prints
+// them). cfg must be valid.
+func NATSGrants(cfg *config.Config) ([]topology.Grant, error) {
+	plan, err := cfg.Plan()
+	if err != nil {
+		return nil, err
+	}
+	return plan.Grants(cfg.Region, natsNames()), nil
+}
+
 // natsUsers returns the users of this region's embedded server, with the
 // permissions the plan grants each region there, or nil when the regions
 // have no nkeys (an open server).
