@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,4 +327,55 @@ func BenchmarkGuard(b *testing.B) {
 	for b.Loop() {
 		f.handler.ServeHTTP(w, r)
 	}
+}
+
+// TestGuardConcurrentReload: requests from many goroutines while the file
+// is rewritten and reloaded (run with -race): every answer is 200 or, once
+// the token is gone, 401; never anything else.
+func TestGuardConcurrentReload(t *testing.T) {
+	f := newFixture(t)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	f.guard.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	b, _ := os.ReadFile(f.file)
+	tokens, _ := ParseTokens(b)
+	var wg sync.WaitGroup
+	bad := make(chan int, 100)
+	for range 8 {
+		wg.Go(func() {
+			for range 300 {
+				r := httptest.NewRequest("GET", "/v1/kv/a", nil)
+				r.Header.Set("Authorization", "Bearer "+f.secrets["reader"])
+				w := httptest.NewRecorder()
+				f.guard.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {})).ServeHTTP(w, r)
+				if w.Code != 200 && w.Code != 401 {
+					bad <- w.Code
+				}
+				clock.Add(int64(CheckInterval / 50))
+			}
+		})
+	}
+	for i := range 20 {
+		kept := tokens
+		if i%2 == 1 {
+			kept = tokens[:2] // without the reader
+		}
+		if err := writeAtomic(f.file, FormatTokens(kept)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(bad)
+	for c := range bad {
+		t.Fatalf("answer %d", c)
+	}
+}
+
+// writeAtomic writes through a rename, as an operator's tool would.
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
