@@ -147,3 +147,18 @@ func TestGrantsLaws(t *testing.T) {
 		}
 	})
 }
+
+// TestGrantsDenyStreamEvenIfAllowed: a region named "fwd" has stream
+// subjects geo.fwd.*, which its peers' forwarding allow (geo.fwd.fwd)
+// overlaps; the deny keeps them out of its stream all the same.
+func TestGrantsDenyStreamEvenIfAllowed(t *testing.T) {
+	p, err := New([]string{"fwd", "a"}, Spec{Kind: AllToAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range p.Grants("fwd", testNames) {
+		if g.User == "a" && mayPublish(g, "geo.fwd.fwd") {
+			t.Fatalf("a may publish into fwd's stream: %+v", g)
+		}
+	}
+}
