@@ -43,7 +43,7 @@ func (n *Node) startNATS() error {
 	}
 	opts := []nats.Option{nats.Name("geogate-" + n.cfg.Region), nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), link.LogAsyncErrors(n.log)}
-	conn, err := nats.Connect(n.natsURL, append(opts, n.natsOptions(false)...)...)
+	conn, err := nats.Connect(n.ownNATSURL(), append(opts, n.natsOptions(false)...)...)
 	if err != nil {
 		return fmt.Errorf("connect nats %s: %w", n.natsURL, err)
 	}

@@ -188,7 +188,11 @@ func (n *Node) natsServerOptions(o link.ServerOptions) link.ServerOptions {
 func (n *Node) natsOptions(toPeer bool) []nats.Option {
 	s := n.sec
 	var opts []nats.Option
-	if s.natsClientTLS != nil {
+	if !toPeer && n.ownInProcess() {
+		// This region's own connections to its embedded server stay in
+		// the process: TLS there would protect nothing, and cost.
+		opts = append(opts, nats.InProcessServer(n.nats))
+	} else if s.natsClientTLS != nil {
 		tc := s.natsClientTLS
 		if !toPeer && s.ownServerName != "" {
 			tc = tc.Clone()
@@ -206,6 +210,21 @@ func (n *Node) natsOptions(toPeer bool) []nats.Option {
 		opts = append(opts, nats.CustomInboxPrefix(inboxPrefix(n.cfg.Region)), nats.IgnoreAuthErrorAbort())
 	}
 	return opts
+}
+
+// ownInProcess reports whether this region's own connections reach its
+// embedded server in the process (a secured embedded server): TLS on them
+// would protect nothing, and cost.
+func (n *Node) ownInProcess() bool { return n.nats != nil && n.sec.natsServerTLS != nil }
+
+// ownNATSURL is the URL of this region's own connection: its server's, or
+// for an in-process connection the same address without TLS (the scheme
+// tls:// would make the client start a TLS handshake on the pipe).
+func (n *Node) ownNATSURL() string {
+	if n.ownInProcess() {
+		return strings.Replace(n.natsURL, "tls://", "nats://", 1)
+	}
+	return n.natsURL
 }
 
 // secureHandler puts the bearer-token guard in front of h when auth is on.

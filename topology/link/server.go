@@ -180,6 +180,12 @@ func (s *Server) Port() int {
 	return 0
 }
 
+// InProcessConn returns a connection to the server that does not leave the
+// process (a net.Pipe; nats.InProcessServer takes the Server). Such a client
+// still authenticates as any client, but needs no TLS: nothing it sends
+// crosses a network.
+func (s *Server) InProcessConn() (net.Conn, error) { return s.ns.InProcessConn() }
+
 // Shutdown stops the server and returns once it has shut down; JetStream
 // state is flushed to StoreDir. It is safe to call more than once.
 func (s *Server) Shutdown() {
