@@ -253,7 +253,8 @@ func (s *security) scheme() string {
 
 // errorLog is the HTTP server's error log: to logger at warn level, with
 // failed TLS handshakes counted (reason tls_handshake) unless the client
-// certificate check already counted them.
+// certificate check already counted them, or the client closed before
+// saying anything (EOF: a port probe, not a credential).
 func (s *security) errorLog(logger *slog.Logger) *log.Logger {
 	return log.New(handshakeCounter{s: s, next: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}, "", 0)
 }
@@ -265,7 +266,7 @@ type handshakeCounter struct {
 
 func (h handshakeCounter) Write(p []byte) (int, error) {
 	line := string(p)
-	if strings.Contains(line, "TLS handshake error") && !strings.Contains(line, "client certificate") {
+	if strings.Contains(line, "TLS handshake error") && !strings.Contains(line, "client certificate") && !strings.HasSuffix(strings.TrimSpace(line), "EOF") {
 		h.s.failures.Inc("tls_handshake")
 	}
 	h.next.Print(strings.TrimSuffix(line, "\n"))
