@@ -181,9 +181,8 @@ func (n *Node) natsServerOptions(o link.ServerOptions) link.ServerOptions {
 }
 
 // natsOptions returns what every NATS connection of this region adds: its
-// credentials and TLS settings. Connections to a peer's server (toPeer)
-// also use the region's own inbox prefix, the only one its permissions
-// there let it receive on, and keep reconnecting after an authorization
+// credentials, TLS settings and inbox prefix (inboxPrefix). Connections
+// to a peer's server (toPeer) keep reconnecting after an authorization
 // error (the peer may be restarting with new settings).
 func (n *Node) natsOptions(toPeer bool) []nats.Option {
 	s := n.sec
@@ -206,8 +205,12 @@ func (n *Node) natsOptions(toPeer bool) []nats.Option {
 	if s.credsFile != "" {
 		opts = append(opts, nats.UserCredentials(s.credsFile))
 	}
+	// Replies and deliveries arrive under the region's own prefix: on a
+	// peer's server no other region may read there, and on its own server
+	// nothing of it lands on the default _INBOX.> that peers may read.
+	opts = append(opts, nats.CustomInboxPrefix(inboxPrefix(n.cfg.Region)))
 	if toPeer {
-		opts = append(opts, nats.CustomInboxPrefix(inboxPrefix(n.cfg.Region)), nats.IgnoreAuthErrorAbort())
+		opts = append(opts, nats.IgnoreAuthErrorAbort())
 	}
 	return opts
 }

@@ -46,9 +46,17 @@ type Grant struct {
 	PublishDeny []string
 }
 
+// DefaultInbox is where NATS clients receive replies unless told another
+// prefix (nats.go, the nats CLI). Every region may receive there too, so
+// that a tool using a region's credentials works without options; the
+// regions' own connections use their own prefixes (Names.Inbox).
+const DefaultInbox = "_INBOX.>"
+
 // JetStream API subjects a link uses on its peer's server, for one
-// durable consumer (the consumer's stream and name follow the prefix).
+// durable consumer (the consumer's stream and name follow the prefix), and
+// the stream's info, which reading it may ask for.
 const (
+	jsStreamInfo     = "$JS.API.STREAM.INFO."
 	jsConsumerCreate = "$JS.API.CONSUMER.CREATE."
 	jsConsumerInfo   = "$JS.API.CONSUMER.INFO."
 	jsConsumerNext   = "$JS.API.CONSUMER.MSG.NEXT."
@@ -62,12 +70,14 @@ const (
 //   - server's own region may do anything (Owner);
 //   - every other region R may send home-forwarding requests to the server
 //     (Forward(server)): any key may be homed in any region;
-//   - R receives replies and pulled messages only under its own inbox
-//     prefix (Inbox(R)), so it cannot read what others receive;
-//   - only when the plan has the link server -> R: R may create, update and
-//     read the info of its own durable consumer Consumer(server, R) on
-//     Stream(server), pull from it, acknowledge its messages, and receive
-//     the server's heartbeats;
+//   - R receives replies and pulled messages under its own inbox prefix
+//     (Inbox(R)), which no other region may read, and under DefaultInbox
+//     (for tools using its credentials; no region's own connections use
+//     it);
+//   - only when the plan has the link server -> R: R may read the stream's
+//     info, create, update and read the info of its own durable consumer
+//     Consumer(server, R) on Stream(server), pull from it, acknowledge its
+//     messages, and receive the server's heartbeats;
 //   - R may never publish into the server's stream subjects (denied even
 //     if another allow would match), nor use any other JetStream API: it
 //     cannot delete, purge or change a stream, nor create, delete or read
@@ -85,13 +95,14 @@ func (p *Plan) Grants(server string, names Names) []Grant {
 		g := Grant{
 			User:           r,
 			PublishAllow:   []string{names.Forward(server)},
-			SubscribeAllow: []string{names.Inbox(r) + ".>"},
+			SubscribeAllow: []string{names.Inbox(r) + ".>", DefaultInbox},
 			PublishDeny:    []string{names.StreamSubjects(server)},
 		}
 		if p.HasLink(server, r) {
 			stream, consumer := names.Stream(server), names.Consumer(server, r)
 			own := stream + "." + consumer
 			g.PublishAllow = append(g.PublishAllow,
+				jsStreamInfo+stream,
 				jsConsumerCreate+own,      // create or update, several filter subjects
 				jsConsumerCreate+own+".>", // create or update, one filter subject in the name
 				jsConsumerInfo+own,

@@ -128,7 +128,10 @@ func TestGrantsLaws(t *testing.T) {
 						}
 					}
 				}
-				for _, api := range []string{"STREAM.DELETE.", "STREAM.PURGE.", "STREAM.UPDATE.", "STREAM.CREATE.", "STREAM.INFO.", "STREAM.MSG.DELETE.", "CONSUMER.DELETE."} {
+				if got := mayPublish(g, "$JS.API.STREAM.INFO."+stream); got != pulls {
+					t.Fatalf("%s on %s's server: stream info %v, link %v", r, server, got, pulls)
+				}
+				for _, api := range []string{"STREAM.DELETE.", "STREAM.PURGE.", "STREAM.UPDATE.", "STREAM.CREATE.", "STREAM.MSG.DELETE.", "STREAM.MSG.GET.", "DIRECT.GET.", "CONSUMER.DELETE."} {
 					target := stream
 					if api == "CONSUMER.DELETE." {
 						target = stream + "." + own

@@ -460,6 +460,21 @@ func TestSecuredDeployment(t *testing.T) {
 		if err := js.DeleteStream(ctx, link.StreamName("eu-west")); err == nil {
 			t.Fatal("us-east deleted eu-west's stream")
 		}
+		// Reading is allowed, also to a tool with the default inbox.
+		tool, err := nats.Connect(euNATS, nats.Secure(pki.ClientConfig(pool, pair)), nats.Nkey(pub, kp.Sign))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tool.Close()
+		tjs, _ := jetstream.New(tool)
+		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer rcancel()
+		if _, err := tjs.Stream(rctx, link.StreamName("eu-west")); err != nil {
+			t.Fatalf("us-east reading eu-west's stream: %v", err)
+		}
+		if _, err := tjs.Consumer(rctx, link.StreamName("eu-west"), link.ConsumerName("eu-west", "us-east")); err != nil {
+			t.Fatalf("us-east reading its consumer on eu-west's stream: %v", err)
+		}
 		// eu-west's stream is intact: a new write there reaches us-east.
 		if r := writer.do(t, "PUT", euURL+"/v1/kv/after", `{"b":2}`); r.status != 200 {
 			t.Fatalf("write at eu-west: %d %s", r.status, r.body)
