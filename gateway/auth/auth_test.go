@@ -218,7 +218,7 @@ func TestGuardAnswers(t *testing.T) {
 				}
 				return
 			case 401:
-				if code(t, w) != "unauthenticated" || !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Bearer") {
+				if code(t, w) != "unauthenticated" || w.Header().Get("WWW-Authenticate") != "Bearer" {
 					t.Fatalf("401 body %s, WWW-Authenticate %q", w.Body, w.Header().Get("WWW-Authenticate"))
 				}
 			case 403:

@@ -270,11 +270,7 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, status int, reaso
 	code := "forbidden"
 	if status == http.StatusUnauthorized {
 		code = "unauthenticated"
-		challenge := `Bearer realm="geogate"`
-		if reason != ReasonMissing {
-			challenge += `, error="invalid_token"`
-		}
-		w.Header().Set("WWW-Authenticate", challenge)
+		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

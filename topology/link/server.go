@@ -128,7 +128,9 @@ func StartServer(opts ServerOptions) (*Server, error) {
 			tc.ClientAuth = tls.RequireAndVerifyClientCert
 			sopts.TLSVerify = true
 		}
-		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 2
+		// A handshake across a WAN takes a few round trips: allow 5s
+		// (NATS's default is 2s); authentication may take 1s more.
+		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 5
 	}
 	for _, u := range opts.Users {
 		sopts.Nkeys = append(sopts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: &server.Permissions{
