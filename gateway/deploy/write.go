@@ -254,19 +254,23 @@ func nodeConfig(spec Spec, i int, m *Material, path string) string {
 	}
 	p("\nhttp:\n  listen: %s\n", net.JoinHostPort(listenHost, strconv.Itoa(spec.BasePort+i)))
 	if m != nil {
-		p("  tls:                                # HTTPS; the pair is read again when the files change\n")
-		p("    cert_file: %s\n    key_file: %s\n", CertFile(region), KeyFile(region))
-		p("    # client_ca_file: %s            # uncomment to require client certificates (mutual TLS)\n", CAFile)
-		p("\n# Bearer tokens (SHA-256 hashes; re-read within seconds of a change: delete a line to revoke).\n")
+		p("  # HTTPS; the pair is read again when its files change (geogate cert renew).\n")
+		p("  tls:\n    cert_file: %s\n    key_file: %s\n", CertFile(region), KeyFile(region))
+		p("    # Uncomment to require client certificates from the deployment's CA (mutual TLS):\n")
+		p("    # client_ca_file: %s\n", CAFile)
+		p("\n# Bearer tokens (SHA-256 hashes), re-read within seconds of a change: geogate token add / revoke.\n")
 		p("# The secrets are in tokens/admin.token, tokens/writer.token, tokens/reader.token.\n")
 		p("auth:\n  tokens_file: %s\n", TokensFile)
-		p("\n# metrics:\n#   listen: 127.0.0.1:9100            # /metrics alone, without TLS or token, for a scraper on a private network\n")
+		p("\n# /metrics alone, without TLS or token, for a scraper on a private network:\n")
+		p("# metrics:\n#   listen: 127.0.0.1:9100\n")
 	}
 	p("\nnats:\n  embedded: true\n  listen: %s\n", net.JoinHostPort(listenHost, strconv.Itoa(spec.BasePort+PortSpan/2+i)))
 	if m != nil {
-		p("  tls:                                # the server takes only TLS clients with a certificate from the CA\n")
-		p("    ca_file: %s\n    cert_file: %s\n    key_file: %s\n", CAFile, CertFile(region), KeyFile(region))
-		p("  nkey_seed_file: %s           # this region's NATS identity (private; regions.%s.nkey is its public half)\n", SeedFile(region), region)
+		p("  # The server takes only TLS clients with a certificate from the CA, and only\n")
+		p("  # the regions' NKey users, each with the permissions the topology plan gives it.\n")
+		p("  tls:\n    ca_file: %s\n    cert_file: %s\n    key_file: %s\n", CAFile, CertFile(region), KeyFile(region))
+		p("  # This region's NATS identity (private; regions.%s.nkey is its public half).\n", region)
+		p("  nkey_seed_file: %s\n", SeedFile(region))
 	}
 	p("\n# HMAC keys of the context and session tokens; the same file on every node.\n")
 	p("security:\n  token_keys_file: %s\n", TokenKeysFile)
