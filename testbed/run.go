@@ -65,18 +65,17 @@ const (
 // Report is the outcome of a run: what was run, what happened and the
 // checkers' verdicts. Pass is true when every check passed.
 type Report struct {
-	Scenario    string `json:"scenario"`
-	Description string `json:"description,omitempty"`
-	Source      string `json:"source,omitempty"`
-	Short       bool   `json:"short"`
-	Mode        Mode   `json:"mode"`
-	// Security is true when the regions ran secured (security: true).
-	Security bool          `json:"security,omitempty"`
-	Regions  []string      `json:"regions"`
-	Topology string        `json:"topology"`
-	Links    []string      `json:"links"`
-	Started  time.Time     `json:"started"`
-	Duration time.Duration `json:"duration"`
+	Scenario    string        `json:"scenario"`
+	Description string        `json:"description,omitempty"`
+	Source      string        `json:"source,omitempty"`
+	Short       bool          `json:"short"`
+	Mode        Mode          `json:"mode"`
+	Security    bool          `json:"security,omitempty"` // the regions ran secured (security: true)
+	Regions     []string      `json:"regions"`
+	Topology    string        `json:"topology"`
+	Links       []string      `json:"links"`
+	Started     time.Time     `json:"started"`
+	Duration    time.Duration `json:"duration"`
 	// Elapsed is the whole run, start-up to checks.
 	Elapsed time.Duration `json:"elapsed"`
 	// Quiesced is how long the regions took to converge after the workload
