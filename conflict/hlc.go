@@ -70,9 +70,6 @@ func (c *Clock) Now() HLC {
 	switch {
 	case pt > c.last.Wall:
 		c.last = HLC{Wall: pt}
-	case c.maxSkew > 0 && c.last.Wall-pt > 2*c.maxSkew:
-		// The physical clock was set back: keep the lead within the bound.
-		c.last = HLC{Wall: pt + c.maxSkew}
 	case c.last.Logical == math.MaxUint32:
 		// The logical counter is exhausted (a remote clock may hand us
 		// one at its limit): move to the next millisecond instead of
@@ -80,6 +77,10 @@ func (c *Clock) Now() HLC {
 		c.last = HLC{Wall: c.last.Wall + 1}
 	default:
 		c.last.Logical++
+	}
+	if c.maxSkew > 0 && c.last.Wall-pt > 2*c.maxSkew {
+		// The physical clock was set back: keep the lead within the bound.
+		c.last = HLC{Wall: pt + c.maxSkew}
 	}
 	return c.last
 }

@@ -160,6 +160,7 @@ func (n *Node) peerConn(peer string) (c *nats.Conn, created bool, err error) {
 	if n.opts.Dialer != nil {
 		opts = append(opts, nats.SetCustomDialer(n.opts.Dialer(peer)))
 	}
+	opts = append(opts, n.natsOptions(true)...)
 	c, err = nats.Connect(n.peers[peer].NATS, opts...)
 	if err != nil {
 		return nil, false, fmt.Errorf("connect to %s: %w", peer, err)

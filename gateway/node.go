@@ -70,6 +70,7 @@ type Node struct {
 	listener net.Listener
 	server   *http.Server
 	metrics  *metrics
+	sec      *security // TLS, credentials, auth (gateway/security.go)
 
 	mu    sync.Mutex
 	links map[string]*link.Link
@@ -120,6 +121,9 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 			node.shutdown()
 		}
 	}()
+	if n.sec, err = loadSecurity(cfg, n.log); err != nil {
+		return nil, err
+	}
 	n.store, err = store.Open(store.Options{
 		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
 		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, ConflictMaxAge: cfg.Conflicts.MaxAge,
@@ -133,6 +137,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	}
 	n.metrics = newMetrics(n)
 	n.book = newRulebook(n, set, rulesSource(cfg, opts))
+	n.metrics.reg.MustRegister(n.sec.failures.Collector())
 	if err := n.startNATS(); err != nil {
 		return nil, err
 	}
@@ -140,10 +145,11 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
 	}
+	n.listener = n.sec.secureListener(n.listener)
 	n.server = &http.Server{
-		Handler: n.routes(), ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout,
+		Handler: n.sec.secureHandler(n.routes()), ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout,
 		IdleTimeout: cfg.HTTP.IdleTimeout, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		ErrorLog: n.sec.errorLog(n.log),
 	}
 	n.wg.Add(1)
 	go func() {
@@ -170,7 +176,7 @@ func (n *Node) Config() *config.Config { return n.cfg }
 func (n *Node) Store() *store.Store { return n.store }
 
 // HTTPURL returns the base URL the HTTP API listens on.
-func (n *Node) HTTPURL() string { return "http://" + n.listener.Addr().String() }
+func (n *Node) HTTPURL() string { return n.sec.scheme() + "://" + n.listener.Addr().String() }
 
 // NATSURL returns the URL of this region's NATS server (the embedded one's
 // actual address, or the configured external URL).
@@ -229,6 +235,7 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 			n.watchTokenKeys(ctx, path)
 		}()
 	}
+	n.sec.serveMetrics(n.metrics.handler(), n.log)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -282,6 +289,7 @@ func (n *Node) shutdown() error {
 	if n.nats != nil {
 		n.nats.Shutdown()
 	}
+	n.sec.close()
 	return err
 }
 

@@ -31,19 +31,20 @@ func (n *Node) startNATS() error {
 		if port == 0 {
 			port = -1 // NATS: pick a free port
 		}
-		n.nats, err = link.StartServer(link.ServerOptions{
+		n.nats, err = link.StartServer(n.natsServerOptions(link.ServerOptions{
 			Name: "geogate-" + n.cfg.Region, Host: host, Port: port, StoreDir: n.cfg.NATS.StoreDir,
 			SyncAlways: n.cfg.NATS.Sync == config.NATSSyncAlways, SyncInterval: n.cfg.NATS.SyncInterval(),
 			MaxPayload: int32(n.cfg.HTTP.MaxValueBytes + config.EventReserve),
 			Logger:     n.log.With("component", "nats"),
-		})
+		}))
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
 		}
 		n.natsURL = n.nats.ClientURL()
 	}
-	conn, err := nats.Connect(n.natsURL, nats.Name("geogate-"+n.cfg.Region), nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), link.LogAsyncErrors(n.log))
+	opts := []nats.Option{nats.Name("geogate-" + n.cfg.Region), nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), link.LogAsyncErrors(n.log)}
+	conn, err := nats.Connect(n.ownNATSURL(), append(opts, n.natsOptions(false)...)...)
 	if err != nil {
 		return fmt.Errorf("connect nats %s: %w", n.natsURL, err)
 	}
@@ -117,6 +118,7 @@ func (n *Node) startReplication(ctx context.Context) error {
 		lc := link.LinkConfig{
 			Region: n.cfg.Region, Peer: edge.From, URL: url, Origins: n.plan.FilterOrigins(n.cfg.Region, edge.From),
 			Applier: applier{n}, Batch: n.cfg.Replication.Batch, AckWait: n.cfg.Replication.AckWait, Logger: n.log.With("link", edge.From),
+			ConnOptions: n.natsOptions(true),
 		}
 		if n.opts.Dialer != nil {
 			lc.Dialer = n.opts.Dialer(edge.From)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/client"
+	"github.com/geogate/geogate/gateway/auth"
+	"github.com/geogate/geogate/gateway/deploy"
 )
 
 // apiClient speaks to each region of a run through its own Go client
@@ -22,12 +24,19 @@ type apiClient struct {
 	regions map[string]*client.Client
 }
 
-func newAPIClient(urls map[string]string, timeout time.Duration, conns int) (*apiClient, error) {
+// newAPIClient returns a client of the regions at urls; sec, when the run
+// is secured, makes it trust the run's CA and send its admin token (the
+// testbed writes, reads and pauses links).
+func newAPIClient(urls map[string]string, timeout time.Duration, conns int, sec *deploy.Material) (*apiClient, error) {
 	tr := &http.Transport{MaxIdleConns: conns * max(len(urls), 1), MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second}
+	opts := []client.Option{client.WithoutTracking(), client.WithRetry(client.Retry{MaxAttempts: 1}), client.WithAttemptTimeout(0)}
+	if sec != nil {
+		tr.TLSClientConfig = sec.ClientTLS()
+		opts = append(opts, client.WithToken(sec.Tokens[auth.Admin]))
+	}
 	c := &apiClient{hc: &http.Client{Transport: tr, Timeout: timeout}, regions: map[string]*client.Client{}}
 	for region, url := range urls {
-		rc, err := client.New([]string{url}, client.WithHTTPClient(c.hc), client.WithoutTracking(),
-			client.WithRetry(client.Retry{MaxAttempts: 1}), client.WithAttemptTimeout(0))
+		rc, err := client.New([]string{url}, append([]client.Option{client.WithHTTPClient(c.hc)}, opts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("region %s: %w", region, err)
 		}

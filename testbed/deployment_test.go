@@ -26,12 +26,12 @@ func TestInProcessFaults(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	net := newNetwork(sc.Links, 1, log)
 	defer net.close()
-	dep, err := startInProcess(ctx, sc, t.TempDir(), net, log)
+	dep, err := startInProcess(ctx, sc, t.TempDir(), net, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dep.close()
-	api, err := newAPIClient(dep.urls(), 5*time.Second, 2)
+	api, err := newAPIClient(dep.urls(), 5*time.Second, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

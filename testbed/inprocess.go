@@ -13,6 +13,7 @@ import (
 
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/gateway/deploy"
 	"github.com/geogate/geogate/store"
 )
 
@@ -61,12 +62,12 @@ type inProcess struct {
 
 var _ deployment = (*inProcess)(nil)
 
-func startInProcess(ctx context.Context, sc *Scenario, dataDir string, net *network, log *slog.Logger) (*inProcess, error) {
+func startInProcess(ctx context.Context, sc *Scenario, dataDir string, net *network, log *slog.Logger, sec *deploy.Material) (*inProcess, error) {
 	d := &inProcess{skews: map[string]*atomic.Int64{}, regions: sc.Regions}
 	for _, r := range sc.Regions {
 		d.skews[r] = &atomic.Int64{}
 	}
-	spec := clusterSpec(sc, dataDir)
+	spec := clusterSpec(sc, dataDir, sec)
 	spec.Options = func(region string) gateway.Options {
 		skew := d.skews[region]
 		return gateway.Options{

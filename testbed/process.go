@@ -19,6 +19,7 @@ import (
 
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/gateway/deploy"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology"
 )
@@ -45,6 +46,7 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 type processes struct {
 	bin     string
 	log     *slog.Logger
+	sec     *deploy.Material // nil: regions not secured
 	regions []string
 	configs map[string]string // region -> config file
 	logs    map[string]string // region -> stdout/stderr file
@@ -71,7 +73,7 @@ const startTimeout = 30 * time.Second
 // can run with fails with the region and key at fault. It then writes each
 // region's config into dir, its data under dir/<region> and its output into
 // logDir/<region>.log, and starts them all.
-func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir, logDir, bin string, net *network, log *slog.Logger) (*processes, error) {
+func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir, logDir, bin string, net *network, log *slog.Logger, sec *deploy.Material) (*processes, error) {
 	if bin == "" {
 		return nil, errNoBinary
 	}
@@ -85,12 +87,13 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 		natsAddr[r] = fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])
 	}
 	p := &processes{
-		bin: bin, log: log, regions: sc.Regions, procs: map[string]*child{},
+		bin: bin, log: log, sec: sec, regions: sc.Regions, procs: map[string]*child{},
 		configs: map[string]string{}, logs: map[string]string{}, data: map[string]string{}, base: map[string]string{},
 	}
 	file := map[string][]byte{} // region -> config file contents
+	httpScheme, _ := schemes(sec)
 	for _, r := range sc.Regions {
-		p.base[r] = "http://" + httpAddr[r]
+		p.base[r] = httpScheme + "://" + httpAddr[r]
 		p.data[r] = filepath.Join(dir, r)
 		p.logs[r] = filepath.Join(logDir, r+".log")
 		// What region r dials for each peer: the link's proxy when the
@@ -106,7 +109,7 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 				peerNATS[peer] = px.Addr()
 			}
 		}
-		cfg, err := regionConfig(sc, r, regionAddrs{HTTP: httpAddr, PeerNATS: peerNATS, NATSListen: natsAddr[r]}, dir)
+		cfg, err := regionConfig(sc, r, regionAddrs{HTTP: httpAddr, PeerNATS: peerNATS, NATSListen: natsAddr[r]}, dir, sec)
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +180,7 @@ func (p *processes) start(ctx context.Context, region string) error {
 	p.mu.Unlock()
 	p.log.Info("region process started", "region", region, "pid", cmd.Process.Pid)
 
-	api, err := newAPIClient(map[string]string{region: p.base[region]}, time.Second, 1)
+	api, err := newAPIClient(map[string]string{region: p.base[region]}, time.Second, 1, p.sec)
 	if err != nil {
 		return err
 	}

@@ -149,11 +149,16 @@ duration: 1s
 			if len(wantRules) == 0 {
 				wantRules = config.DefaultRules()
 			}
+			sec, err := securityMaterial(sc, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			httpScheme, natsScheme := schemes(sec)
 			for _, r := range sc.Regions {
 				addrs := scenarioAddrs(sc, plan, r)
 				dir := t.TempDir()
 				dataDir := filepath.Join(dir, r)
-				c, err := regionConfig(sc, r, addrs, dir)
+				c, err := regionConfig(sc, r, addrs, dir, sec)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -175,9 +180,14 @@ duration: 1s
 					t.Errorf("%s: topology %+v, scenario %+v", r, got.Topology, sc.Topology)
 				case !reflect.DeepEqual(got.Rules, wantRules):
 					t.Errorf("%s: rules %+v, want %+v", r, got.Rules, wantRules)
+				case sc.Security != (got.HTTP.TLS.CertFile != "" && got.Auth.Enabled && got.NATS.TLS.CAFile != "" && got.NATS.NKeySeedFile != "" && got.NATSAuth()):
+					t.Errorf("%s: security %v, config http %+v auth %+v nats %+v", r, sc.Security, got.HTTP.TLS, got.Auth, got.NATS)
 				}
 				for _, peer := range sc.Regions {
-					want := config.Endpoints{HTTP: "http://" + addrs.HTTP[peer], NATS: "nats://" + addrs.PeerNATS[peer]}
+					want := config.Endpoints{HTTP: httpScheme + "://" + addrs.HTTP[peer], NATS: natsScheme + "://" + addrs.PeerNATS[peer]}
+					if sec != nil {
+						want.NKey = sec.NKeys[peer]
+					}
 					if got.Regions[peer] != want {
 						t.Errorf("%s: regions.%s = %+v, want %+v", r, peer, got.Regions[peer], want)
 					}

@@ -146,6 +146,9 @@ func Markdown(rep *Report) string {
 	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, mdEscape(v)) }
 	row("source", rep.Source)
 	row("mode", string(rep.Mode))
+	if rep.Security {
+		row("security", "on: HTTPS with bearer tokens, NATS with TLS and per-region credentials")
+	}
 	row("regions", strings.Join(rep.Regions, ", "))
 	row("topology", rep.Topology)
 	row("started", rep.Started.UTC().Format(time.RFC3339))

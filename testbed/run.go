@@ -71,6 +71,7 @@ type Report struct {
 	Source      string        `json:"source,omitempty"`
 	Short       bool          `json:"short"`
 	Mode        Mode          `json:"mode"`
+	Security    bool          `json:"security,omitempty"` // the regions ran secured (security: true)
 	Regions     []string      `json:"regions"`
 	Topology    string        `json:"topology"`
 	Links       []string      `json:"links"`
@@ -183,6 +184,10 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	defer cancel()
 	net := newNetwork(sc.Links, seed, r.log.With("component", "wan"))
 	defer net.close()
+	sec, err := securityMaterial(sc, filepath.Join(r.dataDir, "_secrets")) // not a region name
+	if err != nil {
+		return nil, err
+	}
 	var dep deployment
 	switch sc.Mode {
 	case Process:
@@ -190,9 +195,9 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		if logDir == "" {
 			logDir = r.dataDir
 		}
-		dep, err = startProcesses(life, sc, plan, r.dataDir, logDir, r.opts.Binary, net, r.log)
+		dep, err = startProcesses(life, sc, plan, r.dataDir, logDir, r.opts.Binary, net, r.log, sec)
 	default:
-		dep, err = startInProcess(life, sc, r.dataDir, net, r.log)
+		dep, err = startInProcess(life, sc, r.dataDir, net, r.log, sec)
 	}
 	if err != nil {
 		return nil, err
@@ -202,7 +207,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			r.log.Warn("closing regions", "err", err)
 		}
 	}()
-	api, err := newAPIClient(dep.urls(), sc.Workload.Timeout, sc.Workload.Concurrency)
+	api, err := newAPIClient(dep.urls(), sc.Workload.Timeout, sc.Workload.Concurrency, sec)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +260,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	acked, sessions, stats := work.results()
 	samples := sampler.samples()
 	rep := &Report{
-		Scenario: sc.Name, Description: sc.Description, Source: sc.Source, Short: sc.IsShort, Mode: sc.Mode,
+		Scenario: sc.Name, Description: sc.Description, Source: sc.Source, Short: sc.IsShort, Mode: sc.Mode, Security: sc.Security,
 		Regions: sc.Regions, Topology: plan.Describe(), Links: linkNames, Started: began, Duration: sc.Duration,
 		Quiesced: quiesced, QuiesceTimedOut: timedOut, Workload: stats, Faults: flt.timeline(),
 		Lag: LagByLink(samples), Conflicts: ConflictsByRule(states), WAN: net.stats(), LagSamples: samples,

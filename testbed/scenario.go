@@ -51,6 +51,11 @@ type Scenario struct {
 	// Sync makes every region fsync before acknowledging (durability.sync);
 	// default false (the OS keeps acknowledged writes across a SIGKILL).
 	Sync bool `yaml:"sync"`
+	// Security runs every region secured as `geogate init` writes a
+	// deployment (HTTPS with bearer tokens, NATS with TLS and per-region
+	// credentials), with material generated for the run; the WAN proxies
+	// stay in the path (they forward TCP, so TLS passes through them).
+	Security bool `yaml:"security"`
 	// Workload is the client traffic.
 	Workload Workload `yaml:"workload"`
 	// Faults is the fault timeline.

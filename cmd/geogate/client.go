@@ -33,8 +33,8 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "url", def, "base URL of a region's HTTP API (default from $GEOGATE_URL); several, comma-separated, are tried in order")
 	fl.StringVar(&f.session, "session", "", "session token from an earlier write (read-your-writes across regions)")
-	fl.StringVar(&f.token, "token", "", "bearer token sent as Authorization: Bearer TOKEN")
-	fl.StringVar(&f.ca, "ca", "", "PEM file of the CA to trust for https URLs (default: the system's)")
+	fl.StringVar(&f.token, "token", os.Getenv("GEOGATE_TOKEN"), "bearer token of a secured region, or @FILE to read it from a file such as DIR/tokens/writer.token of geogate init (default $GEOGATE_TOKEN)")
+	fl.StringVar(&f.ca, "ca", os.Getenv("GEOGATE_CA"), "PEM file of the CA to trust for https URLs, e.g. DIR/tls/ca.pem of geogate init (default $GEOGATE_CA, else the system's)")
 	fl.StringVar(&f.cert, "cert", "", "PEM client certificate to present (with --key)")
 	fl.StringVar(&f.key, "key", "", "PEM key of --cert")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print each request's status line and the X-Geo-* headers to stderr")
@@ -50,8 +50,12 @@ func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, error) {
 		}
 	}
 	opts := []client.Option{client.WithoutTracking()}
-	if f.token != "" {
-		opts = append(opts, client.WithToken(f.token))
+	token, err := f.bearer()
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		opts = append(opts, client.WithToken(token))
 	}
 	if f.ca != "" || f.cert != "" || f.key != "" {
 		opts = append(opts, client.WithTLSFiles(f.ca, f.cert, f.key))
@@ -251,4 +255,19 @@ func printStatus(w io.Writer, s client.Status) {
 	for _, l := range s.Links {
 		fmt.Fprintf(w, "  %s -> %s  %-6s pending %-8d lag %.3fs\n", l.From, l.To, l.State, l.Pending, l.LagSeconds)
 	}
+}
+
+// bearer returns the token to send: --token, or the first line of the
+// file it names with @FILE.
+func (f *clientFlags) bearer() (string, error) {
+	name, ok := strings.CutPrefix(f.token, "@")
+	if !ok {
+		return strings.TrimSpace(f.token), nil
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("--token: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line), nil
 }

@@ -66,6 +66,7 @@ func newDemo() *cobra.Command {
 				return fmt.Errorf("%w (are ports %d.. and %d.. free? choose others with --http-port and --nats-port)", err, httpBase, natsBase)
 			}
 			defer cluster.Close()
+			fmt.Fprintln(cmd.ErrOrStderr(), "geogate demo: loopback only, without TLS or tokens (for a secured deployment: geogate init)")
 			for _, node := range cluster.Nodes() {
 				fmt.Fprintf(cmd.OutOrStdout(), "region %s %s\n", node.Config().Region, node.HTTPURL())
 			}

@@ -42,7 +42,7 @@ type Options struct {
 	// Clients is the number of concurrent HTTP clients (default 16).
 	Clients int
 	// Only, if non-empty, selects the parts to run: writes, rules,
-	// replication.
+	// replication, security.
 	Only   []string
 	Logger *slog.Logger
 	// Progress receives one line per finished measurement.
@@ -123,6 +123,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if want("replication") {
 		if err := replication(ctx, &o, rep); err != nil {
 			return rep, fmt.Errorf("replication: %w", err)
+		}
+	}
+	if want("security") {
+		if err := security(ctx, &o, rep); err != nil {
+			return rep, fmt.Errorf("security: %w", err)
 		}
 	}
 	return rep, nil

@@ -16,13 +16,33 @@ func TestBenchSmoke(t *testing.T) {
 	figures, ratios := 9, 5
 	if os.Getenv("GEOGATE_BENCH") != "" {
 		o = Options{Dir: t.TempDir(), Progress: os.Stdout}
-		figures, ratios = 17, 6
+		figures, ratios = 25, 9
 	}
 	rep, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Figures) != figures || len(rep.Ratios) != ratios {
+		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
+	}
+	for _, f := range rep.Figures {
+		if !(f.Value > 0) {
+			t.Fatalf("figure %q is %v", f.Name, f.Value)
+		}
+	}
+	for _, r := range rep.Ratios {
+		t.Logf("%s = %.2f (target %s, met %v)", r.Name, r.Value, r.Target, r.Met)
+	}
+}
+
+// TestSecurityBenchSmoke runs the secured pair at a tiny size.
+func TestSecurityBenchSmoke(t *testing.T) {
+	o := Options{Dir: t.TempDir(), Writes: 100, Events: 500, Rate: 200, LagSeconds: 1, Clients: 4, Only: []string{"security"}}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Figures) != 8 || len(rep.Ratios) != 3 {
 		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
 	}
 	for _, f := range rep.Figures {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -29,16 +30,31 @@ const checkEvery = 256
 // Go client decodes it (client.WriteResult) and must name the key, its
 // new version, its context and a session.
 func httpPuts(ctx context.Context, base, prefix string, n, clients int) (float64, error) {
+	return httpPutsAs(ctx, base, prefix, n, clients, nil, "")
+}
+
+// httpPutsAs is httpPuts against an https base URL (the connections trust
+// tc, which should keep a session cache so that they resume TLS sessions)
+// with a bearer token, or over plain HTTP with tc nil. The connections are
+// set up before the clock starts, as keep-alive connections would be.
+func httpPutsAs(ctx context.Context, base, prefix string, n, clients int, tc *tls.Config, token string) (float64, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return 0, err
 	}
+	if tc != nil {
+		tc = tc.Clone() // shares the session cache
+		tc.ServerName = u.Hostname()
+	}
 	body := []byte(`{"name":"benchmark","n":123456,"tags":["a","b"]}`)
 	conns := make(chan *putConn, clients)
 	for range clients {
-		c, err := dialPut(ctx, u.Host)
+		c, err := dialPut(ctx, u.Host, tc)
 		if err != nil {
 			return 0, err
+		}
+		if token != "" {
+			c.auth = "Authorization: Bearer " + token + "\r\n"
 		}
 		defer c.conn.Close()
 		conns <- c
@@ -55,13 +71,23 @@ type putConn struct {
 	conn net.Conn
 	r    *bufio.Reader
 	w    *bufio.Writer
+	auth string // the Authorization header line, or ""
 }
 
-func dialPut(ctx context.Context, host string) (*putConn, error) {
+// dialPut connects to host, over TLS when tc is set (handshake done here).
+func dialPut(ctx context.Context, host string, tc *tls.Config) (*putConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
+	}
+	if tc != nil {
+		tconn := tls.Client(conn, tc)
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn = tconn
 	}
 	return &putConn{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}, nil
 }
@@ -71,7 +97,7 @@ func dialPut(ctx context.Context, host string) (*putConn, error) {
 // when check is set, does not decode to a write result for key.
 func (c *putConn) put(key, host string, body []byte, check bool) error {
 	path := "/v1/kv/" + key
-	fmt.Fprintf(c.w, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, host, len(body))
+	fmt.Fprintf(c.w, "PUT %s HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, host, c.auth, len(body))
 	c.w.Write(body) //nolint:errcheck // surfaces at Flush
 	if err := c.w.Flush(); err != nil {
 		return err

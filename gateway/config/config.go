@@ -55,6 +55,10 @@ type Config struct {
 	DataDir string `koanf:"data_dir"`
 	// HTTP configures the client API listener.
 	HTTP HTTP `koanf:"http"`
+	// Auth configures bearer-token authentication of the HTTP API.
+	Auth Auth `koanf:"auth"`
+	// Metrics configures an optional separate listener for /metrics.
+	Metrics Metrics `koanf:"metrics"`
 	// NATS configures the JetStream server this region publishes to.
 	NATS NATS `koanf:"nats"`
 	// Durability configures when a write is acknowledged.
@@ -117,6 +121,13 @@ type Endpoints struct {
 	// NATS is the URL (nats or tls) of the region's NATS server, from which
 	// its peers pull its replication stream. Required.
 	NATS string `koanf:"nats"`
+	// NKey is the region's public NATS identity (an NKey user key, "U"
+	// followed by 55 characters; geogate init generates the pair). Set for
+	// every region or for none: when set, every embedded server admits only
+	// these users, each with the permissions the topology plan grants it
+	// (see the README's Security section), and this region connects with
+	// the seed in nats.nkey_seed_file.
+	NKey string `koanf:"nkey"`
 }
 
 // Topology selects the region graph.
@@ -147,6 +158,8 @@ type HTTP struct {
 	// IdleTimeout bounds an idle keep-alive connection (0: none).
 	// Default 120s.
 	IdleTimeout time.Duration `koanf:"idle_timeout"`
+	// TLS serves the API over HTTPS when its certificate is set.
+	TLS HTTPTLS `koanf:"tls"`
 }
 
 // NATS configures this region's NATS JetStream server: embedded in the
@@ -175,6 +188,19 @@ type NATS struct {
 	// more needs an external clustered JetStream (nats.url) with at least
 	// that many servers: the embedded server is a single node.
 	Replicas int `koanf:"replicas"`
+	// TLS is the certificate this region's NATS connections present and the
+	// CA they trust; with an embedded server, also the server's own
+	// certificate and the CA its clients' certificates must chain to.
+	TLS NATSTLS `koanf:"tls"`
+	// CredsFile is a NATS credentials file (user JWT and seed) this region
+	// authenticates with on every NATS server it connects to: an external
+	// NATS in operator mode. Exclusive with NKeySeedFile.
+	CredsFile string `koanf:"creds_file"`
+	// NKeySeedFile holds this region's NKey seed ("SU..."), the private half
+	// of regions.<region>.nkey; the region signs the servers' challenges with
+	// it on every NATS server it connects to. Required when the regions have
+	// nkeys. Keep it 0600.
+	NKeySeedFile string `koanf:"nkey_seed_file"`
 }
 
 // SyncInterval returns the embedded JetStream's fsync interval, or 0 when

@@ -23,6 +23,13 @@
 // nats.listen to the host:port of this region's entry in regions,
 // nats.store_dir to <data_dir>/nats, and rules to one lww rule for every key.
 //
+// A relative path written in the file for a key that names a file
+// (FilePathKeys: TLS pairs and CAs, the tokens file, NATS credentials, the
+// token keys) is relative to the file's directory, so a deployment folder
+// written by geogate init works from any working directory and can be
+// moved whole; from the environment or a flag it stays relative to the
+// working directory (data_dir too, as always).
+//
 // Loading is strict: a key that is not part of the schema is an error naming
 // the key and where it came from, and Validate refuses bad values naming the
 // key and the reason. Load does nothing but read the file and the given

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -108,6 +109,9 @@ func Load(path string, environ []string, flags *pflag.FlagSet) (*Config, error) 
 				return nil, nil, nil
 			}
 			m, idx, err = readFile(path)
+			if err == nil {
+				resolveFilePaths(m, filepath.Dir(path))
+			}
 			return m, checkKeys(m, func(key string) string {
 				if l := idx.line(key); l > 0 {
 					return fmt.Sprintf("%s:%d", path, l)
@@ -134,6 +138,13 @@ func Load(path string, environ []string, flags *pflag.FlagSet) (*Config, error) 
 	if user.String("nats.url") != "" && !user.Exists("nats.embedded") {
 		if err := user.Set("nats.embedded", false); err != nil {
 			return nil, fmt.Errorf("config: nats.embedded: %w", err)
+		}
+	}
+
+	// auth.tokens_file given without auth.enabled means auth on.
+	if user.String("auth.tokens_file") != "" && !user.Exists("auth.enabled") {
+		if err := user.Set("auth.enabled", true); err != nil {
+			return nil, fmt.Errorf("config: auth.enabled: %w", err)
 		}
 	}
 

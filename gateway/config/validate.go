@@ -171,6 +171,9 @@ func (c *Config) Validate() error {
 		add("nats.replicas", "%d needs a clustered JetStream, and the embedded server is a single node: use 1, or nats.url for an external cluster of at least %d servers", r, r)
 	}
 
+	// http.tls, auth, metrics, nats.tls, nats credentials, nkeys
+	c.validateSecurity(add)
+
 	// replication
 	positive(add, "replication.max_clock_skew", c.Replication.MaxClockSkew)
 	positive(add, "replication.heartbeat", c.Replication.Heartbeat)

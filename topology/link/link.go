@@ -125,6 +125,9 @@ type LinkConfig struct {
 	Batch int
 	// Dialer, if set, makes the connection (the testbed's WAN emulation).
 	Dialer nats.CustomDialer
+	// ConnOptions are added to the connection's options: the region's
+	// credentials and TLS settings, its inbox prefix.
+	ConnOptions []nats.Option
 	// Logger receives the link's log; nil discards it.
 	Logger *slog.Logger
 	// Clock returns the time used for lag and heartbeat times (default time.Now).
@@ -442,6 +445,7 @@ func (l *Link) connect() (*nats.Conn, error) {
 	if l.cfg.Dialer != nil {
 		opts = append(opts, nats.SetCustomDialer(l.cfg.Dialer))
 	}
+	opts = append(opts, l.cfg.ConnOptions...)
 	nc, err := nats.Connect(l.cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", l.cfg.URL, err)

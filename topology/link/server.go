@@ -2,10 +2,12 @@ package link
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,45 @@ type ServerOptions struct {
 	MaxPayload int32
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
+
+	// TLS, if set, makes the server accept only TLS connections, with this
+	// configuration (certificate, and ClientCAs to require and verify
+	// client certificates: tls.RequireAndVerifyClientCert is set whenever
+	// ClientCAs is).
+	TLS *tls.Config
+	// Users, if not empty, are the only clients the server admits: each
+	// authenticates by signing the server's challenge with its NKey, and
+	// may publish and subscribe only as its permissions say. An anonymous
+	// client is refused.
+	Users []ServerUser
+	// OnRefused, if set, is called (from the server's goroutines) each time
+	// the server refuses a client or an operation, with a short reason:
+	// RefusedTLS, RefusedAuth or RefusedPermission. The server's log line
+	// says more.
+	OnRefused func(reason string)
+}
+
+// Reasons passed to ServerOptions.OnRefused.
+const (
+	// RefusedTLS: a TLS handshake failed (no client certificate, one from
+	// another CA, expired or not yet valid, or a plain-text client).
+	RefusedTLS = "nats_tls"
+	// RefusedAuth: a client without valid credentials (anonymous, unknown
+	// NKey, bad signature).
+	RefusedAuth = "nats_auth"
+	// RefusedPermission: an authenticated client published or subscribed
+	// outside its permissions.
+	RefusedPermission = "nats_permission"
+)
+
+// ServerUser is one NKey user of an embedded server and its permissions.
+type ServerUser struct {
+	// NKey is the user's public NKey ("U...").
+	NKey string
+	// PublishAllow, PublishDeny and SubscribeAllow are subject lists
+	// (wildcards allowed); a subject not allowed is refused, and a denied
+	// one is refused even if allowed.
+	PublishAllow, PublishDeny, SubscribeAllow []string
 }
 
 // Server is an embedded NATS server with JetStream enabled.
@@ -90,11 +131,27 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	if opts.SyncInterval > 0 && !opts.SyncAlways {
 		sopts.SyncInterval = opts.SyncInterval
 	}
+	if opts.TLS != nil {
+		tc := opts.TLS.Clone()
+		if tc.ClientCAs != nil {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+			sopts.TLSVerify = true
+		}
+		// A handshake across a WAN takes a few round trips: allow 5s
+		// (NATS's default is 2s); authentication may take 1s more.
+		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 5
+	}
+	for _, u := range opts.Users {
+		sopts.Nkeys = append(sopts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: u.PublishAllow, Deny: u.PublishDeny},
+			Subscribe: &server.SubjectPermission{Allow: u.SubscribeAllow},
+		}})
+	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats server %q: %w", opts.Name, err)
 	}
-	sl := &serverLogger{log: logger.With("component", "nats-server"), fatal: make(chan string, 1)}
+	sl := &serverLogger{log: logger.With("component", "nats-server"), fatal: make(chan string, 1), refused: opts.OnRefused}
 	ns.SetLoggerV2(sl, logger.Enabled(context.Background(), slog.LevelDebug), false, false)
 	ns.Start()
 
@@ -134,6 +191,12 @@ func (s *Server) Port() int {
 	return 0
 }
 
+// InProcessConn returns a connection to the server that does not leave the
+// process (a net.Pipe; nats.InProcessServer takes the Server). Such a client
+// still authenticates as any client, but needs no TLS: nothing it sends
+// crosses a network.
+func (s *Server) InProcessConn() (net.Conn, error) { return s.ns.InProcessConn() }
+
 // Shutdown stops the server and returns once it has shut down; JetStream
 // state is flushed to StoreDir. It is safe to call more than once.
 func (s *Server) Shutdown() {
@@ -145,16 +208,39 @@ func (s *Server) Shutdown() {
 // fatal message (a listen failure, JetStream failing to start) to
 // StartServer instead of exiting the process.
 type serverLogger struct {
-	log   *slog.Logger
-	once  sync.Once
-	fatal chan string
+	log     *slog.Logger
+	once    sync.Once
+	fatal   chan string
+	refused func(reason string)
 }
 
 func (l *serverLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
 func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Tracef(string, ...any)           {}
+func (l *serverLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	if l.refused != nil {
+		if reason := refusal(msg); reason != "" {
+			l.refused(reason)
+		}
+	}
+}
+
+// refusal classifies a server error line as a refused client or
+// operation, or "".
+func refusal(msg string) string {
+	switch {
+	case strings.Contains(msg, "TLS handshake error"):
+		return RefusedTLS
+	case strings.Contains(msg, server.ErrAuthentication.Error()):
+		return RefusedAuth
+	case strings.Contains(msg, "Publish Violation"), strings.Contains(msg, "Subscription Violation"):
+		return RefusedPermission
+	}
+	return ""
+}
+func (l *serverLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Tracef(string, ...any)          {}
 func (l *serverLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	l.log.Error(msg)
