@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/geogate/geogate/testbed/diskfault"
 	"github.com/geogate/geogate/topology"
 )
 
@@ -40,14 +42,20 @@ type faults struct {
 	// past the end of the timeline.
 	life context.Context
 
+	// dataDir holds the regions' data directories (dataDir/<region>).
+	dataDir string
+
 	mu     sync.Mutex
 	events []FaultEvent
 	active map[int]bool // faults started and not ended
 	latest string
+	// ballast releases the ballast files of disk_full faults in force.
+	ballast map[int]func() error
 }
 
-func newFaults(life context.Context, sc *Scenario, plan *topology.Plan, dep deployment, net *network, api *apiClient, log *slog.Logger) *faults {
-	return &faults{life: life, sc: sc, plan: plan, dep: dep, net: net, api: api, log: log, active: map[int]bool{}}
+func newFaults(life context.Context, sc *Scenario, plan *topology.Plan, dep deployment, net *network, api *apiClient, log *slog.Logger, dataDir string) *faults {
+	return &faults{life: life, sc: sc, plan: plan, dep: dep, net: net, api: api, log: log, active: map[int]bool{},
+		dataDir: dataDir, ballast: map[int]func() error{}}
 }
 
 type faultAction struct {
@@ -131,7 +139,7 @@ func (f *faults) begin(i int) {
 	f.mu.Lock()
 	f.active[i] = true
 	f.mu.Unlock()
-	f.act(i, "start", func() error { return f.apply(f.life, f.sc.Faults[i], true) })
+	f.act(i, "start", func() error { return f.apply(f.life, i, true) })
 }
 
 func (f *faults) end(i int) {
@@ -142,7 +150,7 @@ func (f *faults) end(i int) {
 	}
 	delete(f.active, i)
 	f.mu.Unlock()
-	f.act(i, "end", func() error { return f.apply(f.life, f.sc.Faults[i], false) })
+	f.act(i, "end", func() error { return f.apply(f.life, i, false) })
 }
 
 func (f *faults) act(i int, action string, do func() error) {
@@ -179,7 +187,8 @@ func (f *faults) linksOf(r string) []topology.Link {
 }
 
 // apply starts (on) or ends (!on) one fault.
-func (f *faults) apply(ctx context.Context, ft Fault, on bool) error {
+func (f *faults) apply(ctx context.Context, i int, on bool) error {
+	ft := f.sc.Faults[i]
 	cut := func(links []topology.Link) error {
 		for _, l := range links {
 			if on {
@@ -223,6 +232,25 @@ func (f *faults) apply(ctx context.Context, ft Fault, on bool) error {
 			by = 0
 		}
 		return f.dep.setSkew(ft.Skew.Region, by)
+	case "disk_full":
+		if !on {
+			f.mu.Lock()
+			release := f.ballast[i]
+			delete(f.ballast, i)
+			f.mu.Unlock()
+			if release == nil {
+				return nil
+			}
+			return release()
+		}
+		release, err := diskfault.Fill(filepath.Join(f.dataDir, ft.DiskFull.Region), DiskFullMinFree/2)
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.ballast[i] = release
+		f.mu.Unlock()
+		return nil
 	case "degrade":
 		from, to, _ := strings.Cut(ft.Degrade.Link, "->")
 		if on {

@@ -42,8 +42,15 @@ func clusterSpec(sc *Scenario, dataDir string, sec *deploy.Material) gateway.Clu
 		Rules:    sc.Rules,
 		Sync:     sc.Sync,
 	}
-	if sec != nil {
-		spec.Tune = func(c *config.Config) { sec.Secure(c, c.Region) }
+	small := sc.DiskFullRegions()
+	spec.Tune = func(c *config.Config) {
+		if sec != nil {
+			sec.Secure(c, c.Region)
+		}
+		if slices.Contains(small, c.Region) {
+			c.Storage.MinFreeBytes = DiskFullMinFree
+			c.Replication.StreamMaxBytes = DiskFullStreamBytes
+		}
 	}
 	return spec
 }

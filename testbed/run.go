@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/client"
+	"github.com/geogate/geogate/testbed/diskfault"
 	"github.com/geogate/geogate/testbed/wan"
 	"github.com/geogate/geogate/topology"
 	"github.com/geogate/geogate/topology/link"
@@ -188,6 +189,20 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A region a disk_full fault fills gets a small disk of its own,
+	// unmounted after the regions closed (deferred first, runs last).
+	for _, region := range sc.DiskFullRegions() {
+		dir := filepath.Join(r.dataDir, region)
+		unmount, err := diskfault.MountTmpfs(dir, DiskFullSize)
+		if err != nil {
+			return nil, fmt.Errorf("disk_full fault: a small disk for %s: %w", region, err)
+		}
+		defer func() {
+			if err := unmount(); err != nil {
+				r.log.Warn("unmount the small disk", "region", region, "err", err)
+			}
+		}()
+	}
 	var dep deployment
 	switch sc.Mode {
 	case Process:
@@ -227,7 +242,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	go func() { defer sampling.Done(); sampler.run(sampleCtx) }()
 
 	work := newWorkload(sc.Workload, sc.Regions, api, seed, start)
-	flt := newFaults(life, sc, plan, dep, net, api, r.log)
+	flt := newFaults(life, sc, plan, dep, net, api, r.log, r.dataDir)
 	workCtx, stopWork := context.WithTimeout(life, sc.Duration)
 	defer stopWork()
 	var wg sync.WaitGroup

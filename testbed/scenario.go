@@ -263,6 +263,40 @@ type Fault struct {
 	Skew *SkewFault `yaml:"skew" json:"skew,omitempty"`
 	// Degrade replaces a link's WAN profile for the duration.
 	Degrade *DegradeFault `yaml:"degrade" json:"degrade,omitempty"`
+	// DiskFull fills a region's disk below its storage.min_free_bytes for
+	// the duration: the region must refuse writes (507), keep serving
+	// reads, show its links blocked, and take writes again once space is
+	// back. The region's data directory is then a filesystem of its own
+	// (a tmpfs of DiskFullSize, mounted for the run: it needs root).
+	DiskFull *DiskFullFault `yaml:"disk_full" json:"disk_full,omitempty"`
+}
+
+// DiskFullFault fills one region's disk.
+type DiskFullFault struct {
+	Region string `yaml:"region" json:"region"`
+}
+
+// The disk of a region a disk_full fault fills: a tmpfs of DiskFullSize
+// (only what is written uses memory), on which the region keeps at least
+// DiskFullMinFree free (storage.min_free_bytes) and its stream at most
+// DiskFullStreamBytes (JetStream reserves it out of the small disk). The
+// fault leaves half of DiskFullMinFree free.
+const (
+	DiskFullSize        = 512 << 20
+	DiskFullMinFree     = 64 << 20
+	DiskFullStreamBytes = 64 << 20
+)
+
+// DiskFullRegions returns the regions a disk_full fault of the scenario
+// names, which get a disk of their own.
+func (s *Scenario) DiskFullRegions() []string {
+	var out []string
+	for _, f := range s.Faults {
+		if f.DiskFull != nil && !slices.Contains(out, f.DiskFull.Region) {
+			out = append(out, f.DiskFull.Region)
+		}
+	}
+	return out
 }
 
 // PauseFault pauses the link From -> Region at Region.
@@ -306,6 +340,8 @@ func (f Fault) Kind() string {
 		return "skew"
 	case f.Degrade != nil:
 		return "degrade"
+	case f.DiskFull != nil:
+		return "disk_full"
 	}
 	return ""
 }
@@ -330,13 +366,15 @@ func (f Fault) String() string {
 		return fmt.Sprintf("skew %s by %s", f.Skew.Region, f.Skew.By)
 	case "degrade":
 		return "degrade " + f.Degrade.Link
+	case "disk_full":
+		return "fill the disk of " + f.DiskFull.Region
 	}
 	return "?"
 }
 
 func (f Fault) kinds() int {
 	n := 0
-	for _, set := range []bool{len(f.Partition) > 0, f.Cut != "", f.Isolate != "", f.Kill != "", f.Pause != nil, f.Skew != nil, f.Degrade != nil} {
+	for _, set := range []bool{len(f.Partition) > 0, f.Cut != "", f.Isolate != "", f.Kill != "", f.Pause != nil, f.Skew != nil, f.Degrade != nil, f.DiskFull != nil} {
 		if set {
 			n++
 		}
@@ -645,7 +683,7 @@ func (s *Scenario) Validate() error {
 	for i, f := range s.Faults {
 		field := fmt.Sprintf("faults[%d]", i)
 		if f.kinds() != 1 {
-			bad(field, "needs exactly one of partition, cut, isolate, kill, pause, skew, degrade (has %d)", f.kinds())
+			bad(field, "needs exactly one of partition, cut, isolate, kill, pause, skew, degrade, disk_full (has %d)", f.kinds())
 			continue
 		}
 		if f.At < 0 || f.For < 0 {
@@ -688,6 +726,8 @@ func (s *Scenario) Validate() error {
 		case "degrade":
 			link(field+".degrade.link", f.Degrade.Link)
 			checkProfile(field+".degrade.profile", f.Degrade.Profile)
+		case "disk_full":
+			known(field+".disk_full.region", f.DiskFull.Region)
 		}
 	}
 	c := s.Checks

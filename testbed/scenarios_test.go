@@ -1,6 +1,8 @@
 package testbed
 
 import (
+	"github.com/geogate/geogate/testbed/diskfault"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -15,7 +17,7 @@ const scenarioDir = "../configs/scenarios"
 
 // shipped are the scenarios the issue asks for; the test fails if one is
 // missing or another appears without being added here.
-var shipped = []string{"clock-skew-lww", "home-region-failover", "kill9-under-load", "ring-partition", "star-hub-outage", "wan-3-regions-secure", "wan-3-regions"}
+var shipped = []string{"clock-skew-lww", "disk-full", "home-region-failover", "kill9-under-load", "ring-partition", "star-hub-outage", "wan-3-regions-secure", "wan-3-regions"}
 
 func scenarioFiles(t *testing.T) []string {
 	t.Helper()
@@ -48,6 +50,11 @@ func TestShippedScenarios(t *testing.T) {
 			sc, err := Load(file, !long)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(sc.DiskFullRegions()) > 0 {
+				if err := diskfault.Supported(t.TempDir()); err != nil {
+					t.Skipf("skipped: %v", err)
+				}
 			}
 			opts := RunOptions{OutDir: t.TempDir()}
 			if dir := os.Getenv("GEOGATE_TESTBED_OUT"); dir != "" {

@@ -44,6 +44,16 @@ func unmount2(dir string) error {
 	return nil
 }
 
+// Supported reports, with an error wrapping ErrUnsupported, whether this
+// process may mount a tmpfs (under dir).
+func Supported(dir string) error {
+	unmount, err := MountTmpfs(filepath.Join(dir, "probe"), 1<<20)
+	if err != nil {
+		return err
+	}
+	return unmount()
+}
+
 // Free returns the bytes available on the filesystem holding dir.
 func Free(dir string) (uint64, error) {
 	var st syscall.Statfs_t
