@@ -174,3 +174,38 @@ func TestAPITokens(t *testing.T) {
 		t.Fatalf("SplitTokens = %q", got)
 	}
 }
+
+// FuzzTokens feeds VerifyToken and PeekToken any header a client might
+// send: they never panic, refuse with ErrBadToken or a signature error,
+// and whatever verifies also peeks to the same vector and re-signs to the
+// same token.
+func FuzzTokens(f *testing.F) {
+	key := testKey(f, 1)
+	f.Add(SignToken(TokenContext, key, "k", VV{"a~1": 3}), "k")
+	f.Add(SignToken(TokenSession, key, "", VV{"a~1": 3, "b~2": 1}), "")
+	f.Add("AAAA", "k")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, token, docKey string) {
+		for _, kind := range []byte{TokenContext, TokenSession} {
+			vv, err := VerifyToken(kind, []TokenKey{key}, docKey, token)
+			if err != nil {
+				if !errors.Is(err, ErrBadToken) && !errors.Is(err, ErrTokenForged) && !errors.Is(err, ErrTokenKeyID) && !errors.Is(err, ErrTokenKey) {
+					t.Fatalf("VerifyToken(%q): unexpected error %v", token, err)
+				}
+				continue
+			}
+			if err := vv.Check(); err != nil {
+				t.Fatalf("a verified token holds an impossible vector: %v", err)
+			}
+			peek, err := PeekToken(kind, docKey, token)
+			if err != nil || !peek.Equal(vv) {
+				t.Fatalf("PeekToken = %v, %v; VerifyToken gave %v", peek, err, vv)
+			}
+			if again := SignToken(kind, key, docKey, vv); again != token {
+				if _, err := VerifyToken(kind, []TokenKey{key}, docKey, again); err != nil {
+					t.Fatalf("re-signed token does not verify: %v", err)
+				}
+			}
+		}
+	})
+}
