@@ -11,6 +11,7 @@ import (
 
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/store"
 )
 
 // ClusterSpec describes several regions run in one process on loopback:
@@ -79,6 +80,9 @@ func (spec ClusterSpec) RegionConfig(i int) (*config.Config, error) {
 	c.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", port(spec.HTTPBase, i))
 	c.NATS.Listen = fmt.Sprintf("127.0.0.1:%d", port(spec.NATSBase, i))
 	c.Durability.Sync = spec.Sync
+	// Clusters run Badger small (Options.SmallFootprint), so the free
+	// space its flushes and compactions need is smaller too.
+	c.Storage.MinFreeBytes = store.SmallFootprintMinFreeBytes
 	c.Rules = spec.Rules
 	if spec.Tune != nil {
 		spec.Tune(c)
