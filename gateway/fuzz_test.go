@@ -47,7 +47,7 @@ func FuzzHTTP(f *testing.F) {
 		fuzzOnce.Do(func() {
 			var c *Cluster
 			c, fuzzErr = StartCluster(context.Background(), ClusterSpec{Regions: []string{"fuzz"}, Topology: config.Topology{Kind: "all-to-all"}, DataDir: dir,
-				Rules: []rules.Spec{{Name: "keep", Match: `key startsWith "s/"`, Strategy: "siblings"}, {Name: "default", Match: "true", Strategy: "lww"}},
+				Rules:   []rules.Spec{{Name: "keep", Match: `key startsWith "s/"`, Strategy: "siblings"}, {Name: "default", Match: "true", Strategy: "lww"}},
 				Options: func(string) Options { return Options{Logger: testLogger()} }})
 			if fuzzErr == nil {
 				fuzzNode = c.Node("fuzz")
