@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -114,7 +115,7 @@ func genHistory(maxSteps int) *rapid.Generator[history] {
 		applied := make([][]int, n) // applied[i][j]: events of origin j applied at replica i
 		for i := range n {
 			walls[i] = baseWall + rapid.Int64Range(-1000, 1000).Draw(t, "skew")
-			clocks[i] = NewClock(func() int64 { return walls[i] }, 0)
+			clocks[i] = NewClock(func() time.Time { return time.UnixMilli(walls[i]) }, 0)
 			applied[i] = make([]int, n)
 		}
 		steps := rapid.IntRange(1, maxSteps).Draw(t, "steps")

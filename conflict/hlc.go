@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 )
 
 // HLC is a hybrid logical clock timestamp: physical milliseconds since the
@@ -29,9 +30,14 @@ func (h HLC) IsZero() bool { return h.Wall == 0 && h.Logical == 0 }
 // String renders the timestamp as wall.logical.
 func (h HLC) String() string { return fmt.Sprintf("%d.%d", h.Wall, h.Logical) }
 
-// PhysicalClock returns the current physical time in Unix milliseconds. It is
-// injected so tests and the testbed can skew or freeze time.
-type PhysicalClock func() int64
+// PhysicalClock returns the current physical time. It is the one clock type
+// geogate injects (HLCs, the gateway, the publisher and the links take
+// one), so tests and the testbed can skew or freeze time. HLCs use its
+// milliseconds.
+type PhysicalClock func() time.Time
+
+// WallClock is the PhysicalClock of the machine's wall clock.
+var WallClock PhysicalClock = time.Now
 
 // Clock issues hybrid logical clock timestamps. Now is strictly monotonic for
 // one Clock whatever the physical clock does, with one exception: a Clock
@@ -66,7 +72,7 @@ func NewClock(phys PhysicalClock, maxSkewMillis int64) *Clock {
 func (c *Clock) Now() HLC {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pt := c.phys()
+	pt := c.phys().UnixMilli()
 	switch {
 	case pt > c.last.Wall:
 		c.last = HLC{Wall: pt}
@@ -93,7 +99,7 @@ func (c *Clock) Now() HLC {
 func (c *Clock) Observe(remote HLC) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pt := c.phys()
+	pt := c.phys().UnixMilli()
 	if c.maxSkew > 0 && remote.Wall-pt > c.maxSkew {
 		return false
 	}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -19,7 +20,7 @@ var genLogical = rapid.OneOf(rapid.Uint32Range(0, 5), rapid.Uint32Range(math.Max
 func TestClockNowStrictlyIncreasing(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		wall := baseWall
-		c := NewClock(func() int64 { return wall }, 0)
+		c := NewClock(func() time.Time { return time.UnixMilli(wall) }, 0)
 		var prev HLC
 		for range rapid.IntRange(1, 200).Draw(t, "calls") {
 			wall += genPhysStep.Draw(t, "step")
@@ -42,7 +43,7 @@ func TestClockObserve(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		wall := baseWall
 		maxSkew := rapid.Int64Range(0, 1000).Draw(t, "max skew")
-		c := NewClock(func() int64 { return wall }, maxSkew)
+		c := NewClock(func() time.Time { return time.UnixMilli(wall) }, maxSkew)
 		var prev HLC // greatest timestamp issued or accepted so far
 		t.Repeat(map[string]func(*rapid.T){
 			"tick": func(t *rapid.T) { wall += genPhysStep.Draw(t, "step") },
@@ -104,7 +105,7 @@ func TestClockObserve(t *testing.T) {
 // clock, not an hour ahead for the next hour.
 func TestClockCorrectedAfterRunningAhead(t *testing.T) {
 	wall := baseWall + 3_600_000
-	c := NewClock(func() int64 { return wall }, 5000)
+	c := NewClock(func() time.Time { return time.UnixMilli(wall) }, 5000)
 	ahead := c.Now()
 	wall = baseWall // corrected
 	if now := c.Now(); now.Wall != baseWall+5000 || now.Compare(ahead) >= 0 {
@@ -113,7 +114,7 @@ func TestClockCorrectedAfterRunningAhead(t *testing.T) {
 	if now := c.Now(); now.Wall != baseWall+5000 || now.Logical != 1 {
 		t.Fatalf("then Now = %s, monotonic again", now)
 	}
-	unbounded := NewClock(func() int64 { return wall }, 0)
+	unbounded := NewClock(func() time.Time { return time.UnixMilli(wall) }, 0)
 	wall = baseWall + 3_600_000
 	ahead = unbounded.Now()
 	wall = baseWall
@@ -123,7 +124,7 @@ func TestClockCorrectedAfterRunningAhead(t *testing.T) {
 }
 
 func TestClockConcurrentNowUnique(t *testing.T) {
-	c := NewClock(func() int64 { return baseWall }, 0) // frozen physical time
+	c := NewClock(func() time.Time { return time.UnixMilli(baseWall) }, 0) // frozen physical time
 	const goroutines, calls = 4, 2000
 	got := make([][]HLC, goroutines)
 	var wg sync.WaitGroup
@@ -156,7 +157,7 @@ func TestClockConcurrentNowUnique(t *testing.T) {
 // its limit, with the local physical clock not ahead of it, must not make Now
 // wrap around to a smaller timestamp.
 func TestClockLogicalExhausted(t *testing.T) {
-	c := NewClock(func() int64 { return baseWall }, 1000)
+	c := NewClock(func() time.Time { return time.UnixMilli(baseWall) }, 1000)
 	remote := HLC{Wall: baseWall, Logical: math.MaxUint32}
 	if !c.Observe(remote) {
 		t.Fatalf("Observe(%s) refused", remote)

@@ -3,6 +3,7 @@ package conflict
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -17,7 +18,7 @@ func TestLWWCausallyLaterWriteWinsOverFastClock(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		ahead := rapid.Int64Range(1, 3_600_000).Draw(t, "ahead ms")
 		maxSkew := rapid.Int64Range(0, 2*ahead).Draw(t, "max skew ms")
-		fast := NewClock(func() int64 { return baseWall + ahead }, 0)
+		fast := NewClock(func() time.Time { return time.UnixMilli(baseWall + ahead) }, 0)
 
 		var events []Event
 		fastActors := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"fast1~e", "fast2~e", "fast3~e"}), 1, 3, rapid.ID[string]).Draw(t, "fast actors")
@@ -27,7 +28,7 @@ func TestLWWCausallyLaterWriteWinsOverFastClock(t *testing.T) {
 		}
 
 		slowWall := baseWall
-		slow := NewClock(func() int64 { return slowWall }, maxSkew)
+		slow := NewClock(func() time.Time { return time.UnixMilli(slowWall) }, maxSkew)
 		var r Record
 		refused := false
 		for _, ev := range events {

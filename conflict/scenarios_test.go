@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // The tests in this file replay /work/shared/SCENARIOS.md through the real
@@ -75,8 +76,8 @@ func TestScenarioDDIA57ConcurrentTitleEdits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var elapsed int64 // true time since "A" was written, in ms
-			c1 := NewClock(func() int64 { return baseWall + tt.skew1 + elapsed }, 0)
-			c2 := NewClock(func() int64 { return baseWall + tt.skew2 + elapsed }, 0)
+			c1 := NewClock(func() time.Time { return time.UnixMilli(baseWall + tt.skew1 + elapsed) }, 0)
+			c2 := NewClock(func() time.Time { return time.UnixMilli(baseWall + tt.skew2 + elapsed) }, 0)
 			var r1, r2 Record
 			r1, eA, _ := writeNext(r1, "r1~e", nil, jsonString("A"), false, c1.Now())
 			r2, _ = r2.Apply(eA)

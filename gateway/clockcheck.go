@@ -106,8 +106,8 @@ func aheadOfMost(offsets map[string]peerOffset, peers int, maxSkew, fresh time.D
 // time.
 func (n *Node) serveClock() error {
 	_, err := n.conn.Subscribe(clockSubject(n.cfg.Region), func(m *nats.Msg) {
-		b, _ := json.Marshal(map[string]int64{"ms": n.opts.Clock()}) //nolint:errchkjson // a map of ints
-		m.Respond(b)                                                 //nolint:errcheck // the prober times out
+		b, _ := json.Marshal(map[string]int64{"ms": n.opts.Clock().UnixMilli()}) //nolint:errchkjson // a map of ints
+		m.Respond(b)                                                             //nolint:errcheck // the prober times out
 	})
 	if err != nil {
 		return fmt.Errorf("serve clock probes: %w", err)
@@ -159,7 +159,7 @@ func (n *Node) probeClock(ctx context.Context, peer string) (peerOffset, bool) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	sent, start := n.opts.Clock(), time.Now()
+	sent, start := n.opts.Clock().UnixMilli(), time.Now()
 	msg, err := c.RequestWithContext(pctx, clockSubject(peer), nil)
 	rtt := time.Since(start)
 	if err != nil {

@@ -400,7 +400,7 @@ func TestClockAheadRefusesWrites(t *testing.T) {
 		s.Options = func(region string) Options {
 			o := Options{Logger: testLogger()}
 			if region == "r3" {
-				o.Clock = func() int64 { return time.Now().UnixMilli() + skew.Load() }
+				o.Clock = func() time.Time { return time.Now().Add(time.Duration(skew.Load()) * time.Millisecond) }
 			}
 			return o
 		}

@@ -93,7 +93,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		opts.Logger = slog.Default()
 	}
 	if opts.Clock == nil {
-		opts.Clock = func() int64 { return time.Now().UnixMilli() }
+		opts.Clock = conflict.WallClock
 	}
 	n = &Node{cfg: cfg, opts: opts, log: opts.Logger.With("region", cfg.Region), links: map[string]*link.Link{},
 		peerConns: map[string]*nats.Conn{}, merges: newMergeQueue(), clocks: newClockWatch()}
@@ -323,7 +323,7 @@ func (o observer) Observe(c store.Change) []store.ConflictEntry {
 	if c.Skewed {
 		o.n.metrics.skew.Inc()
 		v := c.Event.Version
-		out = append(out, store.ConflictEntry{Key: c.Key, Rule: "clock-skew", Kept: &v, At: o.n.opts.Clock(),
+		out = append(out, store.ConflictEntry{Key: c.Key, Rule: "clock-skew", Kept: &v, At: o.n.opts.Clock().UnixMilli(),
 			Note: fmt.Sprintf("HLC %s from %s is more than replication.max_clock_skew (%s) ahead of this region's clock", v.HLC, v.Origin, o.n.cfg.Replication.MaxClockSkew)})
 	}
 	merged := c.Merged && len(c.Outcome.Superseded) > 0
@@ -338,7 +338,7 @@ func (o observer) Observe(c store.Change) []store.ConflictEntry {
 		v := c.Event.Version
 		o.n.metrics.conflicts.WithLabelValues(rule.Name()).Inc()
 		return append(out, store.ConflictEntry{Key: c.Key, Rule: rule.Name(), Kept: &v, Discarded: c.Outcome.Superseded,
-			At: o.n.opts.Clock(), Note: "merged by the resolver region"})
+			At: o.n.opts.Clock().UnixMilli(), Note: "merged by the resolver region"})
 	}
 	res, err := rule.Resolve(c.Key, o.n.cfg.Region, c.After.Versions)
 	if err != nil {
@@ -350,6 +350,6 @@ func (o observer) Observe(c store.Change) []store.ConflictEntry {
 	}
 	o.n.metrics.conflicts.WithLabelValues(rule.Name()).Inc()
 	return append(out, store.ConflictEntry{
-		Key: c.Key, Rule: rule.Name(), Kept: res.Kept, Discarded: res.Discarded, At: o.n.opts.Clock(),
+		Key: c.Key, Rule: rule.Name(), Kept: res.Kept, Discarded: res.Discarded, At: o.n.opts.Clock().UnixMilli(),
 	})
 }

@@ -189,7 +189,7 @@ func TestSkewedClockLWW(t *testing.T) {
 	skew := map[string]int64{"r3": 30_000}
 	c := startCluster(t, []string{"r1", "r2", "r3"}, "all-to-all", nil, func(s *ClusterSpec) {
 		s.Options = func(region string) Options {
-			return Options{Logger: testLogger(), Clock: func() int64 { return time.Now().UnixMilli() + skew[region] }}
+			return Options{Logger: testLogger(), Clock: func() time.Time { return time.Now().Add(time.Duration(skew[region]) * time.Millisecond) }}
 		}
 	})
 	r1, r3 := c.Node("r1"), c.Node("r3")

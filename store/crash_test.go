@@ -186,5 +186,5 @@ func checkCrashedStore(t *testing.T, dir string, acked map[string]uint64) {
 // realClock is a hybrid clock on the wall clock: a crashed and restarted
 // child must not reissue timestamps from a fake clock's start.
 func realClock() *conflict.Clock {
-	return conflict.NewClock(func() int64 { return time.Now().UnixMilli() }, 0)
+	return conflict.NewClock(conflict.WallClock, 0)
 }

@@ -23,7 +23,7 @@ func newFakeClock(start int64) *fakeClock {
 	return c
 }
 
-func (c *fakeClock) now() int64 { return c.ms.Load() }
+func (c *fakeClock) now() time.Time { return time.UnixMilli(c.ms.Load()) }
 
 func (c *fakeClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 

@@ -72,7 +72,7 @@ func startInProcess(ctx context.Context, sc *Scenario, dataDir string, net *netw
 		skew := d.skews[region]
 		return gateway.Options{
 			Logger: log, // the node adds its region
-			Clock:  func() int64 { return time.Now().UnixMilli() + skew.Load() },
+			Clock:  func() time.Time { return time.Now().Add(time.Duration(skew.Load()) * time.Millisecond) },
 			Dialer: func(peer string) nats.CustomDialer { return net.dialer(peer, region) },
 		}
 	}

@@ -276,7 +276,7 @@ func (p *processes) finalStates(context.Context) ([]RegionState, error) {
 	for _, r := range p.regions {
 		s, err := store.Open(store.Options{
 			Dir: filepath.Join(p.data[r], "store"), Region: r, Logger: p.log.With("region", r),
-			Clock: conflict.NewClock(func() int64 { return time.Now().UnixMilli() }, 0), SmallFootprint: true,
+			Clock: conflict.NewClock(conflict.WallClock, 0), SmallFootprint: true,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open store of %s: %w", r, err)

@@ -155,7 +155,7 @@ func rawBadger(db *badger.DB, from, n int) (float64, error) {
 
 func openStore(dir string, sync bool) (*store.Store, error) {
 	return store.Open(store.Options{Dir: dir, Region: "bench", Sync: sync,
-		Clock:  conflict.NewClock(func() int64 { return time.Now().UnixMilli() }, 0),
+		Clock:  conflict.NewClock(conflict.WallClock, 0),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 

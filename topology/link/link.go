@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/geogate/geogate/conflict"
 )
 
 // Link states reported by LinkStatus.State.
@@ -130,8 +132,9 @@ type LinkConfig struct {
 	ConnOptions []nats.Option
 	// Logger receives the link's log; nil discards it.
 	Logger *slog.Logger
-	// Clock returns the time used for lag and heartbeat times (default time.Now).
-	Clock func() time.Time
+	// Clock is the link's time for lag and heartbeat times, stalls and
+	// blocked applies (default conflict.WallClock).
+	Clock conflict.PhysicalClock
 	// AckWait is the consumer's ack wait (ConsumerConfig.AckWait, set on
 	// the durable consumer each time the link sets it up, so a changed value
 	// applies from the link's next session): a message not acked in this
@@ -306,7 +309,7 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		cfg.MaxRejects = DefaultMaxRejects
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = time.Now
+		cfg.Clock = conflict.WallClock
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -326,6 +329,9 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		lag:           newLagTracker(cfg.Clock()),
 	}, nil
 }
+
+// now is the link's clock.
+func (l *Link) now() time.Time { return l.cfg.Clock() }
 
 // Pause stops pulling: messages already delivered to the link are applied,
 // then nothing more is fetched. The durable consumer stays on the peer, so
@@ -363,7 +369,7 @@ func (l *Link) isPaused() bool {
 
 // Status returns a snapshot of the link.
 func (l *Link) Status() LinkStatus {
-	now := l.cfg.Clock()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := LinkStatus{
@@ -471,7 +477,7 @@ func (l *Link) session(ctx context.Context, nc *nats.Conn, bo *backoff) error {
 	defer func() { _ = sub.Unsubscribe() }()
 	l.mu.Lock()
 	l.nc = nc
-	l.lag.contact(l.cfg.Clock())
+	l.lag.contact(l.now())
 	l.mu.Unlock()
 
 	for {
@@ -527,7 +533,7 @@ func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *b
 			l.mu.Lock()
 			l.ready = true
 			l.infoOK = true
-			l.lag.contact(l.cfg.Clock())
+			l.lag.contact(l.now())
 			l.mu.Unlock()
 			return cons, nil
 		}
@@ -776,7 +782,7 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool)
 			stalled = true
 		}
 	}
-	now := l.cfg.Clock()
+	now := l.now()
 	l.mu.Lock()
 	for _, s := range finished {
 		l.lag.done(s)
@@ -802,7 +808,7 @@ func (l *Link) reject(r rejection) bool {
 	l.rejected++
 	stall := n >= uint64(l.cfg.MaxRejects)
 	if stall && l.stall == nil {
-		l.stall = &Stall{Origin: r.origin, OSeq: r.oseq, StreamSeq: seq, Reason: r.reason.Error(), Deliveries: n, Since: l.cfg.Clock()}
+		l.stall = &Stall{Origin: r.origin, OSeq: r.oseq, StreamSeq: seq, Reason: r.reason.Error(), Deliveries: n, Since: l.now()}
 	}
 	l.mu.Unlock()
 	if stall {
@@ -823,7 +829,7 @@ const blockedLogEvery = time.Minute
 // setBlocked records that applies fail (err) or work again (nil), logging
 // the first failure, then at most every blockedLogEvery, and the recovery.
 func (l *Link) setBlocked(err error) {
-	now := l.cfg.Clock()
+	now := l.now()
 	l.mu.Lock()
 	was := l.blocked
 	logIt := false
@@ -852,7 +858,7 @@ func (l *Link) onHeartbeat(m *nats.Msg) {
 		l.log.Debug("ignoring heartbeat", "subject", m.Subject, "err", err)
 		return
 	}
-	now := l.cfg.Clock()
+	now := l.now()
 	l.mu.Lock()
 	l.lastHB = now
 	l.behind = time.Duration(max(hb.BehindMs, 0)) * time.Millisecond
@@ -878,7 +884,7 @@ func (l *Link) refresh(ctx context.Context, cons jetstream.Consumer, lost contex
 		case <-t.C:
 		case <-l.infoKick:
 			l.mu.Lock()
-			wait := minInfoInterval - l.cfg.Clock().Sub(l.lastInfo)
+			wait := minInfoInterval - l.now().Sub(l.lastInfo)
 			l.mu.Unlock()
 			if wait > 0 && !sleepCtx(ctx, wait) {
 				return
@@ -886,7 +892,7 @@ func (l *Link) refresh(ctx context.Context, cons jetstream.Consumer, lost contex
 		case <-ctx.Done():
 			return
 		}
-		sent := l.cfg.Clock()
+		sent := l.now()
 		ictx, cancel := context.WithTimeout(ctx, infoTimeout)
 		info, err := cons.Info(ictx)
 		cancel()
@@ -898,7 +904,7 @@ func (l *Link) refresh(ctx context.Context, cons jetstream.Consumer, lost contex
 		l.infoOK = err == nil
 		if err == nil {
 			l.pending = info.NumPending + uint64(info.NumAckPending)
-			l.lag.contact(l.cfg.Clock())
+			l.lag.contact(l.now())
 			if info.NumPending == 0 && info.NumAckPending == 0 {
 				l.lag.idle(sent)
 			}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/geogate/geogate/conflict"
 )
 
 // OutboxEntry is one event in a region's local replication log.
@@ -91,8 +93,11 @@ type PublisherConfig struct {
 	Window int
 	// Heartbeat is the heartbeat interval (default 1s).
 	Heartbeat time.Duration
-	// Clock returns Unix milliseconds for heartbeat timestamps (default wall clock).
-	Clock func() int64
+	// Clock is the publisher's time (default conflict.WallClock): every
+	// time it records or compares (heartbeat times, when entries were
+	// acknowledged for MaxHold, how long it has been stalled or behind),
+	// so tests can move time; timers still run on the wall clock.
+	Clock conflict.PhysicalClock
 	// Logger receives the publisher's log; nil discards it.
 	Logger *slog.Logger
 	// AckTimeout bounds the wait for one publish ack before the publisher
@@ -185,8 +190,23 @@ const (
 const stallAfter = 3
 
 // Publisher ships a region's outbox into its stream, in outbox order, and
-// trims what the stream has acknowledged (ModeStream) or what every
-// downstream region has finished (ModeOutbox).
+// trims what its log mode allows: ModeStream what the stream has
+// acknowledged, ModeOutbox what every downstream region has finished.
+//
+// It is one state machine, read top to bottom in this file:
+//
+//  1. publish (pump): read entries after the acknowledged prefix, publish
+//     them asynchronously in outbox order, up to Window in flight;
+//  2. ack (recordAck): a contiguous run of publish acks extends the
+//     acknowledged prefix; the mode may refuse the run first (ModeOutbox:
+//     an ack that reveals a lost stream tail);
+//  3. trim (trim): the outbox is trimmed up to the position the mode
+//     allows;
+//  4. on a failed round: collect the acks still arriving, back off, and
+//     start again at 1, after the mode's check of the stream (ModeOutbox:
+//     resynchronise from the stream's content when it is behind).
+//
+// What each mode adds (logMode): streamLog and outboxLog (outboxlog.go).
 //
 // Durability: an entry is trimmed only after JetStream acknowledged it, so a
 // crash (of the process or of the NATS server) never loses an entry; it can
@@ -195,59 +215,64 @@ const stallAfter = 3
 // stream loses (lazy sync and a power loss) is republished: see ModeOutbox.
 // Untrimmed entries are republished on restart (in ModeOutbox only those
 // after the prefix the stream is proven to hold) with the same Nats-Msg-Id
-// (origin:oseq). Within the stream's
-// duplicate window JetStream drops them and acks them as duplicates, which
-// the publisher counts as stored. After a longer outage the copy is stored
-// twice, and consumers drop the second by their per-origin watermark (oseq
-// <= watermark is a no-op), which Appliers must do anyway.
+// (origin:oseq). Within the stream's duplicate window JetStream drops them
+// and acks them as duplicates, which the publisher counts as stored. After a
+// longer outage the copy is stored twice, and consumers drop the second by
+// their per-origin watermark (oseq <= watermark is a no-op), which Appliers
+// must do anyway.
 //
 // Ordering: entries are published on one connection in outbox order and the
 // stream stores them in that order, except after a failure: if publish k is
 // lost (timeout, disconnect) while k+1 was stored, k is stored later by the
 // republish. Consumers therefore see per-origin order with possible gaps,
-// which the Applier's watermark check resolves by waiting (!done).
+// which the Applier's watermark check resolves by waiting (Wait).
 type Publisher struct {
 	cfg    PublisherConfig
 	js     jetstream.JetStream
 	stream string
 	log    *slog.Logger
-	notify chan struct{}
+	mode   logMode
+	// notify wakes the pump when entries were committed (Notify);
+	// released when the mode allows a further trim; behind when the mode
+	// found the stream behind the acknowledged prefix (ends the round).
+	notify, released, behind chan struct{}
+	running                  atomic.Bool
 
-	released chan struct{} // ModeOutbox: the release target moved
-	behind   chan struct{} // ModeOutbox: the stream was found behind the publisher
-
-	running atomic.Bool
-
-	mu            sync.Mutex
-	published     uint64
-	duplicates    uint64
-	lastStreamSeq uint64
-	acked         uint64 // last outbox seq in the contiguous acked prefix
-	prefixTop     uint64 // highest stream seq holding an entry <= acked (0: unknown)
-	top           storedMsg
-	trimmed       uint64 // last outbox seq trimmed
-	maxSeen       uint64 // highest outbox seq read
-	errors        uint64
-	recheck       bool // check (create) the stream before the next round
-	// ModeOutbox state.
-	resync  bool     // the stream may not hold what acked says: re-read it
-	checked uint64   // connection reconnect count when top was last verified
-	started bool     // the first resynchronisation (at start) is done
-	target  uint64   // outbox seq every downstream finished (or MaxHold expired)
-	held    *heldLog // acked entries not yet trimmed -> stream seqs
-	epoch   uint64   // bumped by every resynchronisation
-	resyncs uint64
-	expired uint64
-	// Failure tracking: failures counts failed rounds since the last
-	// acknowledged publish, failedSince when the first of them failed.
-	failures    int
-	failedSince time.Time
-	lastErr     string
-	stalled     bool
-	stalls      uint64
-	// unackedSince is when the publisher read the oldest entry the stream
-	// has not acknowledged (zero when every entry read is acknowledged).
+	// mu guards everything below and the mode's state; nothing else is
+	// held with it, and no I/O is done under it.
+	mu sync.Mutex
+	// The acknowledged prefix: every outbox entry up to ackedThrough is
+	// stored in the stream, at stream sequences up to ackedStreamTop (0:
+	// not known since a resynchronisation).
+	ackedThrough, ackedStreamTop uint64
+	// streamTop is the highest stream sequence seen in an ack (or read at a
+	// resynchronisation); newest is the message stored there.
+	streamTop uint64
+	newest    storedMsg
+	// trimmedThrough is the last outbox position trimmed; readThrough the
+	// highest position read from the outbox.
+	trimmedThrough, readThrough uint64
+	// checkStream asks the next round to make sure the stream exists first
+	// (set after a failed round).
+	checkStream bool
+	// unackedSince is when the oldest entry read and not yet acknowledged
+	// was read (zero when there is none).
 	unackedSince time.Time
+	// Counters, and failure tracking: failures counts failed rounds since
+	// the last acknowledged publish, failedSince when the first failed.
+	published, duplicates, errors, stalls uint64
+	failures                              int
+	failedSince                           time.Time
+	lastErr                               string
+	stalled                               bool
+}
+
+// storedMsg is a message the stream acknowledged: at sequence stream it
+// holds outbox entry entry with message ID id. If the stream later holds
+// something else there, it lost its tail.
+type storedMsg struct {
+	stream, entry uint64
+	id            string
 }
 
 // NewPublisher validates cfg and creates the region's stream, or updates its
@@ -268,7 +293,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		cfg.Heartbeat = time.Second
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = func() int64 { return time.Now().UnixMilli() }
+		cfg.Clock = conflict.WallClock
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -312,9 +337,10 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		notify:   make(chan struct{}, 1),
 		released: make(chan struct{}, 1),
 		behind:   make(chan struct{}, 1),
-		held:     newHeldLog(maxHeldMarks),
-		resync:   cfg.Mode == ModeOutbox,
-		checked:  cfg.Conn.Stats().Reconnects,
+	}
+	p.mode = streamLog{}
+	if cfg.Mode == ModeOutbox {
+		p.mode = newOutboxLog(cfg.Conn.Stats().Reconnects)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -322,9 +348,69 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new publisher: %w", err)
 	}
-	p.lastStreamSeq = st.CachedInfo().State.LastSeq
+	p.streamTop = st.CachedInfo().State.LastSeq
 	return p, nil
 }
+
+// now is the publisher's clock.
+func (p *Publisher) now() time.Time { return p.cfg.Clock() }
+
+// logMode is what a log mode adds to the publisher: when the stream must be
+// checked before a round, which acks it refuses, what it keeps about the
+// acknowledged entries, how far the outbox may be trimmed, and its own
+// background work. Its methods whose names end in Locked are called with
+// p.mu held; the others take it themselves as needed.
+type logMode interface {
+	// prepare runs before a publish round, which it fails by returning an
+	// error (the round is retried after a backoff).
+	prepare(ctx context.Context, p *Publisher) error
+	// acceptLocked vets a run of acks before they are recorded; false
+	// refuses them (the stream lost its tail) and ends the round.
+	acceptLocked(p *Publisher, acks []*jetstream.PubAck) bool
+	// ackedLocked is told that the entries through seq are stored at
+	// stream sequences up to stream, acknowledged at at.
+	ackedLocked(seq, stream uint64, at time.Time)
+	// trimGoalLocked returns the outbox position the outbox may be
+	// trimmed up to now.
+	trimGoalLocked(p *Publisher) uint64
+	// trimmedLocked is told the outbox is trimmed through seq.
+	trimmedLocked(seq uint64)
+	// background runs the mode's own work until ctx ends.
+	background(ctx context.Context, p *Publisher)
+	// statsLocked adds the mode's counters.
+	statsLocked(s *PublisherStats)
+}
+
+// streamLog is ModeStream: the stream is the durable copy once it
+// acknowledged an entry, so the outbox is trimmed up to the acknowledged
+// prefix, and the stream is only checked (created again if deleted) after
+// a failed round.
+type streamLog struct{}
+
+func (streamLog) prepare(ctx context.Context, p *Publisher) error {
+	p.mu.Lock()
+	check := p.checkStream
+	p.mu.Unlock()
+	if !check {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+	defer cancel()
+	if _, err := p.ensureStream(cctx); err != nil {
+		return fmt.Errorf("check stream: %w", err)
+	}
+	p.mu.Lock()
+	p.checkStream = false
+	p.mu.Unlock()
+	return nil
+}
+
+func (streamLog) acceptLocked(*Publisher, []*jetstream.PubAck) bool { return true }
+func (streamLog) ackedLocked(uint64, uint64, time.Time)             {}
+func (streamLog) trimGoalLocked(p *Publisher) uint64                { return p.ackedThrough }
+func (streamLog) trimmedLocked(uint64)                              {}
+func (streamLog) background(context.Context, *Publisher)            {}
+func (streamLog) statsLocked(*PublisherStats)                       {}
 
 // ensureStream creates the region's stream, or updates its limits if they
 // differ, and returns it with fresh info. A stream that already has the
@@ -371,75 +457,68 @@ func sameStreamConfig(have, want jetstream.StreamConfig) bool {
 
 // Notify tells the publisher that new entries were committed to the outbox.
 // It never blocks; notifications coalesce.
-func (p *Publisher) Notify() {
+func (p *Publisher) Notify() { signal(p.notify) }
+
+// signal sends on a channel of capacity one without blocking; signals
+// coalesce.
+func signal(ch chan struct{}) {
 	select {
-	case p.notify <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
 
 // Stats returns a snapshot of the publisher's counters.
 func (p *Publisher) Stats() PublisherStats {
+	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := PublisherStats{
 		Published:     p.published,
 		Duplicates:    p.duplicates,
-		LastStreamSeq: p.lastStreamSeq,
-		Acked:         p.acked,
-		Trimmed:       p.trimmed,
+		LastStreamSeq: p.streamTop,
+		Acked:         p.ackedThrough,
+		Trimmed:       p.trimmedThrough,
 		Errors:        p.errors,
-		Resyncs:       p.resyncs,
-		Expired:       p.expired,
 		State:         PublisherOK,
 		Stalls:        p.stalls,
 	}
+	p.mode.statsLocked(&s)
 	if p.stalled {
 		s.State, s.Reason, s.Since = PublisherStalled, p.lastErr, p.failedSince
 	}
 	if !p.unackedSince.IsZero() {
-		s.Behind = time.Since(p.unackedSince)
+		s.Behind = now.Sub(p.unackedSince)
 	}
-	if p.maxSeen > p.trimmed {
-		s.Backlog = p.maxSeen - p.trimmed
+	if p.readThrough > p.trimmedThrough {
+		s.Backlog = p.readThrough - p.trimmedThrough
 	}
 	return s
 }
 
 // Run ships the outbox until ctx is done, then returns nil (an error only if
-// Run is already running). It reads entries after the last acknowledged
-// position, publishes them asynchronously in order with up to Window in
-// flight, and trims the outbox: in ModeStream after each contiguous
-// acknowledged prefix, in ModeOutbox up to the position every Downstream
-// consumer has finished (checked every ReleaseInterval while entries are
-// held). A publish error or ack timeout (or an outbox read error) makes it
-// collect the acks still arriving for the contiguous prefix, wait (capped
-// exponential backoff), make sure the stream exists (recreating it if it
-// was deleted) and republish from the last acknowledged position;
-// JetStream's deduplication makes this safe. A trim error is logged and the
+// Run is already running). It runs the state machine described at
+// Publisher, the mode's background work beside it (ModeOutbox: checking
+// the downstream consumers every ReleaseInterval while entries are held),
+// and a heartbeat on HeartbeatSubject(Region) every Heartbeat (core NATS,
+// best effort). A publish error or ack timeout (or an outbox read error)
+// makes it collect the acks still arriving for the contiguous prefix, wait
+// (capped exponential backoff) and start a new round; JetStream's
+// deduplication makes republishing safe. A trim error is logged and the
 // trim retried later (trims are cumulative). When the outbox is empty it
-// waits for Notify. Every Heartbeat it sends a Heartbeat on
-// HeartbeatSubject(Region) (core NATS, best effort).
-//
-// In ModeOutbox, Run first reads the stream's last message and resumes
-// after the outbox prefix that message proves stored (HeaderAcked), instead
-// of republishing every untrimmed entry; it does the same whenever it finds
-// the stream behind what it had acknowledged (a tail lost to lazy sync, a
-// deleted stream), which republishes the lost entries.
+// waits for Notify.
 func (p *Publisher) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return errors.New("publisher: already running")
 	}
 	defer p.running.Store(false)
-	if p.cfg.Mode == ModeOutbox {
-		rctx, stop := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Go(func() { p.releaseLoop(rctx) })
-		defer func() {
-			stop()
-			wg.Wait()
-		}()
-	}
+	bctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.mode.background(bctx, p) })
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
 	hb := time.NewTicker(p.cfg.Heartbeat)
 	defer hb.Stop()
 	p.sendHeartbeat()
@@ -449,12 +528,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		p.countError()
 		p.noteFailure(err)
 		p.harvest(ctx, queue)
 		p.settle(ctx)
 		p.mu.Lock()
-		p.recheck = true
+		p.checkStream = true
 		p.mu.Unlock()
 		wait := time.NewTimer(bo.next())
 	backoff:
@@ -465,7 +543,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			case <-hb.C:
 				p.sendHeartbeat()
 			case <-p.released:
-				p.retryTrim()
+				p.trim()
 			case <-ctx.Done():
 				wait.Stop()
 				return nil
@@ -481,27 +559,20 @@ type inflight struct {
 	fut jetstream.PubAckFuture
 }
 
-// storedMsg is a message the stream acknowledged: at sequence stream it
-// holds outbox entry entry with message ID id. If the stream later holds
-// something else there, it lost its tail.
-type storedMsg struct {
-	stream, entry uint64
-	id            string
-}
-
 // errStreamBehind reports that the stream holds less than the publisher had
 // acknowledged (ModeOutbox): the round ends and the next one resynchronises.
 var errStreamBehind = errors.New("stream is behind the acknowledged position")
 
-// pump publishes from the last acked position until an error (returned with
-// the publishes still in flight) or until ctx is done.
+// pump is one publish round (steps 1-3): from the acknowledged prefix until
+// an error (returned with the publishes still in flight) or until ctx is
+// done.
 func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) ([]inflight, error) {
-	if err := p.checkStream(ctx); err != nil {
+	if err := p.mode.prepare(ctx, p); err != nil {
 		return nil, err
 	}
-	p.retryTrim()
+	p.trim()
 	p.mu.Lock()
-	next := p.acked
+	next := p.ackedThrough
 	p.mu.Unlock()
 	window := p.cfg.Window
 	refill := max(1, window/4)
@@ -520,18 +591,7 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 			if len(entries) < space {
 				drained = true
 			}
-			p.mu.Lock()
-			acked := ackedPrefix{seq: p.acked, stream: p.prefixTop}
-			if len(entries) > 0 {
-				p.maxSeen = max(p.maxSeen, entries[len(entries)-1].Seq)
-				if p.unackedSince.IsZero() {
-					p.unackedSince = time.Now()
-				}
-			}
-			p.mu.Unlock()
-			if acked.stream == 0 {
-				acked.seq = 0 // nothing a resynchronisation could verify
-			}
+			acked := p.noteRead(entries)
 			for _, e := range entries {
 				if e.Seq <= next {
 					return queue, fmt.Errorf("read outbox after %d: got seq %d, not ascending", next, e.Seq)
@@ -554,9 +614,9 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 				drained = false
 			case <-hb:
 				p.sendHeartbeat()
-				p.retryTrim()
+				p.trim()
 			case <-p.released:
-				p.retryTrim()
+				p.trim()
 			case <-p.behind:
 				return queue, errStreamBehind
 			case <-ctx.Done():
@@ -582,7 +642,7 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 				return queue, errStreamBehind
 			}
 			bo.reset()
-			p.retryTrim()
+			p.trim()
 		case err := <-queue[0].fut.Err():
 			return queue, fmt.Errorf("publish seq %d: %w", queue[0].seq, err)
 		case <-p.notify:
@@ -590,7 +650,7 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 		case <-hb:
 			p.sendHeartbeat()
 		case <-p.released:
-			p.retryTrim()
+			p.trim()
 		case <-p.behind:
 			return queue, errStreamBehind
 		case <-ctx.Done():
@@ -599,11 +659,68 @@ func (p *Publisher) pump(ctx context.Context, hb <-chan time.Time, bo *backoff) 
 	}
 }
 
+// noteRead records entries just read for publishing and returns the
+// acknowledged prefix their messages announce (HeaderAcked): nothing a
+// resynchronisation could verify when its stream sequence is unknown.
+func (p *Publisher) noteRead(entries []OutboxEntry) ackedPrefix {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(entries) > 0 {
+		p.readThrough = max(p.readThrough, entries[len(entries)-1].Seq)
+		if p.unackedSince.IsZero() {
+			p.unackedSince = p.now()
+		}
+	}
+	acked := ackedPrefix{seq: p.ackedThrough, stream: p.ackedStreamTop}
+	if acked.stream == 0 {
+		acked.seq = 0
+	}
+	return acked
+}
+
+// recordAcks accounts for a contiguous run of acks of the publishes sent
+// (same length, in outbox order), extending the acknowledged prefix, unless
+// the mode refuses the run (then it returns false and records nothing).
+func (p *Publisher) recordAcks(acks []*jetstream.PubAck, sent []inflight) bool {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.mode.acceptLocked(p, acks) {
+		return false
+	}
+	var runMax uint64
+	for i, a := range acks {
+		p.published++
+		if a.Duplicate {
+			p.duplicates++
+		}
+		if a.Sequence > p.streamTop {
+			p.streamTop = a.Sequence
+			p.newest = storedMsg{stream: a.Sequence, entry: sent[i].seq, id: sent[i].id}
+		}
+		runMax = max(runMax, a.Sequence)
+	}
+	p.ackedThrough = sent[len(sent)-1].seq
+	p.ackedStreamTop = max(p.ackedStreamTop, runMax)
+	p.mode.ackedLocked(p.ackedThrough, runMax, now)
+	if p.stalled {
+		p.log.Info("publisher resumed: the stream acknowledges again", "stalled_for", now.Sub(p.failedSince).Round(time.Millisecond))
+	}
+	p.failures, p.stalled = 0, false
+	if p.ackedThrough >= p.readThrough {
+		p.unackedSince = time.Time{}
+	} else {
+		p.unackedSince = now // the rest was read no earlier than this ack's progress
+	}
+	return true
+}
+
 // harvest waits, in order, for the acks of publishes left in flight by a
 // failed round and records the contiguous acknowledged prefix, so that the
 // next round does not republish what the stream already confirmed. It stops
 // at the first failure, or after AckTimeout.
 func (p *Publisher) harvest(ctx context.Context, queue []inflight) {
+	defer p.trim()
 	t := time.NewTimer(p.cfg.AckTimeout)
 	defer t.Stop()
 	for i, f := range queue {
@@ -613,21 +730,35 @@ func (p *Publisher) harvest(ctx context.Context, queue []inflight) {
 				return
 			}
 		case <-f.fut.Err():
-			p.retryTrim()
 			return
 		case <-t.C:
-			p.retryTrim()
 			return
 		case <-ctx.Done():
 			return
 		}
 	}
-	p.retryTrim()
 }
 
-func (p *Publisher) countError() {
+// trim trims the outbox up to what the mode allows, if it is not there yet.
+// A failure is counted and logged; the next call retries (trims are
+// cumulative), and publishing goes on meanwhile.
+func (p *Publisher) trim() {
 	p.mu.Lock()
-	p.errors++
+	goal, trimmed := p.mode.trimGoalLocked(p), p.trimmedThrough
+	p.mu.Unlock()
+	if goal <= trimmed {
+		return
+	}
+	if err := p.cfg.Outbox.TrimOutbox(goal); err != nil {
+		p.mu.Lock()
+		p.errors++
+		p.mu.Unlock()
+		p.log.Warn("trim outbox failed, will retry", "up_to", goal, "err", err)
+		return
+	}
+	p.mu.Lock()
+	p.trimmedThrough = max(p.trimmedThrough, goal)
+	p.mode.trimmedLocked(p.trimmedThrough)
 	p.mu.Unlock()
 }
 
@@ -635,8 +766,9 @@ func (p *Publisher) countError() {
 // the publisher is stalled, which its status, its metrics and (through
 // the heartbeats' behind_ms) the peers' lag show.
 func (p *Publisher) noteFailure(err error) {
-	now := time.Now()
+	now := p.now()
 	p.mu.Lock()
+	p.errors++
 	if p.failures == 0 {
 		p.failedSince = now
 	}
@@ -656,85 +788,6 @@ func (p *Publisher) noteFailure(err error) {
 	}
 }
 
-// recordAcks accounts for a contiguous run of acks of the publishes sent
-// (same length, in outbox order). In ModeOutbox it marks the run as held and
-// returns false, without recording it, if an ack reveals that the stream
-// lost messages it had acknowledged (a new message stored at or below the
-// highest sequence seen before): the stream then needs a
-// resynchronisation.
-func (p *Publisher) recordAcks(acks []*jetstream.PubAck, sent []inflight) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cfg.Mode == ModeOutbox {
-		if p.resync {
-			return false
-		}
-		top := p.lastStreamSeq
-		for _, a := range acks {
-			if !a.Duplicate && a.Sequence <= top {
-				p.log.Warn("stream stored a new message at an old sequence: it lost its tail, republishing from the outbox",
-					"stream_seq", a.Sequence, "acked_stream_seq", p.lastStreamSeq)
-				p.resync = true
-				return false
-			}
-			top = max(top, a.Sequence)
-		}
-	}
-	var runMax uint64
-	for i, a := range acks {
-		p.published++
-		if a.Duplicate {
-			p.duplicates++
-		}
-		if a.Sequence > p.lastStreamSeq {
-			p.lastStreamSeq = a.Sequence
-			p.top = storedMsg{stream: a.Sequence, entry: sent[i].seq, id: sent[i].id}
-		}
-		runMax = max(runMax, a.Sequence)
-	}
-	last := sent[len(sent)-1].seq
-	p.acked = last
-	p.prefixTop = max(p.prefixTop, runMax)
-	if p.stalled {
-		p.log.Info("publisher resumed: the stream acknowledges again", "stalled_for", time.Since(p.failedSince).Round(time.Millisecond))
-	}
-	p.failures, p.stalled = 0, false
-	if p.acked >= p.maxSeen {
-		p.unackedSince = time.Time{}
-	} else {
-		p.unackedSince = time.Now() // the rest was read no earlier than this ack's progress
-	}
-	if p.cfg.Mode == ModeOutbox {
-		p.held.add(last, runMax, time.Now())
-	}
-	return true
-}
-
-// retryTrim trims the outbox up to the acknowledged position (ModeStream) or
-// the released one (ModeOutbox) if it is not there yet. A failure is counted
-// and logged; the next call retries (trims are cumulative), and publishing
-// goes on meanwhile.
-func (p *Publisher) retryTrim() {
-	p.mu.Lock()
-	goal, trimmed := p.acked, p.trimmed
-	if p.cfg.Mode == ModeOutbox {
-		goal = min(goal, p.target)
-	}
-	p.mu.Unlock()
-	if goal <= trimmed {
-		return
-	}
-	if err := p.cfg.Outbox.TrimOutbox(goal); err != nil {
-		p.countError()
-		p.log.Warn("trim outbox failed, will retry", "up_to", goal, "err", err)
-		return
-	}
-	p.mu.Lock()
-	p.trimmed = max(p.trimmed, goal)
-	p.held.release(p.trimmed)
-	p.mu.Unlock()
-}
-
 // settle waits until every publish in flight has been acked or has failed,
 // so that a republish round starts alone; bounded by AckTimeout.
 func (p *Publisher) settle(ctx context.Context) {
@@ -748,10 +801,11 @@ func (p *Publisher) settle(ctx context.Context) {
 }
 
 func (p *Publisher) sendHeartbeat() {
+	now := p.now()
 	p.mu.Lock()
-	hb := Heartbeat{Region: p.cfg.Region, StreamSeq: p.lastStreamSeq, Published: p.acked, At: p.cfg.Clock()}
+	hb := Heartbeat{Region: p.cfg.Region, StreamSeq: p.streamTop, Published: p.ackedThrough, At: now.UnixMilli()}
 	if !p.unackedSince.IsZero() {
-		hb.BehindMs = time.Since(p.unackedSince).Milliseconds()
+		hb.BehindMs = now.Sub(p.unackedSince).Milliseconds()
 	}
 	p.mu.Unlock()
 	b, err := json.Marshal(hb)

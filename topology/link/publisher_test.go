@@ -55,7 +55,7 @@ func TestPublisherHeartbeats(t *testing.T) {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	ob := &memOutbox{}
-	p, err := NewPublisher(PublisherConfig{Region: "a", Conn: nc, Outbox: ob, Heartbeat: 20 * time.Millisecond, Clock: func() int64 { return 4242 }})
+	p, err := NewPublisher(PublisherConfig{Region: "a", Conn: nc, Outbox: ob, Heartbeat: 20 * time.Millisecond, Clock: func() time.Time { return time.UnixMilli(4242) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,29 +9,89 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// This file is ModeOutbox's side of the Publisher: releasing held entries
-// once every downstream consumer finished them, and resynchronising with a
-// stream that holds less than the publisher had acknowledged.
+// outboxLog is ModeOutbox's side of the Publisher: an acknowledged entry
+// stays in the outbox until every downstream consumer finished it (or
+// MaxHold passed), and a stream that holds less than the publisher had
+// acknowledged (an unsynced tail lost to a power cut, a deleted stream) is
+// noticed and republished from the outbox.
 //
 // How a lost tail is noticed. JetStream loses a suffix (by sequence) of an
 // unsynced stream, and new messages then reuse the lost sequences. The
 // publisher notices (1) when a new message is acknowledged at or below the
-// highest sequence it had seen (recordAcks), (2) when a release check finds
-// the stream's last sequence below that (releaseOnce), (3) when, after a
-// reconnect or a failed round, the newest message it had acknowledged is no
-// longer at its sequence (verifyTop). Until then it releases nothing whose
-// proof could be stale: a release check is discarded if the connection
-// reconnected meanwhile.
+// highest sequence it had seen (acceptLocked), (2) when a release check
+// finds the stream's last sequence below that (releaseOnce), (3) when, after
+// a reconnect or a failed round, the newest message it had acknowledged is
+// no longer at its sequence (verifyNewest). Until then it releases nothing
+// whose proof could be stale: a release check is discarded if the
+// connection reconnected meanwhile.
+//
+// Its state is guarded by the Publisher's mutex.
+type outboxLog struct {
+	// held maps the acknowledged, untrimmed entries to stream sequences.
+	held *heldLog
+	// releasedThrough is the outbox position every downstream consumer
+	// finished (or MaxHold expired): the outbox may be trimmed up to it.
+	releasedThrough uint64
+	// resync asks the next round to resynchronise with the stream's
+	// content; epoch counts resynchronisations, so that a release check
+	// begun before one is discarded.
+	resync bool
+	epoch  uint64
+	// verifiedAt is the connection's reconnect count when the stream was
+	// last verified to hold the newest acknowledged message.
+	verifiedAt uint64
+	// started is set after the first resynchronisation (at start).
+	started          bool
+	resyncs, expired uint64
+}
 
-// checkStream runs before a publish round. After a failed round it makes
-// sure the stream exists (creating it again if it was deleted); in
-// ModeOutbox it also resynchronises at the first round and whenever the
-// stream is found behind the acknowledged position.
-func (p *Publisher) checkStream(ctx context.Context) error {
+func newOutboxLog(reconnects uint64) *outboxLog {
+	// The first round resynchronises: the stream's content says where to
+	// resume, instead of republishing every untrimmed entry.
+	return &outboxLog{held: newHeldLog(maxHeldMarks), resync: true, verifiedAt: reconnects}
+}
+
+var _ logMode = (*outboxLog)(nil)
+
+func (o *outboxLog) statsLocked(s *PublisherStats) { s.Resyncs, s.Expired = o.resyncs, o.expired }
+
+func (o *outboxLog) ackedLocked(seq, stream uint64, at time.Time) { o.held.add(seq, stream, at) }
+
+func (o *outboxLog) trimGoalLocked(p *Publisher) uint64 {
+	return min(p.ackedThrough, o.releasedThrough)
+}
+
+func (o *outboxLog) trimmedLocked(seq uint64) { o.held.release(seq) }
+
+// acceptLocked refuses a run of acks, and asks for a resynchronisation, if
+// one reveals that the stream lost messages it had acknowledged: a new
+// message stored at or below the highest sequence seen before.
+func (o *outboxLog) acceptLocked(p *Publisher, acks []*jetstream.PubAck) bool {
+	if o.resync {
+		return false
+	}
+	top := p.streamTop
+	for _, a := range acks {
+		if !a.Duplicate && a.Sequence <= top {
+			p.log.Warn("stream stored a new message at an old sequence: it lost its tail, republishing from the outbox",
+				"stream_seq", a.Sequence, "acked_stream_seq", p.streamTop)
+			o.resync = true
+			return false
+		}
+		top = max(top, a.Sequence)
+	}
+	return true
+}
+
+// prepare runs before a publish round. After a failed round it makes sure
+// the stream exists (creating it again if it was deleted) and still holds
+// what was acknowledged; at the first round, and whenever the stream was
+// found behind, it resynchronises.
+func (o *outboxLog) prepare(ctx context.Context, p *Publisher) error {
 	p.mu.Lock()
-	recheck, resync := p.recheck, p.resync
+	check, resync := p.checkStream, o.resync
 	p.mu.Unlock()
-	if !recheck && !resync {
+	if !check && !resync {
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
@@ -42,61 +102,59 @@ func (p *Publisher) checkStream(ctx context.Context) error {
 		return fmt.Errorf("check stream: %w", err)
 	}
 	info := st.CachedInfo()
-	if p.cfg.Mode == ModeOutbox && !resync {
+	if !resync {
 		p.mu.Lock()
-		known := p.lastStreamSeq
+		known := p.streamTop
 		p.mu.Unlock()
 		intact := info.State.LastSeq >= known
 		if intact {
-			if intact, err = p.verifyTop(cctx, st); err != nil {
+			if intact, err = o.verifyNewest(cctx, p, st); err != nil {
 				return fmt.Errorf("check stream: %w", err)
 			}
 		}
 		p.mu.Lock()
 		if intact {
-			p.checked = reconnects
+			o.verifiedAt = reconnects
+			p.checkStream = false
 		} else {
 			p.log.Warn("stream is behind the publisher (lost its unsynced tail, or was deleted); republishing from the outbox",
 				"stream_last_seq", info.State.LastSeq, "acked_stream_seq", known)
-			p.resync = true
+			o.resync = true
 		}
-		resync = p.resync
+		resync = o.resync
 		p.mu.Unlock()
+		if !resync {
+			return nil
+		}
 	}
-	if !resync {
-		p.mu.Lock()
-		p.recheck = false
-		p.mu.Unlock()
-		return nil
-	}
-	return p.resynchronise(cctx, st, info, reconnects)
+	return o.resynchronise(cctx, p, st, info, reconnects)
 }
 
-// verifyTop reports whether the stream still holds, at its sequence, the
+// verifyNewest reports whether the stream still holds, at its sequence, the
 // newest message the publisher saw acknowledged (true if there is none).
-func (p *Publisher) verifyTop(ctx context.Context, st jetstream.Stream) (bool, error) {
+func (o *outboxLog) verifyNewest(ctx context.Context, p *Publisher, st jetstream.Stream) (bool, error) {
 	p.mu.Lock()
-	top := p.top
+	newest := p.newest
 	p.mu.Unlock()
-	if top.stream == 0 {
+	if newest.stream == 0 {
 		return true, nil
 	}
-	raw, err := st.GetMsg(ctx, top.stream)
+	raw, err := st.GetMsg(ctx, newest.stream)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("read message %d of %s: %w", top.stream, p.stream, err)
+		return false, fmt.Errorf("read message %d of %s: %w", newest.stream, p.stream, err)
 	}
 	m, ok := decodeResume(raw.Header)
-	return ok && m.seq == top.entry && m.id == top.id, nil
+	return ok && m.seq == newest.entry && m.id == newest.id, nil
 }
 
-// resynchronise sets the publishing position from the stream's content
-// (ModeOutbox). The stream's last message M names the prefix A of the
-// outbox that was acknowledged when M was sent, and the highest stream
-// sequence S holding an entry of that prefix (HeaderAcked,
-// HeaderAckedSeq). Publishing resumes after A if
+// resynchronise sets the publishing position from the stream's content.
+// The stream's last message M names the prefix A of the outbox that was
+// acknowledged when M was sent, and the highest stream sequence S holding
+// an entry of that prefix (HeaderAcked, HeaderAckedSeq). Publishing resumes
+// after A if
 //   - M is this outbox's entry (same position, same message ID): the
 //     outbox is the one that wrote the stream; and
 //   - the message now at S is an entry <= A, also this outbox's: it is
@@ -108,12 +166,12 @@ func (p *Publisher) verifyTop(ctx context.Context, st jetstream.Stream) (bool, e
 // messages appended before the publisher noticed, a foreign outbox) every
 // untrimmed entry is published again. Held marks from before are dropped:
 // the stream they pointed into may be gone.
-func (p *Publisher) resynchronise(ctx context.Context, st jetstream.Stream, info *jetstream.StreamInfo, reconnects uint64) error {
+func (o *outboxLog) resynchronise(ctx context.Context, p *Publisher, st jetstream.Stream, info *jetstream.StreamInfo, reconnects uint64) error {
 	last := info.State.LastSeq
 	var mark resumeMark
 	var markOK bool
-	var top storedMsg
-	at := time.Now()
+	var newest storedMsg
+	at := p.now()
 	if info.State.Msgs > 0 {
 		raw, err := st.GetLastMsgForSubject(ctx, StreamSubjects(p.cfg.Region))
 		switch {
@@ -122,7 +180,7 @@ func (p *Publisher) resynchronise(ctx context.Context, st jetstream.Stream, info
 			return fmt.Errorf("read last message of %s: %w", p.stream, err)
 		default:
 			if mark, markOK = decodeResume(raw.Header); markOK {
-				top = storedMsg{stream: raw.Sequence, entry: mark.seq, id: mark.id}
+				newest = storedMsg{stream: raw.Sequence, entry: mark.seq, id: mark.id}
 			}
 			at = raw.Time
 		}
@@ -132,14 +190,14 @@ func (p *Publisher) resynchronise(ctx context.Context, st jetstream.Stream, info
 		return fmt.Errorf("read outbox start: %w", err)
 	}
 	p.mu.Lock()
-	base := p.trimmed
+	base := p.trimmedThrough
 	p.mu.Unlock()
 	if len(first) > 0 {
 		base = max(base, first[0].Seq-1)
 	}
 	from := ackedPrefix{seq: base}
 	if markOK && mark.acked.seq > base && mark.acked.stream <= last {
-		ok, err := p.resumable(ctx, st, mark, base)
+		ok, err := o.resumable(ctx, p, st, mark, base)
 		if err != nil {
 			return err
 		}
@@ -152,22 +210,24 @@ func (p *Publisher) resynchronise(ctx context.Context, st jetstream.Stream, info
 	}
 
 	p.mu.Lock()
-	p.trimmed = max(p.trimmed, base)
-	p.acked, p.prefixTop = from.seq, from.stream
-	p.maxSeen = max(p.maxSeen, p.acked)
-	p.lastStreamSeq, p.top, p.checked = last, top, reconnects
-	p.held.reset()
-	if p.acked > p.trimmed {
-		p.held.add(p.acked, from.stream, at)
+	p.trimmedThrough = max(p.trimmedThrough, base)
+	p.ackedThrough, p.ackedStreamTop = from.seq, from.stream
+	p.readThrough = max(p.readThrough, p.ackedThrough)
+	p.streamTop, p.newest = last, newest
+	p.checkStream = false
+	o.verifiedAt = reconnects
+	o.held.reset()
+	if p.ackedThrough > p.trimmedThrough {
+		o.held.add(p.ackedThrough, from.stream, at)
 	}
-	p.target = p.trimmed
-	p.epoch++
-	p.resync, p.recheck = false, false
-	if p.started {
-		p.resyncs++
+	o.releasedThrough = p.trimmedThrough
+	o.epoch++
+	o.resync = false
+	if o.started {
+		o.resyncs++
 	}
-	p.started = true
-	acked, trimmed := p.acked, p.trimmed
+	o.started = true
+	acked, trimmed := p.ackedThrough, p.trimmedThrough
 	p.mu.Unlock()
 	select { // a stale signal must not end the next round
 	case <-p.behind:
@@ -180,8 +240,8 @@ func (p *Publisher) resynchronise(ctx context.Context, st jetstream.Stream, info
 // resumable checks the two conditions of resynchronise for the stream's
 // last message m: it is this outbox's entry m.seq, and the message at
 // m.acked.stream is an entry <= m.acked.seq (this outbox's, if still in it).
-func (p *Publisher) resumable(ctx context.Context, st jetstream.Stream, m resumeMark, base uint64) (bool, error) {
-	if ok, err := p.outboxHas(m.seq, m.id); err != nil || !ok {
+func (o *outboxLog) resumable(ctx context.Context, p *Publisher, st jetstream.Stream, m resumeMark, base uint64) (bool, error) {
+	if ok, err := outboxHas(p.cfg.Outbox, m.seq, m.id); err != nil || !ok {
 		return false, err
 	}
 	raw, err := st.GetMsg(ctx, m.acked.stream)
@@ -198,21 +258,21 @@ func (p *Publisher) resumable(ctx context.Context, st jetstream.Stream, m resume
 	if at.seq <= base {
 		return true, nil // trimmed: every downstream region has it
 	}
-	return p.outboxHas(at.seq, at.id)
+	return outboxHas(p.cfg.Outbox, at.seq, at.id)
 }
 
 // outboxHas reports whether the outbox holds entry seq with message ID id.
-func (p *Publisher) outboxHas(seq uint64, id string) (bool, error) {
-	es, err := p.cfg.Outbox.ReadOutbox(seq-1, 1)
+func outboxHas(ob Outbox, seq uint64, id string) (bool, error) {
+	es, err := ob.ReadOutbox(seq-1, 1)
 	if err != nil {
 		return false, fmt.Errorf("read outbox entry %d: %w", seq, err)
 	}
 	return len(es) == 1 && es[0].Seq == seq && MsgID(es[0].Origin, es[0].OSeq) == id, nil
 }
 
-// releaseLoop checks the downstream consumers every ReleaseInterval while
+// background checks the downstream consumers every ReleaseInterval while
 // entries are held, until ctx is done.
-func (p *Publisher) releaseLoop(ctx context.Context) {
+func (o *outboxLog) background(ctx context.Context, p *Publisher) {
 	t := time.NewTicker(p.cfg.ReleaseInterval)
 	defer t.Stop()
 	for {
@@ -221,20 +281,16 @@ func (p *Publisher) releaseLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !p.holding() {
+		p.mu.Lock()
+		holding := !o.resync && p.ackedThrough > max(o.releasedThrough, p.trimmedThrough)
+		p.mu.Unlock()
+		if !holding {
 			continue
 		}
-		if err := p.releaseOnce(ctx); err != nil && ctx.Err() == nil {
+		if err := o.releaseOnce(ctx, p); err != nil && ctx.Err() == nil {
 			p.log.Debug("downstream progress check failed", "err", err)
 		}
 	}
-}
-
-// holding reports whether acknowledged entries wait for a release.
-func (p *Publisher) holding() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return !p.resync && p.acked > max(p.target, p.trimmed)
 }
 
 // downstream is one consumer's progress as read by releaseOnce.
@@ -245,7 +301,7 @@ type downstream struct {
 }
 
 // releaseOnce reads the stream's last sequence and every downstream
-// consumer's progress and moves the release target to the highest held
+// consumer's progress and moves releasedThrough to the highest held
 // position whose entries all consumers finished: for each, the stream's
 // last sequence (read before the consumer info) when it has nothing
 // pending or awaiting an ack, else its ack floor; a missing consumer has
@@ -254,16 +310,16 @@ type downstream struct {
 // newest acknowledged message. The result is discarded if the connection
 // reconnected during the check (the server may have restarted with less)
 // or a resynchronisation happened; a stream found behind triggers one.
-func (p *Publisher) releaseOnce(ctx context.Context) error {
+func (o *outboxLog) releaseOnce(ctx context.Context, p *Publisher) error {
 	p.mu.Lock()
-	epoch, known, checked := p.epoch, p.lastStreamSeq, p.checked
+	epoch, known, verifiedAt := o.epoch, p.streamTop, o.verifiedAt
 	p.mu.Unlock()
 	reconnects := p.cfg.Conn.Stats().Reconnects
 	ictx, cancel := context.WithTimeout(ctx, infoTimeout)
 	defer cancel()
 	st, err := p.js.Stream(ictx, p.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		p.markBehind(epoch, 0, known)
+		o.markBehind(p, epoch, 0, known)
 		return nil
 	}
 	if err != nil {
@@ -271,16 +327,16 @@ func (p *Publisher) releaseOnce(ctx context.Context) error {
 	}
 	last := st.CachedInfo().State.LastSeq
 	if last < known {
-		p.markBehind(epoch, last, known)
+		o.markBehind(p, epoch, last, known)
 		return nil
 	}
-	if reconnects != checked {
-		intact, err := p.verifyTop(ictx, st)
+	if reconnects != verifiedAt {
+		intact, err := o.verifyNewest(ictx, p, st)
 		if err != nil {
 			return err
 		}
 		if !intact {
-			p.markBehind(epoch, last, known)
+			o.markBehind(p, epoch, last, known)
 			return nil
 		}
 	}
@@ -308,29 +364,29 @@ func (p *Publisher) releaseOnce(ctx context.Context) error {
 	if p.cfg.Conn.Stats().Reconnects != reconnects {
 		return errors.New("reconnected during the check")
 	}
-	now := time.Now()
+	now := p.now()
 	p.mu.Lock()
-	if p.epoch != epoch || p.resync {
+	if o.epoch != epoch || o.resync {
 		p.mu.Unlock()
 		return nil
 	}
-	p.checked = reconnects
-	prev := max(p.target, p.trimmed)
-	goal := max(prev, p.held.releasable(finished))
+	o.verifiedAt = reconnects
+	prev := max(o.releasedThrough, p.trimmedThrough)
+	goal := max(prev, o.held.releasable(finished))
 	var forced heldMark
 	if p.cfg.MaxHold > 0 {
-		if m := p.held.expired(now.Add(-p.cfg.MaxHold)); m.seq > goal {
+		if m := o.held.expired(now.Add(-p.cfg.MaxHold)); m.seq > goal {
 			forced = m
 		}
 	}
-	target := min(max(goal, forced.seq), p.acked)
+	target := min(max(goal, forced.seq), p.ackedThrough)
 	var expired uint64
 	if forced.seq > goal {
 		expired = forced.seq - goal
-		p.expired += expired
+		o.expired += expired
 	}
-	moved := target > p.target
-	p.target = max(p.target, target)
+	moved := target > o.releasedThrough
+	o.releasedThrough = max(o.releasedThrough, target)
 	p.mu.Unlock()
 	if expired > 0 {
 		var behind []string
@@ -346,10 +402,7 @@ func (p *Publisher) releaseOnce(ctx context.Context) error {
 			"entries", expired, "up_to", forced.seq, "max_hold", p.cfg.MaxHold, "consumers_behind", behind)
 	}
 	if moved {
-		select {
-		case p.released <- struct{}{}:
-		default:
-		}
+		signal(p.released)
 	}
 	return nil
 }
@@ -357,18 +410,15 @@ func (p *Publisher) releaseOnce(ctx context.Context) error {
 // markBehind flags the stream as behind the publisher's acknowledged
 // position, unless a resynchronisation already happened since epoch, and
 // ends the current publish round.
-func (p *Publisher) markBehind(epoch, last, known uint64) {
+func (o *outboxLog) markBehind(p *Publisher, epoch, last, known uint64) {
 	p.mu.Lock()
-	if p.epoch != epoch || p.resync {
+	if o.epoch != epoch || o.resync {
 		p.mu.Unlock()
 		return
 	}
-	p.resync = true
+	o.resync = true
 	p.mu.Unlock()
 	p.log.Warn("stream is behind the publisher (lost its unsynced tail, or was deleted); republishing from the outbox",
 		"stream_last_seq", last, "acked_stream_seq", known)
-	select {
-	case p.behind <- struct{}{}:
-	default:
-	}
+	signal(p.behind)
 }
