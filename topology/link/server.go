@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,11 +61,30 @@ type ServerOptions struct {
 	// may publish and subscribe only as its permissions say. An anonymous
 	// client is refused.
 	Users []ServerUser
+	// Cluster, if set, makes the server one node of a NATS cluster (the
+	// nodes of one region): JetStream is then clustered, so a stream or a
+	// key-value bucket may keep replicas on several nodes and survives the
+	// loss of a minority of them. Every node needs a distinct Name.
+	Cluster *ClusterOptions
 	// OnRefused, if set, is called (from the server's goroutines) each time
 	// the server refuses a client or an operation, with a short reason:
 	// RefusedTLS, RefusedAuth or RefusedPermission. The server's log line
 	// says more.
 	OnRefused func(reason string)
+}
+
+// ClusterOptions make an embedded server a node of a NATS cluster.
+type ClusterOptions struct {
+	// Name is the cluster's name (the region's), the same on every node.
+	Name string
+	// Listen is the host:port the node takes routes from its peers on.
+	Listen string
+	// Routes are the other nodes' route URLs, nats-route://host:port (the
+	// node's own may be listed too: it is skipped).
+	Routes []string
+	// TLS, if set, secures the routes: the node presents its certificate
+	// and requires and verifies its peers' (ClientCAs).
+	TLS *tls.Config
 }
 
 // Reasons passed to ServerOptions.OnRefused.
@@ -141,6 +162,28 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		// (NATS's default is 2s); authentication may take 1s more.
 		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, tc, 5
 	}
+	if c := opts.Cluster; c != nil {
+		if opts.Name == "" || c.Name == "" {
+			return nil, errors.New("start nats server: a cluster node needs a server name and a cluster name")
+		}
+		host, port, err := splitHostPort(c.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("start nats server %q: cluster listen: %w", opts.Name, err)
+		}
+		sopts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port, NoAdvertise: true}
+		for _, r := range c.Routes {
+			u, err := url.Parse(r)
+			if err != nil || u.Host == "" {
+				return nil, fmt.Errorf("start nats server %q: route %q is not a URL like nats-route://host:port", opts.Name, r)
+			}
+			sopts.Routes = append(sopts.Routes, u)
+		}
+		if c.TLS != nil {
+			tc := c.TLS.Clone()
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+			sopts.Cluster.TLSConfig, sopts.Cluster.TLSTimeout = tc, 5
+		}
+	}
 	for _, u := range opts.Users {
 		sopts.Nkeys = append(sopts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: u.PublishAllow, Deny: u.PublishDeny},
@@ -178,6 +221,31 @@ func StartServer(opts ServerOptions) (*Server, error) {
 			return nil, fmt.Errorf("start nats server %q on %s:%d: not ready after %s", opts.Name, host, opts.Port, startTimeout)
 		}
 	}
+}
+
+// splitHostPort parses host:port; port 0 picks a free port.
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port", addr)
+	}
+	if port == 0 {
+		port = -1
+	}
+	return host, port, nil
+}
+
+// ClusterAddr returns the host:port the server takes routes on ("" when it
+// is not a cluster node).
+func (s *Server) ClusterAddr() string {
+	if a := s.ns.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
 }
 
 // ClientURL returns the URL clients connect to, e.g. nats://127.0.0.1:4222.

@@ -1,0 +1,195 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Role is a node's part in its region.
+type Role string
+
+// Roles.
+const (
+	// Follower: applies the region log, serves reads, forwards writes.
+	Follower Role = "follower"
+	// Leader: takes writes, appends them to the region log, runs the
+	// region's cross-region publisher and links.
+	Leader Role = "leader"
+)
+
+// Hooks are what an Elector asks of its node.
+type Hooks struct {
+	// Promote runs once this node holds the lease for term, before it
+	// leads: it must apply the region log to its end and then append a
+	// term marker after the last entry (Log.Append), which fences off any
+	// earlier leader. An error gives the lease back and the node stays a
+	// follower.
+	Promote func(ctx context.Context, term uint64) error
+	// Lead runs the leader's duties for term until ctx ends (the lease was
+	// lost, or the node stops); it returns when they are stopped. If it
+	// returns on its own (the node found itself fenced), leadership ends.
+	Lead func(ctx context.Context, term uint64)
+	// Observe is told who leads whenever it changes, this node included
+	// (Holder{} when nobody does).
+	Observe func(h Holder)
+}
+
+// ElectorConfig configures an Elector.
+type ElectorConfig struct {
+	Node  string
+	Lease *Lease
+	Log   *Log
+	Hooks Hooks
+	// Check is how often a follower looks at the lease (default TTL/6);
+	// the actual wait is drawn between Check/2 and Check, so that nodes do
+	// not all try at the same moment.
+	Check time.Duration
+	// Renew is how often the leader renews the lease (default TTL/3): the
+	// leader keeps it through TTL/Renew-1 failed renewals in a row.
+	Renew  time.Duration
+	Logger *slog.Logger
+}
+
+// Elector runs one node's part in choosing the region's leader: a follower
+// takes the lease when nobody holds it, promotes itself (catch up, fence),
+// leads while it keeps renewing the lease, and steps down as soon as it
+// cannot. Terms only grow: a new term is one past the highest term in the
+// log and in the lease.
+type Elector struct {
+	cfg ElectorConfig
+	log *slog.Logger
+
+	mu     sync.Mutex
+	role   Role
+	leader Holder
+}
+
+// NewElector returns an Elector; Run starts it.
+func NewElector(cfg ElectorConfig) *Elector {
+	ttl := cfg.Lease.TTL()
+	if cfg.Check <= 0 {
+		cfg.Check = ttl / 6
+	}
+	if cfg.Renew <= 0 {
+		cfg.Renew = ttl / 3
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Elector{cfg: cfg, log: cfg.Logger.With("component", "elector"), role: Follower}
+}
+
+// Role returns the node's current role and the leader it knows of.
+func (e *Elector) Role() (Role, Holder) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.role, e.leader
+}
+
+func (e *Elector) observe(role Role, h Holder) {
+	e.mu.Lock()
+	changed := e.leader != h || e.role != role
+	e.role, e.leader = role, h
+	e.mu.Unlock()
+	if changed && e.cfg.Hooks.Observe != nil {
+		e.cfg.Hooks.Observe(h)
+	}
+}
+
+// Run takes part in elections until ctx ends; it returns after leadership,
+// if any, ended and the lease was released.
+func (e *Elector) Run(ctx context.Context) {
+	var seen uint64 // the highest term seen in the lease
+	for {
+		wait := e.cfg.Check/2 + rand.N(e.cfg.Check/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		h, ok, err := e.cfg.Lease.Read(ctx)
+		if err != nil {
+			e.log.Debug("read lease", "err", err)
+			continue
+		}
+		if ok {
+			seen = max(seen, h.Term)
+			e.observe(Follower, h)
+			continue
+		}
+		e.observe(Follower, Holder{})
+		_, last, err := e.cfg.Log.Last(ctx)
+		if err != nil {
+			e.log.Debug("read log", "err", err)
+			continue
+		}
+		term := max(seen, last) + 1
+		if err := e.cfg.Lease.Acquire(ctx, term); err != nil {
+			if !errors.Is(err, ErrHeld) {
+				e.log.Debug("acquire lease", "err", err)
+			}
+			continue
+		}
+		seen = term
+		e.log.Info("took the region's lease; catching up before leading", "term", term)
+		if err := e.cfg.Hooks.Promote(ctx, term); err != nil {
+			e.log.Warn("could not lead; giving the lease back", "term", term, "err", err)
+			e.cfg.Lease.Release(context.WithoutCancel(ctx))
+			continue
+		}
+		e.lead(ctx, term)
+	}
+}
+
+// lead runs the leader's duties for term while the lease is renewed.
+func (e *Elector) lead(ctx context.Context, term uint64) {
+	e.observe(Leader, Holder{Node: e.cfg.Node, Term: term})
+	e.log.Info("leading the region", "term", term)
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.cfg.Hooks.Lead(lctx, term)
+	}()
+	t := time.NewTicker(e.cfg.Renew)
+	defer t.Stop()
+	renewed := time.Now()
+	why := "node stopping"
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-done:
+			why = "fenced by a newer leader"
+			break loop
+		case <-t.C:
+		}
+		rctx, rcancel := context.WithTimeout(ctx, e.cfg.Renew)
+		err := e.cfg.Lease.Renew(rctx)
+		rcancel()
+		switch {
+		case err == nil:
+			renewed = time.Now()
+		case errors.Is(err, ErrLost):
+			why = "lease lost"
+			break loop
+		case time.Since(renewed)+e.cfg.Renew >= e.cfg.Lease.TTL():
+			// It may expire before the next attempt: stop leading
+			// while it is surely still ours.
+			why = "lease not renewed: " + err.Error()
+			break loop
+		default:
+			e.log.Warn("renewing the lease failed; retrying", "err", err)
+		}
+	}
+	cancel()
+	<-done
+	e.cfg.Lease.Release(context.WithoutCancel(ctx))
+	e.log.Warn("stopped leading the region", "term", term, "why", why)
+	e.observe(Follower, Holder{})
+}

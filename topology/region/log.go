@@ -1,0 +1,215 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrFenced is returned by Log.Append when the log no longer ends where
+// the appender believed: another leader appended since. The appender has
+// been deposed and must stop acknowledging writes.
+var ErrFenced = errors.New("the region log moved on: another node leads")
+
+// HeaderTerm carries the term of the leader that appended an entry.
+const HeaderTerm = "Geo-Term"
+
+// Log is the region's log: a JetStream stream replicated on the region's
+// nodes, through which the leader's commits reach the followers. Only the
+// leader appends, and every append names the sequence the leader believes
+// is last (JetStream's expected-last-sequence): an append by a deposed
+// leader, which has not seen the entries its successor appended (at least
+// the successor's term marker), is refused by the stream itself. With
+// Replicas nodes the stream acknowledges an append once a majority of them
+// stored it, which is what lets the leader acknowledge a write as durable
+// in the region.
+type Log struct {
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	name    string
+	subject string
+}
+
+// LogStream is the name of region's log stream; LogSubject its subject.
+func LogStream(region string) string  { return "GEOLOG_" + region }
+func LogSubject(region string) string { return "geogate.log." + region }
+
+// OpenLog creates (or binds to) region's log with replicas copies,
+// keeping entries for maxAge (0: for ever) and at most maxBytes (<= 0:
+// unbounded). A follower further behind than the log keeps needs a
+// snapshot.
+func OpenLog(ctx context.Context, js jetstream.JetStream, region string, replicas int, maxAge time.Duration, maxBytes int64) (*Log, error) {
+	if maxBytes <= 0 {
+		maxBytes = -1
+	}
+	want := jetstream.StreamConfig{
+		Name:        LogStream(region),
+		Description: "geogate region log of " + region,
+		Subjects:    []string{LogSubject(region)},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      maxAge,
+		MaxBytes:    maxBytes,
+		Replicas:    max(replicas, 1),
+	}
+	st, err := js.Stream(ctx, want.Name)
+	if err != nil || st.CachedInfo().Config.Replicas != want.Replicas || st.CachedInfo().Config.MaxAge != maxAge {
+		if st, err = js.CreateOrUpdateStream(ctx, want); err != nil {
+			return nil, fmt.Errorf("region log of %s: %w", region, err)
+		}
+	}
+	return &Log{js: js, stream: st, name: want.Name, subject: want.Subjects[0]}, nil
+}
+
+// Append appends one entry of term after sequence after (the last one the
+// caller applied; 0 for an empty log) and returns its sequence, once the
+// stream acknowledged it (a majority of the replicas hold it). It fails
+// with ErrFenced when the log's last sequence is not after.
+func (l *Log) Append(ctx context.Context, after, term uint64, data []byte) (uint64, error) {
+	msg := &nats.Msg{Subject: l.subject, Data: data, Header: nats.Header{HeaderTerm: {strconv.FormatUint(term, 10)}}}
+	ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(after))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+		return 0, fmt.Errorf("append to %s after %d: %w", l.name, after, err)
+	}
+	return ack.Sequence, nil
+}
+
+// Last returns the log's last sequence and that entry's term (0, 0 for an
+// empty log).
+func (l *Log) Last(ctx context.Context) (seq, term uint64, err error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("region log info: %w", err)
+	}
+	seq = info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return seq, 0, nil
+	}
+	m, err := l.stream.GetMsg(ctx, seq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("region log entry %d: %w", seq, err)
+	}
+	term, _ = strconv.ParseUint(m.Header.Get(HeaderTerm), 10, 64)
+	return seq, term, nil
+}
+
+// First returns the log's first sequence still kept (1 for a log never
+// trimmed; past the last for an empty one).
+func (l *Log) First(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("region log info: %w", err)
+	}
+	return info.State.FirstSeq, nil
+}
+
+// Entry is one entry of the region log.
+type Entry struct {
+	Seq, Term uint64
+	Data      []byte
+}
+
+// ErrTrimmed is returned by Follow when the entries after the follower's
+// position are no longer in the log: it needs a snapshot.
+var ErrTrimmed = errors.New("the region log no longer holds the entries this node needs: it must be seeded from a snapshot")
+
+// Follow delivers the entries after sequence after, in order, to apply,
+// until ctx ends or apply fails (its error is returned; the caller
+// follows again from what it applied). Entries appended while it runs are
+// delivered as they come. It fails with ErrTrimmed when the entry after
+// after is gone from the log.
+func (l *Log) Follow(ctx context.Context, after uint64, apply func([]Entry) error) error {
+	first, err := l.First(ctx)
+	if err != nil {
+		return err
+	}
+	if first > after+1 {
+		return fmt.Errorf("%w (first kept %d, wanted %d)", ErrTrimmed, first, after+1)
+	}
+	cons, err := l.js.OrderedConsumer(ctx, l.name, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("follow region log from %d: %w", after+1, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return fmt.Errorf("follow region log from %d: %w", after+1, err)
+	}
+	defer it.Stop()
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			it.Stop()
+		case <-stopped:
+		}
+	}()
+	defer close(stopped)
+	next := after + 1
+	batch := make([]Entry, 0, 64)
+	msgs := make(chan jetstream.Msg, 512)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					errc <- err
+				}
+				return
+			}
+			msgs <- m
+		}
+	}()
+	for {
+		m, ok := <-msgs
+		if !ok {
+			select {
+			case err := <-errc:
+				return fmt.Errorf("follow region log: %w", err)
+			default:
+				return ctx.Err()
+			}
+		}
+		batch = batch[:0]
+		for {
+			meta, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("follow region log: %w", err)
+			}
+			seq := meta.Sequence.Stream
+			if seq != next {
+				return fmt.Errorf("%w (got %d, wanted %d)", ErrTrimmed, seq, next)
+			}
+			term, _ := strconv.ParseUint(m.Headers().Get(HeaderTerm), 10, 64)
+			batch = append(batch, Entry{Seq: seq, Term: term, Data: m.Data()})
+			next++
+			if len(batch) == cap(batch) {
+				break
+			}
+			select {
+			case m, ok = <-msgs:
+			default:
+				ok = false
+			}
+			if !ok {
+				break
+			}
+		}
+		if err := apply(batch); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,286 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/geogate/geogate/topology/link"
+)
+
+// cluster starts n embedded NATS servers forming one JetStream cluster and
+// returns them (index i may be shut down by a test) and a client URL list.
+func cluster(t *testing.T, n int) ([]*link.Server, string) {
+	t.Helper()
+	servers := make([]*link.Server, n)
+	// Every node needs its peers' route addresses up front: take free
+	// ports first.
+	var routes []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, l.Addr().String())
+		l.Close()
+	}
+	var urls []string
+	for i := range n {
+		opts := link.ServerOptions{Name: fmt.Sprintf("n%d", i+1), Port: -1, StoreDir: t.TempDir()}
+		if n > 1 {
+			c := &link.ClusterOptions{Name: "r", Listen: routes[i]}
+			for _, r := range routes {
+				c.Routes = append(c.Routes, "nats-route://"+r)
+			}
+			opts.Cluster = c
+		}
+		s, err := link.StartServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Shutdown)
+		servers[i] = s
+		urls = append(urls, s.ClientURL())
+	}
+	return servers, strings.Join(urls, ",")
+}
+
+func jsOf(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// ready waits until the cluster has a JetStream meta leader (streams can be
+// made).
+func retry[T any](t *testing.T, what string, f func() (T, error)) T {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, err := f()
+		if err == nil {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestLeaseTakeRenewExpire(t *testing.T) {
+	_, url := cluster(t, 1)
+	js := jsOf(t, url)
+	ctx := t.Context()
+	a := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", "a", 1, time.Second) })
+	b, err := OpenLease(ctx, js, "r", "b", 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := a.Read(ctx); ok {
+		t.Fatal("a new lease is held")
+	}
+	if err := a.Acquire(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Acquire(ctx, 2); !errors.Is(err, ErrHeld) {
+		t.Fatalf("second Acquire: %v, want ErrHeld", err)
+	}
+	if h, ok, _ := b.Read(ctx); !ok || h != (Holder{Node: "a", Term: 1}) {
+		t.Fatalf("holder %+v %v", h, ok)
+	}
+	for range 3 { // renewals keep it past the TTL
+		time.Sleep(400 * time.Millisecond) // the lease must outlive its TTL through renewals: real time passes
+		if err := a.Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a stops renewing: once the value expires, b takes it, and a learns
+	// it lost it.
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Acquire(ctx, 2) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the lease never expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := a.Renew(ctx); !errors.Is(err, ErrLost) {
+		t.Fatalf("renew after losing: %v, want ErrLost", err)
+	}
+}
+
+// TestLogFencing: an append naming a last sequence the log moved past is
+// refused, and of concurrent appends after the same sequence exactly one
+// succeeds (on a replicated stream, as the region runs it).
+func TestLogFencing(t *testing.T) {
+	_, url := cluster(t, 3)
+	js := jsOf(t, url)
+	ctx := t.Context()
+	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 3, 0, 0) })
+	s1, err := l.Append(ctx, 0, 1, []byte("a"))
+	if err != nil || s1 != 1 {
+		t.Fatalf("first append: %d %v", s1, err)
+	}
+	if _, err := l.Append(ctx, 0, 1, []byte("stale")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("append after a stale sequence: %v, want ErrFenced", err)
+	}
+	for round := range 20 {
+		last, _, err := l.Last(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var won, fenced atomic.Int32
+		for w := range 4 {
+			wg.Go(func() {
+				_, err := l.Append(ctx, last, uint64(round), []byte{byte(w)})
+				switch {
+				case err == nil:
+					won.Add(1)
+				case errors.Is(err, ErrFenced):
+					fenced.Add(1)
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if won.Load() != 1 || fenced.Load() != 3 {
+			t.Fatalf("round %d: %d appends after %d succeeded, %d fenced; want exactly one", round, won.Load(), last, fenced.Load())
+		}
+	}
+	if seq, term, _ := l.Last(ctx); seq != 21 || term != 19 {
+		t.Fatalf("last %d term %d", seq, term)
+	}
+	// Follow delivers every entry in order from any point.
+	var got []Entry
+	fctx, cancel := context.WithCancel(ctx)
+	err = l.Follow(fctx, 10, func(es []Entry) error {
+		got = append(got, es...)
+		if len(got) >= 11 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || len(got) != 11 || got[0].Seq != 11 || got[10].Seq != 21 {
+		t.Fatalf("follow: %v, %d entries from %v", err, len(got), got)
+	}
+}
+
+// electorNode is one node of TestElectorFailover.
+type electorNode struct {
+	name   string
+	log    *Log
+	cancel context.CancelFunc
+	done   chan struct{}
+	e      *Elector
+	// applied is the last log sequence the node applied (its promote
+	// catches up to the end first).
+	applied atomic.Uint64
+	leads   atomic.Int32
+}
+
+// TestElectorFailover: three nodes elect one leader; when the leader stops
+// (its elector and its NATS server), another leads within seconds with a
+// higher term, after appending its term marker, and the old leader's
+// appends are fenced.
+func TestElectorFailover(t *testing.T) {
+	servers, _ := cluster(t, 3)
+	ctx := t.Context()
+	var nodes []*electorNode
+	for i, s := range servers {
+		js := jsOf(t, s.ClientURL())
+		n := &electorNode{name: fmt.Sprintf("n%d", i+1), done: make(chan struct{})}
+		n.log = retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 3, 0, 0) })
+		lease := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", n.name, 3, 2*time.Second) })
+		n.e = NewElector(ElectorConfig{Node: n.name, Lease: lease, Log: n.log, Hooks: Hooks{
+			Promote: func(ctx context.Context, term uint64) error {
+				last, _, err := n.log.Last(ctx)
+				if err != nil {
+					return err
+				}
+				seq, err := n.log.Append(ctx, last, term, nil)
+				if err == nil {
+					n.applied.Store(seq)
+				}
+				return err
+			},
+			Lead: func(ctx context.Context, term uint64) { n.leads.Add(1); <-ctx.Done() },
+		}})
+		nctx, cancel := context.WithCancel(ctx)
+		n.cancel = cancel
+		go func() { defer close(n.done); n.e.Run(nctx) }()
+		nodes = append(nodes, n)
+	}
+	leaderOf := func() (*electorNode, int) {
+		var l *electorNode
+		count := 0
+		for _, n := range nodes {
+			if r, _ := n.e.Role(); r == Leader {
+				l, count = n, count+1
+			}
+		}
+		return l, count
+	}
+	var first *electorNode
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, count := leaderOf()
+		if count > 1 {
+			t.Fatalf("%d leaders at once", count)
+		}
+		if l != nil {
+			first = l
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no leader elected")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, h1 := first.e.Role()
+	i := map[string]int{"n1": 0, "n2": 1, "n3": 2}[first.name]
+	start := time.Now()
+	first.cancel()
+	<-first.done
+	servers[i].Shutdown()
+	nodes = append(nodes[:i:i], nodes[i+1:]...)
+	var second *electorNode
+	for second == nil {
+		l, count := leaderOf()
+		if count > 1 {
+			t.Fatalf("%d leaders at once", count)
+		}
+		second = l
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("no new leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, h2 := second.e.Role()
+	t.Logf("%s led term %d; %s leads term %d after %s", h1.Node, h1.Term, h2.Node, h2.Term, time.Since(start).Round(time.Millisecond))
+	if h2.Term <= h1.Term {
+		t.Fatalf("term went from %d to %d", h1.Term, h2.Term)
+	}
+	// The old leader's view of the log is stale: an append from it is fenced.
+	if _, err := second.log.Append(ctx, first.applied.Load(), h1.Term, []byte("late")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("the deposed leader's append: %v, want ErrFenced", err)
+	}
+}
