@@ -48,6 +48,9 @@ type Options struct {
 	// ConflictMaxAge drops conflict-log entries older than this (by their
 	// At, against the newest entry's); 0 keeps them until the count bound.
 	ConflictMaxAge time.Duration
+	// FeedRetention bounds the change log (changes.go) in entries;
+	// default DefaultFeedRetention.
+	FeedRetention int
 	// OnConflicts, if set, receives the conflict-log entries of each commit
 	// once that commit is durable, in log order. It runs on the writer (the
 	// goroutine holding the writer role): it must be quick and must not
@@ -145,6 +148,10 @@ type Store struct {
 	// selfPath is the path of a local write's outbox entry (read-only).
 	selfPath []string
 	wm       map[string]uint64
+	// fseq is the change log's newest position, ffirst its oldest
+	// (changes.go; the writer's); fcommitted is fseq as committed.
+	fseq, ffirst uint64
+	fcommitted   atomic.Uint64
 
 	mu        sync.Mutex
 	applied   conflict.VV // published watermarks incl. own actor
@@ -320,6 +327,9 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 		}
 	}
 	if err := s.deriveSeqs(txn); err != nil {
+		return err
+	}
+	if err := s.loadFeed(txn); err != nil {
 		return err
 	}
 	// The oldest conflict-log entry still stored (retention drops
