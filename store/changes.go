@@ -13,19 +13,22 @@ import (
 )
 
 // The change log (key space f/<pos:8>) is what the change feed
-// (GET /v1/watch) reads: one entry per record change this region
-// committed, a local write or a replicated event that changed the record,
-// at a position that grows by one per change in commit order. An entry is
-// written in the same transaction as the change it names, so the log has
-// exactly the committed changes, in the order they were applied, across
-// crashes. It holds only the key and the change's dot (origin actor and
-// counter): a reader takes the key's record from the same snapshot, so the
-// writer adds one small entry per change and no encoding of the record.
+// (GET /v1/watch) reads: every record change this region commits, a local
+// write or a replicated event that changed the record, has a position that
+// grows by one per change in commit order. A commit's changes are written
+// as one entry, keyed by the position of its first change and holding each
+// change's key and dot (origin actor and counter), in the same transaction
+// as the changes: the log has exactly the committed changes, in the order
+// they were applied, across crashes. A reader takes each key's record from
+// the same snapshot. So a commit adds one small entry however many changes
+// it makes (a group of writes, a batch of replicated events), and encodes
+// no record twice.
 //
-// Retention is by count (Options.FeedRetention): each commit deletes the
-// entries that fell out of it, a bounded number per commit, so the log never
-// holds many more than that. The newest entry is never deleted, so Open
-// finds the last position again and positions never repeat.
+// Retention is by count (Options.FeedRetention): once the log holds more
+// than the retention plus an eighth, a commit deletes whole entries from
+// the oldest (at most maxFeedPrunePerCommit of them) as long as at least
+// the retention is left. The newest entry is never deleted, so Open finds
+// the last position again and positions never repeat.
 
 var prefixChange = []byte("f/")
 
@@ -33,9 +36,8 @@ var prefixChange = []byte("f/")
 // Options.FeedRetention is 0.
 const DefaultFeedRetention = 1_000_000
 
-// maxFeedPrunePerCommit bounds the entries one commit deletes: the writer's
-// extra work per commit stays proportional to what the commit added.
-const maxFeedPrunePerCommit = 4096
+// maxFeedPrunePerCommit bounds the entries one commit deletes.
+const maxFeedPrunePerCommit = 1024
 
 // ErrPositionGone is returned, wrapped in a *PositionGoneError, for a read
 // of the change log after a position older than the log retains: the
@@ -110,30 +112,31 @@ func appendChangeEntry(b []byte, key, origin string, oseq uint64) []byte {
 
 var errCorruptChange = errors.New("corrupt change-log entry")
 
-// decodeChangeEntry decodes what appendChangeEntry wrote. The strings are
-// copies.
-func decodeChangeEntry(pos uint64, b []byte) (key, origin string, oseq uint64, err error) {
+// decodeChangeEntry decodes one change that appendChangeEntry wrote at the
+// start of b and returns its length. The strings are copies.
+func decodeChangeEntry(pos uint64, b []byte) (key, origin string, oseq uint64, n int, err error) {
+	rest := b
 	str := func() (string, bool) {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k) {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
 			return "", false
 		}
-		s := string(b[k : k+int(n)])
-		b = b[k+int(n):]
+		s := string(rest[k : k+int(n)])
+		rest = rest[k+int(n):]
 		return s, true
 	}
 	var ok bool
 	if key, ok = str(); !ok {
-		return "", "", 0, fmt.Errorf("change %d: %w", pos, errCorruptChange)
+		return "", "", 0, 0, fmt.Errorf("change %d: %w", pos, errCorruptChange)
 	}
 	if origin, ok = str(); !ok {
-		return "", "", 0, fmt.Errorf("change %d: %w", pos, errCorruptChange)
+		return "", "", 0, 0, fmt.Errorf("change %d: %w", pos, errCorruptChange)
 	}
-	oseq, k := binary.Uvarint(b)
-	if k <= 0 || k != len(b) {
-		return "", "", 0, fmt.Errorf("change %d: %w", pos, errCorruptChange)
+	oseq, k := binary.Uvarint(rest)
+	if k <= 0 {
+		return "", "", 0, 0, fmt.Errorf("change %d: %w", pos, errCorruptChange)
 	}
-	return key, origin, oseq, nil
+	return key, origin, oseq, len(b) - len(rest) + k, nil
 }
 
 // feedRetention returns the configured retention, defaults applied.
@@ -144,12 +147,43 @@ func (s *Store) feedRetention() uint64 {
 	return uint64(s.opts.FeedRetention)
 }
 
+// decodeChangeGroup decodes the entry of the commit whose first change is
+// at first, calling fn for each change in order (strings are copies).
+func decodeChangeGroup(first uint64, b []byte, fn func(pos uint64, key, origin string, oseq uint64) error) error {
+	pos := first
+	for len(b) > 0 {
+		key, origin, oseq, n, err := decodeChangeEntry(pos, b)
+		if err != nil {
+			return err
+		}
+		if err := fn(pos, key, origin, oseq); err != nil {
+			return err
+		}
+		b = b[n:]
+		pos++
+	}
+	if pos == first {
+		return fmt.Errorf("change %d: %w: no change in the entry", first, errCorruptChange)
+	}
+	return nil
+}
+
 // loadFeed derives the change log's last and oldest positions at Open.
 func (s *Store) loadFeed(txn *badger.Txn) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChange, Reverse: true})
 	it.Seek(changeKey(math.MaxUint64))
 	if it.Valid() {
-		s.fseq = seqFromKey(prefixChange, it.Item().Key())
+		first := seqFromKey(prefixChange, it.Item().Key())
+		err := it.Item().Value(func(v []byte) error {
+			return decodeChangeGroup(first, v, func(pos uint64, _, _ string, _ uint64) error {
+				s.fseq = pos
+				return nil
+			})
+		})
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("change log: %w", err)
+		}
 	}
 	it.Close()
 	s.ffirst = s.fseq + 1
@@ -159,29 +193,57 @@ func (s *Store) loadFeed(txn *badger.Txn) error {
 		s.ffirst = seqFromKey(prefixChange, it.Item().Key())
 	}
 	s.fcommitted.Store(s.fseq)
+	s.foldest.Store(s.ffirst)
 	return nil
 }
 
-// logChange appends the change of key to the version (origin, oseq) to the
-// change log, in the writer's transaction.
-func (s *Store) logChange(st *batchState, key, origin string, oseq uint64) error {
+// logChange adds the change of key to the version (origin, oseq) to the
+// batch's change-log entry (written by commitFeed).
+func (s *Store) logChange(st *batchState, key, origin string, oseq uint64) {
 	s.fseq++
-	v := appendChangeEntry(make([]byte, 0, len(key)+len(origin)+12), key, origin, oseq)
-	if err := st.txn.Set(changeKey(s.fseq), v); err != nil {
-		return fmt.Errorf("change log %d: %w", s.fseq, err)
+	if st.feed == nil {
+		st.feed = make([]byte, 0, 64+len(key)+len(origin))
 	}
-	return nil
+	st.feed = appendChangeEntry(st.feed, key, origin, oseq)
 }
 
-// pruneFeed deletes, in the writer's transaction, the entries beyond the
-// retention, oldest first, at most maxFeedPrunePerCommit of them.
-func (s *Store) pruneFeed(st *batchState) error {
+// commitFeed writes the batch's change-log entry, if it made changes, and
+// prunes the log beyond its retention, in the writer's transaction.
+func (s *Store) commitFeed(st *batchState) error {
+	if len(st.feed) == 0 {
+		return nil
+	}
+	if err := st.txn.Set(changeKey(st.fseq+1), st.feed); err != nil {
+		return fmt.Errorf("change log %d: %w", st.fseq+1, err)
+	}
 	keep := s.feedRetention()
-	for n := 0; s.fseq-s.ffirst+1 > keep && n < maxFeedPrunePerCommit; n++ {
-		if err := st.txn.Delete(changeKey(s.ffirst)); err != nil {
+	if s.fseq-s.ffirst+1 <= keep+max(keep/8, 1) {
+		return nil
+	}
+	// Entries are deleted whole, oldest first, while the newest keep
+	// changes stay: an entry is kept when a change at or after fseq-keep+1
+	// is in it. Its end is where the next entry begins.
+	it := st.txn.NewIterator(badger.IteratorOptions{Prefix: prefixChange})
+	defer it.Close()
+	it.Seek(changeKey(s.ffirst))
+	if !it.Valid() {
+		return nil
+	}
+	cur := it.Item().KeyCopy(nil)
+	for n := 0; n < maxFeedPrunePerCommit; n++ {
+		it.Next()
+		if !it.Valid() {
+			return nil // cur is the newest entry
+		}
+		next := seqFromKey(prefixChange, it.Item().Key())
+		if s.fseq-next+1 < keep {
+			return nil
+		}
+		if err := st.txn.Delete(cur); err != nil {
 			return fmt.Errorf("prune change log %d: %w", s.ffirst, err)
 		}
-		s.ffirst++
+		s.ffirst = next
+		cur = it.Item().KeyCopy(nil) // a new slice: the transaction keeps the deleted one
 	}
 	return nil
 }
@@ -209,81 +271,90 @@ func (s *Store) FeedWait(after uint64) (head uint64, next <-chan struct{}) {
 }
 
 // ReadFeed returns the changes after position after whose key starts with
-// prefix, looking at no more than max entries, with each key's record from
-// the same snapshot. It fails with a *PositionGoneError when the entry
+// prefix, looking at no more than max changes, with each key's record from
+// the same snapshot. It fails with a *PositionGoneError when the change
 // right after after was pruned (the caller missed changes and must re-read
 // what it follows), and with ErrPositionAhead when after is beyond the
 // newest position.
 func (s *Store) ReadFeed(after uint64, prefix string, max int) (FeedPage, error) {
 	page := FeedPage{Next: after}
-	if head := s.fcommitted.Load(); after > head {
+	head := s.fcommitted.Load()
+	switch {
+	case after > head:
 		return page, fmt.Errorf("read changes after %d: %w (newest %d)", after, ErrPositionAhead, head)
+	case after == head:
+		return page, nil
+	case after+1 < s.foldest.Load():
+		return page, fmt.Errorf("read changes: %w", &PositionGoneError{After: after, Oldest: s.foldest.Load()})
 	}
+	errStop := errors.New("page full")
 	err := s.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChange, PrefetchValues: true, PrefetchSize: 128})
+		// The entry holding after+1 is the last one at or before it.
+		rev := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChange, Reverse: true})
+		rev.Seek(changeKey(after + 1))
+		start := after + 1
+		if rev.Valid() {
+			start = seqFromKey(prefixChange, rev.Item().Key())
+		}
+		rev.Close()
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChange, PrefetchValues: true, PrefetchSize: 16})
 		defer it.Close()
 		records := map[string]FeedEntry{} // the records this read took, by key
 		first := true
-		for it.Seek(changeKey(after + 1)); it.Valid() && max > 0; it.Next() {
-			pos := seqFromKey(prefixChange, it.Item().Key())
-			if first && pos != after+1 {
-				return &PositionGoneError{After: after, Oldest: pos}
+		for it.Seek(changeKey(start)); it.Valid(); it.Next() {
+			group := seqFromKey(prefixChange, it.Item().Key())
+			if first && group > after+1 {
+				return &PositionGoneError{After: after, Oldest: group} // pruned meanwhile
 			}
 			first = false
-			max--
-			page.Next = pos
-			var key, origin string
-			var oseq uint64
 			err := it.Item().Value(func(v []byte) error {
-				var err error
-				key, origin, oseq, err = decodeChangeEntry(pos, v)
-				return err
+				return decodeChangeGroup(group, v, func(pos uint64, key, origin string, oseq uint64) error {
+					if pos <= after {
+						return nil
+					}
+					if max == 0 {
+						return errStop
+					}
+					max--
+					page.Next = pos
+					if !strings.HasPrefix(key, prefix) {
+						return nil
+					}
+					e, ok := records[key]
+					if !ok {
+						var err error
+						if e.Record, e.Found, err = getRecord(txn, key); err != nil {
+							return err
+						}
+						records[key] = e
+					}
+					e.Pos, e.Key, e.Origin, e.OSeq = pos, key, origin, oseq
+					page.Entries = append(page.Entries, e)
+					return nil
+				})
 			})
 			if err != nil {
 				return err
 			}
-			if !strings.HasPrefix(key, prefix) {
-				continue
-			}
-			e, ok := records[key]
-			if !ok {
-				if e.Record, e.Found, err = getRecord(txn, key); err != nil {
-					return err
-				}
-				records[key] = e
-			}
-			e.Pos, e.Key, e.Origin, e.OSeq = pos, key, origin, oseq
-			page.Entries = append(page.Entries, e)
 		}
-		// Nothing after `after` means it is the newest position: the
-		// newest entry is never pruned, and the snapshot holds every
-		// commit up to FeedHead (a commit is published before it stores
-		// fcommitted).
+		if first {
+			// Nothing at or after after+1 though after < FeedHead: every
+			// entry from there was pruned meanwhile (the newest never is).
+			return &PositionGoneError{After: after, Oldest: s.foldest.Load()}
+		}
 		return nil
 	})
 	var gone *PositionGoneError
-	if errors.As(err, &gone) {
-		return page, fmt.Errorf("read changes: %w", err)
-	}
-	if err != nil {
-		return page, fmt.Errorf("read changes after %d: %w", after, err)
+	switch {
+	case errors.Is(err, errStop):
+	case errors.As(err, &gone):
+		return FeedPage{Next: after}, fmt.Errorf("read changes: %w", err)
+	case err != nil:
+		return FeedPage{Next: after}, fmt.Errorf("read changes after %d: %w", after, err)
 	}
 	return page, nil
 }
 
-// FeedOldest returns the oldest position the change log may still hold
-// (one past the newest when it is empty).
-func (s *Store) FeedOldest() uint64 {
-	oldest := uint64(0)
-	s.view(func(txn *badger.Txn) error { //nolint:errcheck // 0 when closed
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChange})
-		defer it.Close()
-		if it.Rewind(); it.Valid() {
-			oldest = seqFromKey(prefixChange, it.Item().Key())
-		} else {
-			oldest = s.fcommitted.Load() + 1
-		}
-		return nil
-	})
-	return oldest
-}
+// FeedOldest returns the oldest position the change log still holds (one
+// past the newest when it is empty). It never decreases.
+func (s *Store) FeedOldest() uint64 { return s.foldest.Load() }

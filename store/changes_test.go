@@ -81,6 +81,10 @@ func TestFeedLogsEveryChange(t *testing.T) {
 	if got := feedOf(t, s, 4, "other/"); len(got) != 0 {
 		t.Fatalf("prefix other/ after 4: %+v", got)
 	}
+	// A read looks at no more than max changes.
+	if page, err := s.ReadFeed(1, "", 3); err != nil || len(page.Entries) != 3 || page.Next != 4 || page.Entries[2].Pos != 4 {
+		t.Fatalf("read of 3 after 1: %+v %v", page, err)
+	}
 	// A read that found no match still moves past what it looked at.
 	page, err := s.ReadFeed(0, "none/", 100)
 	if err != nil || page.Next != 6 || len(page.Entries) != 0 {
@@ -88,47 +92,80 @@ func TestFeedLogsEveryChange(t *testing.T) {
 	}
 }
 
-// TestFeedRetention: the log keeps FeedRetention entries; a read after a
-// pruned position fails with ErrPositionGone naming the oldest retained,
+// checkRetained: the log holds from FeedOldest to FeedHead, at least the
+// retention (when that many were made) and at most an eighth more plus one
+// commit; a read right before the oldest works, one before that is gone.
+func checkRetained(t *testing.T, s *Store, retention, groupMax uint64) {
+	t.Helper()
+	head, oldest := s.FeedHead(), s.FeedOldest()
+	held := head - oldest + 1
+	if held < min(retention, head) || held > retention+max(retention/8, 1)+groupMax {
+		t.Fatalf("log holds %d..%d (%d changes), retention %d", oldest, head, held, retention)
+	}
+	if got := feedOf(t, s, oldest-1, ""); uint64(len(got)) != held || got[0].Pos != oldest {
+		t.Fatalf("read after %d: %d entries, want %d from %d", oldest-1, len(got), held, oldest)
+	}
+	if oldest < 2 {
+		return
+	}
+	var gone *PositionGoneError
+	_, err := s.ReadFeed(oldest-2, "", 100)
+	if !errors.As(err, &gone) || !errors.Is(err, ErrPositionGone) || gone.After != oldest-2 || gone.Oldest != oldest {
+		t.Fatalf("read after %d: %v, want position gone with oldest %d", oldest-2, err, oldest)
+	}
+}
+
+// TestFeedRetention: the log keeps at least FeedRetention changes and not
+// many more, deleting whole commits' entries from the oldest; a read after
+// a pruned position fails with ErrPositionGone naming the oldest retained,
 // one after the newest with ErrPositionAhead; positions go on after a
-// reopen, and an entry's position is never reused.
+// reopen, and a position is never reused.
 func TestFeedRetention(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, "us", dir, func(o *Options) { o.FeedRetention = 10 })
 	for i := range 25 {
 		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k%02d", i), Value: doc(`%d`, i)})
+		checkRetained(t, s, 10, 1)
 	}
-	var gone *PositionGoneError
-	_, err := s.ReadFeed(3, "", 100)
-	if !errors.As(err, &gone) || !errors.Is(err, ErrPositionGone) || gone.After != 3 || gone.Oldest != 16 {
-		t.Fatalf("read after 3: %v, want position gone with oldest 16", err)
-	}
-	if _, err := s.ReadFeed(14, "", 100); !errors.As(err, &gone) || gone.Oldest != 16 {
-		t.Fatalf("read after 14: %v, want position gone", err)
-	}
-	got := feedOf(t, s, 15, "")
-	if len(got) != 10 || got[0].Pos != 16 || got[9].Pos != 25 || got[9].Key != "k24" {
-		t.Fatalf("read after 15: %+v", got)
+	// One commit per write: at 24 the log held 12 (more than 10 + 10/8)
+	// and was pruned to 15..24; 25 is one more.
+	if s.FeedOldest() != 15 {
+		t.Fatalf("FeedOldest = %d, want 15", s.FeedOldest())
 	}
 	if _, err := s.ReadFeed(26, "", 100); !errors.Is(err, ErrPositionAhead) {
 		t.Fatalf("read after 26: %v, want ErrPositionAhead", err)
 	}
-	if o := s.FeedOldest(); o != 16 {
-		t.Fatalf("FeedOldest = %d, want 16", o)
+	if page, err := s.ReadFeed(25, "", 100); err != nil || len(page.Entries) != 0 || page.Next != 25 {
+		t.Fatalf("read after the newest: %+v %v", page, err)
 	}
 	s.Close()
 
 	s = openTest(t, "us", dir, func(o *Options) { o.FeedRetention = 10 })
-	if s.FeedHead() != 25 || s.FeedOldest() != 16 {
-		t.Fatalf("after reopen: head %d oldest %d, want 25 and 16", s.FeedHead(), s.FeedOldest())
+	if s.FeedHead() != 25 || s.FeedOldest() != 15 {
+		t.Fatalf("after reopen: head %d oldest %d, want 25 and 15", s.FeedHead(), s.FeedOldest())
 	}
 	mustWrite(t, s, Mutation{Key: "after", Value: doc(`1`)})
-	got = feedOf(t, s, 24, "")
-	if len(got) != 2 || got[1].Pos != 26 || got[1].Key != "after" {
+	if got := feedOf(t, s, 25, ""); len(got) != 1 || got[0].Pos != 26 || got[0].Key != "after" {
 		t.Fatalf("after reopen: %+v, want position 26 for the new write", got)
 	}
-	if o := s.FeedOldest(); o != 17 {
-		t.Fatalf("FeedOldest = %d, want 17 (retention 10)", o)
+
+	// Replicated batches commit several changes in one entry, deleted
+	// whole.
+	eu := openTest(t, "eu", "", nil)
+	for b := range 10 {
+		var muts []Mutation
+		for i := range 4 {
+			muts = append(muts, Mutation{Key: fmt.Sprintf("eu/%d/%d", b, i), Value: doc(`1`)})
+		}
+		var batch []Incoming
+		for _, p := range writeEvents(t, eu, muts...) {
+			batch = append(batch, p.incoming())
+		}
+		mustApply(t, s, batch...)
+		checkRetained(t, s, 10, 4)
+	}
+	if (s.FeedOldest()-27)%4 != 0 {
+		t.Fatalf("FeedOldest = %d: not the first change of a batch (27 + 4k)", s.FeedOldest())
 	}
 }
 
@@ -209,16 +246,26 @@ func TestFeedEntryCodec(t *testing.T) {
 		key, origin := rapid.String().Draw(rt, "key"), rapid.String().Draw(rt, "origin")
 		oseq := rapid.Uint64().Draw(rt, "oseq")
 		b := appendChangeEntry(nil, key, origin, oseq)
-		k, o, n, err := decodeChangeEntry(1, b)
-		if err != nil || k != key || o != origin || n != oseq {
-			rt.Fatalf("round trip: %q %q %d %v", k, o, n, err)
+		k, o, n, size, err := decodeChangeEntry(1, b)
+		if err != nil || k != key || o != origin || n != oseq || size != len(b) {
+			rt.Fatalf("round trip: %q %q %d %d %v", k, o, n, size, err)
 		}
 		cut := rapid.IntRange(0, len(b)-1).Draw(rt, "cut")
-		if _, _, _, err := decodeChangeEntry(1, b[:cut]); !errors.Is(err, errCorruptChange) {
+		if _, _, _, _, err := decodeChangeEntry(1, b[:cut]); !errors.Is(err, errCorruptChange) {
 			rt.Fatalf("truncated to %d of %d bytes: %v", cut, len(b), err)
 		}
-		if _, _, _, err := decodeChangeEntry(1, append(slices.Clip(b), 0)); !errors.Is(err, errCorruptChange) {
-			rt.Fatalf("trailing byte: %v", err)
+		// A group: two changes, then a truncated third.
+		group := appendChangeEntry(slices.Clip(b), "k2", "o2", 7)
+		var got []uint64
+		err = decodeChangeGroup(5, group, func(pos uint64, key, origin string, oseq uint64) error {
+			got = append(got, pos, oseq)
+			return nil
+		})
+		if err != nil || !slices.Equal(got, []uint64{5, oseq, 6, 7}) {
+			rt.Fatalf("group: %v %v", got, err)
+		}
+		if err := decodeChangeGroup(5, append(group, 1), func(uint64, string, string, uint64) error { return nil }); !errors.Is(err, errCorruptChange) {
+			rt.Fatalf("group with a truncated change: %v", err)
 		}
 	})
 }

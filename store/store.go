@@ -149,9 +149,10 @@ type Store struct {
 	selfPath []string
 	wm       map[string]uint64
 	// fseq is the change log's newest position, ffirst its oldest
-	// (changes.go; the writer's); fcommitted is fseq as committed.
-	fseq, ffirst uint64
-	fcommitted   atomic.Uint64
+	// (changes.go; the writer's); fcommitted and foldest are them as
+	// committed, for readers.
+	fseq, ffirst        uint64
+	fcommitted, foldest atomic.Uint64
 
 	mu        sync.Mutex
 	applied   conflict.VV // published watermarks incl. own actor

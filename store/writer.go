@@ -299,8 +299,10 @@ type batchState struct {
 	seq, oseq, cseq, trimmed, cfirst uint64
 	outboxed                         bool
 
-	// fseq and ffirst as they were before the batch (changes.go).
+	// fseq and ffirst as they were before the batch, and the batch's
+	// change-log entry (changes.go).
 	fseq, ffirst uint64
+	feed         []byte
 }
 
 // refusedError is a request the writer refused before changing anything
@@ -335,7 +337,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 	st.conflicts, st.outboxed = nil, false
 	st.txn = s.beginCommit()
 	st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst = s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst
-	st.fseq, st.ffirst = s.fseq, s.ffirst
+	st.fseq, st.ffirst, st.feed = s.fseq, s.ffirst, nil
 	defer st.txn.Discard()
 	resps := slices.Grow(st.resps[:0], len(batch))[:len(batch)]
 	clear(resps)
@@ -366,8 +368,8 @@ func (s *Store) commitBatch(batch []*request) bool {
 	if err == nil {
 		err = s.trimOutbox(st)
 	}
-	if err == nil && s.fseq != st.fseq {
-		err = s.pruneFeed(st)
+	if err == nil {
+		err = s.commitFeed(st)
 	}
 	if err == nil {
 		err = s.commit(st.txn)
@@ -395,6 +397,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 		return false
 	}
 	s.committed.Store(s.seq)
+	s.foldest.Store(s.ffirst)
 	s.fcommitted.Store(s.fseq) // before publish, which wakes FeedWait
 	s.mu.Lock()
 	s.stats.Writes += stats.Writes
@@ -505,9 +508,7 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	if err := s.appendOutbox(st, AppendEvent(entry, ev)); err != nil {
 		return WriteResult{}, err
 	}
-	if err := s.logChange(st, m.Key, s.actor, ev.OSeq); err != nil {
-		return WriteResult{}, err
-	}
+	s.logChange(st, m.Key, s.actor, ev.OSeq)
 	st.records[m.Key], st.dirty[m.Key] = after, true
 	stats.Writes++
 	if err := s.observe(st, Change{Key: m.Key, Before: before, After: after, Event: ev, Local: true, Merged: m.Merged, Outcome: out}, stats); err != nil {
@@ -579,9 +580,7 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 		changed := !after.Equal(before)
 		if changed {
 			st.records[ev.Key], st.dirty[ev.Key] = after, true
-			if err := s.logChange(st, ev.Key, origin, ev.OSeq); err != nil {
-				return nil, err
-			}
+			s.logChange(st, ev.Key, origin, ev.OSeq)
 		}
 		if in.Forward {
 			raw := in.Raw
