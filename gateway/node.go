@@ -122,6 +122,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		MinFreeBytes: minFreeBytes(cfg.Storage.MinFreeBytes),
 		OnConflicts:  n.publishConflicts,
 		Logger:       n.log, SmallFootprint: opts.SmallFootprint,
+		FeedRetention: cfg.Watch.Retention, // the change feed's log (watch.go)
 	})
 	if err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ var apiRoutes = []apiRoute{
 	{"/v1/kv", []string{"GET"}, handlerOf((*Node).handleList)},
 	{"/v1/status", []string{"GET"}, handlerOf((*Node).handleStatus)},
 	{"/v1/conflicts", []string{"GET"}, handlerOf((*Node).handleConflicts)},
+	{"/v1/watch", []string{"GET"}, func(n *Node) http.Handler { return newWatchFeed(n) }}, // watch.go
 	{"/v1/admin/links/{peer}/{action}", []string{"POST"}, handlerOf((*Node).handleLinkAdmin)},
 	{"/v1/admin/rules/explain", []string{"GET"}, handlerOf((*Node).handleExplain)},
 	{"/v1/openapi.json", []string{"GET", "HEAD"}, func(*Node) http.Handler { return http.HandlerFunc(serveOpenAPI) }},

@@ -270,9 +270,14 @@ func (s *Store) FeedWait(after uint64) (head uint64, next <-chan struct{}) {
 	return head, s.changed
 }
 
+// maxFeedReadBytes bounds the values one ReadFeed returns (a page ends
+// after the change whose record passes it).
+const maxFeedReadBytes = 4 << 20
+
 // ReadFeed returns the changes after position after whose key starts with
-// prefix, looking at no more than max changes, with each key's record from
-// the same snapshot. It fails with a *PositionGoneError when the change
+// prefix, looking at no more than max changes and ending the page once the
+// records returned hold more than 4 MiB of values, with each key's record
+// from the same snapshot. It fails with a *PositionGoneError when the change
 // right after after was pruned (the caller missed changes and must re-read
 // what it follows), and with ErrPositionAhead when after is beyond the
 // newest position.
@@ -300,6 +305,7 @@ func (s *Store) ReadFeed(after uint64, prefix string, max int) (FeedPage, error)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChange, PrefetchValues: true, PrefetchSize: 16})
 		defer it.Close()
 		records := map[string]FeedEntry{} // the records this read took, by key
+		bytes := 0                          // their values' size
 		first := true
 		for it.Seek(changeKey(start)); it.Valid(); it.Next() {
 			group := seqFromKey(prefixChange, it.Item().Key())
@@ -312,7 +318,7 @@ func (s *Store) ReadFeed(after uint64, prefix string, max int) (FeedPage, error)
 					if pos <= after {
 						return nil
 					}
-					if max == 0 {
+					if max == 0 || bytes > maxFeedReadBytes {
 						return errStop
 					}
 					max--
@@ -327,6 +333,9 @@ func (s *Store) ReadFeed(after uint64, prefix string, max int) (FeedPage, error)
 							return err
 						}
 						records[key] = e
+						for _, v := range e.Record.Versions {
+							bytes += len(v.Value)
+						}
 					}
 					e.Pos, e.Key, e.Origin, e.OSeq = pos, key, origin, oseq
 					page.Entries = append(page.Entries, e)
