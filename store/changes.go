@@ -305,7 +305,7 @@ func (s *Store) ReadFeed(after uint64, prefix string, max int) (FeedPage, error)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChange, PrefetchValues: true, PrefetchSize: 16})
 		defer it.Close()
 		records := map[string]FeedEntry{} // the records this read took, by key
-		bytes := 0                          // their values' size
+		bytes := 0                        // their values' size
 		first := true
 		for it.Seek(changeKey(start)); it.Valid(); it.Next() {
 			group := seqFromKey(prefixChange, it.Item().Key())
