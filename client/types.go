@@ -157,6 +157,21 @@ type Status struct {
 	Links       []LinkStatus `json:"links"`
 	// Rules is the rule set in effect.
 	Rules RulesStatus `json:"rules"`
+	// URLs maps every region of the deployment to its HTTP base URL, as
+	// this region reaches it.
+	URLs map[string]string `json:"urls"`
+	// Peers is, from DeploymentStatus, every other region's status as this
+	// region read it.
+	Peers []PeerStatus `json:"peers,omitempty"`
+}
+
+// PeerStatus is another region's status as the answering region read it:
+// Status, or Error saying why it could not.
+type PeerStatus struct {
+	Region string  `json:"region"`
+	URL    string  `json:"url"`
+	Status *Status `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
 }
 
 // RulesStatus identifies a region's rule set.
