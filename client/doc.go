@@ -31,7 +31,7 @@
 //
 // # What is retried
 //
-// Reads (Get, Meta, List, Status, Conflicts, Health) are retried after any
+// Reads (Get, Meta, List, Status, DeploymentStatus, Conflicts, Health) are retried after any
 // transport error and after the answers 503 stale, shutting_down,
 // stale_context, clock_skew, home_unreachable, 507 insufficient_storage,
 // and a proxy's 502/503/504.
