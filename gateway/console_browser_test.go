@@ -177,9 +177,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 
 	t.Run("a conflict appears in the feed", func(t *testing.T) {
-		// r1 does not hear from r2 (paused above): both write the key.
+		// r1 does not hear from r2 (paused above), nor r2 from r1 (paused
+		// here): both write the key, neither write sees the other.
+		c.Node("r2").PauseLink("r1")
 		do(t, "PUT", r1+"/v1/kv/ui/conflict", []byte(`"from r1"`))
 		do(t, "PUT", r2+"/v1/kv/ui/conflict", []byte(`"from r2"`))
+		c.Node("r2").ResumeLink("r1")
 		runIn(t, ctx, "resume r2 -> r1 and see the conflict",
 			chromedp.Click(chromedp.CSS(`#links-table [data-testid="resume-r2-r1"]`)),
 			until(`document.querySelector('[data-testid="edge-r2-r1"]').dataset.state === 'up'`),
