@@ -131,6 +131,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		MaxEventBytes: int(cfg.HTTP.MaxValueBytes + config.EventReserve - config.HeaderReserve),
 		OnConflicts:   n.publishConflicts,
 		Logger:        n.log, SmallFootprint: opts.SmallFootprint,
+		FeedRetention: cfg.Watch.Retention, // the change feed's log (watch.go)
 	})
 	if err != nil {
 		return nil, err

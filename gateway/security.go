@@ -37,6 +37,11 @@ type security struct {
 	httpTLS *tls.Config // nil: plain HTTP
 
 	natsClientTLS *tls.Config // nil: no TLS on NATS connections
+	// peerRoots are the CAs this region trusts when it calls another
+	// region's HTTP API (the web console's deployment view): the
+	// deployment's CA (nats.tls.ca_file, else http.tls.client_ca_file);
+	// nil: the system's.
+	peerRoots     *x509.CertPool
 	natsServerTLS *tls.Config // nil: the embedded server takes plain connections
 	ownServerName string      // TLS name of this region's own server
 	nkey          nkeys.KeyPair
@@ -64,6 +69,7 @@ func loadSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 				return nil, keyErr("http.tls.client_ca_file", err)
 			}
 		}
+		s.peerRoots = clientCAs
 		s.httpTLS = pki.ServerConfig(pair, clientCAs, func(reason string, err error) {
 			s.failures.Inc(reason)
 			s.log.Warn("client certificate refused", "reason", reason, "err", err)
@@ -92,6 +98,9 @@ func loadSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 			}
 		}
 		s.natsClientTLS = pki.ClientConfig(roots, pair)
+		if roots != nil {
+			s.peerRoots = roots
+		}
 		if cfg.NATS.Embedded {
 			s.natsServerTLS = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate, ClientCAs: roots}
 		}

@@ -69,6 +69,8 @@ type Config struct {
 	Conflicts Conflicts `koanf:"conflicts"`
 	// Sessions configures session-token reads (X-Geo-Session).
 	Sessions Sessions `koanf:"sessions"`
+	// Watch configures the change feed (GET /v1/watch).
+	Watch Watch `koanf:"watch"`
 	// Log configures logging.
 	Log Log `koanf:"log"`
 	// Security configures what authenticates this deployment's tokens.
@@ -268,6 +270,25 @@ type Conflicts struct {
 	Retention int `koanf:"retention"`
 	// MaxAge is how long an entry is kept. Default 168h.
 	MaxAge time.Duration `koanf:"max_age"`
+}
+
+// Watch configures the change feed (GET /v1/watch) and the change log it
+// reads.
+type Watch struct {
+	// Retention is how many changes the change log keeps; a client
+	// resuming after an older position is told position_gone. Default
+	// 1000000 (each entry is the key and the version's dot, tens of bytes).
+	Retention int `koanf:"retention"`
+	// Heartbeat is the spacing of the ": ping" comments an idle stream
+	// sends. Default 5s.
+	Heartbeat time.Duration `koanf:"heartbeat"`
+	// MaxLag is how many changes a watcher that had caught up may fall
+	// behind the newest before it is disconnected as a slow consumer
+	// (event: error, code slow_consumer). Default 10000.
+	MaxLag int `koanf:"max_lag"`
+	// WriteTimeout bounds one write of events to a watcher; a watcher that
+	// reads nothing for this long is disconnected. Default 30s.
+	WriteTimeout time.Duration `koanf:"write_timeout"`
 }
 
 // Sessions configures reads that carry a session token.

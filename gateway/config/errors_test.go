@@ -138,6 +138,9 @@ func TestErrors(t *testing.T) {
 		{name: "stream mode without synced nats", yaml: baseYAML + "replication: {log_mode: stream}\n", field: "replication.log_mode"},
 		{name: "negative max hold", yaml: baseYAML + "replication: {max_hold: -1s}\n", field: "replication.max_hold"},
 		{name: "retention not positive", yaml: baseYAML + "conflicts: {retention: 0}\n", field: "conflicts.retention"},
+		{name: "watch retention not positive", yaml: baseYAML + "watch: {retention: 0}\n", field: "watch.retention"},
+		{name: "watch max lag not positive", yaml: baseYAML + "watch: {max_lag: -1}\n", field: "watch.max_lag"},
+		{name: "watch heartbeat not positive", yaml: baseYAML + "watch: {heartbeat: 0s}\n", field: "watch.heartbeat"},
 		{name: "section not a mapping", yaml: baseYAML + "log: loud\n", field: "log", text: "must be a mapping"},
 		{name: "list where a string belongs", yaml: baseYAML + "data_dir: [a, b]\n", field: "data_dir", text: "must be a string, not a list"},
 

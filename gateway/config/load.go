@@ -209,6 +209,7 @@ func defaultValues() map[string]any {
 		},
 		"conflicts": map[string]any{"retention": 100000, "max_age": "168h"},
 		"sessions":  map[string]any{"default_wait": "2s", "max_wait": "30s"},
+		"watch":     map[string]any{"retention": 1000000, "heartbeat": "5s", "max_lag": 10000, "write_timeout": "30s"},
 		"log":       map[string]any{"level": "info", "format": "text"},
 		"storage":   map[string]any{"min_free_bytes": "512MiB"},
 	}

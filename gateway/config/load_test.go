@@ -247,6 +247,7 @@ func TestDefaults(t *testing.T) {
 			StreamMaxAge: 168 * time.Hour, StreamMaxBytes: 1 << 30, Batch: 256, AckWait: 5 * time.Second, LogMode: LogModeOutbox},
 		Conflicts: Conflicts{Retention: 100000, MaxAge: 168 * time.Hour},
 		Sessions:  Sessions{DefaultWait: 2 * time.Second, MaxWait: 30 * time.Second},
+		Watch:     Watch{Retention: 1000000, Heartbeat: 5 * time.Second, MaxLag: 10000, WriteTimeout: 30 * time.Second},
 		Log:       Log{Level: "info", Format: "text"},
 		Storage:   Storage{MinFreeBytes: 512 << 20},
 		Rules:     []rules.Spec{{Name: "default", Match: "true", Strategy: "lww"}},
