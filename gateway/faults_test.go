@@ -290,17 +290,6 @@ func TestPoisonEventStallsRegionLink(t *testing.T) {
 	eventually(t, 20*time.Second, "the write after the poison event at r2", func() bool { return do(t, "GET", r2.HTTPURL()+"/v1/kv/after", nil).status == 200 })
 }
 
-// holds asserts that cond stays true for d (polling): a "nothing happens"
-// check.
-func holds(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if !cond() {
-			t.Fatalf("%s stopped holding", what)
-		}
-	}
-}
-
 // TestDiskFullRegion runs a region whose data directory is a real small
 // filesystem (tmpfs) and fills it: local writes get 507
 // insufficient_storage, reads go on, the inbound link shows itself blocked

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology/link"
@@ -181,14 +182,8 @@ func (n *Node) peerReachable(peer string) bool {
 	if !created {
 		return c.IsConnected()
 	}
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for !c.IsConnected() {
-		if time.Now().After(deadline) || c.IsClosed() {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
+	up := func() bool { return c.IsConnected() || c.IsClosed() }
+	return wait.Until(context.Background(), 500*time.Millisecond, "the connection", up) == nil && c.IsConnected()
 }
 
 // forward sends a write to its home region and returns the home's answer.

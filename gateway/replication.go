@@ -11,6 +11,7 @@ import (
 
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -58,15 +59,8 @@ func (n *Node) startNATS() error {
 // external one may not be). Every value the API accepts can then be
 // replicated.
 func (n *Node) checkPayload() error {
-	if !n.conn.IsConnected() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for !n.conn.IsConnected() {
-			if ctx.Err() != nil {
-				return fmt.Errorf("connect nats %s: not connected after 10s", n.natsURL)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+	if err := wait.Until(context.Background(), 10*time.Second, "the connection", n.conn.IsConnected); err != nil {
+		return fmt.Errorf("connect nats %s: not connected after 10s", n.natsURL)
 	}
 	have := n.conn.MaxPayload()
 	want := int64(n.cfg.HTTP.MaxValueBytes + config.EventReserve)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -37,16 +38,13 @@ func converged(c *Cluster) (bool, string) {
 
 func waitConverged(t *testing.T, c *Cluster, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, desc := converged(c)
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("regions did not converge within %s: %s", d, desc)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var desc string
+	if err := wait.Until(context.Background(), d, "convergence", func() bool {
+		var ok bool
+		ok, desc = converged(c)
+		return ok
+	}); err != nil {
+		t.Fatalf("regions did not converge within %s: %s", d, desc)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/gateway/deploy"
 	"github.com/geogate/geogate/gateway/pki"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/topology"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -486,11 +487,8 @@ func TestRegionCredentials(t *testing.T) {
 			if tc.reason == "" {
 				continue
 			}
-			deadline := time.Now().Add(2 * time.Second)
-			for failureCount(t, hubSec.failures, tc.reason) <= before && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if failureCount(t, hubSec.failures, tc.reason) <= before {
+			grew := func() bool { return failureCount(t, hubSec.failures, tc.reason) > before }
+			if wait.Until(context.Background(), 2*time.Second, "the failure count", grew) != nil {
 				t.Errorf("%s: geogate_auth_failures_total{reason=%q} did not grow", tc.name, tc.reason)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway"
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -143,7 +144,7 @@ func replication(ctx context.Context, o *Options, rep *Report) error {
 	if _, err := storeWrites(ctx, r1, o.Backlog, 16, "cu"); err != nil {
 		return err
 	}
-	if err := waitUntil(ctx, 10*time.Minute, "the backlog to be in r1's stream", func() bool { return c.Node("r1").Unpublished() == 0 }); err != nil {
+	if err := wait.Until(ctx, 10*time.Minute, "the backlog to be in r1's stream", func() bool { return c.Node("r1").Unpublished() == 0 }); err != nil {
 		return err
 	}
 	start := time.Now()

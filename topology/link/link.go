@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/geogate/geogate/internal/wait"
 )
 
 // Link states reported by LinkStatus.State.
@@ -427,7 +429,7 @@ func (l *Link) Run(ctx context.Context) error {
 			return nil
 		}
 		l.log.Warn("link session ended, retrying", "err", err)
-		if !sleepCtx(ctx, bo.next()) {
+		if wait.Sleep(ctx, bo.next()) != nil {
 			return nil
 		}
 	}
@@ -499,7 +501,7 @@ func (l *Link) session(ctx context.Context, nc *nats.Conn, bo *backoff) error {
 		l.mu.Lock()
 		l.ready = false
 		l.mu.Unlock()
-		if !sleepCtx(ctx, bo.next()) {
+		if wait.Sleep(ctx, bo.next()) != nil {
 			return nil
 		}
 	}
@@ -541,7 +543,7 @@ func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *b
 		} else {
 			l.log.Warn("create consumer", "stream", l.stream, "consumer", l.consumer, "err", err)
 		}
-		if !sleepCtx(ctx, bo.next()) {
+		if wait.Sleep(ctx, bo.next()) != nil {
 			return nil, ctx.Err()
 		}
 	}
@@ -745,7 +747,7 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool)
 				return false
 			}
 			l.setBlocked(err)
-			if !sleepCtx(ctx, bo.next()) {
+			if wait.Sleep(ctx, bo.next()) != nil {
 				return false
 			}
 		}
@@ -878,9 +880,9 @@ func (l *Link) refresh(ctx context.Context, cons jetstream.Consumer, lost contex
 		case <-t.C:
 		case <-l.infoKick:
 			l.mu.Lock()
-			wait := minInfoInterval - l.cfg.Clock().Sub(l.lastInfo)
+			pause := minInfoInterval - l.cfg.Clock().Sub(l.lastInfo)
 			l.mu.Unlock()
-			if wait > 0 && !sleepCtx(ctx, wait) {
+			if pause > 0 && wait.Sleep(ctx, pause) != nil {
 				return
 			}
 		case <-ctx.Done():
