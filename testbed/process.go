@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/gateway/deploy"
@@ -114,9 +116,9 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 		if err != nil {
 			return nil, err
 		}
-		file[r], err = configYAML(cfg, sc.Regions)
+		file[r], err = yaml.Marshal(cfg)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("write config of %s: %w", r, err)
 		}
 	}
 	// Every config is valid: only now write them and start processes.

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/geogate/geogate/internal/schema"
 	"github.com/geogate/geogate/rules"
 )
 
@@ -326,7 +327,11 @@ func readSetFlags(flags *pflag.FlagSet) (map[string]any, []error, error) {
 
 // checkKeys reports every unknown key of one layer, located by where.
 func checkKeys(m map[string]any, where func(key string) string) []error {
-	paths, suggestions := unknownKeys(m)
+	var layer yaml.Node
+	if err := layer.Encode(m); err != nil {
+		return []error{fmt.Errorf("config: %w", err)}
+	}
+	paths, suggestions := unknownKeys(&layer)
 	out := make([]error, len(paths))
 	for i, p := range paths {
 		out[i] = &UnknownKeyError{Key: p, Source: where(p), Suggestion: suggestions[i]}
@@ -368,7 +373,7 @@ func dropNils(m map[string]any) map[string]any {
 // reported.
 func dropForeign(m map[string]any) map[string]any {
 	for k := range m {
-		if _, ok := fieldByTag(configType, k); !ok && nearestTag(configType, k) == "" {
+		if _, ok := schema.Lookup(configType, keyTag, k); !ok && schema.Nearest(k, schema.Keys(configType, keyTag)) == "" {
 			delete(m, k)
 		}
 	}
