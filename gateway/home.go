@@ -155,14 +155,9 @@ func (n *Node) peerConn(peer string) (c *nats.Conn, created bool, err error) {
 	if c, ok := n.peerConns[peer]; ok {
 		return c, false, nil
 	}
-	opts := []nats.Option{nats.Name("geogate-" + n.cfg.Region + "-to-" + peer), nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(time.Second),
-		link.LogAsyncErrors(n.log.With("peer", peer))}
-	if n.opts.Dialer != nil {
-		opts = append(opts, nats.SetCustomDialer(n.opts.Dialer(peer)))
-	}
-	opts = append(opts, n.natsOptions(true)...)
-	c, err = nats.Connect(n.peers[peer].NATS, opts...)
+	cc := n.natsConn("geogate-"+n.cfg.Region+"-to-"+peer, peer)
+	cc.Background, cc.Timeout = true, time.Second
+	c, err = link.Connect(n.peers[peer].NATS, cc)
 	if err != nil {
 		return nil, false, fmt.Errorf("connect to %s: %w", peer, err)
 	}

@@ -31,7 +31,7 @@ import (
 // it from its config: its embedded server (the users and permissions of
 // the plan) and the connection options it uses towards peers.
 type securedRegion struct {
-	node   *Node // cfg and sec only: enough for natsOptions
+	node   *Node // cfg and sec only: enough for natsConn
 	server *link.Server
 }
 
@@ -60,7 +60,7 @@ func startSecuredServers(t *testing.T, m *deploy.Material, plan *topology.Plan, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := &Node{cfg: cfg, sec: sec, plan: plan}
+		n := &Node{cfg: cfg, sec: sec, plan: plan, log: testLogger()}
 		srv, err := link.StartServer(n.natsServerOptions(link.ServerOptions{Name: r, Port: -1, StoreDir: t.TempDir(), Logger: testLogger()}))
 		if err != nil {
 			t.Fatal(err)
@@ -135,7 +135,11 @@ func TestRegionCredentials(t *testing.T) {
 	connect := func(t *testing.T, as string, toPeer bool, extra ...nats.Option) (*nats.Conn, *violations) {
 		t.Helper()
 		v := newViolations()
-		opts := append([]nats.Option{nats.Name("test " + as), v.handler()}, srv[as].node.natsOptions(toPeer)...)
+		peer := ""
+		if toPeer {
+			peer = "hub"
+		}
+		opts := append(srv[as].node.natsConn("test "+as, peer).Options(), v.handler())
 		nc, err := nats.Connect(hubURL, append(opts, extra...)...)
 		if err != nil {
 			t.Fatalf("connect as %s: %v", as, err)
@@ -368,7 +372,7 @@ func TestRegionCredentials(t *testing.T) {
 				for _, m := range msgs {
 					got <- m
 				}
-			}), ConnOptions: srv["b"].node.natsOptions(true), Logger: testLogger()})
+			}), Conn: srv["b"].node.natsConn("", "hub"), Logger: testLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,7 +394,7 @@ func TestRegionCredentials(t *testing.T) {
 		// In the star, spoke a does not pull from spoke b: on b's server it
 		// may only forward writes.
 		v := newViolations()
-		nc, err := nats.Connect(srv["b"].server.ClientURL(), append([]nats.Option{v.handler()}, srv["a"].node.natsOptions(true)...)...)
+		nc, err := nats.Connect(srv["b"].server.ClientURL(), append(srv["a"].node.natsConn("test a", "b").Options(), v.handler())...)
 		if err != nil {
 			t.Fatal(err)
 		}

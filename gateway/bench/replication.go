@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/geogate/geogate/conflict"
@@ -32,7 +31,7 @@ func rawJetStream(ctx context.Context, dir string, n int, log *slog.Logger) (flo
 		return 0, err
 	}
 	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL(), link.LogAsyncErrors(log))
+	nc, err := link.Connect(srv.ClientURL(), link.ConnConfig{Name: "raw baseline", Logger: log})
 	if err != nil {
 		return 0, err
 	}

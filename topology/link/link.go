@@ -125,11 +125,10 @@ type LinkConfig struct {
 	// It also sizes the pipeline: 4*Batch messages are requested ahead and
 	// at most 16*Batch are delivered and not yet acked.
 	Batch int
-	// Dialer, if set, makes the connection (the testbed's WAN emulation).
-	Dialer nats.CustomDialer
-	// ConnOptions are added to the connection's options: the region's
-	// credentials and TLS settings, its inbox prefix.
-	ConnOptions []nats.Option
+	// Conn describes the connection to the peer's server: the region's
+	// credentials, a Dialer (the testbed's WAN emulation). Its Name and
+	// Logger default to the link's, and it is always a Peer connection.
+	Conn ConnConfig
 	// Logger receives the link's log; nil discards it.
 	Logger *slog.Logger
 	// Clock returns the time used for lag and heartbeat times (default time.Now).
@@ -436,23 +435,15 @@ func (l *Link) Run(ctx context.Context) error {
 }
 
 func (l *Link) connect() (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name(fmt.Sprintf("geogate link %s<-%s", l.cfg.Region, l.cfg.Peer)),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.PingInterval(5 * time.Second),
-		nats.MaxPingsOutstanding(3),
-		LogAsyncErrors(l.log),
+	c := l.cfg.Conn
+	if c.Name == "" {
+		c.Name = fmt.Sprintf("geogate link %s<-%s", l.cfg.Region, l.cfg.Peer)
 	}
-	if l.cfg.Dialer != nil {
-		opts = append(opts, nats.SetCustomDialer(l.cfg.Dialer))
+	if c.Logger == nil {
+		c.Logger = l.log
 	}
-	opts = append(opts, l.cfg.ConnOptions...)
-	nc, err := nats.Connect(l.cfg.URL, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", l.cfg.URL, err)
-	}
-	return nc, nil
+	c.Peer = true
+	return Connect(l.cfg.URL, c)
 }
 
 // errConsumerLost reports that the consumer info found the consumer or its
