@@ -21,9 +21,6 @@ import (
 // forwardTimeout bounds a forwarded write's round trip to its home region.
 const forwardTimeout = 3 * time.Second
 
-// forwardSubject is where a region serves writes forwarded to it.
-func forwardSubject(region string) string { return "geo.fwd." + region }
-
 // forwardRequest is a write forwarded to the key's home region over NATS
 // request/reply.
 type forwardRequest struct {

@@ -128,10 +128,6 @@ func loadSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 	return s, nil
 }
 
-// inboxPrefix is the inbox prefix of a region's connections to its peers'
-// servers; its permissions there let it receive only under it.
-func inboxPrefix(region string) string { return "_GEO_INBOX." + region }
-
 // natsNames are the names the running system gives to what the topology
 // plan describes, for topology.Plan.Grants.
 func natsNames() topology.Names {
