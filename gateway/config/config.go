@@ -80,12 +80,20 @@ type Config struct {
 	// Validate compiles them (rules.Compile under RuleOptions).
 	Rules []rules.Spec `koanf:"rules"`
 
+	// file is the configuration file Load read, "" for none.
+	file string
 	// fileOrder is the order in which the file wrote the regions mapping.
 	fileOrder []string
 	// checked caches the findings of rules.Check on Rules (see
 	// RuleFindings), so that Validate and the gateway run it once.
 	checked *ruleCheck
 }
+
+// File returns the path of the configuration file Load read this Config
+// from (given to Load, --config, or $GEOGATE_CONFIG), or "" when it read
+// none or the Config was built in code. The rules in the file are the ones
+// a running region reloads when the file changes.
+func (c *Config) File() string { return c.file }
 
 // ruleCheck is one run of rules.Check, with its input.
 type ruleCheck struct {
