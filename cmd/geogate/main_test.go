@@ -154,9 +154,10 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	if err == nil {
 		t.Fatal("serve accepted a bad config")
 	}
-	msg := strings.TrimSpace(stderr.String())
-	if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "http.lissten") || !strings.Contains(msg, "topology.kind") {
-		t.Fatalf("want one line naming http.lissten and topology.kind, got %q", msg)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "geogate: config: unknown key \"http.lissten\"") ||
+		!strings.HasPrefix(lines[1], "geogate: config: topology.kind: ") {
+		t.Fatalf("want one line for http.lissten and one for topology.kind, got %q", lines)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
 		t.Fatal("a refused config touched the data directory")
@@ -187,7 +188,7 @@ func TestClientVerbs(t *testing.T) {
 	if _, err := run("get", "k", "--url", url); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("get after delete: %v", err)
 	}
-	if out, err := run("status", "--url", url); err != nil || !strings.Contains(out, "region   solo") {
+	if out, err := run("status", "--url", url); err != nil || !strings.Contains(out, "region    solo") {
 		t.Fatalf("status: %v %s", err, out)
 	}
 	if _, err := run("get", "k", "--url", "nonsense"); err == nil || !strings.Contains(err.Error(), "--url") {
