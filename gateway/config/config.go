@@ -14,7 +14,7 @@ import (
 )
 
 // Topology kinds (topology.kind): which replication links the regions run
-// (DESIGN section 4).
+// (topology.Kind).
 const (
 	// TopologyAllToAll: every region pulls from every other region.
 	TopologyAllToAll = string(topology.AllToAll)
@@ -75,7 +75,7 @@ type Config struct {
 	Security Security `koanf:"security"`
 	// Storage configures the free-space guard of the region's disk.
 	Storage Storage `koanf:"storage"`
-	// Rules is the ordered conflict rule list (DESIGN section 5); the first
+	// Rules is the ordered conflict rule list (package rules); the first
 	// rule whose match holds for a key governs it. Default: DefaultRules.
 	// Validate compiles them (rules.Compile under RuleOptions).
 	Rules []rules.Spec `koanf:"rules"`

@@ -43,8 +43,8 @@
 // receiver's own origin, a Geo-Path holding the receiver is acked unapplied,
 // and watermarks make any repeat a no-op.
 //
-// Durability of the log has two modes (PublisherConfig.Mode, DESIGN.md
-// section 4). ModeStream trims an entry on its publish ack, so the stream
+// Durability of the log has two modes (PublisherConfig.Mode; the README's
+// "Durability" section measures both). ModeStream trims an entry on its publish ack, so the stream
 // must be synced (ServerOptions.SyncAlways, one fsync per message, or an R3
 // cluster). ModeOutbox keeps an entry in the outbox until every downstream
 // consumer has acked it (the downstream region applied it durably), so the

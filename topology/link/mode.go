@@ -7,8 +7,8 @@ import (
 
 // Mode selects what makes a published outbox entry safe to trim: the
 // stream's publish acknowledgement (ModeStream) or every downstream region
-// having applied it (ModeOutbox). These are the two log-durability designs
-// of DESIGN.md section 4, options (a) and (b).
+// having applied it (ModeOutbox): the two ways to make the log durable that
+// docs/architecture.md compares.
 type Mode string
 
 const (
