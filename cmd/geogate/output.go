@@ -61,8 +61,8 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // durationFlag is a duration flag written as Go writes durations (2s,
-// 1500ms, 1m) or, as earlier versions took it, as a plain number of
-// milliseconds.
+// 1500ms, 1m) or as a plain number of milliseconds (for scripts written for
+// the integer form).
 type durationFlag time.Duration
 
 func (d *durationFlag) String() string { return time.Duration(*d).String() }
