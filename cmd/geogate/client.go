@@ -85,6 +85,17 @@ func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, error) {
 	return c, nil
 }
 
+// withClient runs do with the client the flags describe and closes the
+// client after it.
+func (f *clientFlags) withClient(cmd *cobra.Command, do func(*client.Client) error) error {
+	c, err := f.client(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return do(c)
+}
+
 // calls returns the per-call options the flags give.
 func (f *clientFlags) calls(withContext bool) []client.CallOption {
 	var o []client.CallOption
@@ -125,16 +136,13 @@ func newPut() *cobra.Command {
 			if !json.Valid(value) {
 				return errors.New("VALUE is not valid JSON: quote strings, e.g. '\"text\"' or '{\"a\":1}'")
 			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.Put(cmd.Context(), args[0], json.RawMessage(value), f.calls(true)...)
-			if err != nil {
-				return f.explain(err)
-			}
-			return printJSON(cmd.OutOrStdout(), res)
+			return f.withClient(cmd, func(c *client.Client) error {
+				res, err := c.Put(cmd.Context(), args[0], json.RawMessage(value), f.calls(true)...)
+				if err != nil {
+					return f.explain(err)
+				}
+				return printJSON(cmd.OutOrStdout(), res)
+			})
 		},
 	}
 	f.register(cmd)
@@ -154,38 +162,35 @@ func newGet() *cobra.Command {
   geogate get user/1 --session "$SESSION" --wait 5s --url http://127.0.0.1:7102`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			w := cmd.OutOrStdout()
-			if meta {
-				m, err := c.Meta(cmd.Context(), args[0], f.calls(false)...)
+			return f.withClient(cmd, func(c *client.Client) error {
+				w := cmd.OutOrStdout()
+				if meta {
+					m, err := c.Meta(cmd.Context(), args[0], f.calls(false)...)
+					if err != nil {
+						return f.explain(err)
+					}
+					return out.print(w, m, func(tw io.Writer) {
+						fmt.Fprintln(tw, "DOT\tORIGIN\tHLC\tDELETED\tVALUE")
+						for _, v := range m.Versions {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", v.Dot, v.Origin, v.HLC, v.Deleted, orNull(v.Value))
+						}
+					})
+				}
+				v, err := c.Get(cmd.Context(), args[0], f.calls(false)...)
 				if err != nil {
 					return f.explain(err)
 				}
-				return out.print(w, m, func(tw io.Writer) {
-					fmt.Fprintln(tw, "DOT\tORIGIN\tHLC\tDELETED\tVALUE")
-					for _, v := range m.Versions {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", v.Dot, v.Origin, v.HLC, v.Deleted, orNull(v.Value))
+				values := []json.RawMessage{v.Data}
+				var doc any = v.Data
+				if v.HasSiblings() {
+					values, doc = v.Siblings, map[string]any{"siblings": v.Siblings}
+				}
+				return out.print(w, doc, func(tw io.Writer) {
+					fmt.Fprintln(tw, "KEY\tRULE\tVALUE")
+					for _, d := range values {
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, v.Rule, d)
 					}
 				})
-			}
-			v, err := c.Get(cmd.Context(), args[0], f.calls(false)...)
-			if err != nil {
-				return f.explain(err)
-			}
-			values := []json.RawMessage{v.Data}
-			var doc any = v.Data
-			if v.HasSiblings() {
-				values, doc = v.Siblings, map[string]any{"siblings": v.Siblings}
-			}
-			return out.print(w, doc, func(tw io.Writer) {
-				fmt.Fprintln(tw, "KEY\tRULE\tVALUE")
-				for _, d := range values {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, v.Rule, d)
-				}
 			})
 		},
 	}
@@ -211,16 +216,13 @@ func newDel() *cobra.Command {
 		Short: "Delete a key (writes a tombstone that replicates)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.Delete(cmd.Context(), args[0], f.calls(true)...)
-			if err != nil {
-				return f.explain(err)
-			}
-			return printJSON(cmd.OutOrStdout(), res)
+			return f.withClient(cmd, func(c *client.Client) error {
+				res, err := c.Delete(cmd.Context(), args[0], f.calls(true)...)
+				if err != nil {
+					return f.explain(err)
+				}
+				return printJSON(cmd.OutOrStdout(), res)
+			})
 		},
 	}
 	f.register(cmd)
@@ -237,19 +239,16 @@ func newStatus() *cobra.Command {
 		Short: "Show a region's sequence, applied watermarks and links with their lag",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, err := c.Status(cmd.Context())
-			if err != nil {
-				return f.explain(err)
-			}
-			if raw {
-				out = outputJSON
-			}
-			return out.print(cmd.OutOrStdout(), st, func(tw io.Writer) { printStatus(tw, st) })
+			return f.withClient(cmd, func(c *client.Client) error {
+				st, err := c.Status(cmd.Context())
+				if err != nil {
+					return f.explain(err)
+				}
+				if raw {
+					out = outputJSON
+				}
+				return out.print(cmd.OutOrStdout(), st, func(tw io.Writer) { printStatus(tw, st) })
+			})
 		},
 	}
 	f.register(cmd)

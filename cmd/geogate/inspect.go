@@ -32,24 +32,21 @@ func newKeys() *cobra.Command {
 			if len(args) == 1 {
 				prefix = args[0]
 			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			keys := []string{}
-			for k, err := range c.Keys(cmd.Context(), prefix) {
-				if err != nil {
-					return f.explain(err)
+			return f.withClient(cmd, func(c *client.Client) error {
+				keys := []string{}
+				for k, err := range c.Keys(cmd.Context(), prefix) {
+					if err != nil {
+						return f.explain(err)
+					}
+					if keys = append(keys, k); limit > 0 && len(keys) == limit {
+						break
+					}
 				}
-				if keys = append(keys, k); limit > 0 && len(keys) == limit {
-					break
-				}
-			}
-			return out.print(cmd.OutOrStdout(), map[string][]string{"keys": keys}, func(tw io.Writer) {
-				for _, k := range keys {
-					fmt.Fprintln(tw, k)
-				}
+				return out.print(cmd.OutOrStdout(), map[string][]string{"keys": keys}, func(tw io.Writer) {
+					for _, k := range keys {
+						fmt.Fprintln(tw, k)
+					}
+				})
 			})
 		},
 	}
@@ -79,35 +76,32 @@ func newConflicts() *cobra.Command {
 			if q.Limit < 0 || q.Limit > 10000 {
 				return fmt.Errorf("--limit %d: want 1 to 10000 (0: the region's default, 100)", q.Limit)
 			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			entries, err := c.Conflicts(cmd.Context(), q)
-			if err != nil {
-				return f.explain(err)
-			}
-			if entries == nil {
-				entries = []client.ConflictEntry{}
-			}
-			return out.print(cmd.OutOrStdout(), map[string][]client.ConflictEntry{"conflicts": entries}, func(tw io.Writer) {
-				fmt.Fprintln(tw, "SEQ\tAT\tKEY\tRULE\tREGION\tKEPT\tDISCARDED")
-				for _, e := range entries {
-					kept := "-"
-					if e.Kept != nil {
-						kept = e.Kept.Dot.String()
-					}
-					discarded := make([]string, len(e.Discarded))
-					for i, v := range e.Discarded {
-						discarded[i] = describeVersion(v)
-					}
-					if e.Note != "" {
-						discarded = append(discarded, "("+e.Note+")")
-					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, time.UnixMilli(e.At).UTC().Format(time.RFC3339),
-						e.Key, e.Rule, e.Region, kept, strings.Join(discarded, " "))
+			return f.withClient(cmd, func(c *client.Client) error {
+				entries, err := c.Conflicts(cmd.Context(), q)
+				if err != nil {
+					return f.explain(err)
 				}
+				if entries == nil {
+					entries = []client.ConflictEntry{}
+				}
+				return out.print(cmd.OutOrStdout(), map[string][]client.ConflictEntry{"conflicts": entries}, func(tw io.Writer) {
+					fmt.Fprintln(tw, "SEQ\tAT\tKEY\tRULE\tREGION\tKEPT\tDISCARDED")
+					for _, e := range entries {
+						kept := "-"
+						if e.Kept != nil {
+							kept = e.Kept.Dot.String()
+						}
+						discarded := make([]string, len(e.Discarded))
+						for i, v := range e.Discarded {
+							discarded[i] = describeVersion(v)
+						}
+						if e.Note != "" {
+							discarded = append(discarded, "("+e.Note+")")
+						}
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, time.UnixMilli(e.At).UTC().Format(time.RFC3339),
+							e.Key, e.Rule, e.Region, kept, strings.Join(discarded, " "))
+					}
+				})
 			})
 		},
 	}
@@ -142,20 +136,17 @@ func newLink() *cobra.Command {
 			Example: "  geogate link " + action + " us-east --url http://127.0.0.1:7102",
 			Args:    cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := f.client(cmd)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				do := c.PauseLink
-				if action == "resume" {
-					do = c.ResumeLink
-				}
-				l, err := do(cmd.Context(), args[0])
-				if err != nil {
-					return f.explain(err)
-				}
-				return out.print(cmd.OutOrStdout(), l, func(tw io.Writer) { printLinks(tw, []client.LinkStatus{l}) })
+				return f.withClient(cmd, func(c *client.Client) error {
+					do := c.PauseLink
+					if action == "resume" {
+						do = c.ResumeLink
+					}
+					l, err := do(cmd.Context(), args[0])
+					if err != nil {
+						return f.explain(err)
+					}
+					return out.print(cmd.OutOrStdout(), l, func(tw io.Writer) { printLinks(tw, []client.LinkStatus{l}) })
+				})
 			},
 		}
 		f.register(sub)
