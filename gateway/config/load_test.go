@@ -261,6 +261,10 @@ func TestDefaults(t *testing.T) {
 		fileOrder: []string{"us-east", "eu-west", "ap-south"},
 	}
 	c.checked = nil // the cache of rules.Check, not a setting
+	if c.File() == "" {
+		t.Error("File() is empty for a config loaded from a file")
+	}
+	c.file = "" // where it came from, not a setting
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
