@@ -1,7 +1,7 @@
 // Package gateway is one region's geogate node: it wires the store, the
 // rules, the topology plan and the replication links together, and serves
-// the HTTP API of CONTRACT.md. All I/O lives here and below; the decisions
-// are made by the pure packages conflict, rules and topology.
+// the HTTP API (openapi.json, routes.go). All I/O lives here and below; the
+// decisions are made by the pure packages conflict, rules and topology.
 package gateway
 
 import (

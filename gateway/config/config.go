@@ -14,7 +14,7 @@ import (
 )
 
 // Topology kinds (topology.kind): which replication links the regions run
-// (DESIGN section 4).
+// (topology.Kind).
 const (
 	// TopologyAllToAll: every region pulls from every other region.
 	TopologyAllToAll = string(topology.AllToAll)
@@ -77,17 +77,25 @@ type Config struct {
 	Security Security `koanf:"security"`
 	// Storage configures the free-space guard of the region's disk.
 	Storage Storage `koanf:"storage"`
-	// Rules is the ordered conflict rule list (DESIGN section 5); the first
+	// Rules is the ordered conflict rule list (package rules); the first
 	// rule whose match holds for a key governs it. Default: DefaultRules.
 	// Validate compiles them (rules.Compile under RuleOptions).
 	Rules []rules.Spec `koanf:"rules"`
 
+	// file is the configuration file Load read, "" for none.
+	file string
 	// fileOrder is the order in which the file wrote the regions mapping.
 	fileOrder []string
 	// checked caches the findings of rules.Check on Rules (see
 	// RuleFindings), so that Validate and the gateway run it once.
 	checked *ruleCheck
 }
+
+// File returns the path of the configuration file Load read this Config
+// from (given to Load, --config, or $GEOGATE_CONFIG), or "" when it read
+// none or the Config was built in code. The rules in the file are the ones
+// a running region reloads when the file changes.
+func (c *Config) File() string { return c.file }
 
 // ruleCheck is one run of rules.Check, with its input.
 type ruleCheck struct {
