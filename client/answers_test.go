@@ -95,6 +95,11 @@ func TestAnswerTypes(t *testing.T) {
 	if err != nil || s.Region != "r1" || s.Actor == "" || len(s.Links) != 1 || s.Links[0].State != client.LinkUp || s.Links[0].From != "r2" {
 		t.Fatalf("status %+v %v", s, err)
 	}
+	strictDo(t, "GET", r1+"/v1/status?peers=true", nil, &st)
+	d, err := app.DeploymentStatus(bg)
+	if err != nil || len(d.Peers) != 1 || d.Peers[0].Region != "r2" || d.Peers[0].Status == nil || d.Peers[0].Status.Region != "r2" || d.URLs["r2"] != r2 {
+		t.Fatalf("deployment status %+v %v", d, err)
+	}
 	var l client.LinkStatus
 	strictDo(t, "POST", r2+"/v1/admin/links/r1/resume", nil, &l)
 

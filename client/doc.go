@@ -31,7 +31,7 @@
 //
 // # What is retried
 //
-// Reads (Get, Meta, List, Status, Conflicts, Health) are retried after any
+// Reads (Get, Meta, List, Status, DeploymentStatus, Conflicts, Health) are retried after any
 // transport error and after the answers 503 stale, shutting_down,
 // stale_context, clock_skew, home_unreachable, 507 insufficient_storage,
 // and a proxy's 502/503/504.
@@ -72,10 +72,19 @@
 //
 // # Change feed
 //
-// The change feed (GET /v1/watch) is not wrapped yet. Its place is a
-// Watch(ctx, prefix) beside Get (a file watch.go) that opens the stream
-// with Client.open (endpoint, token, TLS and redirects as every call; the
-// answer read as a stream instead of whole), moves to the next endpoint
-// like Client.do when the stream cannot be opened, and reconnects by itself
-// with Last-Event-ID set to the last event it delivered.
+// Watch follows one region's change feed (GET /v1/watch): every change the
+// region applies to keys under a prefix, in the order it applied them, as
+// an iterator:
+//
+//	for ch, err := range c.Watch(ctx, "user/") {
+//		if err != nil { ... }    // *PositionGoneError, ErrFeedChanged, ctx's error, ...
+//		index(ch.Key, ch.Versions)
+//	}
+//
+// Positions belong to the region that serves the stream (Change.Feed): the
+// watch stays with it and, when the stream breaks, reconnects with backoff
+// and resumes after the last position it yielded (Last-Event-ID), so no
+// change is skipped or repeated. ResumeAfter starts a watch after a kept
+// position; a position the region no longer keeps ends the watch with a
+// *PositionGoneError (re-read what the watch follows, then watch again).
 package client

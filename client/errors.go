@@ -30,6 +30,11 @@ var (
 	// ErrInsecureRedirect: a redirect from https to http, which the client
 	// refuses to follow (it would send the token and the value in clear).
 	ErrInsecureRedirect = errors.New("refusing a redirect from https to http")
+	// ErrFeedChanged: a change feed answered with another change log than
+	// the positions of the watch belong to (header X-Geo-Feed): another
+	// region, or the region's store was replaced. Positions do not carry
+	// over; re-read the keys followed, then watch again from now.
+	ErrFeedChanged = errors.New("the change feed is another region's or was replaced")
 )
 
 // The code words of the HTTP API's error answers.
@@ -59,6 +64,11 @@ const (
 	CodeForbidden           = "forbidden"
 	CodeRuleError           = "rule_error"
 	CodeInternal            = "internal"
+	CodeBadPosition         = "bad_position"
+	CodeBadPrefix           = "bad_prefix"
+	CodePositionGone        = "position_gone"
+	CodePositionAhead       = "position_ahead"
+	CodeSlowConsumer        = "slow_consumer"
 )
 
 // APIError is an error answer of the HTTP API: {"error": ..., "code": ...}
@@ -200,6 +210,32 @@ type (
 	RuleError struct{ APIError }
 	// InternalError (500 internal).
 	InternalError struct{ APIError }
+	// BadPositionError (400 bad_position): a change feed's Last-Event-ID or
+	// after is not a position.
+	BadPositionError struct{ APIError }
+	// BadPrefixError (400 bad_prefix): a change feed's prefix is not a
+	// valid key prefix.
+	BadPrefixError struct{ APIError }
+	// PositionGoneError (change feed, error event position_gone): the
+	// position a watch resumes after is older than the region's change log
+	// keeps (watch.retention). Changes were missed: re-read the keys
+	// followed, then watch again from now.
+	PositionGoneError struct {
+		APIError
+		// After is the position asked for; Oldest the oldest one kept.
+		After, Oldest uint64
+	}
+	// PositionAheadError (change feed, error event position_ahead): the
+	// position is not one of the region's change log (another region's,
+	// or from before the region's store was replaced).
+	PositionAheadError struct {
+		APIError
+		After, Newest uint64
+	}
+	// SlowConsumerError (change feed, error event slow_consumer): the
+	// stream fell more than watch.max_lag changes behind. Client.Watch
+	// reconnects by itself from where it was.
+	SlowConsumerError struct{ APIError }
 )
 
 // StaleActor is one origin a stale read's region lags on.
@@ -216,6 +252,9 @@ func newAnswerError(status int, header http.Header, body []byte, endpoint string
 		Home    string                `json:"home"`
 		URL     string                `json:"url"`
 		Missing map[string]StaleActor `json:"missing"`
+		After   uint64                `json:"after"`
+		Oldest  uint64                `json:"oldest"`
+		Newest  uint64                `json:"newest"`
 	}
 	a := APIError{Status: status, Endpoint: endpoint}
 	if json.Unmarshal(body, &b) == nil {
@@ -292,6 +331,16 @@ func newAnswerError(status int, header http.Header, body []byte, endpoint string
 		return &RuleError{a}
 	case CodeInternal:
 		return &InternalError{a}
+	case CodeBadPosition:
+		return &BadPositionError{a}
+	case CodeBadPrefix:
+		return &BadPrefixError{a}
+	case CodePositionGone:
+		return &PositionGoneError{a, b.After, b.Oldest}
+	case CodePositionAhead:
+		return &PositionAheadError{a, b.After, b.Newest}
+	case CodeSlowConsumer:
+		return &SlowConsumerError{a}
 	}
 	return &a
 }

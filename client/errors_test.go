@@ -21,6 +21,8 @@ func TestAnswerErrorTypes(t *testing.T) {
 		CodeStaleContext: &StaleContextError{}, CodeClockSkew: &ClockSkewError{}, CodeShuttingDown: &ShuttingDownError{},
 		CodeInsufficientStorage: &InsufficientStorageError{}, CodeUnauthenticated: &UnauthenticatedError{},
 		CodeForbidden: &ForbiddenError{}, CodeRuleError: &RuleError{}, CodeInternal: &InternalError{},
+		CodeBadPosition: &BadPositionError{}, CodeBadPrefix: &BadPrefixError{}, CodePositionGone: &PositionGoneError{},
+		CodePositionAhead: &PositionAheadError{}, CodeSlowConsumer: &SlowConsumerError{},
 		"teapot": &APIError{},
 	}
 	seen := map[reflect.Type]string{}
@@ -54,6 +56,10 @@ func TestAnswerErrorTypes(t *testing.T) {
 	if !errors.As(newAnswerError(405, http.Header{"Allow": {"GET, PUT"}}, []byte(`{"error":"e","code":"method_not_allowed"}`), ""), &mna) ||
 		!reflect.DeepEqual(mna.Allow, []string{"GET", "PUT"}) {
 		t.Errorf("allow %+v", mna)
+	}
+	var pg *PositionGoneError
+	if !errors.As(newAnswerError(200, nil, []byte(`{"error":"e","code":"position_gone","after":3,"oldest":9}`), ""), &pg) || pg.After != 3 || pg.Oldest != 9 {
+		t.Errorf("position gone details %+v", pg)
 	}
 	var hu *HomeUnreachableError
 	if !errors.As(newAnswerError(503, nil, []byte(`{"error":"e","code":"home_unreachable","home":"eu"}`), ""), &hu) || hu.Home != "eu" {

@@ -8,13 +8,16 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/gateway"
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/rules"
 )
+
+// The polls of this package's tests (package wait).
+var eventually = wait.For
 
 // startRegions runs real regions (embedded NATS with JetStream, Badger in
 // t.TempDir()) in this process for one test.
@@ -55,18 +58,6 @@ func newClient(t testing.TB, urls []string, opts ...client.Option) *client.Clien
 // curl user sees.
 func stateless(t testing.TB, url string) *client.Client {
 	return newClient(t, []string{url}, client.WithoutTracking(), client.WithRetry(client.Retry{MaxAttempts: 1}))
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func allSiblings() []rules.Spec {

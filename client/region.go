@@ -106,6 +106,14 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, c.getJSON(ctx, "/v1/status", &s)
 }
 
+// DeploymentStatus returns the answering region's status with every other
+// region's, as that region reads them (GET /v1/status?peers=true): the
+// whole deployment from one endpoint.
+func (c *Client) DeploymentStatus(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.getJSON(ctx, "/v1/status?peers=true", &s)
+}
+
 // Health checks that the endpoint the client uses serves (GET /healthz):
 // nil, or the answer's error (503 shutting_down) or the transport's.
 // Retried like a read.

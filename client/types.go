@@ -166,6 +166,12 @@ type Status struct {
 	Publisher PublisherStatus `json:"publisher"`
 	// Clock is the region's clock measured against its peers'.
 	Clock ClockStatus `json:"clock"`
+	// URLs maps every region of the deployment to its HTTP base URL, as
+	// this region reaches it.
+	URLs map[string]string `json:"urls"`
+	// Peers is, from DeploymentStatus, every other region's status as this
+	// region read it.
+	Peers []PeerStatus `json:"peers,omitempty"`
 }
 
 // ClockStatus is a region's clock measured against its peers'.
@@ -186,6 +192,15 @@ type PeerClock struct {
 	OffsetSeconds float64   `json:"offset_seconds"`
 	RTTSeconds    float64   `json:"rtt_seconds"`
 	At            time.Time `json:"at"`
+}
+
+// PeerStatus is another region's status as the answering region read it:
+// Status, or Error saying why it could not.
+type PeerStatus struct {
+	Region string  `json:"region"`
+	URL    string  `json:"url"`
+	Status *Status `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
 }
 
 // RulesStatus identifies a region's rule set.

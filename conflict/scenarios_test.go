@@ -10,13 +10,29 @@ import (
 	"time"
 )
 
-// The tests in this file replay /work/shared/SCENARIOS.md through the real
-// Record API: Write for a region's local writes, Apply for replication.
+// The tests in this file replay cases from the literature on multi-leader
+// replication that geogate must get right, through the real Record API:
+// Write for a region's local writes, Apply for replication. Each test's
+// comment tells the case; gateway/http_test.go and gateway/replication_test.go
+// replay figures 5-13 and 5-9 again through running regions.
 
-// TestScenarioDDIA513ShoppingCart: one replica, two clients, server-side
-// versioning with siblings. A write carries the context its client got back
-// from its own previous write (or none), and overwrites exactly what that
-// context covers.
+// TestScenarioDDIA513ShoppingCart replays figure 5-13 of Designing
+// Data-Intensive Applications (Kleppmann, chapter 5, "Capturing the
+// happens-before relationship"): two clients share one shopping cart on one
+// replica that versions every write. Each write carries the context its
+// client got back from its own previous write (none for a client's first),
+// and overwrites exactly the values that context covers; the values it did
+// not see stay as siblings:
+//
+//	step  client  writes                        based on  the server holds afterwards
+//	1     1       [milk]                        nothing   v1 [milk]
+//	2     2       [eggs]                        nothing   v1 [milk], v2 [eggs]
+//	3     1       [milk, flour]                 v1        v2 [eggs], v3 [milk, flour]
+//	4     2       [eggs, milk, ham]             v2        v3 [milk, flour], v4 [eggs, milk, ham]
+//	5     1       [milk, flour, eggs, bacon]    v3        v4 [eggs, milk, ham], v5 [milk, flour, eggs, bacon]
+//
+// Every answer carries the context of the state after the write, which is
+// what its client sends the next time.
 func TestScenarioDDIA513ShoppingCart(t *testing.T) {
 	const server = "r1~e"
 	steps := []struct {
@@ -57,11 +73,14 @@ func TestScenarioDDIA513ShoppingCart(t *testing.T) {
 	}
 }
 
-// TestScenarioDDIA57ConcurrentTitleEdits: the title "A" is replicated to
-// both regions; region 1 writes "B" and region 2 writes "C", each having
-// read "A" only. After exchanging events both regions hold the siblings
-// {B, C}, and LWW collapse picks the same winner in both, whichever clock
-// runs ahead.
+// TestScenarioDDIA57ConcurrentTitleEdits replays figure 5-7 of Designing
+// Data-Intensive Applications (a write conflict between two leaders): a
+// wiki page's title is "A" in both regions; a user at region 1 changes it
+// to "B" while another at region 2 changes it to "C", neither having seen
+// the other's edit. After the regions exchange their events, both hold the
+// siblings {B, C} (sibling preservation), and last-write-wins picks the same
+// one of them in both regions, never B in one and C in the other, whichever
+// region's clock runs ahead; the loser is what goes to the conflict log.
 func TestScenarioDDIA57ConcurrentTitleEdits(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -107,9 +126,14 @@ func TestScenarioDDIA57ConcurrentTitleEdits(t *testing.T) {
 	}
 }
 
-// TestScenarioDDIA59UpdateOvertakesInsert: region 2 receives an update
-// before the insert it depends on. The late insert is recognised as already
-// superseded: not applied on top, not kept as a sibling.
+// TestScenarioDDIA59UpdateOvertakesInsert replays figure 5-9 of Designing
+// Data-Intensive Applications (causality across leaders in an all-to-all
+// topology): client A inserts a row at region 1; region 3 receives it, and
+// client B, reading there, updates the row at region 3. The link from
+// region 1 to region 2 is slow, so region 2 receives B's update before A's
+// insert. Region 2 must end with the update alone: the late insert is
+// recognised as superseded (the update's context covers its dot), neither
+// applied on top of the update nor kept beside it as a sibling.
 func TestScenarioDDIA59UpdateOvertakesInsert(t *testing.T) {
 	var r1, r2, r3 Record
 	r1, e1, _ := writeNext(r1, "r1~e", nil, json.RawMessage(`{"row":1,"state":"inserted"}`), false, HLC{Wall: baseWall})
@@ -136,11 +160,15 @@ func TestScenarioDDIA59UpdateOvertakesInsert(t *testing.T) {
 	}
 }
 
-// TestScenarioRiakSiblingExplosion: two writers in two regions do 100
-// read-modify-write cycles each on one key, writing back the union of what
-// they read plus a new item with the context they read. Events cross with a
-// delay, in each origin's order. Dots keep the key at no more than 2
-// siblings, and the union of the final siblings holds every item.
+// TestScenarioRiakSiblingExplosion replays Riak's "sibling explosion"
+// (riak_test sibling_explosion; the case dotted version vectors were
+// introduced for): two writers in two regions each do 100 read-modify-write
+// cycles on one key, interleaved, each writing back the union of what it
+// read plus a new item, with the context it read. Events cross with a
+// delay, in each origin's order. With dots the key never holds more than 2
+// siblings, and the union of the final siblings holds every item written;
+// the control case writes without contexts and shows siblings piling up
+// with every write, as they do in a store that versions by actor alone.
 func TestScenarioRiakSiblingExplosion(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -246,10 +274,13 @@ func TestScenarioRiakSiblingExplosion(t *testing.T) {
 	}
 }
 
-// TestScenarioRiakKV679: a region writes, the others apply, then the region
-// loses its store. Restarting with a new epoch gives it a new actor, so its
-// next write reaches the others. Reusing the old actor would give that write
-// a dot the others already hold, and it would be dropped.
+// TestScenarioRiakKV679 replays Riak issue KV679 (data loss after a node
+// loses its data): a region writes, the others apply its write, then the
+// region's store is wiped and it restarts while the others still hold
+// versions with its old dots. Counting from zero again under its old actor
+// would give its next write a dot the others consider already seen, and
+// they would drop it. Restarting under a new epoch gives it a new actor, so
+// its next write reaches everyone.
 func TestScenarioRiakKV679(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -302,9 +333,13 @@ func TestScenarioRiakKV679(t *testing.T) {
 	}
 }
 
-// TestScenarioCouchDBManyLeaves: keys with 10, 100 and 210 concurrent
-// versions replicate intact; two different arrival orders (with duplicates)
-// give Equal records holding every version.
+// TestScenarioCouchDBManyLeaves replays CouchDB's documents with many
+// conflicting leaves (CouchDB keeps every conflicting revision of a
+// document and replicates them all): keys with 10, 100 and 210 concurrent
+// versions replicate intact. Two different
+// arrival orders, one with duplicates, give Equal records holding every
+// version, so every region ends with the same full sibling set, and
+// last-write-wins picks the same winner from it.
 func TestScenarioCouchDBManyLeaves(t *testing.T) {
 	const actors = 210
 	events := make([]Event, actors)

@@ -25,10 +25,6 @@ import (
 // HLC comes back within the bound (conflict.Clock), so the bound holds
 // after the skew ends.
 
-// clockSubject is where a region answers clock probes with its physical
-// time (Unix milliseconds, JSON {"ms": n}).
-func clockSubject(region string) string { return "geogate.clock." + region }
-
 // probeTimeout bounds one clock probe; a slower answer measures nothing
 // useful.
 const probeTimeout = 2 * time.Second

@@ -31,9 +31,9 @@ func docOfSize(n int) []byte {
 // TestValueLimitReplicates: a document exactly at http.max_value_bytes
 // (in its stored form) is accepted and replicated to the other region; one
 // byte more is refused with 413, and so is a small body whose stored form
-// (HTML-escaped) is over the limit. The old limit let a 1,048,480-byte
-// document through that no NATS server would carry, stalling replication
-// for good.
+// (HTML-escaped) is over the limit. A limit on the body as sent would let
+// through documents whose stored form no NATS server carries, stalling
+// replication for good.
 func TestValueLimitReplicates(t *testing.T) {
 	c := startCluster(t, []string{"r1", "r2"}, "all-to-all", nil)
 	r1, r2 := c.Node("r1"), c.Node("r2")
@@ -290,17 +290,6 @@ func TestPoisonEventStallsRegionLink(t *testing.T) {
 	eventually(t, 20*time.Second, "the write after the poison event at r2", func() bool { return do(t, "GET", r2.HTTPURL()+"/v1/kv/after", nil).status == 200 })
 }
 
-// holds asserts that cond stays true for d (polling): a "nothing happens"
-// check.
-func holds(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if !cond() {
-			t.Fatalf("%s stopped holding", what)
-		}
-	}
-}
-
 // TestDiskFullRegion runs a region whose data directory is a real small
 // filesystem (tmpfs) and fills it: local writes get 507
 // insufficient_storage, reads go on, the inbound link shows itself blocked
@@ -392,7 +381,7 @@ func TestAheadOfMost(t *testing.T) {
 // its two peers measures it within a few heartbeats and refuses local
 // writes with 503 clock_skew (the others keep writing); once its clock is
 // corrected it takes writes again, and their HLCs are within
-// replication.max_clock_skew of real time (they no longer win every
+// replication.max_clock_skew of real time (they do not win every
 // last-write-wins race for the next hour).
 func TestClockAheadRefusesWrites(t *testing.T) {
 	var skew atomic.Int64 // milliseconds added to r3's clock

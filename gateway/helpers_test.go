@@ -11,10 +11,16 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/rules"
+)
+
+// The polls of this package's tests (package wait).
+var (
+	eventually = wait.For
+	holds      = wait.Holds
 )
 
 func testLogger() *slog.Logger {
@@ -96,18 +102,6 @@ func try(method, url string, body []byte, headers ...string) (answer, error) {
 		return answer{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	return answer{status: resp.StatusCode, header: resp.Header, body: b}, nil
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 var noRedirectClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

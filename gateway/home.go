@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology/link"
@@ -19,9 +20,6 @@ import (
 
 // forwardTimeout bounds a forwarded write's round trip to its home region.
 const forwardTimeout = 3 * time.Second
-
-// forwardSubject is where a region serves writes forwarded to it.
-func forwardSubject(region string) string { return "geo.fwd." + region }
 
 // forwardRequest is a write forwarded to the key's home region over NATS
 // request/reply.
@@ -154,14 +152,9 @@ func (n *Node) peerConn(peer string) (c *nats.Conn, created bool, err error) {
 	if c, ok := n.peerConns[peer]; ok {
 		return c, false, nil
 	}
-	opts := []nats.Option{nats.Name("geogate-" + n.cfg.Region + "-to-" + peer), nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(time.Second),
-		link.LogAsyncErrors(n.log.With("peer", peer))}
-	if n.opts.Dialer != nil {
-		opts = append(opts, nats.SetCustomDialer(n.opts.Dialer(peer)))
-	}
-	opts = append(opts, n.natsOptions(true)...)
-	c, err = nats.Connect(n.peers[peer].NATS, opts...)
+	cc := n.natsConn("geogate-"+n.cfg.Region+"-to-"+peer, peer)
+	cc.Background, cc.Timeout = true, time.Second
+	c, err = link.Connect(n.peers[peer].NATS, cc)
 	if err != nil {
 		return nil, false, fmt.Errorf("connect to %s: %w", peer, err)
 	}
@@ -181,14 +174,8 @@ func (n *Node) peerReachable(peer string) bool {
 	if !created {
 		return c.IsConnected()
 	}
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for !c.IsConnected() {
-		if time.Now().After(deadline) || c.IsClosed() {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
+	up := func() bool { return c.IsConnected() || c.IsClosed() }
+	return wait.Until(context.Background(), 500*time.Millisecond, "the connection", up) == nil && c.IsConnected()
 }
 
 // forward sends a write to its home region and returns the home's answer.

@@ -488,14 +488,6 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "region": n.cfg.Region})
 }
 
-func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		methodNotAllowed(w, r, "GET")
-		return
-	}
-	writeJSON(w, http.StatusOK, n.Status())
-}
-
 func (n *Node) handleLinkAdmin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		methodNotAllowed(w, r, "POST")

@@ -79,8 +79,14 @@ func TestSingleRegionCRUD(t *testing.T) {
 	}
 }
 
-// TestShoppingCartFigure5_13 replays DDIA figure 5-13 through the HTTP API
-// of one region under the siblings strategy.
+// TestShoppingCartFigure5_13 replays figure 5-13 of Designing
+// Data-Intensive Applications through the HTTP API of one region under the
+// siblings strategy: two clients share a shopping cart; each writes with
+// the context its own previous write returned (none the first time), so a
+// write overwrites exactly what its client had seen and keeps the other
+// client's values as siblings ([milk] and [eggs], then [eggs] and
+// [milk, flour], ...). Each answer carries the siblings left and the
+// context that covers them (conflict/scenarios_test.go has the full table).
 func TestShoppingCartFigure5_13(t *testing.T) {
 	c := startCluster(t, []string{"solo"}, "all-to-all", []rules.Spec{{Name: "carts", Match: "true", Strategy: "siblings"}})
 	url := c.Node("solo").HTTPURL() + "/v1/kv/cart"

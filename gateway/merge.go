@@ -125,9 +125,6 @@ func (n *Node) mergeKey(ctx context.Context, key string) {
 	}
 }
 
-// conflictsSubject is where a region publishes its conflict-log entries.
-func conflictsSubject(region string) string { return "geogate.conflicts." + region }
-
 // publishConflicts publishes durable conflict-log entries on NATS, one
 // message each (best effort: the log in the store is the record).
 func (n *Node) publishConflicts(entries []store.ConflictEntry) {

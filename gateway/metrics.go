@@ -42,6 +42,7 @@ func newMetrics(n *Node) *metrics {
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f(buildInfoMetric())
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"route", "code"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "geogate_http_request_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"})
 	m.writes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_writes_total", Help: "Acknowledged local writes by operation."}, []string{"op"})

@@ -1,7 +1,7 @@
 // Package gateway is one region's geogate node: it wires the store, the
 // rules, the topology plan and the replication links together, and serves
-// the HTTP API of CONTRACT.md. All I/O lives here and below; the decisions
-// are made by the pure packages conflict, rules and topology.
+// the HTTP API (openapi.json, routes.go). All I/O lives here and below; the
+// decisions are made by the pure packages conflict, rules and topology.
 package gateway
 
 import (
@@ -131,6 +131,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		MaxEventBytes: int(cfg.HTTP.MaxValueBytes + config.EventReserve - config.HeaderReserve),
 		OnConflicts:   n.publishConflicts,
 		Logger:        n.log, SmallFootprint: opts.SmallFootprint,
+		FeedRetention: cfg.Watch.Retention, // the change feed's log (watch.go)
 	})
 	if err != nil {
 		return nil, err

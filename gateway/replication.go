@@ -7,10 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -42,11 +41,11 @@ func (n *Node) startNATS() error {
 		}
 		n.natsURL = n.nats.ClientURL()
 	}
-	opts := []nats.Option{nats.Name("geogate-" + n.cfg.Region), nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), link.LogAsyncErrors(n.log)}
-	conn, err := nats.Connect(n.ownNATSURL(), append(opts, n.natsOptions(false)...)...)
+	own := n.natsConn("geogate-"+n.cfg.Region, "")
+	own.Background = true
+	conn, err := link.Connect(n.ownNATSURL(), own)
 	if err != nil {
-		return fmt.Errorf("connect nats %s: %w", n.natsURL, err)
+		return fmt.Errorf("nats: %w", err)
 	}
 	n.conn = conn
 	return n.checkPayload()
@@ -58,15 +57,8 @@ func (n *Node) startNATS() error {
 // external one may not be). Every value the API accepts can then be
 // replicated.
 func (n *Node) checkPayload() error {
-	if !n.conn.IsConnected() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for !n.conn.IsConnected() {
-			if ctx.Err() != nil {
-				return fmt.Errorf("connect nats %s: not connected after 10s", n.natsURL)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+	if err := wait.Until(context.Background(), 10*time.Second, "the connection", n.conn.IsConnected); err != nil {
+		return fmt.Errorf("connect nats %s: not connected after 10s", n.natsURL)
 	}
 	have := n.conn.MaxPayload()
 	want := int64(n.cfg.HTTP.MaxValueBytes + config.EventReserve)
@@ -118,10 +110,7 @@ func (n *Node) startReplication(ctx context.Context) error {
 		lc := link.LinkConfig{
 			Region: n.cfg.Region, Peer: edge.From, URL: url, Origins: n.plan.FilterOrigins(n.cfg.Region, edge.From),
 			Applier: applier{n}, Batch: n.cfg.Replication.Batch, AckWait: n.cfg.Replication.AckWait, Logger: n.log.With("link", edge.From),
-			ConnOptions: n.natsOptions(true),
-		}
-		if n.opts.Dialer != nil {
-			lc.Dialer = n.opts.Dialer(edge.From)
+			Conn: n.natsConn(fmt.Sprintf("geogate link %s<-%s", n.cfg.Region, edge.From), edge.From),
 		}
 		l, err := link.NewLink(lc)
 		if err != nil {

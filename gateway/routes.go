@@ -24,10 +24,13 @@ type apiRoute struct {
 var apiRoutes = []apiRoute{
 	{"/v1/kv/{key...}", []string{"GET", "HEAD", "PUT", "DELETE"}, handlerOf((*Node).handleKV)},
 	{"/v1/kv", []string{"GET"}, handlerOf((*Node).handleList)},
-	{"/v1/status", []string{"GET"}, handlerOf((*Node).handleStatus)},
+	{"/v1/status", []string{"GET"}, func(n *Node) http.Handler { return http.HandlerFunc(newDeploymentView(n).handleStatus) }}, // deployment.go
 	{"/v1/conflicts", []string{"GET"}, handlerOf((*Node).handleConflicts)},
-	{"/v1/admin/links/{peer}/{action}", []string{"POST"}, handlerOf((*Node).handleLinkAdmin)},
+	{"/v1/watch", []string{"GET"}, func(n *Node) http.Handler { return newWatchFeed(n) }}, // watch.go
+	{"/v1/admin/links/{peer}/{action}", []string{"POST"}, func(n *Node) http.Handler { return http.HandlerFunc(newDeploymentView(n).handleLinkAdmin) }},
 	{"/v1/admin/rules/explain", []string{"GET"}, handlerOf((*Node).handleExplain)},
+	{"/v1/admin/rules/playground", []string{"GET", "POST"}, handlerOf((*Node).handlePlayground)}, // playground.go
+	{"/ui/{file...}", []string{"GET", "HEAD"}, func(*Node) http.Handler { return newConsole() }}, // console.go, gateway/ui
 	{"/v1/openapi.json", []string{"GET", "HEAD"}, func(*Node) http.Handler { return http.HandlerFunc(serveOpenAPI) }},
 	{"/healthz", []string{"GET", "HEAD"}, handlerOf((*Node).handleHealth)},
 	{"/metrics", []string{"GET"}, func(n *Node) http.Handler { return n.metrics.handler() }},

@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -84,11 +81,9 @@ func newRulebook(n *Node, set *rules.Set, source string) *rulebook {
 // installed records set as the one in effect.
 func (b *rulebook) installed(set *rules.Set, source string) {
 	specs := currentSpecs(set)
-	raw, _ := json.Marshal(specs) //nolint:errchkjson // strings only
-	sum := sha256.Sum256(raw)
 	now := time.Now()
 	b.mu.Lock()
-	b.active = RulesStatus{Hash: hex.EncodeToString(sum[:8]), Count: len(specs), Source: source, LoadedAt: now.UTC()}
+	b.active = RulesStatus{Hash: rulesHash(specs), Count: len(specs), Source: source, LoadedAt: now.UTC()}
 	b.mu.Unlock()
 	b.gen.Add(1)
 	b.reloadOK.Set(1)

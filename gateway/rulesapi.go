@@ -197,8 +197,14 @@ func (n *Node) handleExplain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ex := n.rules().Explain(key, n.cfg.Region, rec.Versions)
-	ans := explainAnswer{Key: key, Region: n.cfg.Region, Rules: n.book.status(), Versions: metaVersions(rec.Versions),
+	writeJSON(w, http.StatusOK, n.explain(n.rules(), n.book.status(), key, rec.Versions))
+}
+
+// explain says how set treats key's versions at this region (explainAnswer;
+// status describes set).
+func (n *Node) explain(set *rules.Set, status RulesStatus, key string, versions []conflict.Version) explainAnswer {
+	ex := set.Explain(key, n.cfg.Region, versions)
+	ans := explainAnswer{Key: key, Region: n.cfg.Region, Rules: status, Versions: metaVersions(versions),
 		Resolver: ex.Resolver, Merged: ex.Merged}
 	for _, s := range ex.Steps {
 		st := matchStep{Rule: s.Rule, Result: s.Result}
@@ -225,7 +231,7 @@ func (n *Node) handleExplain(w http.ResponseWriter, r *http.Request) {
 	for _, e := range unjoinErrors(ex.Err) {
 		ans.Errors = append(ans.Errors, e.Error())
 	}
-	writeJSON(w, http.StatusOK, ans)
+	return ans
 }
 
 // metaVersions renders a frontier as ?meta=true shows it.

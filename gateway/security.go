@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/geogate/geogate/gateway/auth"
@@ -37,6 +36,11 @@ type security struct {
 	httpTLS *tls.Config // nil: plain HTTP
 
 	natsClientTLS *tls.Config // nil: no TLS on NATS connections
+	// peerRoots are the CAs this region trusts when it calls another
+	// region's HTTP API (the web console's deployment view): the
+	// deployment's CA (nats.tls.ca_file, else http.tls.client_ca_file);
+	// nil: the system's.
+	peerRoots     *x509.CertPool
 	natsServerTLS *tls.Config // nil: the embedded server takes plain connections
 	ownServerName string      // TLS name of this region's own server
 	nkey          nkeys.KeyPair
@@ -64,6 +68,7 @@ func loadSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 				return nil, keyErr("http.tls.client_ca_file", err)
 			}
 		}
+		s.peerRoots = clientCAs
 		s.httpTLS = pki.ServerConfig(pair, clientCAs, func(reason string, err error) {
 			s.failures.Inc(reason)
 			s.log.Warn("client certificate refused", "reason", reason, "err", err)
@@ -92,6 +97,9 @@ func loadSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 			}
 		}
 		s.natsClientTLS = pki.ClientConfig(roots, pair)
+		if roots != nil {
+			s.peerRoots = roots
+		}
 		if cfg.NATS.Embedded {
 			s.natsServerTLS = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate, ClientCAs: roots}
 		}
@@ -128,10 +136,6 @@ func loadSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 	}
 	return s, nil
 }
-
-// inboxPrefix is the inbox prefix of a region's connections to its peers'
-// servers; its permissions there let it receive only under it.
-func inboxPrefix(region string) string { return "_GEO_INBOX." + region }
 
 // natsNames are the names the running system gives to what the topology
 // plan describes, for topology.Plan.Grants.
@@ -180,39 +184,42 @@ func (n *Node) natsServerOptions(o link.ServerOptions) link.ServerOptions {
 	return o
 }
 
-// natsOptions returns what every NATS connection of this region adds: its
-// credentials, TLS settings and inbox prefix (inboxPrefix). Connections
-// to a peer's server (toPeer) keep reconnecting after an authorization
-// error (the peer may be restarting with new settings).
-func (n *Node) natsOptions(toPeer bool) []nats.Option {
+// natsConn describes one of this region's NATS connections, named name:
+// to its own server (peer "") or to peer's. Each carries the region's
+// credentials and its inbox prefix (inboxPrefix): replies and deliveries
+// arrive under it, where on a peer's server no other region may read, and
+// on its own server nothing of it lands on the default _INBOX.> that peers
+// may read. A connection to a peer's server goes through the node's
+// Dialer when it has one, and keeps trying when its credentials are
+// refused (the peer may be restarting with new settings).
+func (n *Node) natsConn(name, peer string) link.ConnConfig {
 	s := n.sec
-	var opts []nats.Option
-	if !toPeer && n.ownInProcess() {
-		// This region's own connections to its embedded server stay in
-		// the process: TLS there would protect nothing, and cost.
-		opts = append(opts, nats.InProcessServer(n.nats))
-	} else if s.natsClientTLS != nil {
-		tc := s.natsClientTLS
-		if !toPeer && s.ownServerName != "" {
-			tc = tc.Clone()
-			tc.ServerName = s.ownServerName
-		}
-		opts = append(opts, nats.Secure(tc))
+	c := link.ConnConfig{
+		Name:   name,
+		Logger: n.log,
+		Peer:   peer != "",
+		Credentials: link.Credentials{
+			TLS: s.natsClientTLS, CredsFile: s.credsFile, InboxPrefix: inboxPrefix(n.cfg.Region),
+		},
 	}
 	if s.nkey != nil {
-		opts = append(opts, nats.Nkey(s.nkeyPub, s.nkey.Sign))
+		c.Credentials.NKey, c.Credentials.Sign = s.nkeyPub, s.nkey.Sign
 	}
-	if s.credsFile != "" {
-		opts = append(opts, nats.UserCredentials(s.credsFile))
+	switch {
+	case peer != "":
+		c.Logger = n.log.With("peer", peer)
+		if n.opts.Dialer != nil {
+			c.Dialer = n.opts.Dialer(peer)
+		}
+	case n.ownInProcess():
+		// This region's own connections to its embedded server stay in
+		// the process: TLS there would protect nothing, and cost.
+		c.Credentials.InProcess, c.Credentials.TLS = n.nats, nil
+	case c.Credentials.TLS != nil && s.ownServerName != "":
+		c.Credentials.TLS = c.Credentials.TLS.Clone()
+		c.Credentials.TLS.ServerName = s.ownServerName
 	}
-	// Replies and deliveries arrive under the region's own prefix: on a
-	// peer's server no other region may read there, and on its own server
-	// nothing of it lands on the default _INBOX.> that peers may read.
-	opts = append(opts, nats.CustomInboxPrefix(inboxPrefix(n.cfg.Region)))
-	if toPeer {
-		opts = append(opts, nats.IgnoreAuthErrorAbort())
-	}
-	return opts
+	return c
 }
 
 // ownInProcess reports whether this region's own connections reach its

@@ -22,6 +22,7 @@ import (
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/gateway/deploy"
 	"github.com/geogate/geogate/gateway/pki"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/topology"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -30,7 +31,7 @@ import (
 // it from its config: its embedded server (the users and permissions of
 // the plan) and the connection options it uses towards peers.
 type securedRegion struct {
-	node   *Node // cfg and sec only: enough for natsOptions
+	node   *Node // cfg and sec only: enough for natsConn
 	server *link.Server
 }
 
@@ -59,7 +60,7 @@ func startSecuredServers(t *testing.T, m *deploy.Material, plan *topology.Plan, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := &Node{cfg: cfg, sec: sec, plan: plan}
+		n := &Node{cfg: cfg, sec: sec, plan: plan, log: testLogger()}
 		srv, err := link.StartServer(n.natsServerOptions(link.ServerOptions{Name: r, Port: -1, StoreDir: t.TempDir(), Logger: testLogger()}))
 		if err != nil {
 			t.Fatal(err)
@@ -134,7 +135,11 @@ func TestRegionCredentials(t *testing.T) {
 	connect := func(t *testing.T, as string, toPeer bool, extra ...nats.Option) (*nats.Conn, *violations) {
 		t.Helper()
 		v := newViolations()
-		opts := append([]nats.Option{nats.Name("test " + as), v.handler()}, srv[as].node.natsOptions(toPeer)...)
+		peer := ""
+		if toPeer {
+			peer = "hub"
+		}
+		opts := append(srv[as].node.natsConn("test "+as, peer).Options(), v.handler())
 		nc, err := nats.Connect(hubURL, append(opts, extra...)...)
 		if err != nil {
 			t.Fatalf("connect as %s: %v", as, err)
@@ -367,7 +372,7 @@ func TestRegionCredentials(t *testing.T) {
 				for _, m := range msgs {
 					got <- m
 				}
-			}), ConnOptions: srv["b"].node.natsOptions(true), Logger: testLogger()})
+			}), Conn: srv["b"].node.natsConn("", "hub"), Logger: testLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -389,7 +394,7 @@ func TestRegionCredentials(t *testing.T) {
 		// In the star, spoke a does not pull from spoke b: on b's server it
 		// may only forward writes.
 		v := newViolations()
-		nc, err := nats.Connect(srv["b"].server.ClientURL(), append([]nats.Option{v.handler()}, srv["a"].node.natsOptions(true)...)...)
+		nc, err := nats.Connect(srv["b"].server.ClientURL(), append(srv["a"].node.natsConn("test a", "b").Options(), v.handler())...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -486,11 +491,8 @@ func TestRegionCredentials(t *testing.T) {
 			if tc.reason == "" {
 				continue
 			}
-			deadline := time.Now().Add(2 * time.Second)
-			for failureCount(t, hubSec.failures, tc.reason) <= before && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if failureCount(t, hubSec.failures, tc.reason) <= before {
+			grew := func() bool { return failureCount(t, hubSec.failures, tc.reason) > before }
+			if wait.Until(context.Background(), 2*time.Second, "the failure count", grew) != nil {
 				t.Errorf("%s: geogate_auth_failures_total{reason=%q} did not grow", tc.name, tc.reason)
 			}
 		}

@@ -1,5 +1,5 @@
 // Package rules compiles and evaluates operator-written conflict rules in
-// expr (DESIGN section 5). It is pure apart from reading rule files: no
+// expr (https://expr-lang.org). It is pure apart from reading rule files: no
 // goroutines, no network, no clock.
 //
 // A rule list is compiled once into a Set (Compile); the first rule whose

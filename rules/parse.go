@@ -11,27 +11,25 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/geogate/geogate/internal/schema"
 )
 
 // specFields maps each config key of Spec (its yaml tag) to the field
 // index, so the parser follows spec.go.
 var specFields = func() map[string]int {
-	t := reflect.TypeFor[Spec]()
-	out := make(map[string]int, t.NumField())
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		out[name] = i
+	out := map[string]int{}
+	for _, f := range schema.Fields(reflect.TypeFor[Spec](), "yaml") {
+		out[f.Key] = f.Index
 	}
 	return out
 }()
 
 // knownKeys lists the config keys of a rule in Spec order, for messages.
 func knownKeys() string {
-	keys := make([]string, 0, len(specFields))
-	t := reflect.TypeFor[Spec]()
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		keys = append(keys, name)
+	var keys []string
+	for _, f := range schema.Fields(reflect.TypeFor[Spec](), "yaml") {
+		keys = append(keys, f.Key)
 	}
 	return strings.Join(keys, ", ")
 }

@@ -16,7 +16,7 @@ import (
 // Strategy is how a rule handles concurrent writes to a key.
 type Strategy string
 
-// The strategies (DESIGN section 5).
+// The strategies a rule can take.
 const (
 	// StrategyHomeRegion avoids conflicts: each key has a home region
 	// that accepts its writes; conflicts arise only under Fallback.

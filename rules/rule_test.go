@@ -14,7 +14,8 @@ import (
 
 var testRegions = []string{"us-east", "eu-west", "ap-south"}
 
-// designSpecs is the rule list of DESIGN section 5.
+// designSpecs is the example rule list the README's Rules section opens
+// with: one rule of each strategy and a catch-all.
 func designSpecs() []Spec {
 	return []Spec{
 		{Name: "user-profiles", Match: `key startsWith "user/"`, Strategy: "home_region", Home: `value.region ?? "us-east"`, Fallback: "reject"},

@@ -1,8 +1,9 @@
 package rules
 
-// Spec is one rule as an operator writes it in the config file (DESIGN
-// section 5). Expressions are expr-lang source; empty means unset. The
-// struct tags are the config keys: an unknown key is a config error.
+// Spec is one rule as an operator writes it in the config file (the
+// README's Rules section). Expressions are expr-lang source; empty means
+// unset. The struct tags are the config keys: an unknown key is a config
+// error.
 type Spec struct {
 	// Name identifies the rule in logs, metrics and the conflict log.
 	Name string `koanf:"name" yaml:"name" json:"name"`

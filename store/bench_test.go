@@ -186,7 +186,7 @@ func rawShapedWrite(db *badger.DB, i int, record, outbox []byte) error {
 }
 
 // TestWriteThroughputRatios measures, in one run, raw Badger transactions
-// against store writes and checks the targets: with sync off the
+// against store writes and checks the targets: with sync off the
 // store reaches at least half of raw Badger's rate; with sync on, 16
 // concurrent store writers reach at least twice raw Badger's rate of one
 // synced transaction per write. Every configuration makes its writes in

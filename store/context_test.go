@@ -53,8 +53,8 @@ func TestWriteRefusesContextsAhead(t *testing.T) {
 	if after, _ := digest(t, s); after != before {
 		t.Fatal("a refused write changed the store")
 	}
-	// The write the old code lost: with a valid context it supersedes the
-	// first version, and the next write without one stays visible.
+	// Later writes of the key: one with a valid context supersedes the
+	// first version, and the next one, without a context, stays visible.
 	second := mustWrite(t, s, Mutation{Key: "k", Value: doc(`2`), Context: first.Record.Context()})
 	third := mustWrite(t, s, Mutation{Key: "k", Value: doc(`3`)})
 	rec := mustGet(t, s, "k")

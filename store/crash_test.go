@@ -71,7 +71,8 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrashDurability kills a writing process with SIGKILL and checks that
 // every write it acknowledged is in the reopened store, with its outbox
-// entry, and that the outbox has no gap.
+// entry, that the outbox has no gap, and that the change log has exactly
+// one entry per committed write.
 func TestCrashDurability(t *testing.T) {
 	if os.Getenv(crashDirEnv) != "" {
 		t.Skip("inside the crash child")
@@ -164,6 +165,18 @@ func checkCrashedStore(t *testing.T, dir string, acked map[string]uint64) {
 	}
 	if uint64(len(out)) != s.Committed() || s.Seq() != s.Committed() {
 		t.Fatalf("outbox has %d entries, Committed %d, Seq %d: want all equal", len(out), s.Committed(), s.Seq())
+	}
+	// The change log commits with the writes: one entry per outbox entry
+	// (every change here is a local write), gapless, naming its write.
+	feed := feedOf(t, s, 0, "")
+	if uint64(len(feed)) != s.FeedHead() || len(feed) != len(out) {
+		t.Fatalf("change log has %d entries, FeedHead %d, outbox %d: want all equal", len(feed), s.FeedHead(), len(out))
+	}
+	for i, e := range feed {
+		ev := decodeEvent(t, out[i].Data)
+		if e.Pos != uint64(i+1) || e.Origin != s.Actor() || e.OSeq != ev.OSeq || e.Key != ev.Key {
+			t.Fatalf("change %d = %s %s:%d, want %s %s:%d", e.Pos, e.Key, e.Origin, e.OSeq, ev.Key, s.Actor(), ev.OSeq)
+		}
 	}
 	for key, oseq := range acked {
 		rec, ok, err := s.Get(key)

@@ -25,6 +25,9 @@
 //	w/<actor>        applied watermark: highest OSeq of actor applied here
 //	c/<seq:8>        conflict-log entry
 //	k/<key>\x00<seq> conflict-log index by key
+//	f/<pos:8>        change log (changes.go): key and dot of each record
+//	                 change, pos from 1 in commit order, pruned from the
+//	                 oldest (Options.FeedRetention)
 //	m/<name>         metadata: actor, seqs (outbox, own-origin and
 //	                 conflict-log sequences), trimmed
 package store

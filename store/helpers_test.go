@@ -11,7 +11,11 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/internal/wait"
 )
+
+// The polls of this package's tests (package wait).
+var eventually = wait.For
 
 // fakeClock is an injected physical clock: it returns a fixed time until a
 // test advances it.
@@ -151,18 +155,6 @@ func decodeEvent(t testing.TB, data []byte) conflict.Event {
 
 func eventsEqual(a, b conflict.Event) bool {
 	return a.Key == b.Key && a.OSeq == b.OSeq && a.Version.Equal(b.Version) && a.Context.Equal(b.Context)
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func digest(t testing.TB, s *Store) (string, int) {

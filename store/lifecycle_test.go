@@ -66,7 +66,9 @@ func outboxEntryEqual(a, b OutboxEntry) bool {
 }
 
 // TestNewDirectoryNewActor: a region restarted from an empty store must not
-// reuse its old dots (Riak KV679).
+// reuse its old dots (Riak issue KV679: a node that lost its data and
+// counted from zero again wrote versions its peers took for ones they had
+// seen, and dropped): every new store draws a new epoch, so a new actor.
 func TestNewDirectoryNewActor(t *testing.T) {
 	a := openTest(t, "us", "", nil)
 	b := openTest(t, "us", "", nil)

@@ -48,6 +48,9 @@ type Options struct {
 	// ConflictMaxAge drops conflict-log entries older than this (by their
 	// At, against the newest entry's); 0 keeps them until the count bound.
 	ConflictMaxAge time.Duration
+	// FeedRetention bounds the change log (changes.go) in entries;
+	// default DefaultFeedRetention.
+	FeedRetention int
 	// OnConflicts, if set, receives the conflict-log entries of each commit
 	// once that commit is durable, in log order. It runs on the writer (the
 	// goroutine holding the writer role): it must be quick and must not
@@ -151,6 +154,11 @@ type Store struct {
 	// selfPath is the path of a local write's outbox entry (read-only).
 	selfPath []string
 	wm       map[string]uint64
+	// fseq is the change log's newest position, ffirst its oldest
+	// (changes.go; the writer's); fcommitted and foldest are them as
+	// committed, for readers.
+	fseq, ffirst        uint64
+	fcommitted, foldest atomic.Uint64
 
 	mu        sync.Mutex
 	applied   conflict.VV // published watermarks incl. own actor
@@ -326,6 +334,9 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 		}
 	}
 	if err := s.deriveSeqs(txn); err != nil {
+		return err
+	}
+	if err := s.loadFeed(txn); err != nil {
 		return err
 	}
 	// The oldest conflict-log entry still stored (retention drops

@@ -302,6 +302,11 @@ type batchState struct {
 	// seq, oseq, cseq and trimmed as they were before the batch.
 	seq, oseq, cseq, trimmed, cfirst uint64
 	outboxed                         bool
+
+	// fseq and ffirst as they were before the batch, and the batch's
+	// change-log entry (changes.go).
+	fseq, ffirst uint64
+	feed         []byte
 }
 
 // refusedError is a request the writer refused before changing anything
@@ -336,6 +341,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 	st.conflicts, st.outboxed = nil, false
 	st.txn = s.beginCommit()
 	st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst = s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst
+	st.fseq, st.ffirst, st.feed = s.fseq, s.ffirst, nil
 	defer st.txn.Discard()
 	resps := slices.Grow(st.resps[:0], len(batch))[:len(batch)]
 	clear(resps)
@@ -367,11 +373,15 @@ func (s *Store) commitBatch(batch []*request) bool {
 		err = s.trimOutbox(st)
 	}
 	if err == nil {
+		err = s.commitFeed(st)
+	}
+	if err == nil {
 		err = s.commit(st.txn)
 		stats.Commits++
 	}
 	if err != nil {
 		s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst = st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst
+		s.fseq, s.ffirst = st.fseq, st.ffirst
 		s.chead = nil // it may describe an entry of the failed transaction
 		for origin, old := range st.wmOld {
 			if old == 0 {
@@ -391,6 +401,8 @@ func (s *Store) commitBatch(batch []*request) bool {
 		return false
 	}
 	s.committed.Store(s.seq)
+	s.foldest.Store(s.ffirst)
+	s.fcommitted.Store(s.fseq) // before publish, which wakes FeedWait
 	s.mu.Lock()
 	s.stats.Writes += stats.Writes
 	s.stats.Applied += stats.Applied
@@ -505,6 +517,7 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	if err := s.appendOutbox(st, entry); err != nil {
 		return WriteResult{}, err
 	}
+	s.logChange(st, m.Key, s.actor, ev.OSeq)
 	st.records[m.Key], st.dirty[m.Key] = after, true
 	stats.Writes++
 	if err := s.observe(st, Change{Key: m.Key, Before: before, After: after, Event: ev, Local: true, Merged: m.Merged, Outcome: out}, stats); err != nil {
@@ -576,6 +589,7 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 		changed := !after.Equal(before)
 		if changed {
 			st.records[ev.Key], st.dirty[ev.Key] = after, true
+			s.logChange(st, ev.Key, origin, ev.OSeq)
 		}
 		if in.Forward {
 			raw := in.Raw

@@ -1,7 +1,7 @@
 // Package testbed runs geogate regions on one machine behind an emulated
 // WAN, drives them with a workload while a fault timeline partitions,
 // kills, pauses and skews them, then checks what they converged to and
-// writes a report (DESIGN.md section 7).
+// writes a report (the README's Testbed section).
 //
 // A run (Run) goes through fixed phases:
 //

@@ -17,9 +17,12 @@ import (
 	"syscall"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/gateway/deploy"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology"
 )
@@ -113,9 +116,9 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 		if err != nil {
 			return nil, err
 		}
-		file[r], err = configYAML(cfg, sc.Regions)
+		file[r], err = yaml.Marshal(cfg)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("write config of %s: %w", r, err)
 		}
 	}
 	// Every config is valid: only now write them and start processes.
@@ -195,7 +198,7 @@ func (p *processes) start(ctx context.Context, region string) error {
 		if api.healthy(ctx, region) {
 			return nil
 		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+		if err := wait.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}

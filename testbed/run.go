@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/client"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/testbed/diskfault"
 	"github.com/geogate/geogate/testbed/wan"
 	"github.com/geogate/geogate/topology"
@@ -385,7 +386,7 @@ func (r *runner) waitReady(ctx context.Context, api *apiClient, plan *topology.P
 		if last == nil {
 			return nil
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := wait.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -411,7 +412,7 @@ func (r *runner) waitQuiescent(ctx context.Context, api *apiClient, dep deployme
 		} else {
 			streak = 0
 		}
-		if sleepCtx(ctx, 250*time.Millisecond) != nil {
+		if wait.Sleep(ctx, 250*time.Millisecond) != nil {
 			return false
 		}
 	}
@@ -453,17 +454,6 @@ func statusesQuiescent(sts []client.Status) bool {
 		}
 	}
 	return true
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // lagSampler reads every region's link lag from /v1/status periodically.

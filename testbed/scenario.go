@@ -6,12 +6,12 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/testbed/wan"
 	"github.com/geogate/geogate/topology"
@@ -158,8 +158,9 @@ func (p LinkProfile) Shape() wan.Shape {
 	return s
 }
 
-// ByteRate is a rate in bytes per second. In YAML it is a number or a size
-// with a unit and an optional "/s": 500000, 512KiB, 10MB/s.
+// ByteRate is a rate in bytes per second. In YAML it is a size as the
+// region config writes one (config.ParseByteSize: a number of bytes or a
+// number with a unit, 512KiB, 10MB), optionally followed by "/s".
 type ByteRate int64
 
 // UnmarshalYAML parses a number or a size with a unit.
@@ -173,23 +174,11 @@ func (b *ByteRate) UnmarshalYAML(n *yaml.Node) error {
 }
 
 func parseByteRate(s string) (ByteRate, error) {
-	s = strings.TrimSuffix(strings.TrimSpace(s), "/s")
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 {
+	size, err := config.ParseByteSize(strings.TrimSuffix(strings.TrimSpace(s), "/s"))
+	if err != nil || size < 0 {
 		return 0, fmt.Errorf("bandwidth %q: want bytes per second, e.g. 1000000, 512KiB or 10MB/s", s)
 	}
-	return ByteRate(f * float64(mult)), nil
+	return ByteRate(size), nil
 }
 
 // Workload is the client traffic: Rate operations per second spread over

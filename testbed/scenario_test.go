@@ -193,8 +193,10 @@ func TestParseByteRate(t *testing.T) {
 		{"1.5 MiB/s", 3 << 19, true},
 		{"2GB", 2e9, true},
 		{"100B", 100, true},
+		{"3 kib/s", 3 << 10, true},
 		{"fast", 0, false},
 		{"-1", 0, false},
+		{"1MiB/s/s", 0, false},
 	}
 	for _, tc := range cases {
 		got, err := parseByteRate(tc.in)

@@ -15,7 +15,7 @@ import (
 // scenarioDir holds the shipped scenarios.
 const scenarioDir = "../configs/scenarios"
 
-// shipped are the scenarios the issue asks for; the test fails if one is
+// shipped are the scenarios the README lists; the test fails if one is
 // missing or another appears without being added here.
 var shipped = []string{"clock-skew-lww", "disk-full", "home-region-failover", "kill9-under-load", "ring-partition", "star-hub-outage", "wan-3-regions-secure", "wan-3-regions"}
 

@@ -9,13 +9,13 @@ import (
 )
 
 // testNames mirror the running system's shapes (GEO_<r>, geo.<r>.*,
-// geo_from_<s>_to_<r>, geo.hb.<r>, geo.fwd.<r>) without importing it.
+// geo_from_<s>_to_<r>, geo.hb.<r>, geogate.fwd.<r>) without importing it.
 var testNames = Names{
 	Stream:         func(r string) string { return "GEO_" + r },
 	StreamSubjects: func(r string) string { return "geo." + r + ".*" },
 	Consumer:       func(s, r string) string { return "geo_from_" + s + "_to_" + r },
 	Heartbeat:      func(r string) string { return "geo.hb." + r },
-	Forward:        func(r string) string { return "geo.fwd." + r },
+	Forward:        func(r string) string { return "geogate.fwd." + r },
 	Clock:          func(r string) string { return "geogate.clock." + r },
 	Inbox:          func(r string) string { return "_GEO_INBOX." + r },
 }
@@ -91,7 +91,7 @@ func TestGrantsLaws(t *testing.T) {
 				stream, own := testNames.Stream(server), testNames.Consumer(server, r)
 				// What the link and home forwarding need.
 				needs := map[string]bool{
-					"geo.fwd." + server:                                                       true,
+					"geogate.fwd." + server:                                                   true,
 					"$JS.API.CONSUMER.CREATE." + stream + "." + own:                           pulls,
 					"$JS.API.CONSUMER.CREATE." + stream + "." + own + ".geo." + server + ".x": pulls,
 					"$JS.API.CONSUMER.INFO." + stream + "." + own:                             pulls,
@@ -141,7 +141,7 @@ func TestGrantsLaws(t *testing.T) {
 						t.Fatalf("%s may use $JS.API.%s on %s's server", r, api+target, server)
 					}
 				}
-				if anyMatches(g.SubscribeAllow, "geo.fwd."+server) || anyMatches(g.SubscribeAllow, "geo."+server+"."+server) {
+				if anyMatches(g.SubscribeAllow, "geogate.fwd."+server) || anyMatches(g.SubscribeAllow, "geo."+server+"."+server) {
 					t.Fatalf("%s may subscribe to %s's forwarding or stream subjects", r, server)
 				}
 			}
@@ -152,15 +152,18 @@ func TestGrantsLaws(t *testing.T) {
 	})
 }
 
-// TestGrantsDenyStreamEvenIfAllowed: a region named "fwd" has stream
-// subjects geo.fwd.*, which its peers' forwarding allow (geo.fwd.fwd)
-// overlaps; the deny keeps them out of its stream all the same.
+// TestGrantsDenyStreamEvenIfAllowed: the deny of a server's stream
+// subjects wins over any allow, even with names whose forwarding subject
+// falls into a stream (geo.fwd.<r> against the stream subjects geo.fwd.* of
+// a region named "fwd"): a peer never publishes into the stream.
 func TestGrantsDenyStreamEvenIfAllowed(t *testing.T) {
 	p, err := New([]string{"fwd", "a"}, Spec{Kind: AllToAll})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, g := range p.Grants("fwd", testNames) {
+	overlapping := testNames
+	overlapping.Forward = func(r string) string { return "geo.fwd." + r }
+	for _, g := range p.Grants("fwd", overlapping) {
 		if g.User == "a" && mayPublish(g, "geo.fwd.fwd") {
 			t.Fatalf("a may publish into fwd's stream: %+v", g)
 		}

@@ -1,5 +1,5 @@
 // Package topology decides how geogate's regions replicate to each other
-// (DESIGN section 4). This top-level package is the pure plan: given the
+// (docs/architecture.md). This top-level package is the pure plan: given the
 // deployment's regions and the configured kind (all-to-all, star,
 // circular), a Plan says which links exist, which origins each link
 // carries, which events a region forwards into its own stream, and how
@@ -27,7 +27,7 @@
 //   - forwarding terminates: no event circulates.
 //
 // Loop prevention in the running system has two more layers (the Geo-Path
-// header and per-origin watermarks, see DESIGN section 4); the plan is the
+// header and per-origin watermarks, see package link); the plan is the
 // first layer and is correct on its own.
 //
 // # Degenerate deployments

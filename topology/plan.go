@@ -198,8 +198,9 @@ func (p *Plan) Accepts(at, from, origin string) bool {
 //     spokes;
 //   - circular: when origin is not at's successor in the ring.
 //
-// The apply and the forward must commit in one store transaction (DESIGN
-// section 3), so a crash never loses a forward.
+// The apply and the forward must commit in one store transaction (the
+// store commits an applied event, its watermark and its forward together),
+// so a crash never loses a forward.
 func (p *Plan) Forwards(at, from, origin string) bool {
 	if !p.Accepts(at, from, origin) {
 		return false

@@ -296,7 +296,8 @@ func TestSimulationCatchesBrokenPlans(t *testing.T) {
 	// The own-origin filter alone stops circulation: a circular plan that
 	// forwards everything it accepts, even events whose origin is its
 	// successor, still delivers exactly once (the successor's filter drops
-	// its own events). This is the first of DESIGN's three loop layers.
+	// its own events). This is the first of the three loop-prevention
+	// layers (filters, Geo-Path, watermarks).
 	t.Run("circular: over-forwarding stopped by the filter", func(t *testing.T) {
 		r := brokenRouter{circular, nil, circular.Accepts}
 		res, err := simulate(r, firstReady)

@@ -11,7 +11,7 @@ import (
 // Kind names a replication topology.
 type Kind string
 
-// The topologies a Plan can take (DESIGN section 4).
+// The topologies a Plan can take.
 const (
 	// AllToAll: every region pulls from every other region; nobody
 	// forwards. One hop everywhere, n*(n-1) links.

@@ -21,7 +21,7 @@ import (
 type clientFlags struct {
 	url, context, session string
 	token, ca, cert, key  string
-	wait                  int // ms
+	wait                  durationFlag
 	verbose               bool
 }
 
@@ -61,7 +61,7 @@ func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, error) {
 		opts = append(opts, client.WithTLSFiles(f.ca, f.cert, f.key))
 	}
 	if f.wait > 0 {
-		opts = append(opts, client.WithWait(time.Duration(f.wait)*time.Millisecond))
+		opts = append(opts, client.WithWait(time.Duration(f.wait)))
 	}
 	if f.verbose {
 		stderr := cmd.ErrOrStderr()
@@ -85,6 +85,17 @@ func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, error) {
 	return c, nil
 }
 
+// withClient runs do with the client the flags describe and closes the
+// client after it.
+func (f *clientFlags) withClient(cmd *cobra.Command, do func(*client.Client) error) error {
+	c, err := f.client(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return do(c)
+}
+
 // calls returns the per-call options the flags give.
 func (f *clientFlags) calls(withContext bool) []client.CallOption {
 	var o []client.CallOption
@@ -106,16 +117,6 @@ func (f *clientFlags) explain(err error) error {
 	return fmt.Errorf("%w (is a region running at %s?)", err, f.url)
 }
 
-// printJSON writes v as one line of JSON.
-func printJSON(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
-
 func newPut() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
@@ -135,16 +136,13 @@ func newPut() *cobra.Command {
 			if !json.Valid(value) {
 				return errors.New("VALUE is not valid JSON: quote strings, e.g. '\"text\"' or '{\"a\":1}'")
 			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.Put(cmd.Context(), args[0], json.RawMessage(value), f.calls(true)...)
-			if err != nil {
-				return f.explain(err)
-			}
-			return printJSON(cmd.OutOrStdout(), res)
+			return f.withClient(cmd, func(c *client.Client) error {
+				res, err := c.Put(cmd.Context(), args[0], json.RawMessage(value), f.calls(true)...)
+				if err != nil {
+					return f.explain(err)
+				}
+				return printJSON(cmd.OutOrStdout(), res)
+			})
 		},
 	}
 	f.register(cmd)
@@ -155,38 +153,60 @@ func newPut() *cobra.Command {
 func newGet() *cobra.Command {
 	var f clientFlags
 	var meta bool
+	var out outputFlag
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Read a key: the document, or {\"siblings\": [...]} when concurrent values are unresolved",
-		Args:  cobra.ExactArgs(1),
+		Example: `  geogate get user/1
+  geogate get user/1 --meta -o table
+  geogate get user/1 --session "$SESSION" --wait 5s --url http://127.0.0.1:7102`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if meta {
-				m, err := c.Meta(cmd.Context(), args[0], f.calls(false)...)
+			return f.withClient(cmd, func(c *client.Client) error {
+				w := cmd.OutOrStdout()
+				if meta {
+					m, err := c.Meta(cmd.Context(), args[0], f.calls(false)...)
+					if err != nil {
+						return f.explain(err)
+					}
+					return out.print(w, m, func(tw io.Writer) {
+						fmt.Fprintln(tw, "DOT\tORIGIN\tHLC\tDELETED\tVALUE")
+						for _, v := range m.Versions {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", v.Dot, v.Origin, v.HLC, v.Deleted, orNull(v.Value))
+						}
+					})
+				}
+				v, err := c.Get(cmd.Context(), args[0], f.calls(false)...)
 				if err != nil {
 					return f.explain(err)
 				}
-				return printJSON(cmd.OutOrStdout(), m)
-			}
-			v, err := c.Get(cmd.Context(), args[0], f.calls(false)...)
-			if err != nil {
-				return f.explain(err)
-			}
-			if v.HasSiblings() {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"siblings": v.Siblings})
-			}
-			_, err = cmd.OutOrStdout().Write(append(v.Data, '\n'))
-			return err
+				values := []json.RawMessage{v.Data}
+				var doc any = v.Data
+				if v.HasSiblings() {
+					values, doc = v.Siblings, map[string]any{"siblings": v.Siblings}
+				}
+				return out.print(w, doc, func(tw io.Writer) {
+					fmt.Fprintln(tw, "KEY\tRULE\tVALUE")
+					for _, d := range values {
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, v.Rule, d)
+					}
+				})
+			})
 		},
 	}
 	f.register(cmd)
+	out.register(cmd, outputJSON)
 	cmd.Flags().BoolVar(&meta, "meta", false, "show every version of the frontier with origin, HLC and tombstones")
-	cmd.Flags().IntVar(&f.wait, "wait", 0, "with --session: milliseconds to wait for this region to catch up")
+	cmd.Flags().Var(&f.wait, "wait", "with --session: how long to wait for this region to catch up, e.g. 2s (a plain number counts milliseconds)")
 	return cmd
+}
+
+// orNull is a version's value as JSON, null for a tombstone.
+func orNull(v json.RawMessage) string {
+	if len(v) == 0 {
+		return "null"
+	}
+	return string(v)
 }
 
 func newDel() *cobra.Command {
@@ -196,16 +216,13 @@ func newDel() *cobra.Command {
 		Short: "Delete a key (writes a tombstone that replicates)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.Delete(cmd.Context(), args[0], f.calls(true)...)
-			if err != nil {
-				return f.explain(err)
-			}
-			return printJSON(cmd.OutOrStdout(), res)
+			return f.withClient(cmd, func(c *client.Client) error {
+				res, err := c.Delete(cmd.Context(), args[0], f.calls(true)...)
+				if err != nil {
+					return f.explain(err)
+				}
+				return printJSON(cmd.OutOrStdout(), res)
+			})
 		},
 	}
 	f.register(cmd)
@@ -215,45 +232,54 @@ func newDel() *cobra.Command {
 
 func newStatus() *cobra.Command {
 	var f clientFlags
+	var out outputFlag
 	var raw bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show a region's sequence, applied watermarks and links with their lag",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, err := c.Status(cmd.Context())
-			if err != nil {
-				return f.explain(err)
-			}
-			if raw {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			printStatus(cmd.OutOrStdout(), st)
-			return nil
+			return f.withClient(cmd, func(c *client.Client) error {
+				st, err := c.Status(cmd.Context())
+				if err != nil {
+					return f.explain(err)
+				}
+				if raw {
+					out = outputJSON
+				}
+				return out.print(cmd.OutOrStdout(), st, func(tw io.Writer) { printStatus(tw, st) })
+			})
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&raw, "json", false, "print the JSON answer")
+	out.register(cmd, outputTable)
+	cmd.Flags().BoolVar(&raw, "json", false, "the same as --output json (kept for scripts written for it)")
 	return cmd
 }
 
 func printStatus(w io.Writer, s client.Status) {
-	fmt.Fprintf(w, "region   %s (actor %s)\ntopology %s\nseq      %d   outbox pending %d\n", s.Region, s.Actor, s.Topology, s.Seq, s.Outbox)
+	fmt.Fprintf(w, "region\t%s (actor %s)\n", s.Region, s.Actor)
+	fmt.Fprintf(w, "topology\t%s\n", s.Topology)
+	fmt.Fprintf(w, "seq\t%d (outbox pending %d)\n", s.Seq, s.Outbox)
 	if s.Rules.Hash != "" {
-		fmt.Fprintf(w, "rules    %s (%d rules from %s, loaded %s)\n", s.Rules.Hash, s.Rules.Count, s.Rules.Source, s.Rules.LoadedAt)
+		fmt.Fprintf(w, "rules\t%s (%d rules from %s, loaded %s)\n", s.Rules.Hash, s.Rules.Count, s.Rules.Source, s.Rules.LoadedAt.Format(time.RFC3339))
 	}
-	fmt.Fprintln(w, "applied:")
+	fmt.Fprintln(w, "\nAPPLIED FROM\tSEQ")
 	for _, a := range slices.Sorted(maps.Keys(s.Applied)) {
-		fmt.Fprintf(w, "  %-28s %d\n", a, s.Applied[a])
+		fmt.Fprintf(w, "%s\t%d\n", a, s.Applied[a])
 	}
-	fmt.Fprintln(w, "links:")
-	for _, l := range s.Links {
-		fmt.Fprintf(w, "  %s -> %s  %-6s pending %-8d lag %.3fs\n", l.From, l.To, l.State, l.Pending, l.LagSeconds)
+	printLinks(w, s.Links)
+}
+
+// printLinks writes links as a table, after a blank line.
+func printLinks(w io.Writer, links []client.LinkStatus) {
+	fmt.Fprintln(w, "\nLINK\tSTATE\tPENDING\tLAG")
+	for _, l := range links {
+		state := l.State
+		if l.Reason != "" {
+			state += ": " + l.Reason
+		}
+		fmt.Fprintf(w, "%s -> %s\t%s\t%d\t%.3fs\n", l.From, l.To, state, l.Pending, l.LagSeconds)
 	}
 }
 

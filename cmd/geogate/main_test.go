@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/gateway"
 	"github.com/geogate/geogate/gateway/config"
 )
@@ -60,10 +61,16 @@ log: { level: info }
 	return path
 }
 
-// startServe runs `geogate serve` and waits for its "region" line.
+// startServe runs `geogate serve --config path` and waits for its "region"
+// line.
 func startServe(t *testing.T, path string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := geogate("serve", "--config", path)
+	return runServe(t, geogate("serve", "--config", path))
+}
+
+// runServe starts cmd, a `geogate serve`, and waits for its "region" line.
+func runServe(t *testing.T, cmd *exec.Cmd) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -147,9 +154,10 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	if err == nil {
 		t.Fatal("serve accepted a bad config")
 	}
-	msg := strings.TrimSpace(stderr.String())
-	if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "http.lissten") || !strings.Contains(msg, "topology.kind") {
-		t.Fatalf("want one line naming http.lissten and topology.kind, got %q", msg)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "geogate: config: unknown key \"http.lissten\"") ||
+		!strings.HasPrefix(lines[1], "geogate: config: topology.kind: ") {
+		t.Fatalf("want one line for http.lissten and one for topology.kind, got %q", lines)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
 		t.Fatal("a refused config touched the data directory")
@@ -180,7 +188,7 @@ func TestClientVerbs(t *testing.T) {
 	if _, err := run("get", "k", "--url", url); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("get after delete: %v", err)
 	}
-	if out, err := run("status", "--url", url); err != nil || !strings.Contains(out, "region   solo") {
+	if out, err := run("status", "--url", url); err != nil || !strings.Contains(out, "region    solo") {
 		t.Fatalf("status: %v %s", err, out)
 	}
 	if _, err := run("get", "k", "--url", "nonsense"); err == nil || !strings.Contains(err.Error(), "--url") {
@@ -199,4 +207,44 @@ func TestClientVerbs(t *testing.T) {
 	if out, err := run("get", "..", "--url", urls); err != nil || strings.TrimSpace(out) != `{"dots":2}` {
 		t.Fatalf("get ..: %v %q", err, out)
 	}
+}
+
+// TestServeReloadsRulesFromGEOGATE_CONFIG starts `geogate serve` with its
+// file named by $GEOGATE_CONFIG instead of --config: editing the file's
+// rules reloads them, as with --config.
+func TestServeReloadsRulesFromGEOGATE_CONFIG(t *testing.T) {
+	dir := t.TempDir()
+	httpPort := freePort(t)
+	path := writeConfig(t, dir, httpPort, freePort(t))
+	cmd := geogate("serve")
+	cmd.Env = append(cmd.Env, config.EnvConfigFile+"="+path)
+	runServe(t, cmd)
+	url := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	rulesOf := func() client.RulesStatus {
+		c, err := client.New([]string{url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		st, err := c.Status(context.Background())
+		if err != nil {
+			t.Fatalf("status: %v", err)
+		}
+		return st.Rules
+	}
+	if r := rulesOf(); r.Source != "default" {
+		t.Fatalf("rules at start: %+v, want the default set", r)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, "rules:\n  - {name: carts, match: 'key startsWith \"cart/\"', strategy: siblings}\n  - {name: rest, match: 'true', strategy: lww}\n"...)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the edited rules to be in effect", func() bool {
+		r := rulesOf()
+		return r.Count == 2 && r.Source == path
+	})
 }

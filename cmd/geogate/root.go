@@ -12,6 +12,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newDemo(), newInit(), newPermissions(), newCert(), newToken(), newPut(), newGet(), newDel(), newStatus(), newBench(), newTestbed(), newRules())
+	root.AddCommand(newServe(), newDemo(), newInit(), newPermissions(), newCert(), newToken(), newPut(), newGet(), newDel(), newStatus(), newWatch(), newKeys(), newConflicts(), newLink(), newVersion(), newBench(), newTestbed(), newRules())
 	return root
 }

@@ -16,7 +16,7 @@ func newRules() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
 		Short: "Check conflict rule files, run their test cases, and plan a rule change against a region",
-		Long: "Conflict rules (DESIGN section 5, README section Rules) are an ordered list in a region config or a rule\n" +
+		Long: "Conflict rules (README section Rules) are an ordered list in a region config or a rule\n" +
 			"file. `rules lint` checks a file the way a region would load it, and more; `rules test` runs the\n" +
 			"operator-written cases of a rule test file; neither contacts a region. `rules plan` shows what a candidate set\n" +
 			"would change at a running region before you deploy it.",

@@ -32,8 +32,12 @@ import (
 	"github.com/geogate/geogate/gateway/auth"
 	"github.com/geogate/geogate/gateway/deploy"
 	"github.com/geogate/geogate/gateway/pki"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/topology/link"
 )
+
+// The polls of this package's tests (package wait).
+var eventually = wait.For
 
 // syncBuffer is a bytes.Buffer safe to write from a child's output copier
 // while the test reads it.
@@ -231,17 +235,6 @@ func metric(text, name string) float64 {
 		}
 	}
 	return 0
-}
-
-func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // TestSecuredDeployment runs `geogate init` and `geogate serve` for two

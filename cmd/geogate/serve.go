@@ -18,19 +18,19 @@ func newServe() *cobra.Command {
 		Use:   "serve --config FILE",
 		Short: "Run one region until SIGINT or SIGTERM",
 		Long: "Run one region: its HTTP API, its store and its replication links. Configuration comes from the YAML\n" +
-			"file, then GEOGATE_* environment variables (GEOGATE_HTTP__LISTEN sets http.listen), then flags.\n" +
+			"file (--config, else $GEOGATE_CONFIG), then GEOGATE_* environment variables (GEOGATE_HTTP__LISTEN, or\n" +
+			"GEOGATE_HTTP_LISTEN, sets http.listen), then flags. The file's rules are reloaded when it changes.\n" +
 			"On SIGINT or SIGTERM it stops taking writes, flushes and closes.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, _ := cmd.Flags().GetString("config")
-			cfg, err := config.Load(path, os.Environ(), cmd.Flags())
+			cfg, err := config.Load("", os.Environ(), cmd.Flags())
 			if err != nil {
 				return err
 			}
 			logger := cfg.Log.NewLogger(os.Stderr)
 			ctx, stop := signalContext(cmd)
 			defer stop()
-			node, err := gateway.New(cfg, gateway.Options{Logger: logger, RulesFile: path})
+			node, err := gateway.New(cfg, gateway.Options{Logger: logger, RulesFile: cfg.File()})
 			if err != nil {
 				return err
 			}

@@ -84,6 +84,8 @@ func TestRequired(t *testing.T) {
 		{"GET", "/metrics", Reader}, {"POST", "/metrics", Admin},
 		{"POST", "/v1/admin/links/x/pause", Admin}, {"GET", "/v1/admin/anything", Admin},
 		{"GET", "/v1/kv/../admin/links/x/pause", Admin}, {"GET", "/nowhere", Admin}, {"GET", "//healthz", 0},
+		{"GET", "/ui", 0}, {"GET", "/ui/console.js", 0}, {"HEAD", "/ui/", 0}, {"POST", "/ui/x", Admin},
+		{"GET", "/ui/../v1/status", Reader}, {"GET", "/uix", Admin},
 	} {
 		if got := Required(c.method, c.path); got != c.want {
 			t.Errorf("Required(%s %s) = %v, want %v", c.method, c.path, got, c.want)

@@ -45,7 +45,7 @@ func (f *Failures) Inc(reason string) { f.vec.WithLabelValues(reason).Inc() }
 func (f *Failures) Collector() prometheus.Collector { return f.vec }
 
 // Required returns the role a request needs, or 0 when it needs none
-// (GET and HEAD /healthz). Reads (GET, HEAD) of keys, the key list,
+// (GET and HEAD /healthz and the web console's files under /ui). Reads (GET, HEAD) of keys, the key list,
 // status, conflicts, the change feed and metrics need Reader; any other
 // method on /v1/kv/... needs Writer; everything else (/v1/admin/..., and any
 // route not listed) needs Admin. The path is cleaned first, as the router
@@ -55,6 +55,10 @@ func Required(method, p string) Role {
 	read := method == http.MethodGet || method == http.MethodHead
 	switch {
 	case p == "/healthz" && read:
+		return 0
+	case (p == "/ui" || strings.HasPrefix(p, "/ui/")) && read:
+		// The web console's files are the same in every build and hold no
+		// data; everything the page shows it reads with the token it sends.
 		return 0
 	case p == "/v1/kv" || strings.HasPrefix(p, "/v1/kv/"):
 		if read {

@@ -159,20 +159,6 @@ func openStore(dir string, sync bool) (*store.Store, error) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
-// waitUntil polls cond until it holds, ctx ends or d passes.
-func waitUntil(ctx context.Context, d time.Duration, what string, cond func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
 // parallel runs fn(1..n) from `workers` goroutines, each taking the next
 // index, and returns the rate of calls per second; it stops at the first
 // error and returns it.

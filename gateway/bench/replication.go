@@ -10,12 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway"
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -31,7 +31,7 @@ func rawJetStream(ctx context.Context, dir string, n int, log *slog.Logger) (flo
 		return 0, err
 	}
 	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL(), link.LogAsyncErrors(log))
+	nc, err := link.Connect(srv.ClientURL(), link.ConnConfig{Name: "raw baseline", Logger: log})
 	if err != nil {
 		return 0, err
 	}
@@ -143,7 +143,7 @@ func replication(ctx context.Context, o *Options, rep *Report) error {
 	if _, err := storeWrites(ctx, r1, o.Backlog, 16, "cu"); err != nil {
 		return err
 	}
-	if err := waitUntil(ctx, 10*time.Minute, "the backlog to be in r1's stream", func() bool { return c.Node("r1").Unpublished() == 0 }); err != nil {
+	if err := wait.Until(ctx, 10*time.Minute, "the backlog to be in r1's stream", func() bool { return c.Node("r1").Unpublished() == 0 }); err != nil {
 		return err
 	}
 	start := time.Now()

@@ -17,6 +17,7 @@ import (
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway"
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/rules"
 )
 
@@ -235,7 +236,7 @@ func mean(xs []float64) float64 {
 // drainOutboxes waits until every node has published its outbox.
 func drainOutboxes(ctx context.Context, nodes ...*gateway.Node) error {
 	for _, n := range nodes {
-		if err := waitUntil(ctx, time.Minute, "outbox of "+n.Config().Region+" drained", func() bool { return n.Store().OutboxLen() == 0 }); err != nil {
+		if err := wait.Until(ctx, time.Minute, "outbox of "+n.Config().Region+" drained", func() bool { return n.Store().OutboxLen() == 0 }); err != nil {
 			return err
 		}
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // Topology kinds (topology.kind): which replication links the regions run
-// (DESIGN section 4).
+// (topology.Kind).
 const (
 	// TopologyAllToAll: every region pulls from every other region.
 	TopologyAllToAll = string(topology.AllToAll)
@@ -69,23 +69,33 @@ type Config struct {
 	Conflicts Conflicts `koanf:"conflicts"`
 	// Sessions configures session-token reads (X-Geo-Session).
 	Sessions Sessions `koanf:"sessions"`
+	// Watch configures the change feed (GET /v1/watch).
+	Watch Watch `koanf:"watch"`
 	// Log configures logging.
 	Log Log `koanf:"log"`
 	// Security configures what authenticates this deployment's tokens.
 	Security Security `koanf:"security"`
 	// Storage configures the free-space guard of the region's disk.
 	Storage Storage `koanf:"storage"`
-	// Rules is the ordered conflict rule list (DESIGN section 5); the first
+	// Rules is the ordered conflict rule list (package rules); the first
 	// rule whose match holds for a key governs it. Default: DefaultRules.
 	// Validate compiles them (rules.Compile under RuleOptions).
 	Rules []rules.Spec `koanf:"rules"`
 
+	// file is the configuration file Load read, "" for none.
+	file string
 	// fileOrder is the order in which the file wrote the regions mapping.
 	fileOrder []string
 	// checked caches the findings of rules.Check on Rules (see
 	// RuleFindings), so that Validate and the gateway run it once.
 	checked *ruleCheck
 }
+
+// File returns the path of the configuration file Load read this Config
+// from (given to Load, --config, or $GEOGATE_CONFIG), or "" when it read
+// none or the Config was built in code. The rules in the file are the ones
+// a running region reloads when the file changes.
+func (c *Config) File() string { return c.file }
 
 // ruleCheck is one run of rules.Check, with its input.
 type ruleCheck struct {
@@ -268,6 +278,25 @@ type Conflicts struct {
 	Retention int `koanf:"retention"`
 	// MaxAge is how long an entry is kept. Default 168h.
 	MaxAge time.Duration `koanf:"max_age"`
+}
+
+// Watch configures the change feed (GET /v1/watch) and the change log it
+// reads.
+type Watch struct {
+	// Retention is how many changes the change log keeps; a client
+	// resuming after an older position is told position_gone. Default
+	// 1000000 (each entry is the key and the version's dot, tens of bytes).
+	Retention int `koanf:"retention"`
+	// Heartbeat is the spacing of the ": ping" comments an idle stream
+	// sends. Default 5s.
+	Heartbeat time.Duration `koanf:"heartbeat"`
+	// MaxLag is how many changes a watcher that had caught up may fall
+	// behind the newest before it is disconnected as a slow consumer
+	// (event: error, code slow_consumer). Default 10000.
+	MaxLag int `koanf:"max_lag"`
+	// WriteTimeout bounds one write of events to a watcher; a watcher that
+	// reads nothing for this long is disconnected. Default 30s.
+	WriteTimeout time.Duration `koanf:"write_timeout"`
 }
 
 // Sessions configures reads that carry a session token.

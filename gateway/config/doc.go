@@ -1,16 +1,20 @@
-// Package config loads and validates the configuration of one geogate region
-// (CONTRACT.md "Configuration").
+// Package config loads and validates the configuration of one geogate
+// region: the YAML file, GEOGATE_* environment variables and flags of
+// `geogate serve`.
 //
 // A configuration is assembled from layers, each overriding the one before:
 //
 //  1. built-in defaults (see Default);
-//  2. the YAML file (--config FILE);
+//  2. the YAML file (--config FILE, else $GEOGATE_CONFIG);
 //  3. environment variables GEOGATE_<KEY>: the key upper-cased, nesting
 //     written "__" (GEOGATE_HTTP__LISTEN is http.listen, GEOGATE_DATA_DIR is
-//     data_dir); GEOGATE_CONFIG names the file when no path is given, and
-//     variables whose first key is neither a key nor a likely misspelling
-//     of one (GEOGATE_URL of the client verbs) are not configuration and
-//     are ignored;
+//     data_dir). A single "_" for a dot works too when exactly one key fits
+//     the name (GEOGATE_HTTP_LISTEN, GEOGATE_LOG_LEVEL); a name that several
+//     keys would fit is refused with the spelling of each, and one that
+//     starts as a section does but fits no key (GEOGATE_LOG_LEVL) is an
+//     unknown key. GEOGATE_CONFIG names the file, and variables whose first
+//     key is neither a key nor a likely misspelling of one (GEOGATE_URL of
+//     the client verbs) are not configuration and are ignored;
 //  4. command-line flags that the user actually set (RegisterFlags), the
 //     generic --set key.path=value last.
 //

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/geogate/geogate/internal/schema"
 	"github.com/geogate/geogate/rules"
 )
 
@@ -159,7 +162,7 @@ func Load(path string, environ []string, flags *pflag.FlagSet) (*Config, error) 
 	if err != nil {
 		return nil, errors.Join(append(problems, err)...)
 	}
-	c.fileOrder = idx.regions
+	c.file, c.fileOrder = path, idx.regions
 	c.Complete()
 	if err := c.Validate(); err != nil {
 		locateRuleProblems(err, path, c)
@@ -209,6 +212,7 @@ func defaultValues() map[string]any {
 		},
 		"conflicts": map[string]any{"retention": 100000, "max_age": "168h"},
 		"sessions":  map[string]any{"default_wait": "2s", "max_wait": "30s"},
+		"watch":     map[string]any{"retention": 1000000, "heartbeat": "5s", "max_lag": 10000, "write_timeout": "30s"},
 		"log":       map[string]any{"level": "info", "format": "text"},
 		"storage":   map[string]any{"min_free_bytes": "512MiB"},
 	}
@@ -244,9 +248,14 @@ func readFile(path string) (map[string]any, yamlIndex, error) {
 }
 
 // readEnv reads the GEOGATE_* variables of environ into a nested map and
-// reports its unknown keys.
+// reports its unknown keys. A name is the key upper-cased with "__" for
+// each dot (GEOGATE_HTTP__LISTEN); a name that is no key so written but
+// names exactly one key with single underscores for some of its dots
+// (GEOGATE_HTTP_LISTEN, GEOGATE_LOG_LEVEL) sets that key; one that could
+// name several is refused with the spellings of each.
 func readEnv(environ []string) (map[string]any, []error, error) {
 	names := map[string]string{}
+	var problems []error
 	m, err := env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
 		EnvironFunc: func() []string { return environ },
@@ -255,7 +264,11 @@ func readEnv(environ []string) (map[string]any, []error, error) {
 			if rest == "" || name == EnvConfigFile {
 				return "", nil
 			}
-			key := strings.ReplaceAll(strings.ToLower(rest), "__", ".")
+			key, err := envKey(strings.ToLower(rest), envKeyPaths)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("config: environment %s: %w", name, err))
+				return "", nil
+			}
 			names[key] = name
 			return key, parseValue(value)
 		},
@@ -263,10 +276,90 @@ func readEnv(environ []string) (map[string]any, []error, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: environment: %w", err)
 	}
-	m = dropForeign(dropNils(m))
-	return m, checkKeys(m, func(key string) string {
+	m = dropNils(m)
+	// A name that starts as a section does but names no key
+	// (GEOGATE_LOG_LEVL) is a misspelling, not another program's variable.
+	for k := range m {
+		head, _, ok := strings.Cut(k, "_")
+		if _, known := envKeyPaths[k]; known || !ok || envKeyPaths[head] != reflect.Struct {
+			continue
+		}
+		problems = append(problems, &UnknownKeyError{Key: k, Source: "environment " + names[k], Suggestion: nearestEnvKey(k)})
+		delete(m, k)
+	}
+	m = dropForeign(m)
+	return m, append(problems, checkKeys(m, func(key string) string {
 		return "environment " + nearestName(names, key)
-	}), nil
+	})...), nil
+}
+
+// envKeyPaths are the key paths an environment variable can name with
+// single underscores, each with the kind of its value: every key of
+// Config and of its nested sections (reflect.Struct), not the entries of
+// its maps and lists (regions.<r>.http needs "__").
+var envKeyPaths = func() map[string]reflect.Kind {
+	out := map[string]reflect.Kind{}
+	var walk func(t reflect.Type, path string)
+	walk = func(t reflect.Type, path string) {
+		for _, f := range schema.Fields(t, keyTag) {
+			p := schema.Join(path, f.Key)
+			out[p] = f.Type.Kind()
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, p)
+			}
+		}
+	}
+	walk(configType, "")
+	return out
+}()
+
+// nearestEnvKey returns the key whose name with single underscores is
+// closest to name (a likely misspelling), or "".
+func nearestEnvKey(name string) string {
+	flat := map[string]string{}
+	for p := range envKeyPaths {
+		flat[strings.ReplaceAll(p, ".", "_")] = p
+	}
+	return flat[schema.Nearest(name, slices.Collect(maps.Keys(flat)))]
+}
+
+// envKey returns the key path an environment variable names (rest: the
+// name after the prefix, lower-cased). Read with "__" as dots, rest names
+// a key of paths, or an entry of a map or list key: that is the key.
+// Otherwise it is the one key of paths whose dots, each written "_" or
+// "__", spell rest; with none, the "__" reading is returned (an unknown
+// key, or not configuration at all); with several, an error naming the
+// spelling of each.
+func envKey(rest string, paths map[string]reflect.Kind) (string, error) {
+	key := strings.ReplaceAll(rest, "__", ".")
+	if _, ok := paths[key]; ok {
+		return key, nil
+	}
+	for p := key; strings.Contains(p, "."); {
+		p = p[:strings.LastIndexByte(p, '.')]
+		if k, ok := paths[p]; ok && k != reflect.Struct {
+			return key, nil
+		}
+	}
+	flat := strings.ReplaceAll(key, ".", "_")
+	var found []string
+	for p := range paths {
+		if strings.ReplaceAll(p, ".", "_") == flat {
+			found = append(found, p)
+		}
+	}
+	slices.Sort(found)
+	switch len(found) {
+	case 0:
+		return key, nil
+	case 1:
+		return found[0], nil
+	}
+	spell := make([]string, len(found))
+	for i, p := range found {
+		spell[i] = fmt.Sprintf("%s%s (%s)", EnvPrefix, strings.ToUpper(strings.ReplaceAll(p, ".", "__")), p)
+	}
+	return "", fmt.Errorf("could name %s: write the one you mean", strings.Join(spell, " or "))
 }
 
 // readFlags reads the flags of RegisterFlags that the user set (never a
@@ -326,7 +419,11 @@ func readSetFlags(flags *pflag.FlagSet) (map[string]any, []error, error) {
 
 // checkKeys reports every unknown key of one layer, located by where.
 func checkKeys(m map[string]any, where func(key string) string) []error {
-	paths, suggestions := unknownKeys(m)
+	var layer yaml.Node
+	if err := layer.Encode(m); err != nil {
+		return []error{fmt.Errorf("config: %w", err)}
+	}
+	paths, suggestions := unknownKeys(&layer)
 	out := make([]error, len(paths))
 	for i, p := range paths {
 		out[i] = &UnknownKeyError{Key: p, Source: where(p), Suggestion: suggestions[i]}
@@ -368,7 +465,7 @@ func dropNils(m map[string]any) map[string]any {
 // reported.
 func dropForeign(m map[string]any) map[string]any {
 	for k := range m {
-		if _, ok := fieldByTag(configType, k); !ok && nearestTag(configType, k) == "" {
+		if _, ok := schema.Lookup(configType, keyTag, k); !ok && schema.Nearest(k, schema.Keys(configType, keyTag)) == "" {
 			delete(m, k)
 		}
 	}

@@ -94,7 +94,8 @@ func TestPrecedence(t *testing.T) {
 		{"unrelated env and flags leave file value", "http: {listen: 127.0.0.1:8001}\n",
 			[]string{"GEOGATE_LOG__LEVEL=warn", "HOME=/root", "GEOGATEX=1"}, []string{"--hub=eu-west"}, listen, "127.0.0.1:8001"},
 		{"foreign GEOGATE_ variables are not keys", "http: {listen: 127.0.0.1:8001}\n",
-			[]string{"GEOGATE_URL=http://127.0.0.1:7101", "GEOGATE_TEST_LOG=1", "GEOGATE_BENCH=1", "GEOGATE_STORE_CRASH_CHILD=x"},
+			[]string{"GEOGATE_URL=http://127.0.0.1:7101", "GEOGATE_TEST_LOG=1", "GEOGATE_BENCH=1", "GEOGATE_STORE_CRASH_CHILD=x",
+				"GEOGATE_TOKEN=t", "GEOGATE_CA=/ca.pem", "GEOGATE_TESTBED_LONG=1"},
 			nil, listen, "127.0.0.1:8001"},
 		{"no layer sets it: derived default", "", nil, nil, listen, "127.0.0.1:7101"},
 		{"single underscore stays", "data_dir: /file\n", []string{"GEOGATE_DATA_DIR=/env"}, nil,
@@ -104,6 +105,13 @@ func TestPrecedence(t *testing.T) {
 		{"log level file", "log: {level: debug}\n", nil, nil, level, "debug"},
 		{"log level unset flag default does not clobber file", "log: {level: debug}\n", nil, []string{"--region=us-east"}, level, "debug"},
 		{"log level env", "log: {level: debug}\n", []string{"GEOGATE_LOG__LEVEL=warn"}, nil, level, "warn"},
+		{"log level env, single underscore", "log: {level: debug}\n", []string{"GEOGATE_LOG_LEVEL=warn"}, nil, level, "warn"},
+		{"listen env, single underscore", "http: {listen: 127.0.0.1:8001}\n",
+			[]string{"GEOGATE_HTTP_LISTEN=127.0.0.1:8002"}, nil, listen, "127.0.0.1:8002"},
+		{"single underscores for some dots", "", []string{"GEOGATE_HTTP_TLS__CERT_FILE=/c.pem", "GEOGATE_HTTP__TLS_KEY_FILE=/k.pem"}, nil,
+			func(c *Config) any { return c.HTTP.TLS.CertFile + " " + c.HTTP.TLS.KeyFile }, "/c.pem /k.pem"},
+		{"single underscores, key with underscores", "", []string{"GEOGATE_REPLICATION_MAX_CLOCK_SKEW=7s"}, nil,
+			func(c *Config) any { return c.Replication.MaxClockSkew }, 7 * time.Second},
 		{"log level flag", "log: {level: debug}\n", []string{"GEOGATE_LOG__LEVEL=warn"}, []string{"--log-level=error"}, level, "error"},
 		{"--set after named flags", "", nil, []string{"--log-level=error", "--set", "log.level=debug"}, level, "debug"},
 		{"embedded false in file survives unset flag default true", "nats: {embedded: false}\n", nil, nil,
@@ -247,12 +255,17 @@ func TestDefaults(t *testing.T) {
 			StreamMaxAge: 168 * time.Hour, StreamMaxBytes: 1 << 30, Batch: 256, AckWait: 5 * time.Second, LogMode: LogModeOutbox},
 		Conflicts: Conflicts{Retention: 100000, MaxAge: 168 * time.Hour},
 		Sessions:  Sessions{DefaultWait: 2 * time.Second, MaxWait: 30 * time.Second},
+		Watch:     Watch{Retention: 1000000, Heartbeat: 5 * time.Second, MaxLag: 10000, WriteTimeout: 30 * time.Second},
 		Log:       Log{Level: "info", Format: "text"},
 		Storage:   Storage{MinFreeBytes: 512 << 20},
 		Rules:     []rules.Spec{{Name: "default", Match: "true", Strategy: "lww"}},
 		fileOrder: []string{"us-east", "eu-west", "ap-south"},
 	}
 	c.checked = nil // the cache of rules.Check, not a setting
+	if c.File() == "" {
+		t.Error("File() is empty for a config loaded from a file")
+	}
+	c.file = "" // where it came from, not a setting
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
@@ -329,7 +342,7 @@ func TestConfigFileSources(t *testing.T) {
 	dir := t.TempDir()
 	path := writeConfig(t, dir, baseYAML+"log: {level: warn}\n")
 	c, err := Load("", []string{EnvConfigFile + "=" + path}, nil)
-	if err != nil || c.Log.Level != "warn" {
+	if err != nil || c.Log.Level != "warn" || c.File() != path {
 		t.Fatalf("GEOGATE_CONFIG: %v, %+v", err, c)
 	}
 	other := writeConfig(t, dir, baseYAML+"log: {level: error}\n")
@@ -339,12 +352,15 @@ func TestConfigFileSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err = Load("", []string{EnvConfigFile + "=" + path}, fs)
-	if err != nil || c.Log.Level != "error" {
+	if err != nil || c.Log.Level != "error" || c.File() != other {
 		t.Fatalf("--config over GEOGATE_CONFIG: %v, %+v", err, c)
 	}
 	c, err = Load(path, nil, fs)
-	if err != nil || c.Log.Level != "warn" {
+	if err != nil || c.Log.Level != "warn" || c.File() != path {
 		t.Fatalf("path argument over --config: %v, %+v", err, c)
+	}
+	if c, err := Load("", []string{"GEOGATE_REGION=us-east", "GEOGATE_REGIONS={us-east: {http: 'http://127.0.0.1:1', nats: 'nats://127.0.0.1:2'}}"}, nil); err != nil || c.File() != "" {
+		t.Fatalf("no file: %v, file %q", err, c.File())
 	}
 }
 
@@ -432,5 +448,42 @@ func TestStreamModeWithSyncAlways(t *testing.T) {
 	c := mustLoad(t, baseYAML+"replication: {log_mode: stream}\nnats: {sync: always}\n", nil, nil)
 	if c.Replication.LogMode != LogModeStream || c.NATS.SyncInterval() != 0 {
 		t.Fatalf("log_mode %q, sync interval %v", c.Replication.LogMode, c.NATS.SyncInterval())
+	}
+}
+
+// TestEnvKey checks how an environment variable's name maps to a key when
+// single underscores stand for dots: only when exactly one key fits, and
+// a name that fits several is refused with the spelling of each.
+func TestEnvKey(t *testing.T) {
+	paths := map[string]reflect.Kind{
+		"a": reflect.Struct, "a.b_c": reflect.String, "a_b": reflect.Struct, "a_b.c": reflect.String,
+		"a.d": reflect.String, "m": reflect.Map, "x_y": reflect.String,
+	}
+	for rest, want := range map[string]string{
+		"a__b_c":    "a.b_c",   // written with "__": as written
+		"a_b__c":    "a_b.c",   // likewise
+		"a_d":       "a.d",     // one key fits
+		"x_y":       "x_y",     // a key with an underscore
+		"m__k_1__z": "m.k_1.z", // entries of a map are as written
+		"a__zz":     "a.zz",    // unknown below a section: reported later
+		"other":     "other",   // not configuration: dropped later
+	} {
+		got, err := envKey(rest, paths)
+		if err != nil || got != want {
+			t.Errorf("envKey(%q) = %q, %v; want %q", rest, got, err, want)
+		}
+	}
+	_, err := envKey("a_b_c", paths)
+	if err == nil || !strings.Contains(err.Error(), "GEOGATE_A__B_C (a.b_c)") || !strings.Contains(err.Error(), "GEOGATE_A_B__C (a_b.c)") {
+		t.Fatalf("envKey(a_b_c) = %v; want an error naming both spellings", err)
+	}
+	// The real schema has no name two keys fit.
+	seen := map[string]string{}
+	for p := range envKeyPaths {
+		flat := strings.ReplaceAll(p, ".", "_")
+		if q, dup := seen[flat]; dup {
+			t.Errorf("keys %s and %s are both GEOGATE_%s", p, q, strings.ToUpper(flat))
+		}
+		seen[flat] = p
 	}
 }

@@ -206,6 +206,16 @@ func (c *Config) Validate() error {
 	}
 	positive(add, "conflicts.max_age", c.Conflicts.MaxAge)
 
+	// watch
+	if c.Watch.Retention < 1 {
+		add("watch.retention", "%d must be positive", c.Watch.Retention)
+	}
+	if c.Watch.MaxLag < 1 {
+		add("watch.max_lag", "%d must be positive", c.Watch.MaxLag)
+	}
+	positive(add, "watch.heartbeat", c.Watch.Heartbeat)
+	positive(add, "watch.write_timeout", c.Watch.WriteTimeout)
+
 	// sessions
 	positive(add, "sessions.default_wait", c.Sessions.DefaultWait)
 	positive(add, "sessions.max_wait", c.Sessions.MaxWait)

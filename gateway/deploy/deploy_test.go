@@ -22,6 +22,7 @@ import (
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/gateway/deploy"
 	"github.com/geogate/geogate/gateway/pki"
+	"github.com/geogate/geogate/internal/wait"
 )
 
 func freeBase(t *testing.T) int {
@@ -177,13 +178,7 @@ func TestWriteRunsAsWritten(t *testing.T) {
 			if s := do("PUT", nodes[0].URL+"/v1/kv/k", `{"v":1}`); s != 200 {
 				t.Fatalf("PUT at a: %d", s)
 			}
-			deadline := time.Now().Add(15 * time.Second)
-			for do("GET", nodes[1].URL+"/v1/kv/k", "") != 200 {
-				if time.Now().After(deadline) {
-					t.Fatal("the write at a did not reach b")
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			wait.For(t, 15*time.Second, "the write at a to reach b", func() bool { return do("GET", nodes[1].URL+"/v1/kv/k", "") == 200 })
 		})
 	}
 }

@@ -3,11 +3,14 @@ package wan
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/geogate/geogate/internal/wait"
 )
 
 // echoServer accepts connections and writes back whatever it reads.
@@ -235,13 +238,7 @@ func TestDropCutsConnections(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("a chunk got through with drop = 1")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for p.Stats().Dropped == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("stats = %+v, want one dropped connection", p.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "one dropped connection", func() bool { return p.Stats().Dropped > 0 })
 }
 
 func TestBandwidthCapRoughlyHonoured(t *testing.T) {
@@ -254,13 +251,7 @@ func TestBandwidthCapRoughlyHonoured(t *testing.T) {
 	if _, err := c.Write(buf); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for p.Stats().BytesUp < total {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d bytes arrived", p.Stats().BytesUp, total)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, 20*time.Second, fmt.Sprintf("all %d bytes to arrive", total), func() bool { return p.Stats().BytesUp >= total })
 	elapsed := time.Since(start)
 	throughput := float64(total) / elapsed.Seconds()
 	if throughput > 2*capBps {

@@ -1,7 +1,6 @@
 package link
 
 import (
-	"context"
 	"time"
 )
 
@@ -25,15 +24,3 @@ func (b *backoff) next() time.Duration {
 
 // reset forgets past failures.
 func (b *backoff) reset() { b.cur = 0 }
-
-// sleepCtx waits d or until ctx is done; it reports whether d elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

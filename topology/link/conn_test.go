@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,5 +85,46 @@ func TestLogAsyncErrors(t *testing.T) {
 		t.Errorf("err = %v, want %v", attrs["err"], nats.ErrSlowConsumer)
 	case attrs["conn"].String() != "slow-one" || attrs["subject"].String() != "slow":
 		t.Errorf("conn %q subject %q, want slow-one and slow", attrs["conn"], attrs["subject"])
+	}
+}
+
+// TestConnConfig checks the options every geogate connection gets from its
+// ConnConfig, and that a reply comes back under the inbox prefix.
+func TestConnConfig(t *testing.T) {
+	s := startTestServer(t, "a", -1, t.TempDir())
+	nc, err := Connect(s.ClientURL(), ConnConfig{Name: "one", Peer: true, Timeout: 1500 * time.Millisecond,
+		Credentials: Credentials{InboxPrefix: "_GEO_INBOX.r"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	o := nc.Opts
+	if o.Name != "one" || o.MaxReconnect != -1 || o.ReconnectWait != 250*time.Millisecond || o.PingInterval != 5*time.Second ||
+		o.MaxPingsOut != 3 || o.Timeout != 1500*time.Millisecond || !o.IgnoreAuthErrorAbort || o.InboxPrefix != "_GEO_INBOX.r" ||
+		o.AsyncErrorCB == nil || o.RetryOnFailedConnect {
+		t.Fatalf("options %+v", o)
+	}
+	sub, err := nc.Subscribe("echo", func(m *nats.Msg) { m.Respond([]byte(m.Reply)) }) //nolint:errcheck // the request fails if lost
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // closing
+	reply, err := nc.Request("echo", nil, 5*time.Second)
+	if err != nil || !strings.HasPrefix(string(reply.Data), "_GEO_INBOX.r.") {
+		t.Fatalf("reply subject %q, %v; want it under _GEO_INBOX.r", reply.Data, err)
+	}
+
+	// A server that is not there: Connect fails, unless in the background.
+	dead := "nats://127.0.0.1:1"
+	if _, err := Connect(dead, ConnConfig{Name: "dead"}); err == nil || !strings.Contains(err.Error(), dead) {
+		t.Fatalf("connect to nothing: %v", err)
+	}
+	bg, err := Connect(dead, ConnConfig{Name: "later", Background: true})
+	if err != nil {
+		t.Fatalf("background connect to nothing: %v", err)
+	}
+	defer bg.Close()
+	if bg.IsConnected() || !bg.Opts.RetryOnFailedConnect {
+		t.Fatalf("background connection: connected %v, options %+v", bg.IsConnected(), bg.Opts)
 	}
 }

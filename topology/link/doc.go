@@ -31,8 +31,8 @@
 // stores one copy; beyond it the copy is stored again and the consumer's
 // per-origin watermark drops it. Order is kept by publishing on one
 // connection; a failed publish can let a later entry land first, which a
-// consumer sees as a gap. (The design's alternative, expected-last-sequence
-// on every publish, would serialise the pipeline on failures and cannot tell
+// consumer sees as a gap. (The alternative, expected-last-sequence on every
+// publish, would serialise the pipeline on failures and cannot tell
 // a crash-duplicate from a real conflict; message IDs plus watermarks cover
 // both cases.)
 //
@@ -43,9 +43,10 @@
 // receiver's own origin, a Geo-Path holding the receiver is acked unapplied,
 // and watermarks make any repeat a no-op.
 //
-// Durability of the log has two modes (PublisherConfig.Mode, DESIGN.md
-// section 4). ModeStream trims an entry on its publish ack, so the stream
-// must be synced (ServerOptions.SyncAlways, one fsync per message, or an R3
+// Durability of the log has two modes (PublisherConfig.Mode;
+// docs/architecture.md compares them, the README's Benchmarks measure
+// both). ModeStream trims an entry on its publish ack, so the stream must
+// be synced (ServerOptions.SyncAlways, one fsync per message, or an R3
 // cluster). ModeOutbox keeps an entry in the outbox until every downstream
 // consumer has acked it (the downstream region applied it durably), so the
 // server may sync lazily (ServerOptions.SyncInterval): a tail the stream

@@ -90,8 +90,8 @@ func TestPoisonEventStallsTheLink(t *testing.T) {
 }
 
 // TestMalformedMessageStallsTheLink: a message whose headers do not decode
-// (no message ID) is not terminated (the old behaviour skipped it for
-// good): the link stalls on it and says why.
+// (no message ID) is not terminated (that would skip it for good): the
+// link stalls on it and says why.
 func TestMalformedMessageStallsTheLink(t *testing.T) {
 	srv := startTestServer(t, "p", -1, t.TempDir())
 	nc := connectTest(t, srv.ClientURL())

@@ -12,6 +12,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/geogate/geogate/internal/wait"
+)
+
+// The polls of this package's tests (package wait).
+var (
+	waitFor = wait.For
+	holds   = wait.Holds
 )
 
 // memOutbox is the in-memory twin of the store's outbox: a slice under a
@@ -181,31 +189,6 @@ func checkOrder(t *testing.T, applied []Message, origin string, n int) {
 		if wantData := fmt.Sprintf(`{"origin":%q,"oseq":%d}`, origin, want); string(m.Data) != wantData {
 			t.Fatalf("origin %s oseq %d: data %s, want %s", origin, want, m.Data, wantData)
 		}
-	}
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// holds asserts that cond stays true for d (polling), for "nothing happens"
-// checks.
-func holds(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if !cond() {
-			t.Fatalf("%s stopped holding", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/internal/wait"
 )
 
 // Link states reported by LinkStatus.State.
@@ -125,11 +126,10 @@ type LinkConfig struct {
 	// It also sizes the pipeline: 4*Batch messages are requested ahead and
 	// at most 16*Batch are delivered and not yet acked.
 	Batch int
-	// Dialer, if set, makes the connection (the testbed's WAN emulation).
-	Dialer nats.CustomDialer
-	// ConnOptions are added to the connection's options: the region's
-	// credentials and TLS settings, its inbox prefix.
-	ConnOptions []nats.Option
+	// Conn describes the connection to the peer's server: the region's
+	// credentials, a Dialer (the testbed's WAN emulation). Its Name and
+	// Logger default to the link's, and it is always a Peer connection.
+	Conn ConnConfig
 	// Logger receives the link's log; nil discards it.
 	Logger *slog.Logger
 	// Clock is the link's time for lag and heartbeat times, stalls and
@@ -433,30 +433,22 @@ func (l *Link) Run(ctx context.Context) error {
 			return nil
 		}
 		l.log.Warn("link session ended, retrying", "err", err)
-		if !sleepCtx(ctx, bo.next()) {
+		if wait.Sleep(ctx, bo.next()) != nil {
 			return nil
 		}
 	}
 }
 
 func (l *Link) connect() (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name(fmt.Sprintf("geogate link %s<-%s", l.cfg.Region, l.cfg.Peer)),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.PingInterval(5 * time.Second),
-		nats.MaxPingsOutstanding(3),
-		LogAsyncErrors(l.log),
+	c := l.cfg.Conn
+	if c.Name == "" {
+		c.Name = fmt.Sprintf("geogate link %s<-%s", l.cfg.Region, l.cfg.Peer)
 	}
-	if l.cfg.Dialer != nil {
-		opts = append(opts, nats.SetCustomDialer(l.cfg.Dialer))
+	if c.Logger == nil {
+		c.Logger = l.log
 	}
-	opts = append(opts, l.cfg.ConnOptions...)
-	nc, err := nats.Connect(l.cfg.URL, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", l.cfg.URL, err)
-	}
-	return nc, nil
+	c.Peer = true
+	return Connect(l.cfg.URL, c)
 }
 
 // errConsumerLost reports that the consumer info found the consumer or its
@@ -505,7 +497,7 @@ func (l *Link) session(ctx context.Context, nc *nats.Conn, bo *backoff) error {
 		l.mu.Lock()
 		l.ready = false
 		l.mu.Unlock()
-		if !sleepCtx(ctx, bo.next()) {
+		if wait.Sleep(ctx, bo.next()) != nil {
 			return nil
 		}
 	}
@@ -547,7 +539,7 @@ func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *b
 		} else {
 			l.log.Warn("create consumer", "stream", l.stream, "consumer", l.consumer, "err", err)
 		}
-		if !sleepCtx(ctx, bo.next()) {
+		if wait.Sleep(ctx, bo.next()) != nil {
 			return nil, ctx.Err()
 		}
 	}
@@ -751,7 +743,7 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool)
 				return false
 			}
 			l.setBlocked(err)
-			if !sleepCtx(ctx, bo.next()) {
+			if wait.Sleep(ctx, bo.next()) != nil {
 				return false
 			}
 		}
@@ -884,9 +876,9 @@ func (l *Link) refresh(ctx context.Context, cons jetstream.Consumer, lost contex
 		case <-t.C:
 		case <-l.infoKick:
 			l.mu.Lock()
-			wait := minInfoInterval - l.now().Sub(l.lastInfo)
+			pause := minInfoInterval - l.now().Sub(l.lastInfo)
 			l.mu.Unlock()
-			if wait > 0 && !sleepCtx(ctx, wait) {
+			if pause > 0 && wait.Sleep(ctx, pause) != nil {
 				return
 			}
 		case <-ctx.Done():

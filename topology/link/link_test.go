@@ -356,7 +356,7 @@ func TestLinkRecreatesLostConsumer(t *testing.T) {
 	pub := newTestPublisher(t, "a", nca, ob)
 	rec := newRecorder()
 	dialer := &countingDialer{}
-	l, err := NewLink(LinkConfig{Region: "b", Peer: "a", URL: sa.ClientURL(), Origins: []string{"a"}, Applier: rec, Dialer: dialer})
+	l, err := NewLink(LinkConfig{Region: "b", Peer: "a", URL: sa.ClientURL(), Origins: []string{"a"}, Applier: rec, Conn: ConnConfig{Dialer: dialer}})
 	if err != nil {
 		t.Fatal(err)
 	}

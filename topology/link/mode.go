@@ -7,13 +7,13 @@ import (
 
 // Mode selects what makes a published outbox entry safe to trim: the
 // stream's publish acknowledgement (ModeStream) or every downstream region
-// having applied it (ModeOutbox). These are the two log-durability designs
-// of DESIGN.md section 4, options (a) and (b).
+// having applied it (ModeOutbox): the two ways to make the log durable that
+// docs/architecture.md compares.
 type Mode string
 
 const (
 	// ModeStream trims an outbox entry as soon as JetStream acknowledges its
-	// publish (design a). It is the default (the zero Mode means ModeStream).
+	// publish. It is the default (the zero Mode means ModeStream).
 	//
 	// Guarantee: the stream is the only copy once the ack arrives, so the
 	// stream must be durable at ack time: an embedded server with
@@ -31,7 +31,7 @@ const (
 
 	// ModeOutbox keeps an outbox entry until every downstream consumer
 	// (PublisherConfig.Downstream) has finished it, i.e. each downstream
-	// region has applied it durably and acked it (design b). The stream may
+	// region has applied it durably and acked it. The stream may
 	// then sync lazily (ServerOptions.SyncInterval, e.g. 1s): it is a
 	// transport, and the outbox, synced with each write by the store, is the
 	// durable log.
