@@ -3,6 +3,7 @@ package config
 import (
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -43,6 +44,24 @@ type Config struct {
 	// Region is this process's region name ([a-z0-9-]+); it must be a key
 	// of Regions. Required.
 	Region string `koanf:"region"`
+	// Node is this process's name among its region's nodes ([a-z0-9-]+):
+	// a key of Nodes when the region runs several. Default: the region's
+	// name (a region of one node).
+	Node string `koanf:"node"`
+	// Nodes lists the nodes of this region when it runs more than one:
+	// where each serves HTTP and, with embedded NATS, where its server
+	// takes clients and routes from the other nodes' servers. Every node's
+	// config lists the same nodes. Empty (the default): the region is this
+	// one process. Two or more: one node leads (takes writes, replicates
+	// across regions), the others follow (serve reads, forward writes);
+	// see Election and RegionLog. A region of two nodes stops when either
+	// is lost (a majority of two is two): run three or five.
+	Nodes map[string]NodeEndpoints `koanf:"nodes"`
+	// Election configures how a region's nodes choose their leader.
+	Election Election `koanf:"election"`
+	// RegionLog configures the region log, through which the leader's
+	// commits reach the followers.
+	RegionLog RegionLog `koanf:"region_log"`
 	// Regions lists every region of the deployment by name: where clients
 	// and peers reach it. Every region's config must list the same regions.
 	// Required, at least one.
@@ -129,7 +148,9 @@ type Endpoints struct {
 	// redirects and by operators. Required.
 	HTTP string `koanf:"http"`
 	// NATS is the URL (nats or tls) of the region's NATS server, from which
-	// its peers pull its replication stream. Required.
+	// its peers pull its replication stream; for a region of several
+	// nodes, every node's server, separated by commas (a peer connects to
+	// any and fails over to the others). Required.
 	NATS string `koanf:"nats"`
 	// NKey is the region's public NATS identity (an NKey user key, "U"
 	// followed by 55 characters; geogate init generates the pair). Set for
@@ -138,6 +159,52 @@ type Endpoints struct {
 	// (see the README's Security section), and this region connects with
 	// the seed in nats.nkey_seed_file.
 	NKey string `koanf:"nkey"`
+}
+
+// NodeEndpoints is where one node of a region is reached.
+type NodeEndpoints struct {
+	// HTTP is the node's client API base URL (http or https). Required.
+	HTTP string `koanf:"http"`
+	// NATS is the URL (nats or tls) of the node's embedded NATS server,
+	// where the node's own connections and the region's peers connect.
+	// Required with an embedded server; unused with nats.url.
+	NATS string `koanf:"nats"`
+	// Cluster is the URL (nats or tls) on which the node's embedded server
+	// takes routes from the other nodes' servers: together they form the
+	// region's NATS cluster, which keeps the region log, the leader lease
+	// and the region's stream on every node. Required with an embedded
+	// server; unused with nats.url.
+	Cluster string `koanf:"cluster"`
+}
+
+// Election configures how a region's nodes choose their leader: a lease
+// in a JetStream key-value bucket replicated on the nodes.
+type Election struct {
+	// LeaseTTL is how long the leader's lease lasts without renewal. The
+	// leader renews it every third of this and stops leading before it
+	// can expire; a follower looks for an expired lease every sixth of
+	// this (drawn at random between a twelfth and a sixth). So a leader
+	// that dies is replaced within about LeaseTTL plus a sixth of it, and
+	// a leader must be unable to reach a majority of the nodes for two
+	// thirds of it before it gives up. Default 3s; at least 1s.
+	LeaseTTL time.Duration `koanf:"lease_ttl"`
+}
+
+// RegionLog configures the region log: a JetStream stream replicated on
+// the region's nodes, to which the leader appends each commit before it
+// acknowledges it.
+type RegionLog struct {
+	// MaxAge is how long the log keeps an entry; a node away longer
+	// reseeds from a copy of the leader's store. Default 24h.
+	MaxAge time.Duration `koanf:"max_age"`
+	// MaxBytes bounds the log's size (the oldest entries go first).
+	// Accepts a size like "1GiB". Default 1GiB.
+	MaxBytes ByteSize `koanf:"max_bytes"`
+	// AppendTimeout bounds one append (a majority of the nodes must store
+	// it); a write whose append does not finish in time is answered 503
+	// and the leader steps down, so that a node that can reach a majority
+	// leads. Default 5s.
+	AppendTimeout time.Duration `koanf:"append_timeout"`
 }
 
 // Topology selects the region graph.
@@ -194,9 +261,12 @@ type NATS struct {
 	// replication.log_mode: outbox).
 	Sync string `koanf:"sync"`
 	// Replicas is the replica count of this region's stream GEO_<region>
-	// (and so of the consumers on it), 1 to MaxNATSReplicas. Default 1;
-	// more needs an external clustered JetStream (nats.url) with at least
-	// that many servers: the embedded server is a single node.
+	// (and so of the consumers on it), 1 to MaxNATSReplicas; for a region
+	// of several nodes also of its region log and leader lease. Default 1,
+	// or for a region of several nodes (Nodes) their number, at most
+	// MaxNATSReplicas. More than 1 needs a NATS cluster of at least that
+	// many servers: the region's nodes' embedded servers, or an external
+	// cluster (nats.url).
 	Replicas int `koanf:"replicas"`
 	// TLS is the certificate this region's NATS connections present and the
 	// CA they trust; with an embedded server, also the server's own
@@ -445,21 +515,35 @@ func (c *Config) RuleOptions() rules.Options {
 }
 
 // Complete fills every setting that defaults from other settings and is
-// still empty: data_dir, http.listen, nats.listen, nats.url (when not
-// embedded), nats.store_dir and rules. It never overwrites a value, so it is
-// idempotent. Values it cannot derive (no region, or a malformed URL) stay
+// still empty: node, data_dir, http.listen, nats.listen (from this node's
+// entry in nodes when the region lists its nodes, else from this region's
+// entry in regions), nats.url (when not embedded), nats.store_dir and
+// rules; and for a region of several nodes nats.replicas when it is 1.
+// It never overwrites another value, so it is idempotent. Values it cannot derive (no region, or a malformed URL) stay
 // empty for Validate to report. Load calls it; call it on a Config built in
 // code (start from Default) before Validate.
 func (c *Config) Complete() {
+	if c.Node == "" {
+		c.Node = c.Region
+	}
 	self, ok := c.Regions[c.Region]
-	if c.DataDir == "" && validRegionName(c.Region) {
-		c.DataDir = "./data/" + c.Region
+	httpURL, natsURL := self.HTTP, self.NATS
+	if me, isNode := c.Nodes[c.Node]; isNode {
+		httpURL, natsURL = me.HTTP, me.NATS
+	} else if len(c.Nodes) > 0 {
+		ok = false
+	}
+	if c.DataDir == "" && validRegionName(c.Node) {
+		c.DataDir = "./data/" + c.Node
 	}
 	if ok && c.HTTP.Listen == "" {
-		c.HTTP.Listen = hostPort(self.HTTP, map[string]string{"http": "80", "https": "443"})
+		c.HTTP.Listen = hostPort(httpURL, map[string]string{"http": "80", "https": "443"})
 	}
 	if ok && c.NATS.Embedded && c.NATS.Listen == "" {
-		c.NATS.Listen = hostPort(self.NATS, map[string]string{"nats": "4222", "tls": "4222"})
+		c.NATS.Listen = hostPort(natsURL, map[string]string{"nats": "4222", "tls": "4222"})
+	}
+	if n := len(c.Nodes); n > 1 && c.NATS.Replicas == 1 {
+		c.NATS.Replicas = min(n, MaxNATSReplicas)
 	}
 	if ok && !c.NATS.Embedded && c.NATS.URL == "" {
 		c.NATS.URL = self.NATS
@@ -470,6 +554,25 @@ func (c *Config) Complete() {
 	if len(c.Rules) == 0 {
 		c.Rules = DefaultRules()
 	}
+}
+
+// Clustered reports whether this region runs several nodes (Nodes lists
+// two or more): a leader and followers on a region log.
+func (c *Config) Clustered() bool { return len(c.Nodes) > 1 }
+
+// NodeNames returns the region's node names in order: Nodes' keys sorted,
+// or just Node for a region of one node.
+func (c *Config) NodeNames() []string {
+	if len(c.Nodes) == 0 {
+		return []string{c.Node}
+	}
+	return slices.Sorted(maps.Keys(c.Nodes))
+}
+
+// ClusterListen returns the host:port this node's embedded server takes
+// routes on (from nodes.<node>.cluster), or "" for a region of one node.
+func (c *Config) ClusterListen() string {
+	return hostPort(c.Nodes[c.Node].Cluster, map[string]string{"nats": "6222", "tls": "6222"})
 }
 
 // hostPort returns the host:port of a URL, the port defaulted by scheme, or

@@ -45,6 +45,13 @@ func withRegion(name, line string) string {
 	return strings.Replace(baseYAML, "regions:\n", "regions:\n  "+line+"\n", 1)
 }
 
+// threeNodes lists three nodes of us-east (without node:).
+const threeNodes = `nodes:
+  us-east-1: {http: http://127.0.0.1:7301, nats: nats://127.0.0.1:7302, cluster: nats://127.0.0.1:7303}
+  us-east-2: {http: http://127.0.0.1:7311, nats: nats://127.0.0.1:7312, cluster: nats://127.0.0.1:7313}
+  us-east-3: {http: http://127.0.0.1:7321, nats: nats://127.0.0.1:7322, cluster: nats://127.0.0.1:7323}
+`
+
 func TestErrors(t *testing.T) {
 	const rule = "rules:\n  - {name: r, match: 'true', strategy: lww}\n"
 	tests := []struct {
@@ -161,9 +168,26 @@ func TestErrors(t *testing.T) {
 		{name: "replicas above JetStream's limit", yaml: baseYAML + "nats: {url: nats://n1:4222, replicas: 6}\n",
 			field: "nats.replicas", text: "6 is out of range: must be 1 to 5"},
 		{name: "replicas with the embedded server", yaml: baseYAML + "nats: {replicas: 3}\n",
-			field: "nats.replicas", text: "3 needs a clustered JetStream, and the embedded server is a single node"},
+			field: "nats.replicas", text: "3 needs a clustered JetStream, and the embedded server of a region of one node is a single server"},
 		{name: "replicas from env with the embedded server", yaml: baseYAML, env: []string{"GEOGATE_NATS__REPLICAS=3"},
-			field: "nats.replicas", text: "use 1, or nats.url for an external cluster"},
+			field: "nats.replicas", text: "use 1, list the region's nodes (nodes), or set nats.url for an external cluster"},
+		// nodes of a region
+		{name: "node not among the nodes", yaml: baseYAML + threeNodes + "node: us-east-9\n",
+			field: "node", text: `"us-east-9" is not one of this region's nodes (us-east-1, us-east-2, us-east-3)`},
+		{name: "one node listed", yaml: baseYAML + "node: n1\nnodes:\n  n1: {http: http://127.0.0.1:7301, nats: nats://127.0.0.1:7302, cluster: nats://127.0.0.1:7303}\n",
+			field: "nodes", text: "a region of one node needs no nodes list"},
+		{name: "node without its cluster url", yaml: baseYAML + strings.Replace(threeNodes, ", cluster: nats://127.0.0.1:7313", "", 1) + "node: us-east-1\n",
+			field: "nodes.us-east-2.cluster", text: "required"},
+		{name: "two nodes on one port", yaml: baseYAML + strings.Replace(threeNodes, "7313", "7312", 1) + "node: us-east-1\n",
+			field: "nodes.us-east-2.cluster", text: "is also nodes.us-east-2.nats"},
+		{name: "bad node name", yaml: baseYAML + threeNodes + "node: us-east-1\n", args: []string{"--set", "node=East"}, field: "node"},
+		{name: "replicas above the nodes", yaml: baseYAML + threeNodes + "node: us-east-1\nnats: {replicas: 5}\n",
+			field: "nats.replicas", text: "5 exceeds the region's 3 nodes"},
+		{name: "lease too short", yaml: baseYAML + threeNodes + "node: us-east-1\nelection: {lease_ttl: 200ms}\n",
+			field: "election.lease_ttl", text: "too short: at least 1s"},
+		{name: "region log max age zero", yaml: baseYAML, env: []string{"GEOGATE_REGION_LOG__MAX_AGE=0s"}, field: "region_log.max_age"},
+		{name: "region nats list with a bad url", yaml: withRegion("eu-west", `eu-west: { http: "http://127.0.0.1:7102", nats: "nats://127.0.0.1:7202,http://x:1" }`),
+			field: "regions.eu-west.nats"},
 		{name: "replicas not a number", yaml: baseYAML, env: []string{"GEOGATE_NATS__REPLICAS=three"}, field: "nats.replicas"},
 		{name: "negative replicas from --set", yaml: baseYAML + "nats: {url: nats://n1:4222}\n", args: []string{"--set", "nats.replicas=-1"},
 			field: "nats.replicas", text: "out of range"},

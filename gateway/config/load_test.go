@@ -239,7 +239,10 @@ func TestPrecedenceProperty(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	c := mustLoad(t, baseYAML, nil, nil)
 	want := &Config{
-		Region: "us-east",
+		Region:    "us-east",
+		Node:      "us-east",
+		Election:  Election{LeaseTTL: 3 * time.Second},
+		RegionLog: RegionLog{MaxAge: 24 * time.Hour, MaxBytes: 1 << 30, AppendTimeout: 5 * time.Second},
 		Regions: map[string]Endpoints{
 			"us-east":  {HTTP: "http://127.0.0.1:7101", NATS: "nats://127.0.0.1:7201"},
 			"eu-west":  {HTTP: "http://127.0.0.1:7102", NATS: "nats://127.0.0.1:7202"},
@@ -485,5 +488,32 @@ func TestEnvKey(t *testing.T) {
 			t.Errorf("keys %s and %s are both GEOGATE_%s", p, q, strings.ToUpper(flat))
 		}
 		seen[flat] = p
+	}
+}
+
+// TestNodesDerive checks what a node of a region of several derives from
+// its entry in nodes: listeners, data directory, replicas.
+func TestNodesDerive(t *testing.T) {
+	c := mustLoad(t, baseYAML+threeNodes+"node: us-east-2\n", nil, nil)
+	if !c.Clustered() || c.Node != "us-east-2" {
+		t.Fatalf("clustered %v node %q", c.Clustered(), c.Node)
+	}
+	if c.HTTP.Listen != "127.0.0.1:7311" || c.NATS.Listen != "127.0.0.1:7312" || c.ClusterListen() != "127.0.0.1:7313" {
+		t.Errorf("listeners http %q nats %q cluster %q", c.HTTP.Listen, c.NATS.Listen, c.ClusterListen())
+	}
+	if c.DataDir != "./data/us-east-2" || c.NATS.Replicas != 3 {
+		t.Errorf("data dir %q replicas %d", c.DataDir, c.NATS.Replicas)
+	}
+	if got := c.NodeNames(); !slices.Equal(got, []string{"us-east-1", "us-east-2", "us-east-3"}) {
+		t.Errorf("node names %v", got)
+	}
+	one := mustLoad(t, baseYAML, nil, nil)
+	if one.Clustered() || one.Node != "us-east" || !slices.Equal(one.NodeNames(), []string{"us-east"}) || one.ClusterListen() != "" {
+		t.Errorf("one node: clustered %v node %q names %v cluster %q", one.Clustered(), one.Node, one.NodeNames(), one.ClusterListen())
+	}
+	// An explicit replica count below the nodes is kept.
+	two := mustLoad(t, baseYAML+threeNodes+"node: us-east-1\nnats: {replicas: 2}\n", nil, nil)
+	if two.NATS.Replicas != 2 {
+		t.Errorf("replicas %d, want 2", two.NATS.Replicas)
 	}
 }

@@ -95,14 +95,22 @@ func (c *Config) Validate() error {
 		} else {
 			httpAt[u.Host] = name
 		}
-		if u, err := checkURL(ep.NATS, "nats", "tls"); err != nil {
-			add(key+".nats", "%v", err)
-		} else if other, dup := natsAt[u.Host]; dup {
-			add(key+".nats", "%q is also regions.%s.nats", ep.NATS, other)
-		} else {
-			natsAt[u.Host] = name
+		for _, part := range strings.Split(ep.NATS, ",") {
+			part = strings.TrimSpace(part)
+			if u, err := checkURL(part, "nats", "tls"); err != nil {
+				add(key+".nats", "%v", err)
+				break
+			} else if other, dup := natsAt[u.Host]; dup && other != name {
+				add(key+".nats", "%q is also in regions.%s.nats", part, other)
+				break
+			} else {
+				natsAt[u.Host] = name
+			}
 		}
 	}
+
+	// node, nodes
+	c.validateNodes(add)
 
 	// region names and topology: the plan's own judgement.
 	topoErrs := topologyProblems(topology.Validate(order, c.TopologySpec()))
@@ -167,8 +175,10 @@ func (c *Config) Validate() error {
 	switch r := c.NATS.Replicas; {
 	case r < 1 || r > MaxNATSReplicas:
 		add("nats.replicas", "%d is out of range: must be 1 to %d (JetStream's limit)", r, MaxNATSReplicas)
-	case r > 1 && c.NATS.Embedded:
-		add("nats.replicas", "%d needs a clustered JetStream, and the embedded server is a single node: use 1, or nats.url for an external cluster of at least %d servers", r, r)
+	case r > 1 && c.NATS.Embedded && !c.Clustered():
+		add("nats.replicas", "%d needs a clustered JetStream, and the embedded server of a region of one node is a single server: use 1, list the region's nodes (nodes), or set nats.url for an external cluster of at least %d servers", r, r)
+	case r > len(c.Nodes) && c.NATS.Embedded && c.Clustered():
+		add("nats.replicas", "%d exceeds the region's %d nodes, whose embedded servers form its NATS cluster: use at most %d", r, len(c.Nodes), len(c.Nodes))
 	}
 
 	// http.tls, auth, metrics, nats.tls, nats credentials, nkeys
@@ -246,6 +256,56 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, ruleProblems(c.checkRules(opts))...)
 	return errors.Join(errs...)
+}
+
+// validateNodes checks node, nodes, election and region_log.
+func (c *Config) validateNodes(add func(string, string, ...any)) {
+	if err := topology.CheckRegion(c.Node); err != nil {
+		add("node", "%v", strings.Replace(err.Error(), "region", "node", 1))
+	}
+	switch {
+	case len(c.Nodes) == 1:
+		add("nodes", "lists one node: a region of one node needs no nodes list (remove it), a region of several lists them all")
+	case len(c.Nodes) > 1:
+		if _, ok := c.Nodes[c.Node]; !ok {
+			add("node", "%q is not one of this region's nodes (%s): set node to this process's name", c.Node, strings.Join(c.NodeNames(), ", "))
+		}
+	}
+	seen := map[string]string{}
+	for _, name := range c.NodeNames() {
+		if len(c.Nodes) < 2 {
+			break
+		}
+		ep, key := c.Nodes[name], "nodes."+name
+		if err := topology.CheckRegion(name); err != nil {
+			add(key, "%v", strings.Replace(err.Error(), "region", "node", 1))
+		}
+		check := func(field, raw string, schemes ...string) {
+			u, err := checkURL(raw, schemes...)
+			if err != nil {
+				add(key+"."+field, "%v", err)
+				return
+			}
+			if other, dup := seen[u.Host]; dup {
+				add(key+"."+field, "%q is also %s", raw, other)
+				return
+			}
+			seen[u.Host] = key + "." + field
+		}
+		check("http", ep.HTTP, "http", "https")
+		if c.NATS.Embedded {
+			check("nats", ep.NATS, "nats", "tls")
+			check("cluster", ep.Cluster, "nats", "tls")
+		}
+	}
+	if c.Election.LeaseTTL < time.Second {
+		add("election.lease_ttl", "%s is too short: at least 1s (the leader renews every third of it, and must reach a majority of the nodes in time)", c.Election.LeaseTTL)
+	}
+	positive(add, "region_log.max_age", c.RegionLog.MaxAge)
+	if c.RegionLog.MaxBytes <= 0 {
+		add("region_log.max_bytes", "%s must be positive", c.RegionLog.MaxBytes)
+	}
+	positive(add, "region_log.append_timeout", c.RegionLog.AppendTimeout)
 }
 
 // topologyProblems turns topology.Validate's error into *FieldErrors on
