@@ -85,6 +85,10 @@ type ClusterOptions struct {
 	// TLS, if set, secures the routes: the node presents its certificate
 	// and requires and verifies its peers' (ClientCAs).
 	TLS *tls.Config
+	// Secret, if set, is a password every node of the cluster knows and
+	// presents on its routes (user Name): a server of the same CA that
+	// lacks it (another region's) cannot join.
+	Secret string
 }
 
 // Reasons passed to ServerOptions.OnRefused.
@@ -171,10 +175,16 @@ func StartServer(opts ServerOptions) (*Server, error) {
 			return nil, fmt.Errorf("start nats server %q: cluster listen: %w", opts.Name, err)
 		}
 		sopts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port, NoAdvertise: true}
+		if c.Secret != "" {
+			sopts.Cluster.Username, sopts.Cluster.Password = c.Name, c.Secret
+		}
 		for _, r := range c.Routes {
 			u, err := url.Parse(r)
 			if err != nil || u.Host == "" {
 				return nil, fmt.Errorf("start nats server %q: route %q is not a URL like nats-route://host:port", opts.Name, r)
+			}
+			if c.Secret != "" {
+				u.User = url.UserPassword(c.Name, c.Secret)
 			}
 			sopts.Routes = append(sopts.Routes, u)
 		}
@@ -247,6 +257,10 @@ func (s *Server) ClusterAddr() string {
 	}
 	return ""
 }
+
+// Routes returns how many routes to other cluster nodes the server has
+// now (0 when it is not a cluster node).
+func (s *Server) Routes() int { return s.ns.NumRoutes() }
 
 // ClientURL returns the URL clients connect to, e.g. nats://127.0.0.1:4222.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }

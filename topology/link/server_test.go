@@ -1,9 +1,13 @@
 package link
 
 import (
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/geogate/geogate/internal/wait"
 )
 
 func TestStartServerPortTaken(t *testing.T) {
@@ -70,4 +74,37 @@ func TestStartServerSyncInterval(t *testing.T) {
 	if _, err := StartServer(ServerOptions{Name: "c", Port: -1, StoreDir: t.TempDir(), SyncInterval: -time.Second}); err == nil {
 		t.Error("negative sync interval accepted")
 	}
+}
+
+// TestClusterSecret: nodes that share the cluster's secret route to each
+// other; a node of the same cluster name with another secret (another
+// region's, say) is kept out.
+func TestClusterSecret(t *testing.T) {
+	var addrs []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close()
+	}
+	start := func(i int, secret string) *Server {
+		c := &ClusterOptions{Name: "r", Listen: addrs[i], Secret: secret}
+		for _, a := range addrs {
+			c.Routes = append(c.Routes, "nats-route://"+a)
+		}
+		s, err := StartServer(ServerOptions{Name: fmt.Sprintf("n%d", i), Port: -1, StoreDir: t.TempDir(), Cluster: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Shutdown)
+		return s
+	}
+	a, b := start(0, "right"), start(1, "right")
+	wait.For(t, 20*time.Second, "the two nodes with the secret to route to each other", func() bool { return a.Routes() >= 1 && b.Routes() >= 1 })
+	intruder := start(2, "wrong")
+	wait.Holds(t, 3*time.Second, "the node without the secret to stay out", func() bool {
+		return intruder.Routes() == 0 && a.Routes() == b.Routes()
+	})
 }

@@ -169,12 +169,15 @@ loop:
 			break loop
 		case <-t.C:
 		}
+		// The lease runs from when the server stored the renewal, which
+		// is after it was sent: count from the sending, to be safe.
+		sent := time.Now()
 		rctx, rcancel := context.WithTimeout(ctx, e.cfg.Renew)
 		err := e.cfg.Lease.Renew(rctx)
 		rcancel()
 		switch {
 		case err == nil:
-			renewed = time.Now()
+			renewed = sent
 		case errors.Is(err, ErrLost):
 			why = "lease lost"
 			break loop
