@@ -58,7 +58,7 @@ func newInit() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&regions, "regions", nil, "region names, comma-separated (required), e.g. us-east,eu-west,ap-south")
-	f.IntVar(&spec.Nodes, "nodes", 1, "nodes per region (only 1 for now)")
+	f.IntVar(&spec.Nodes, "nodes", 1, "nodes per region: 1, or 3 or 5 for a region that survives losing a machine (named <region>-1 ... <region>-N)")
 	f.StringVar(&spec.Topology.Kind, "topology", config.TopologyAllToAll, "all-to-all, star or circular")
 	f.StringVar(&spec.Topology.Hub, "hub", "", "star hub (default: the first region)")
 	f.IntVar(&spec.BasePort, "base-port", deploy.DefaultBasePort, "first port; the deployment uses ports P to P+99")

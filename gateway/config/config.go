@@ -249,6 +249,10 @@ type NATS struct {
 	// Listen is the embedded server's client host:port, the one peers pull
 	// from. Default: host:port of regions.<region>.nats.
 	Listen string `koanf:"listen"`
+	// ClusterListen is the host:port on which the embedded server takes
+	// routes from the other nodes' servers, for a region of several
+	// nodes. Default: host:port of nodes.<node>.cluster.
+	ClusterListen string `koanf:"cluster_listen"`
 	// URL is an external NATS server for this region (nats:// or tls://,
 	// several separated by commas), used instead of an embedded one.
 	// Default when embedded is false: regions.<region>.nats.
@@ -515,7 +519,8 @@ func (c *Config) RuleOptions() rules.Options {
 }
 
 // Complete fills every setting that defaults from other settings and is
-// still empty: node, data_dir, http.listen, nats.listen (from this node's
+// still empty: node, data_dir, http.listen, nats.listen and
+// nats.cluster_listen (from this node's
 // entry in nodes when the region lists its nodes, else from this region's
 // entry in regions), nats.url (when not embedded), nats.store_dir and
 // rules; and for a region of several nodes nats.replicas when it is 1.
@@ -542,6 +547,9 @@ func (c *Config) Complete() {
 	if ok && c.NATS.Embedded && c.NATS.Listen == "" {
 		c.NATS.Listen = hostPort(natsURL, map[string]string{"nats": "4222", "tls": "4222"})
 	}
+	if me, isNode := c.Nodes[c.Node]; isNode && c.Clustered() && c.NATS.Embedded && c.NATS.ClusterListen == "" {
+		c.NATS.ClusterListen = hostPort(me.Cluster, map[string]string{"nats": "6222", "tls": "6222"})
+	}
 	if n := len(c.Nodes); n > 1 && c.NATS.Replicas == 1 {
 		c.NATS.Replicas = min(n, MaxNATSReplicas)
 	}
@@ -567,12 +575,6 @@ func (c *Config) NodeNames() []string {
 		return []string{c.Node}
 	}
 	return slices.Sorted(maps.Keys(c.Nodes))
-}
-
-// ClusterListen returns the host:port this node's embedded server takes
-// routes on (from nodes.<node>.cluster), or "" for a region of one node.
-func (c *Config) ClusterListen() string {
-	return hostPort(c.Nodes[c.Node].Cluster, map[string]string{"nats": "6222", "tls": "6222"})
 }
 
 // hostPort returns the host:port of a URL, the port defaulted by scheme, or

@@ -498,8 +498,8 @@ func TestNodesDerive(t *testing.T) {
 	if !c.Clustered() || c.Node != "us-east-2" {
 		t.Fatalf("clustered %v node %q", c.Clustered(), c.Node)
 	}
-	if c.HTTP.Listen != "127.0.0.1:7311" || c.NATS.Listen != "127.0.0.1:7312" || c.ClusterListen() != "127.0.0.1:7313" {
-		t.Errorf("listeners http %q nats %q cluster %q", c.HTTP.Listen, c.NATS.Listen, c.ClusterListen())
+	if c.HTTP.Listen != "127.0.0.1:7311" || c.NATS.Listen != "127.0.0.1:7312" || c.NATS.ClusterListen != "127.0.0.1:7313" {
+		t.Errorf("listeners http %q nats %q cluster %q", c.HTTP.Listen, c.NATS.Listen, c.NATS.ClusterListen)
 	}
 	if c.DataDir != "./data/us-east-2" || c.NATS.Replicas != 3 {
 		t.Errorf("data dir %q replicas %d", c.DataDir, c.NATS.Replicas)
@@ -508,8 +508,8 @@ func TestNodesDerive(t *testing.T) {
 		t.Errorf("node names %v", got)
 	}
 	one := mustLoad(t, baseYAML, nil, nil)
-	if one.Clustered() || one.Node != "us-east" || !slices.Equal(one.NodeNames(), []string{"us-east"}) || one.ClusterListen() != "" {
-		t.Errorf("one node: clustered %v node %q names %v cluster %q", one.Clustered(), one.Node, one.NodeNames(), one.ClusterListen())
+	if one.Clustered() || one.Node != "us-east" || !slices.Equal(one.NodeNames(), []string{"us-east"}) || one.NATS.ClusterListen != "" {
+		t.Errorf("one node: clustered %v node %q names %v cluster %q", one.Clustered(), one.Node, one.NodeNames(), one.NATS.ClusterListen)
 	}
 	// An explicit replica count below the nodes is kept.
 	two := mustLoad(t, baseYAML+threeNodes+"node: us-east-1\nnats: {replicas: 2}\n", nil, nil)

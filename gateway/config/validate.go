@@ -155,6 +155,18 @@ func (c *Config) Validate() error {
 		if c.NATS.StoreDir == "" && c.DataDir != "" {
 			add("nats.store_dir", "required")
 		}
+		switch {
+		case c.Clustered() && c.NATS.ClusterListen == "":
+			if _, ok := c.Nodes[c.Node]; ok {
+				add("nats.cluster_listen", "required (none can be derived from nodes.%s.cluster %q)", c.Node, c.Nodes[c.Node].Cluster)
+			}
+		case c.NATS.ClusterListen != "" && !c.Clustered():
+			add("nats.cluster_listen", "set for a region of one node: routes join the servers of a region's nodes (list them in nodes), or remove it")
+		case c.NATS.ClusterListen != "":
+			if err := checkListen(c.NATS.ClusterListen); err != nil {
+				add("nats.cluster_listen", "%v", err)
+			}
+		}
 	} else if c.NATS.URL == "" {
 		if selfOK || len(c.Regions) == 0 {
 			add("nats.url", "required when nats.embedded is false")

@@ -56,7 +56,9 @@ func TestWriteRefuses(t *testing.T) {
 		want string
 	}{
 		{"non-empty dir", dir, deploy.Spec{Regions: []string{"a"}, Topology: config.Topology{Kind: "all-to-all"}}, "not empty"},
-		{"several nodes", t.TempDir(), deploy.Spec{Regions: []string{"a"}, Nodes: 3, Topology: config.Topology{Kind: "all-to-all"}}, "--nodes 3"},
+		{"too many nodes", t.TempDir(), deploy.Spec{Regions: []string{"a"}, Nodes: 10, Topology: config.Topology{Kind: "all-to-all"}}, "--nodes 10: must be 1 to 9"},
+		{"nodes beyond the ports", t.TempDir(), deploy.Spec{Regions: []string{"a", "b", "c", "d"}, Nodes: 9, Topology: config.Topology{Kind: "all-to-all"}}, "36 nodes do not fit"},
+		{"host of an unknown node", t.TempDir(), deploy.Spec{Regions: []string{"a"}, Nodes: 3, Hosts: map[string]string{"a-4": "h"}, Topology: config.Topology{Kind: "all-to-all"}}, "nor one of their nodes"},
 		{"no regions", t.TempDir(), deploy.Spec{Topology: config.Topology{Kind: "all-to-all"}}, "--regions"},
 		{"bad region", t.TempDir(), deploy.Spec{Regions: []string{"US"}, Topology: config.Topology{Kind: "all-to-all"}}, "US"},
 		{"star without hub", t.TempDir(), deploy.Spec{Regions: []string{"a", "b"}, Topology: config.Topology{Kind: "star"}}, "hub"},
@@ -180,5 +182,63 @@ func TestWriteRunsAsWritten(t *testing.T) {
 			}
 			wait.For(t, 15*time.Second, "the write at a to reach b", func() bool { return do("GET", nodes[1].URL+"/v1/kv/k", "") == 200 })
 		})
+	}
+}
+
+// TestWriteSeveralNodes: --nodes 3 writes a config per node, named
+// <region>-<k>, each naming its node and its region's three nodes, with
+// ports in their ranges, one certificate per node and one NATS seed per
+// region.
+func TestWriteSeveralNodes(t *testing.T) {
+	dir := t.TempDir()
+	nodes, err := deploy.Write(dir, deploy.Spec{Regions: []string{"a", "b"}, Nodes: 3, Topology: config.Topology{Kind: "all-to-all"},
+		BasePort: 9000, Hosts: map[string]string{"b-2": "10.0.0.9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range nodes {
+		names = append(names, n.Name+"@"+n.Region)
+	}
+	if got := strings.Join(names, " "); got != "a-1@a a-2@a a-3@a b-1@b b-2@b b-3@b" {
+		t.Fatalf("nodes %s", got)
+	}
+	if nodes[4].URL != "https://10.0.0.9:9004" {
+		t.Errorf("b-2's url %s", nodes[4].URL)
+	}
+	c, err := config.Load(nodes[4].Config, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node != "b-2" || c.Region != "b" || !c.Clustered() || len(c.Nodes) != 3 || c.NATS.Replicas != 3 {
+		t.Fatalf("b-2's config: node %q region %q nodes %v replicas %d", c.Node, c.Region, c.NodeNames(), c.NATS.Replicas)
+	}
+	if c.HTTP.Listen != "0.0.0.0:9004" || c.NATS.Listen != "0.0.0.0:9037" || c.NATS.ClusterListen != "0.0.0.0:9070" {
+		t.Errorf("b-2 listens http %s nats %s cluster %s", c.HTTP.Listen, c.NATS.Listen, c.NATS.ClusterListen)
+	}
+	if got := c.Regions["a"].NATS; got != "tls://127.0.0.1:9033,tls://127.0.0.1:9034,tls://127.0.0.1:9035" {
+		t.Errorf("region a's nats %s", got)
+	}
+	if c.NATS.NKeySeedFile != filepath.Join(dir, "nats", "b.nk") || c.HTTP.TLS.CertFile != filepath.Join(dir, "tls", "b-2.pem") {
+		t.Errorf("b-2's seed %s cert %s", c.NATS.NKeySeedFile, c.HTTP.TLS.CertFile)
+	}
+	a1, err := config.Load(nodes[0].Config, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a1.Regions["b"].NKey != c.Regions["b"].NKey || a1.NATS.NKeySeedFile != filepath.Join(dir, "nats", "a.nk") {
+		t.Errorf("a-1 sees b's nkey %s (b-2: %s), uses seed %s", a1.Regions["b"].NKey, c.Regions["b"].NKey, a1.NATS.NKeySeedFile)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "tls", "b-2.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.VerifyHostname("10.0.0.9"); err != nil {
+		t.Errorf("b-2's certificate: %v", err)
 	}
 }

@@ -43,8 +43,9 @@ func CertFile(node string) string { return "tls/" + node + ".pem" }
 // KeyFile names a node's private key (0600).
 func KeyFile(node string) string { return "tls/" + node + "-key.pem" }
 
-// SeedFile names a node's NATS NKey seed (0600).
-func SeedFile(node string) string { return "nats/" + node + ".nk" }
+// SeedFile names a region's NATS NKey seed (0600): every node of the
+// region connects with it.
+func SeedFile(region string) string { return "nats/" + region + ".nk" }
 
 // RoleTokenFile names the file holding the secret of a role's token (0600).
 func RoleTokenFile(role auth.Role) string { return "tokens/" + role.String() + ".token" }
@@ -59,7 +60,7 @@ type Material struct {
 	CAFile string
 	// Nodes maps each node to its files.
 	Nodes map[string]NodeFiles
-	// NKeys maps each node to its public NATS identity.
+	// NKeys maps each region to its public NATS identity.
 	NKeys map[string]string
 	// TokensFile is auth.tokens_file (hashes only).
 	TokensFile string
@@ -70,13 +71,18 @@ type Material struct {
 	TokenKeysFile string
 }
 
-// NodeFiles are one node's certificate, key and NKey seed.
+// NodeFiles are one node's certificate and key, and its region's NKey
+// seed.
 type NodeFiles struct {
 	CertFile, KeyFile, SeedFile string
 }
 
 // MaterialOptions shape WriteMaterial's certificates.
 type MaterialOptions struct {
+	// Regions maps each node to its region (default: the node's own
+	// name, a region of one node). The nodes of a region share its NATS
+	// identity.
+	Regions map[string]string
 	// Hosts maps each node to the hosts its certificate is valid for
 	// (default 127.0.0.1 and localhost).
 	Hosts map[string][]string
@@ -94,7 +100,7 @@ var DefaultHosts = []string{"127.0.0.1", "localhost"}
 
 // WriteMaterial writes a deployment's secret material for nodes under dir
 // (created if needed; existing files are overwritten): the CA, a
-// certificate, key and NKey seed per node, one token per role with the
+// certificate and key per node, an NKey seed per region, one token per role with the
 // tokens file of their hashes, and a token-keys file with one fresh key.
 // Secrets (keys, seeds, tokens, token keys) are written 0600, the rest
 // 0644, directories 0700.
@@ -140,23 +146,29 @@ func WriteMaterial(dir string, nodes []string, o MaterialOptions) (*Material, er
 		if err != nil {
 			return nil, err
 		}
-		f := NodeFiles{CertFile: path(CertFile(node)), KeyFile: path(KeyFile(node)), SeedFile: path(SeedFile(node))}
+		region := node
+		if r, ok := o.Regions[node]; ok {
+			region = r
+		}
+		f := NodeFiles{CertFile: path(CertFile(node)), KeyFile: path(KeyFile(node)), SeedFile: path(SeedFile(region))}
 		if err := leaf.WriteFiles(f.CertFile, f.KeyFile); err != nil {
 			return nil, err
 		}
-		kp, err := nkeys.CreateUser()
-		if err != nil {
-			return nil, fmt.Errorf("nkey of %s: %w", node, err)
-		}
-		seed, err := kp.Seed()
-		if err != nil {
-			return nil, fmt.Errorf("nkey of %s: %w", node, err)
-		}
-		if m.NKeys[node], err = kp.PublicKey(); err != nil {
-			return nil, fmt.Errorf("nkey of %s: %w", node, err)
-		}
-		if err := write(f.SeedFile, append(seed, '\n'), 0o600); err != nil {
-			return nil, err
+		if _, done := m.NKeys[region]; !done {
+			kp, err := nkeys.CreateUser()
+			if err != nil {
+				return nil, fmt.Errorf("nkey of %s: %w", region, err)
+			}
+			seed, err := kp.Seed()
+			if err != nil {
+				return nil, fmt.Errorf("nkey of %s: %w", region, err)
+			}
+			if m.NKeys[region], err = kp.PublicKey(); err != nil {
+				return nil, fmt.Errorf("nkey of %s: %w", region, err)
+			}
+			if err := write(f.SeedFile, append(seed, '\n'), 0o600); err != nil {
+				return nil, err
+			}
 		}
 		m.Nodes[node] = f
 	}
@@ -207,8 +219,8 @@ func write(path string, data []byte, perm os.FileMode) error {
 
 // Secure sets every security key of c, a config of node (whose region is
 // c.Region), to this material: HTTPS with the node's certificate, bearer
-// tokens, TLS and NKey authentication on NATS (every region's nkey; the
-// deployment's nodes are named after their regions), and the token keys.
+// tokens, TLS and NKey authentication on NATS (every region's nkey, and
+// the seed of c.Region), and the token keys.
 func (m *Material) Secure(c *config.Config, node string) {
 	f := m.Nodes[node]
 	c.HTTP.TLS = config.HTTPTLS{CertFile: f.CertFile, KeyFile: f.KeyFile}
