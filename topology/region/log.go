@@ -19,6 +19,14 @@ var ErrFenced = errors.New("the region log moved on: another node leads")
 // HeaderTerm carries the term of the leader that appended an entry.
 const HeaderTerm = "Geo-Term"
 
+// HeaderPart marks a message that is one part of an entry too large for
+// one message: "i/n" (1-based). An entry of one message has none.
+const HeaderPart = "Geo-Part"
+
+// DefaultMaxMessage is the largest message Append sends unless told
+// otherwise (NATS's default max_payload is 1MiB).
+const DefaultMaxMessage = 512 << 10
+
 // Log is the region's log: a JetStream stream replicated on the region's
 // nodes, through which the leader's commits reach the followers. Only the
 // leader appends, and every append names the sequence the leader believes
@@ -33,6 +41,7 @@ type Log struct {
 	stream  jetstream.Stream
 	name    string
 	subject string
+	maxMsg  int
 }
 
 // LogStream is the name of region's log stream; LogSubject its subject.
@@ -64,24 +73,44 @@ func OpenLog(ctx context.Context, js jetstream.JetStream, region string, replica
 			return nil, fmt.Errorf("region log of %s: %w", region, err)
 		}
 	}
-	return &Log{js: js, stream: st, name: want.Name, subject: want.Subjects[0]}, nil
+	return &Log{js: js, stream: st, name: want.Name, subject: want.Subjects[0], maxMsg: DefaultMaxMessage}, nil
 }
 
+// SetMaxMessage sets the largest message Append sends (at least 1KiB);
+// a larger entry goes in several. It must be below the servers'
+// max_payload less room for headers.
+func (l *Log) SetMaxMessage(n int) { l.maxMsg = max(n, 1<<10) }
+
 // Append appends one entry of term after sequence after (the last one the
-// caller applied; 0 for an empty log) and returns its sequence, once the
-// stream acknowledged it (a majority of the replicas hold it). It fails
-// with ErrFenced when the log's last sequence is not after.
+// caller applied; 0 for an empty log) and returns the sequence of its last
+// message, once the stream acknowledged it (a majority of the replicas
+// hold it). An entry larger than the largest message goes in several
+// consecutive messages (HeaderPart), each fenced like the first: Follow
+// delivers the entry only once all its parts are in the log, so a leader
+// deposed halfway through leaves nothing a follower applies. It fails with
+// ErrFenced when the log's last sequence is not after (or moved on between
+// parts); after any other error the outcome is unknown: the entry, or its
+// first parts, may be in the log, and the next append after the same
+// sequence is fenced if so.
 func (l *Log) Append(ctx context.Context, after, term uint64, data []byte) (uint64, error) {
-	msg := &nats.Msg{Subject: l.subject, Data: data, Header: nats.Header{HeaderTerm: {strconv.FormatUint(term, 10)}}}
-	ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(after))
-	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return 0, fmt.Errorf("%w: %v", ErrFenced, err)
+	n := max(1, (len(data)+l.maxMsg-1)/l.maxMsg)
+	for i := range n {
+		part := data[i*l.maxMsg : min(len(data), (i+1)*l.maxMsg)]
+		msg := &nats.Msg{Subject: l.subject, Data: part, Header: nats.Header{HeaderTerm: {strconv.FormatUint(term, 10)}}}
+		if n > 1 {
+			msg.Header.Set(HeaderPart, fmt.Sprintf("%d/%d", i+1, n))
 		}
-		return 0, fmt.Errorf("append to %s after %d: %w", l.name, after, err)
+		ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(after))
+		if err != nil {
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				return 0, fmt.Errorf("%w: %v", ErrFenced, err)
+			}
+			return 0, fmt.Errorf("append to %s after %d: %w", l.name, after, err)
+		}
+		after = ack.Sequence
 	}
-	return ack.Sequence, nil
+	return after, nil
 }
 
 // Last returns the log's last sequence and that entry's term (0, 0 for an
@@ -170,9 +199,14 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func([]Entry) erro
 				}
 				return
 			}
-			msgs <- m
+			select {
+			case msgs <- m:
+			case <-stopped:
+				return
+			}
 		}
 	}()
+	var parts asm
 	for {
 		m, ok := <-msgs
 		if !ok {
@@ -193,9 +227,11 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func([]Entry) erro
 			if seq != next {
 				return fmt.Errorf("%w (got %d, wanted %d)", ErrTrimmed, seq, next)
 			}
-			term, _ := strconv.ParseUint(m.Headers().Get(HeaderTerm), 10, 64)
-			batch = append(batch, Entry{Seq: seq, Term: term, Data: m.Data()})
 			next++
+			term, _ := strconv.ParseUint(m.Headers().Get(HeaderTerm), 10, 64)
+			if e, whole := parts.add(seq, term, m.Headers().Get(HeaderPart), m.Data()); whole {
+				batch = append(batch, e)
+			}
 			if len(batch) == cap(batch) {
 				break
 			}
@@ -208,8 +244,48 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func([]Entry) erro
 				break
 			}
 		}
+		if len(batch) == 0 {
+			continue
+		}
 		if err := apply(batch); err != nil {
 			return err
 		}
 	}
+}
+
+// asm reassembles entries sent in parts (HeaderPart).
+type asm struct {
+	data []byte
+	have int // parts held, 0 when none
+}
+
+// add takes one message and returns the entry it completes, if any. A
+// message without a part header is an entry; a part that does not follow
+// the parts held (a new entry's first part, or a message without parts)
+// drops them: their appender was deposed before it sent the rest, so the
+// entry was never acknowledged.
+func (a *asm) add(seq, term uint64, part string, data []byte) (Entry, bool) {
+	if part == "" {
+		a.data, a.have = a.data[:0], 0
+		return Entry{Seq: seq, Term: term, Data: data}, true
+	}
+	var i, n int
+	if _, err := fmt.Sscanf(part, "%d/%d", &i, &n); err != nil || i < 1 || i > n {
+		a.data, a.have = a.data[:0], 0
+		return Entry{}, false
+	}
+	if i != a.have+1 {
+		a.data, a.have = a.data[:0], 0
+		if i != 1 {
+			return Entry{}, false
+		}
+	}
+	a.data = append(a.data, data...)
+	a.have++
+	if i < n {
+		return Entry{}, false
+	}
+	e := Entry{Seq: seq, Term: term, Data: a.data}
+	a.data, a.have = nil, 0
+	return e, true
 }

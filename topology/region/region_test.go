@@ -13,7 +13,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"pgregory.net/rapid"
 
+	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/topology/link"
 )
 
@@ -68,21 +70,14 @@ func jsOf(t *testing.T, url string) jetstream.JetStream {
 	return js
 }
 
-// ready waits until the cluster has a JetStream meta leader (streams can be
-// made).
+// retry calls f until it succeeds (a new cluster takes a moment to elect
+// its JetStream meta leader, before which no stream can be made).
 func retry[T any](t *testing.T, what string, f func() (T, error)) T {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		v, err := f()
-		if err == nil {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var v T
+	var err error
+	wait.For(t, 30*time.Second, what, func() bool { v, err = f(); return err == nil })
+	return v
 }
 
 func TestLeaseTakeRenewExpire(t *testing.T) {
@@ -106,21 +101,21 @@ func TestLeaseTakeRenewExpire(t *testing.T) {
 	if h, ok, _ := b.Read(ctx); !ok || h != (Holder{Node: "a", Term: 1}) {
 		t.Fatalf("holder %+v %v", h, ok)
 	}
-	for range 3 { // renewals keep it past the TTL
-		time.Sleep(400 * time.Millisecond) // the lease must outlive its TTL through renewals: real time passes
-		if err := a.Renew(ctx); err != nil {
-			t.Fatal(err)
+	// Renewals keep it past its TTL: for 1.5 TTLs, a renews every 300ms
+	// and b finds it held each time.
+	renewed := time.Now()
+	wait.Holds(t, 1500*time.Millisecond, "a's renewed lease to stay a's", func() bool {
+		if time.Since(renewed) >= 300*time.Millisecond {
+			if err := a.Renew(ctx); err != nil {
+				t.Fatal(err)
+			}
+			renewed = time.Now()
 		}
-	}
+		return errors.Is(b.Acquire(ctx, 2), ErrHeld)
+	})
 	// a stops renewing: once the value expires, b takes it, and a learns
 	// it lost it.
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Acquire(ctx, 2) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the lease never expired")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "the lease to expire and b to take it", func() bool { return b.Acquire(ctx, 2) == nil })
 	if err := a.Renew(ctx); !errors.Is(err, ErrLost) {
 		t.Fatalf("renew after losing: %v, want ErrLost", err)
 	}
@@ -240,21 +235,14 @@ func TestElectorFailover(t *testing.T) {
 		return l, count
 	}
 	var first *electorNode
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.For(t, 30*time.Second, "a leader", func() bool {
 		l, count := leaderOf()
 		if count > 1 {
 			t.Fatalf("%d leaders at once", count)
 		}
-		if l != nil {
-			first = l
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no leader elected")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		first = l
+		return l != nil
+	})
 	_, h1 := first.e.Role()
 	i := map[string]int{"n1": 0, "n2": 1, "n3": 2}[first.name]
 	start := time.Now()
@@ -263,17 +251,14 @@ func TestElectorFailover(t *testing.T) {
 	servers[i].Shutdown()
 	nodes = append(nodes[:i:i], nodes[i+1:]...)
 	var second *electorNode
-	for second == nil {
+	wait.For(t, 20*time.Second, "a new leader", func() bool {
 		l, count := leaderOf()
 		if count > 1 {
 			t.Fatalf("%d leaders at once", count)
 		}
 		second = l
-		if time.Since(start) > 20*time.Second {
-			t.Fatal("no new leader")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return l != nil
+	})
 	_, h2 := second.e.Role()
 	t.Logf("%s led term %d; %s leads term %d after %s", h1.Node, h1.Term, h2.Node, h2.Term, time.Since(start).Round(time.Millisecond))
 	if h2.Term <= h1.Term {
@@ -282,5 +267,108 @@ func TestElectorFailover(t *testing.T) {
 	// The old leader's view of the log is stale: an append from it is fenced.
 	if _, err := second.log.Append(ctx, first.applied.Load(), h1.Term, []byte("late")); !errors.Is(err, ErrFenced) {
 		t.Fatalf("the deposed leader's append: %v, want ErrFenced", err)
+	}
+}
+
+// TestAsmProperty: whatever mix of whole entries, entries in parts and
+// groups of parts cut short (a leader deposed halfway) the log holds, the
+// reassembly yields exactly the whole entries, in order, with their data.
+func TestAsmProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		type msg struct {
+			part string
+			data []byte
+		}
+		var log []msg
+		var want [][]byte
+		for range rapid.IntRange(0, 30).Draw(t, "entries") {
+			data := rapid.SliceOfN(rapid.Byte(), 0, 40).Draw(t, "data")
+			n := rapid.IntRange(1, 4).Draw(t, "parts")
+			cut := n > 1 && rapid.Bool().Draw(t, "cut")
+			keep := n
+			if cut {
+				keep = rapid.IntRange(1, n-1).Draw(t, "kept")
+			}
+			size := (len(data) + n - 1) / n
+			for i := range keep {
+				lo, hi := min(len(data), i*size), min(len(data), (i+1)*size)
+				if i == n-1 {
+					hi = len(data)
+				}
+				m := msg{data: data[lo:hi]}
+				if n > 1 {
+					m.part = fmt.Sprintf("%d/%d", i+1, n)
+				}
+				log = append(log, m)
+			}
+			if !cut {
+				want = append(want, data)
+			}
+		}
+		var a asm
+		var got [][]byte
+		var seqs []uint64
+		for i, m := range log {
+			if e, ok := a.add(uint64(i+1), 1, m.part, m.data); ok {
+				got = append(got, append([]byte(nil), e.Data...))
+				seqs = append(seqs, e.Seq)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d entries, want %d", len(got), len(want))
+		}
+		for i := range want {
+			if string(got[i]) != string(want[i]) {
+				t.Fatalf("entry %d: %q, want %q", i, got[i], want[i])
+			}
+			if i > 0 && seqs[i] <= seqs[i-1] {
+				t.Fatalf("sequences out of order: %v", seqs)
+			}
+		}
+	})
+}
+
+// TestLogParts: an entry larger than a message is appended in parts and
+// followed whole; parts left by a deposed leader are skipped.
+func TestLogParts(t *testing.T) {
+	_, url := cluster(t, 1)
+	js := jsOf(t, url)
+	ctx := t.Context()
+	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 1, 0, 0) })
+	l.SetMaxMessage(1 << 10)
+	big := []byte(strings.Repeat("0123456789abcdef", 200)) // 3200 bytes: 4 parts
+	last, err := l.Append(ctx, 0, 1, big)
+	if err != nil || last != 4 {
+		t.Fatalf("append in parts: last %d, %v", last, err)
+	}
+	// A deposed leader got one part of three in, then the next leader
+	// appended its marker after it.
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: LogSubject("r"), Data: []byte("orphan"),
+		Header: nats.Header{HeaderTerm: {"1"}, HeaderPart: {"1/3"}}}, jetstream.WithExpectLastSequence(4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, 5, 2, []byte("marker")); err != nil {
+		t.Fatal(err)
+	}
+	// Appending after a stale sequence midway is fenced.
+	if _, err := l.Append(ctx, 4, 2, big); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale append in parts: %v", err)
+	}
+	var got []Entry
+	fctx, cancel := context.WithCancel(ctx)
+	err = l.Follow(fctx, 0, func(es []Entry) error {
+		for _, e := range es {
+			got = append(got, Entry{Seq: e.Seq, Term: e.Term, Data: append([]byte(nil), e.Data...)})
+		}
+		if len(got) >= 2 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || len(got) != 2 {
+		t.Fatalf("follow: %v, %d entries", err, len(got))
+	}
+	if string(got[0].Data) != string(big) || got[0].Seq != 4 || string(got[1].Data) != "marker" || got[1].Seq != 6 || got[1].Term != 2 {
+		t.Fatalf("entries: seq %d (%d bytes), seq %d %q term %d", got[0].Seq, len(got[0].Data), got[1].Seq, got[1].Data, got[1].Term)
 	}
 }
