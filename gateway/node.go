@@ -70,7 +70,8 @@ type Node struct {
 	listener net.Listener
 	server   *http.Server
 	metrics  *metrics
-	sec      *security // TLS, credentials, auth (gateway/security.go)
+	sec      *security  // TLS, credentials, auth (gateway/security.go)
+	life     *lifecycle // re-seeding, anti-entropy, tombstones (lifecycle.go)
 
 	mu    sync.Mutex
 	links map[string]*link.Link
@@ -136,6 +137,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
+	n.life = newLifecycle(n)
 	n.book = newRulebook(n, set, rulesSource(cfg, opts))
 	n.metrics.reg.MustRegister(n.sec.failures.Collector())
 	if err := n.startNATS(); err != nil {
@@ -206,6 +208,9 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 		return err
 	}
 	if err := n.serveForwards(ctx); err != nil {
+		return err
+	}
+	if err := n.life.start(ctx); err != nil {
 		return err
 	}
 	if err := n.serveClock(); err != nil {

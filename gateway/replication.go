@@ -184,6 +184,9 @@ type StatusReport struct {
 	Publisher PublisherStatus `json:"publisher"`
 	// Clock is this region's clock measured against its peers'.
 	Clock ClockStatus `json:"clock"`
+	// Lifecycle shows re-seeding, anti-entropy and tombstone collection
+	// (lifecycle.go).
+	Lifecycle LifecycleStatus `json:"lifecycle"`
 }
 
 // PublisherStatus is the publisher part of StatusReport.
@@ -206,6 +209,7 @@ func (n *Node) Status() StatusReport {
 		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Unpublished: n.Unpublished(),
 		LogMode: n.cfg.Replication.LogMode, Links: n.linkStatuses(), Rules: n.book.status(),
 		Storage: n.store.Storage(), Publisher: n.publisherStatus(), Clock: n.clockStatus(),
+		Lifecycle: n.life.status(),
 	}
 }
 

@@ -27,6 +27,8 @@ var apiRoutes = []apiRoute{
 	{"/v1/status", []string{"GET"}, handlerOf((*Node).handleStatus)},
 	{"/v1/conflicts", []string{"GET"}, handlerOf((*Node).handleConflicts)},
 	{"/v1/admin/links/{peer}/{action}", []string{"POST"}, handlerOf((*Node).handleLinkAdmin)},
+	{"/v1/admin/links/{peer}/reseed", []string{"POST"}, handlerOf((*Node).handleReseed)},
+	{"/v1/admin/snapshot", []string{"GET"}, handlerOf((*Node).handleSnapshot)},
 	{"/v1/admin/rules/explain", []string{"GET"}, handlerOf((*Node).handleExplain)},
 	{"/v1/openapi.json", []string{"GET", "HEAD"}, func(*Node) http.Handler { return http.HandlerFunc(serveOpenAPI) }},
 	{"/healthz", []string{"GET", "HEAD"}, handlerOf((*Node).handleHealth)},

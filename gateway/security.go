@@ -139,6 +139,7 @@ func natsNames() topology.Names {
 	return topology.Names{
 		Stream: link.StreamName, StreamSubjects: link.StreamSubjects, Consumer: link.ConsumerName,
 		Heartbeat: link.HeartbeatSubject, Forward: forwardSubject, Clock: clockSubject, Inbox: inboxPrefix,
+		Lifecycle: lifecycleSubject,
 	}
 }
 

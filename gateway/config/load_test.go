@@ -244,13 +244,16 @@ func TestDefaults(t *testing.T) {
 		NATS:       NATS{Embedded: true, Listen: "127.0.0.1:7201", StoreDir: filepath.Join("data", "us-east", "nats"), Sync: "1s", Replicas: 1},
 		Durability: Durability{Sync: true},
 		Replication: Replication{MaxClockSkew: 5 * time.Second, Heartbeat: time.Second,
-			StreamMaxAge: 168 * time.Hour, StreamMaxBytes: 1 << 30, Batch: 256, AckWait: 5 * time.Second, LogMode: LogModeOutbox},
-		Conflicts: Conflicts{Retention: 100000, MaxAge: 168 * time.Hour},
-		Sessions:  Sessions{DefaultWait: 2 * time.Second, MaxWait: 30 * time.Second},
-		Log:       Log{Level: "info", Format: "text"},
-		Storage:   Storage{MinFreeBytes: 512 << 20},
-		Rules:     []rules.Spec{{Name: "default", Match: "true", Strategy: "lww"}},
-		fileOrder: []string{"us-east", "eu-west", "ap-south"},
+			StreamMaxAge: 168 * time.Hour, StreamMaxBytes: 1 << 30, Batch: 256, AckWait: 5 * time.Second, LogMode: LogModeOutbox,
+			ReseedAfter: 30 * time.Second},
+		Conflicts:   Conflicts{Retention: 100000, MaxAge: 168 * time.Hour},
+		Sessions:    Sessions{DefaultWait: 2 * time.Second, MaxWait: 30 * time.Second},
+		Log:         Log{Level: "info", Format: "text"},
+		Storage:     Storage{MinFreeBytes: 512 << 20},
+		Tombstones:  Tombstones{Grace: 24 * time.Hour, Interval: time.Hour},
+		AntiEntropy: AntiEntropy{Interval: time.Minute, ScrubInterval: 24 * time.Hour},
+		Rules:       []rules.Spec{{Name: "default", Match: "true", Strategy: "lww"}},
+		fileOrder:   []string{"us-east", "eu-west", "ap-south"},
 	}
 	c.checked = nil // the cache of rules.Check, not a setting
 	if !reflect.DeepEqual(c, want) {
