@@ -56,6 +56,10 @@ type AntiEntropyStatus struct {
 	// Corrupt lists the keys whose stored record failed its checksum and
 	// awaits a repair.
 	Corrupt []string `json:"corrupt,omitempty"`
+	// Compared counts tree nodes compared with peers, Repaired the records
+	// merges from peers changed here (geogate_antientropy_*_total).
+	Compared uint64 `json:"ranges_compared"`
+	Repaired uint64 `json:"keys_repaired"`
 }
 
 // Limits of one comparison.
@@ -162,7 +166,7 @@ func (lc *lifecycle) compareWith(ctx context.Context, peer string) error {
 			}
 			theirs = append(theirs, rep.Digests...)
 		}
-		lc.m.compared.Add(float64(len(ids)))
+		lc.m.compared.Add(uint64(len(ids)))
 		var next []uint32
 		var differ []int
 		for i := range ids {
@@ -249,7 +253,7 @@ func (lc *lifecycle) repairBuckets(ctx context.Context, peer string, buckets []u
 			return err
 		}
 		changed, _, err := s.MergeRecords(ctx, recs, true)
-		lc.m.repaired.Add(float64(changed))
+		lc.m.repaired.Add(uint64(changed))
 		if err != nil {
 			return err
 		}
@@ -330,7 +334,7 @@ func (lc *lifecycle) repairSuspects(ctx context.Context) {
 			continue
 		}
 		changed, _, err := lc.n.store.MergeRecords(ctx, recs, true)
-		lc.m.repaired.Add(float64(changed))
+		lc.m.repaired.Add(uint64(changed))
 		if err != nil {
 			lc.log.Warn("repair of corrupt records", "peer", peer, "err", err)
 			continue
@@ -346,7 +350,8 @@ func (lc *lifecycle) repairSuspects(ctx context.Context) {
 
 // aeStatus reports anti-entropy's state.
 func (lc *lifecycle) aeStatus() AntiEntropyStatus {
-	st := AntiEntropyStatus{IntervalSeconds: lc.n.cfg.AntiEntropy.Interval.Seconds(), Differing: map[string]int{}}
+	st := AntiEntropyStatus{IntervalSeconds: lc.n.cfg.AntiEntropy.Interval.Seconds(), Differing: map[string]int{},
+		Compared: lc.m.compared.Load(), Repaired: lc.m.repaired.Load()}
 	st.Corrupt, _ = lc.n.store.Suspects()
 	slices.Sort(st.Corrupt)
 	lc.mu.Lock()

@@ -244,7 +244,7 @@ func (lc *lifecycle) handle(req lifeRequest) (lifeReply, error) {
 			return lifeReply{}, err
 		}
 		changed, skipped, err := s.MergeRecords(context.Background(), recs, true)
-		lc.m.repaired.Add(float64(changed))
+		lc.m.repaired.Add(uint64(changed))
 		return lifeReply{Changed: changed, Skipped: skipped}, err
 	case opRecords:
 		recs, err := s.Records(req.Names)

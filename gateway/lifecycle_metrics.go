@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geogate/geogate/store"
@@ -9,8 +11,8 @@ import (
 // lifecycleMetrics are the lifecycle's Prometheus metrics, registered on
 // the node's registry.
 type lifecycleMetrics struct {
-	compared        prometheus.Counter
-	repaired        prometheus.Counter
+	// compared and repaired are read by their counters and by the status.
+	compared, repaired atomic.Uint64
 	aeLastFull      prometheus.Gauge
 	aeRounds        *prometheus.CounterVec
 	reseeds         *prometheus.CounterVec
@@ -20,8 +22,6 @@ type lifecycleMetrics struct {
 
 func newLifecycleMetrics(n *Node, lc *lifecycle) *lifecycleMetrics {
 	m := &lifecycleMetrics{
-		compared:        prometheus.NewCounter(prometheus.CounterOpts{Name: "geogate_antientropy_ranges_compared_total", Help: "Digest-tree nodes (key ranges of hashed buckets) compared with peers."}),
-		repaired:        prometheus.NewCounter(prometheus.CounterOpts{Name: "geogate_antientropy_keys_repaired_total", Help: "Records anti-entropy changed here by merging a peer's copy (lost, altered or corrupt records)."}),
 		aeLastFull:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "geogate_antientropy_last_full_round_timestamp_seconds", Help: "When this region last compared its records with every peer it pulls from without an error."}),
 		aeRounds:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_antientropy_comparisons_total", Help: "Comparisons with a peer, by result."}, []string{"result"}),
 		reseeds:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geogate_reseeds_total", Help: "Re-seeds from a peer's snapshot, by peer and result."}, []string{"peer", "result"}),
@@ -31,7 +31,11 @@ func newLifecycleMetrics(n *Node, lc *lifecycle) *lifecycleMetrics {
 	s := n.store
 	life := func() store.LifecycleStats { return s.LifecycleStats() }
 	for _, c := range []prometheus.Collector{
-		m.compared, m.repaired, m.aeLastFull, m.aeRounds, m.reseeds, m.tombstonesHeld, m.snapshotsServed,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "geogate_antientropy_ranges_compared_total", Help: "Digest-tree nodes (key ranges of hashed buckets) compared with peers."},
+			func() float64 { return float64(m.compared.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "geogate_antientropy_keys_repaired_total", Help: "Records anti-entropy changed here by merging a peer's copy (lost, altered or corrupt records)."},
+			func() float64 { return float64(m.repaired.Load()) }),
+		m.aeLastFull, m.aeRounds, m.reseeds, m.tombstonesHeld, m.snapshotsServed,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "geogate_tombstones_collected_total", Help: "Records removed by tombstone collection."},
 			func() float64 { return float64(life().Collected) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "geogate_corrupt_records_found_total", Help: "Stored records found failing their checksum (not served; repaired from a peer)."},
