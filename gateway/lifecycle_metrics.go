@@ -13,11 +13,11 @@ import (
 type lifecycleMetrics struct {
 	// compared and repaired are read by their counters and by the status.
 	compared, repaired atomic.Uint64
-	aeLastFull      prometheus.Gauge
-	aeRounds        *prometheus.CounterVec
-	reseeds         *prometheus.CounterVec
-	tombstonesHeld  prometheus.Gauge
-	snapshotsServed prometheus.Counter
+	aeLastFull         prometheus.Gauge
+	aeRounds           *prometheus.CounterVec
+	reseeds            *prometheus.CounterVec
+	tombstonesHeld     prometheus.Gauge
+	snapshotsServed    prometheus.Counter
 }
 
 func newLifecycleMetrics(n *Node, lc *lifecycle) *lifecycleMetrics {
