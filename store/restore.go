@@ -36,7 +36,8 @@ func DirEmpty(dir string) (bool, error) {
 // watermarks to the snapshot's positions (MergeSnapshot), and closes it.
 // The restored region therefore never reuses a dot of the actor the
 // snapshot was taken from (Riak KV679), and its links resume from the
-// snapshot's positions. On failure the directory is emptied again.
+// snapshot's positions. On failure the directory is emptied again (removed
+// if Restore created it).
 func Restore(ctx context.Context, opts Options, path string) (RestoreResult, error) {
 	empty, err := DirEmpty(opts.Dir)
 	if err != nil {
@@ -45,6 +46,8 @@ func Restore(ctx context.Context, opts Options, path string) (RestoreResult, err
 	if !empty {
 		return RestoreResult{}, fmt.Errorf("restore into %s: %w: restore only fills an empty data directory", opts.Dir, ErrNotEmpty)
 	}
+	_, statErr := os.Stat(opts.Dir)
+	created := errors.Is(statErr, os.ErrNotExist)
 	f, err := os.Open(path)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("restore: %w", err)
@@ -67,7 +70,11 @@ func Restore(ctx context.Context, opts Options, path string) (RestoreResult, err
 		err = cerr
 	}
 	if err != nil {
-		_ = removeContents(opts.Dir)
+		if created {
+			_ = os.RemoveAll(opts.Dir)
+		} else {
+			_ = removeContents(opts.Dir)
+		}
 		return RestoreResult{Snapshot: merged, Actor: actor}, fmt.Errorf("restore from %s: %w", path, err)
 	}
 	return RestoreResult{Snapshot: merged, Actor: actor}, nil
