@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +25,9 @@ type FaultEvent struct {
 	Took time.Duration `json:"took"`
 	// Err is the action's error, if it failed.
 	Err string `json:"error,omitempty"`
+	// Detail says what the action did, when there is more to say (the
+	// records a corrupt fault damaged, the snapshot a backup took).
+	Detail string `json:"detail,omitempty"`
 }
 
 // faults runs a scenario's fault timeline against a deployment and its
@@ -40,14 +44,24 @@ type faults struct {
 	// past the end of the timeline.
 	life context.Context
 
+	// backupDir holds the snapshots backup faults take (backups: the
+	// latest per region); seed seeds corrupt faults.
+	backupDir string
+	backups   map[string]string
+	seed      uint64
+	// damaged counts the records corrupt faults damaged, per region.
+	damaged map[string]int
+
 	mu     sync.Mutex
 	events []FaultEvent
 	active map[int]bool // faults started and not ended
 	latest string
+	detail string // set by the action running, for its event
 }
 
 func newFaults(life context.Context, sc *Scenario, plan *topology.Plan, dep deployment, net *network, api *apiClient, log *slog.Logger) *faults {
-	return &faults{life: life, sc: sc, plan: plan, dep: dep, net: net, api: api, log: log, active: map[int]bool{}}
+	return &faults{life: life, sc: sc, plan: plan, dep: dep, net: net, api: api, log: log, active: map[int]bool{},
+		backups: map[string]string{}, damaged: map[string]int{}}
 }
 
 type faultAction struct {
@@ -129,7 +143,9 @@ func (f *faults) current() string {
 
 func (f *faults) begin(i int) {
 	f.mu.Lock()
-	f.active[i] = true
+	if k := f.sc.Faults[i].Kind(); k != "corrupt" && k != "backup" { // instantaneous: nothing to undo
+		f.active[i] = true
+	}
 	f.mu.Unlock()
 	f.act(i, "start", func() error { return f.apply(f.life, f.sc.Faults[i], true) })
 }
@@ -149,7 +165,11 @@ func (f *faults) act(i int, action string, do func() error) {
 	ft := f.sc.Faults[i]
 	t0 := time.Now()
 	err := do()
-	ev := FaultEvent{At: t0.Sub(f.start), Fault: ft.String(), Action: action, Took: time.Since(t0)}
+	f.mu.Lock()
+	detail := f.detail
+	f.detail = ""
+	f.mu.Unlock()
+	ev := FaultEvent{At: t0.Sub(f.start), Fault: ft.String(), Action: action, Took: time.Since(t0), Detail: detail}
 	if err != nil {
 		ev.Err = err.Error()
 		f.log.Error("fault action failed", "fault", ft.String(), "action", action, "err", err)
@@ -160,6 +180,23 @@ func (f *faults) act(i int, action string, do func() error) {
 	f.events = append(f.events, ev)
 	f.latest = action + " " + ft.String()
 	f.mu.Unlock()
+}
+
+func (f *faults) setDetail(d string) {
+	f.mu.Lock()
+	f.detail = d
+	f.mu.Unlock()
+}
+
+// damagedRecords returns the records corrupt faults damaged, per region.
+func (f *faults) damagedRecords() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for r, n := range f.damaged {
+		out[r] = n
+	}
+	return out
 }
 
 // linksBetween returns the plan's links between two regions, both ways.
@@ -208,7 +245,43 @@ func (f *faults) apply(ctx context.Context, ft Fault, on bool) error {
 			}
 			return nil
 		}
+		if ft.Restore {
+			file := f.backups[ft.Kill]
+			if file == "" {
+				return fmt.Errorf("no backup of %s to restore", ft.Kill)
+			}
+			if err := f.dep.restore(ctx, ft.Kill, file); err != nil {
+				return err
+			}
+			f.setDetail("restored from " + filepath.Base(file))
+		}
 		return f.dep.restart(ctx, ft.Kill)
+	case "corrupt":
+		r := ft.Corrupt.Region
+		if err := f.dep.kill(ctx, r); err != nil {
+			return err
+		}
+		rep, err := f.dep.tamper(r, ft.Corrupt.Keys, f.seed+uint64(len(f.events)))
+		if rerr := f.dep.restart(ctx, r); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.damaged[r] += len(rep.Removed) + len(rep.Altered)
+		f.mu.Unlock()
+		f.setDetail(fmt.Sprintf("removed %d and altered %d records of %s", len(rep.Removed), len(rep.Altered), r))
+		return nil
+	case "backup":
+		file := filepath.Join(f.backupDir, fmt.Sprintf("%s-%d.geosnap", ft.Backup, len(f.events)))
+		n, err := f.api.snapshot(ctx, ft.Backup, file)
+		if err != nil {
+			return err
+		}
+		f.backups[ft.Backup] = file
+		f.setDetail(fmt.Sprintf("%d records of %s", n, ft.Backup))
+		return nil
 	case "pause":
 		action := "resume"
 		if on {
