@@ -97,8 +97,8 @@ type Report struct {
 	// Lifecycle is what each region's lifecycle did (anti-entropy repairs,
 	// re-seeds, tombstones collected), read after quiescence.
 	Lifecycle map[string]LifecycleStats `json:"lifecycle,omitempty"`
-	Records    map[string]int            `json:"records"`
-	WAN        map[string]wan.Stats      `json:"wan"`
+	Records   map[string]int            `json:"records"`
+	WAN       map[string]wan.Stats      `json:"wan"`
 	// LagSamples are every lag reading, for the plots.
 	LagSamples []LagSample `json:"lag_samples"`
 }
