@@ -94,13 +94,14 @@ type Report struct {
 	Conflicts  map[string]map[string]int `json:"conflicts_by_rule"`
 	Faults     []FaultEvent              `json:"faults"`
 	Digests    map[string]string         `json:"digests"`
+	Records    map[string]int            `json:"records"`
+	WAN        map[string]wan.Stats      `json:"wan"`
+	// LagSamples are every lag reading, for the plots.
+	LagSamples []LagSample `json:"lag_samples"`
+
 	// Lifecycle is what each region's lifecycle did (anti-entropy repairs,
 	// re-seeds, tombstones collected), read after quiescence.
 	Lifecycle map[string]LifecycleStats `json:"lifecycle,omitempty"`
-	Records   map[string]int            `json:"records"`
-	WAN       map[string]wan.Stats      `json:"wan"`
-	// LagSamples are every lag reading, for the plots.
-	LagSamples []LagSample `json:"lag_samples"`
 }
 
 // Run runs a scenario: it starts the regions behind an emulated WAN, waits
