@@ -199,7 +199,7 @@ func (lc *lifecycle) serve(m *nats.Msg) {
 		respondJSON(m, lifeReply{Error: "bad request: " + err.Error()})
 		return
 	}
-	if !slices.Contains(lc.n.cfg.Peers(), req.From) {
+	if !slices.Contains(lc.n.current().cfg.Peers(), req.From) {
 		respondJSON(m, lifeReply{Error: fmt.Sprintf("%q is not a region of this deployment", req.From)})
 		return
 	}
@@ -285,7 +285,7 @@ func (lc *lifecycle) request(ctx context.Context, peer string, req lifeRequest) 
 // lifecycle requests to (re-seeding, anti-entropy, gossip).
 func (lc *lifecycle) pullPeers() []string {
 	var out []string
-	for _, e := range lc.n.plan.Inbound(lc.n.cfg.Region) {
+	for _, e := range lc.n.currentPlan().Inbound(lc.n.cfg.Region) {
 		out = append(out, e.From)
 	}
 	return out
@@ -302,7 +302,7 @@ func (lc *lifecycle) mergeTable(t map[string]report) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	for r, rep := range t {
-		if _, ok := lc.n.cfg.Regions[r]; !ok || r == lc.n.cfg.Region || rep.Applied.Check() != nil {
+		if _, ok := lc.n.current().cfg.Regions[r]; !ok || r == lc.n.cfg.Region || rep.Applied.Check() != nil {
 			continue
 		}
 		if cur, ok := lc.table[r]; !ok || rep.At > cur.At {

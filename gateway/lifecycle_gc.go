@@ -53,9 +53,9 @@ type TombstoneStatus struct {
 // filtered by.
 func (lc *lifecycle) stabilityRound() {
 	table := lc.snapshotTable()
-	reports := make([]conflict.VV, 0, len(lc.n.cfg.Regions))
+	reports := make([]conflict.VV, 0, len(lc.n.current().cfg.Regions))
 	var missing []string
-	for _, r := range lc.n.cfg.Order() {
+	for _, r := range lc.n.current().cfg.Order() {
 		rep, ok := table[r]
 		if !ok {
 			missing = append(missing, r)

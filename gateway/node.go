@@ -75,6 +75,12 @@ type Node struct {
 
 	mu    sync.Mutex
 	links map[string]*link.Link
+	// running are the links started by startLink, which a topology reload
+	// stops and starts (topology_reload.go).
+	running map[string]*runningLink
+	// topo is the regions and plan in effect once a reload changed them
+	// (nil: cfg's and plan's).
+	topo atomic.Pointer[topoState]
 	peers map[string]Peer // set by Start
 	// peerConns are connections to peers' NATS for home forwarding.
 	peerConns map[string]*nats.Conn
@@ -163,7 +169,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 
 // ruleOptions are the options every rule set of this node is compiled
 // under, at start and on reload: the config's, which Validate used.
-func (n *Node) ruleOptions() rules.Options { return n.cfg.RuleOptions() }
+func (n *Node) ruleOptions() rules.Options { return n.current().cfg.RuleOptions() }
 
 func (n *Node) rules() *rules.Set { return n.ruleSet.Load() }
 

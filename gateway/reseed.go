@@ -142,7 +142,7 @@ func (lc *lifecycle) needsReseed(peer string, now time.Time) string {
 // the link's origins) and this region's own earlier actors (which no link
 // carries); progress is the sum of this region's positions of those actors.
 func (lc *lifecycle) behind(peer string, peerApplied conflict.VV) (actors []string, progress uint64, first string) {
-	origins := lc.n.plan.FilterOrigins(lc.n.cfg.Region, peer)
+	origins := lc.n.currentPlan().FilterOrigins(lc.n.cfg.Region, peer)
 	local := lc.n.store.Applied()
 	own := lc.n.store.Actor()
 	for _, actor := range peerApplied.Actors() {
