@@ -80,7 +80,7 @@ type Node struct {
 	running map[string]*runningLink
 	// topo is the regions and plan in effect once a reload changed them
 	// (nil: cfg's and plan's).
-	topo atomic.Pointer[topoState]
+	topo  atomic.Pointer[topoState]
 	peers map[string]Peer // set by Start
 	// peerConns are connections to peers' NATS for home forwarding.
 	peerConns map[string]*nats.Conn
