@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"time"
@@ -140,55 +141,61 @@ func (lc *lifecycle) aeRound(ctx context.Context) {
 }
 
 // compareWith walks the two trees down to the buckets that differ and
-// repairs those that differed the same way last round.
+// repairs those that differed the same way last round. Each level is asked
+// for as the children of the nodes that differed on the level above
+// (opNodes with Level l and IDs the parents at level l-1), so a request
+// carries a sixteenth of the nodes it asks for.
 func (lc *lifecycle) compareWith(ctx context.Context, peer string) error {
 	s := lc.n.store
-	ids := make([]uint32, store.MerkleFanout)
-	for i := range ids {
-		ids[i] = uint32(i)
-	}
-	var mine, theirs []uint64
+	parents := []uint32{0}
 	for level := 1; level <= store.MerkleLevels; level++ {
-		var err error
-		mine, err = s.TreeNodes(level, ids)
+		ids := children(parents)
+		mine, err := s.TreeNodes(level, ids)
 		if err != nil {
 			return err
 		}
-		theirs = make([]uint64, 0, len(ids))
-		for i := 0; i < len(ids); i += maxNodesPerRequest {
-			chunk := ids[i:min(len(ids), i+maxNodesPerRequest)]
+		theirs := make([]uint64, 0, len(ids))
+		for i := 0; i < len(parents); i += maxNodesPerRequest / store.MerkleFanout {
+			chunk := parents[i:min(len(parents), i+maxNodesPerRequest/store.MerkleFanout)]
 			rep, err := lc.request(ctx, peer, lifeRequest{Op: opNodes, Level: level, IDs: chunk})
 			if err != nil {
 				return err
 			}
-			if len(rep.Digests) != len(chunk) {
+			if len(rep.Digests) != 8*store.MerkleFanout*len(chunk) {
 				return errors.New("the peer answered a different number of digests")
 			}
-			theirs = append(theirs, rep.Digests...)
+			for j := 0; j < len(rep.Digests); j += 8 {
+				theirs = append(theirs, binary.LittleEndian.Uint64(rep.Digests[j:]))
+			}
 		}
 		lc.m.compared.Add(uint64(len(ids)))
-		var next []uint32
 		var differ []int
+		parents = parents[:0:0]
 		for i := range ids {
 			if mine[i] != theirs[i] {
 				differ = append(differ, i)
-				if level < store.MerkleLevels {
-					for c := range uint32(store.MerkleFanout) {
-						next = append(next, ids[i]*store.MerkleFanout+c)
-					}
-				}
+				parents = append(parents, ids[i])
 			}
 		}
 		if level == store.MerkleLevels {
 			return lc.confirmAndRepair(ctx, peer, ids, mine, theirs, differ)
 		}
 		if len(differ) == 0 {
-			lc.confirmAndRepair(ctx, peer, nil, nil, nil, nil) //nolint:errcheck // nothing to repair
-			return nil
+			return lc.confirmAndRepair(ctx, peer, nil, nil, nil, nil) // forget what differed before
 		}
-		ids = next
 	}
 	return nil
+}
+
+// children returns the ids of the children of parents, in order.
+func children(parents []uint32) []uint32 {
+	out := make([]uint32, 0, len(parents)*store.MerkleFanout)
+	for _, p := range parents {
+		for c := range uint32(store.MerkleFanout) {
+			out = append(out, p*store.MerkleFanout+c)
+		}
+	}
+	return out
 }
 
 // confirmAndRepair keeps the buckets that differ (ids[differ[i]]) for the

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ const (
 	opGossip   = "gossip"        // exchange position tables
 	opSnapOpen = "snapshot.open" // start a snapshot session
 	opSnapNext = "snapshot.next" // the next segment of a session
-	opNodes    = "ae.nodes"      // digests of tree nodes
+	opNodes    = "ae.nodes"      // digests of the children of tree nodes
 	opKeys     = "ae.keys"       // keys of buckets, with records that differ
 	opPush     = "ae.push"       // records to merge (repair)
 	opRecords  = "records"       // records of keys
@@ -71,11 +72,12 @@ type lifeReply struct {
 	Error   string            `json:"error,omitempty"`
 	Table   map[string]report `json:"table,omitempty"`
 	Session string            `json:"session,omitempty"`
-	Digests []uint64          `json:"digests,omitempty"`
-	Keys    []wireKeyHash     `json:"keys,omitempty"`
-	Records []wireRecord      `json:"records,omitempty"`
-	Changed int               `json:"changed,omitempty"`
-	Skipped int               `json:"skipped,omitempty"`
+	// Digests are tree node digests, 8 bytes each, little-endian.
+	Digests []byte        `json:"digests,omitempty"`
+	Keys    []wireKeyHash `json:"keys,omitempty"`
+	Records []wireRecord  `json:"records,omitempty"`
+	Changed int           `json:"changed,omitempty"`
+	Skipped int           `json:"skipped,omitempty"`
 }
 
 type wireKeyHash struct {
@@ -234,8 +236,15 @@ func (lc *lifecycle) handle(req lifeRequest) (lifeReply, error) {
 		id, err := lc.snaps.open(req.From)
 		return lifeReply{Session: id}, err
 	case opNodes:
-		d, err := s.TreeNodes(req.Level, req.IDs)
-		return lifeReply{Digests: d}, err
+		if len(req.IDs) > maxNodesPerRequest/store.MerkleFanout {
+			return lifeReply{}, fmt.Errorf("%d parents asked, at most %d", len(req.IDs), maxNodesPerRequest/store.MerkleFanout)
+		}
+		d, err := s.TreeNodes(req.Level, children(req.IDs))
+		b := make([]byte, 0, 8*len(d))
+		for _, x := range d {
+			b = binary.LittleEndian.AppendUint64(b, x)
+		}
+		return lifeReply{Digests: b}, err
 	case opKeys:
 		return lc.serveKeys(req)
 	case opPush:

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -33,6 +34,16 @@ func (n *Node) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	n.life.m.snapshotsServed.Inc()
 	n.log.Info("backup snapshot served", "records", info.Records, "bytes", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// Reseed starts a re-seed of the inbound link from peer, as
+// POST /v1/admin/links/{peer}/reseed does; the result shows in Status
+// (Lifecycle.Reseeds). It fails when there is no such link or one runs.
+func (n *Node) Reseed(peer string) error {
+	if n.link(peer) == nil {
+		return fmt.Errorf("region %s has no link from %q", n.cfg.Region, peer)
+	}
+	return n.life.forceReseed(peer)
 }
 
 // handleReseed starts a re-seed of the link from peer (POST
