@@ -43,13 +43,19 @@ const merkleBits = 4
 
 // MerkleLeaf returns the bucket of key: the top bits of its xxhash, the
 // same in every region and every build.
-func MerkleLeaf(key string) uint32 { return uint32(xxhash.Sum64String(key) >> (64 - 4*MerkleLevels)) }
+func MerkleLeaf(key string) uint32 { return leafOf(xxhash.Sum64String(key)) }
+
+// leafOf is MerkleLeaf of a key whose xxhash is kh.
+func leafOf(kh uint64) uint32 { return uint32(kh >> (64 - 4*MerkleLevels)) }
 
 // RecordHash is the 64-bit digest of one stored record under key: body is
 // the record's encoding without its format byte and checksum (recordBody),
 // which is the same for equal records in every region.
-func RecordHash(key string, body []byte) uint64 {
-	return xxhash.Sum64(body) ^ bits.RotateLeft64(xxhash.Sum64String(key)*0x9E3779B97F4A7C15, 31)
+func RecordHash(key string, body []byte) uint64 { return recordHash(xxhash.Sum64String(key), body) }
+
+// recordHash is RecordHash of a key whose xxhash is kh.
+func recordHash(kh uint64, body []byte) uint64 {
+	return xxhash.Sum64(body) ^ bits.RotateLeft64(kh*0x9E3779B97F4A7C15, 31)
 }
 
 // storedHash is the digest a stored value contributes to the tree: 0 for
@@ -106,14 +112,6 @@ func newMerkleTree() *merkleTree {
 func (t *merkleTree) xorLocked(leaf uint32, delta uint64) {
 	for l := MerkleLevels; l >= 0; l-- {
 		t.levels[l][leaf>>(merkleBits*(MerkleLevels-l))] ^= delta
-	}
-}
-
-// stage records that the commit being made replaces a record whose stored
-// digest was before by one whose digest is after (0 for none). The writer's.
-func (t *merkleTree) stage(key string, before, after uint64) {
-	if before != after {
-		t.pending = append(t.pending, merkleChange{leaf: MerkleLeaf(key), delta: before ^ after})
 	}
 }
 
@@ -359,10 +357,19 @@ func (b *treeBatch) read(txn *badger.Txn, key string) (conflict.Record, error) {
 
 func (b *treeBatch) isCorrupt(key string) bool { return b.corrupt[key] }
 
-// wrote stages the change of key's stored record to stored (nil: deleted).
+// wrote stages the change of key's stored record to stored (nil: deleted),
+// which the writer has just encoded (so its checksum is not checked again,
+// and the key is hashed once for its bucket and its digest).
 func (b *treeBatch) wrote(t *merkleTree, key string, stored []byte) {
-	t.stage(key, b.before[key], storedHash(key, stored))
-	if b.corrupt[key] {
+	kh := xxhash.Sum64String(key)
+	var after uint64
+	if stored != nil {
+		after = recordHash(kh, recordBody(stored))
+	}
+	if before := b.before[key]; before != after {
+		t.pending = append(t.pending, merkleChange{leaf: leafOf(kh), delta: before ^ after})
+	}
+	if len(b.corrupt) > 0 && b.corrupt[key] {
 		b.replaced = append(b.replaced, key)
 	}
 }
