@@ -145,7 +145,13 @@ type lifecycle struct {
 	reseedMu sync.Mutex
 	// kick wakes the re-seed watcher (a forced re-seed).
 	kick chan string
+	// busy bounds the peers' requests served at once.
+	busy chan struct{}
 }
+
+// maxServing bounds the lifecycle requests a region serves at once (a
+// request beyond it waits for one to finish).
+const maxServing = 8
 
 type heardReport struct {
 	report
@@ -156,7 +162,7 @@ func newLifecycle(n *Node) *lifecycle {
 	lc := &lifecycle{
 		n: n, log: n.log.With("component", "lifecycle"),
 		table: map[string]report{}, heard: map[string]heardReport{}, reseeds: map[string]*reseedState{},
-		kick: make(chan string, 16),
+		kick: make(chan string, 16), busy: make(chan struct{}, maxServing),
 	}
 	lc.m = newLifecycleMetrics(n, lc)
 	lc.snaps = newSnapServer(lc)
@@ -210,6 +216,8 @@ func (lc *lifecycle) serve(m *nats.Msg) {
 		return
 	}
 	go func() {
+		lc.busy <- struct{}{}
+		defer func() { <-lc.busy }()
 		rep, err := lc.handle(req)
 		if err != nil {
 			rep = lifeReply{Error: err.Error()}

@@ -161,20 +161,8 @@ func (c *apiClient) snapshot(ctx context.Context, region, file string) (int64, e
 // differed in its last comparisons (summed over peers), and records
 // awaiting repair.
 func (c *apiClient) aeState(ctx context.Context, region string) (rounds, differing, corrupt int, err error) {
-	rc, err := c.region(region)
+	st, err := c.status(ctx, region)
 	if err != nil {
-		return 0, 0, 0, err
-	}
-	var st struct {
-		Lifecycle struct {
-			AntiEntropy struct {
-				Rounds    int            `json:"rounds"`
-				Differing map[string]int `json:"differing"`
-				Corrupt   []string       `json:"corrupt"`
-			} `json:"anti_entropy"`
-		} `json:"lifecycle"`
-	}
-	if err := rc.GetJSON(ctx, "/v1/status", &st); err != nil {
 		return 0, 0, 0, err
 	}
 	ae := st.Lifecycle.AntiEntropy
@@ -187,30 +175,13 @@ func (c *apiClient) aeState(ctx context.Context, region string) (rounds, differi
 // lifecycle reads the lifecycle part of region's status: records
 // anti-entropy repaired and re-seeds done.
 func (c *apiClient) lifecycle(ctx context.Context, region string) (LifecycleStats, error) {
-	rc, err := c.region(region)
+	st, err := c.status(ctx, region)
 	if err != nil {
 		return LifecycleStats{}, err
 	}
-	var st struct {
-		Lifecycle struct {
-			Reseeds map[string]struct {
-				Reseeds int `json:"reseeds"`
-			} `json:"reseeds"`
-			AntiEntropy struct {
-				Repaired uint64 `json:"keys_repaired"`
-				Compared uint64 `json:"ranges_compared"`
-			} `json:"anti_entropy"`
-			Tombstones struct {
-				Collected int `json:"collected"`
-			} `json:"tombstones"`
-		} `json:"lifecycle"`
-	}
-	if err := rc.GetJSON(ctx, "/v1/status", &st); err != nil {
-		return LifecycleStats{}, err
-	}
-	out := LifecycleStats{Repaired: st.Lifecycle.AntiEntropy.Repaired, Compared: st.Lifecycle.AntiEntropy.Compared,
-		Collected: st.Lifecycle.Tombstones.Collected}
-	for _, r := range st.Lifecycle.Reseeds {
+	l := st.Lifecycle
+	out := LifecycleStats{Repaired: l.AntiEntropy.Repaired, Compared: l.AntiEntropy.Compared, Collected: l.Tombstones.Collected}
+	for _, r := range l.Reseeds {
 		out.Reseeds += r.Reseeds
 	}
 	return out, nil

@@ -269,7 +269,7 @@ func (p *processes) tamper(region string, keys int, seed uint64) (store.TamperRe
 
 // restore runs `geogate restore FILE --config CFG` for the region.
 func (p *processes) restore(ctx context.Context, region, file string) error {
-	cmd := exec.CommandContext(ctx, p.bin, "restore", file, "--config", p.configs[region], "--force")
+	cmd := exec.CommandContext(ctx, p.bin, "restore", file, "--config", p.configs[region])
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("geogate restore for %s: %w: %s", region, err, strings.TrimSpace(string(out)))

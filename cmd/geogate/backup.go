@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/store"
@@ -173,27 +174,12 @@ func newReseed() *cobra.Command {
 				return f.explain(err)
 			}
 			for {
-				var st struct {
-					Region    string `json:"region"`
-					Lifecycle struct {
-						Reseeds map[string]struct {
-							State string `json:"state"`
-							Last  *struct {
-								At      time.Time `json:"at"`
-								Records int64     `json:"records"`
-								Changed int64     `json:"changed"`
-								Bytes   int64     `json:"bytes"`
-								Seconds float64   `json:"seconds"`
-								Error   string    `json:"error"`
-							} `json:"last"`
-						} `json:"reseeds"`
-					} `json:"lifecycle"`
-				}
-				if err := c.GetJSON(ctx, "/v1/status", &st); err != nil {
+				st, err := c.Status(ctx)
+				if err != nil {
 					return f.explain(err)
 				}
 				r := st.Lifecycle.Reseeds[from]
-				if last := r.Last; last != nil && last.At.After(started) && r.State != "reseeding" {
+				if last := r.Last; last != nil && last.At.After(started) && r.State != client.LinkReseeding {
 					if last.Error != "" {
 						return fmt.Errorf("re-seed of %s from %s failed: %s", st.Region, from, last.Error)
 					}
