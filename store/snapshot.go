@@ -337,10 +337,14 @@ func (sr *SnapshotReader) readBlock() (byte, []byte, error) {
 	if err != nil || size > maxSnapshotBlock {
 		return 0, nil, fmt.Errorf("%w: block at byte %d: bad length (%s)", ErrSnapshot, sr.n, truncation(orEOF(err), "inside a block"))
 	}
-	payload := make([]byte, size+4)
-	if _, err := io.ReadFull(sr.r, payload); err != nil {
+	// Read as the bytes come rather than allocating the length a damaged
+	// header may claim.
+	var buf bytes.Buffer
+	buf.Grow(int(min(size+4, 1<<20)))
+	if _, err := io.CopyN(&buf, sr.r, int64(size)+4); err != nil {
 		return 0, nil, fmt.Errorf("%w: block at byte %d: %s", ErrSnapshot, sr.n, truncation(err, "inside a block"))
 	}
+	payload := buf.Bytes()
 	head := binary.AppendUvarint([]byte{typ}, size)
 	crc := crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, payload[:size])
 	if crc != binary.LittleEndian.Uint32(payload[size:]) {
