@@ -69,8 +69,16 @@ const (
 	maxNodesPerRequest = 4096
 	// maxRepairBuckets bounds the buckets repaired per peer and round.
 	maxRepairBuckets = 1024
-	// repairBucketsPerRequest is how many buckets' keys go in one request.
-	repairBucketsPerRequest = 64
+	// repairRequestBytes bounds the keys (with their hashes) one repair
+	// request carries, unless one bucket alone has more; each request costs
+	// the peer a scan of its keys.
+	repairRequestBytes = 256 << 10
+	// maxReplyRecordBytes bounds the records one repair answer carries;
+	// the rest are repaired in later rounds.
+	maxReplyRecordBytes = 512 << 10
+	// maxSuspectsPerRequest bounds the corrupt records asked of a peer at
+	// once.
+	maxSuspectsPerRequest = 256
 	// maxPushBytes bounds the records pushed in one request.
 	maxPushBytes = 256 << 10
 )
@@ -241,8 +249,16 @@ func (lc *lifecycle) repairBuckets(ctx context.Context, peer string, buckets []u
 		b := store.MerkleLeaf(kh.Key)
 		byBucket[b] = append(byBucket[b], kh)
 	}
-	for i := 0; i < len(buckets); i += repairBucketsPerRequest {
-		chunk := buckets[i:min(len(buckets), i+repairBucketsPerRequest)]
+	for len(buckets) > 0 {
+		// As many buckets as keep the request within repairKeysPerRequest
+		// keys (each request costs the peer a scan of its keys).
+		n, size := 0, 0
+		for n < len(buckets) && (n == 0 || size+keyBytes(byBucket[buckets[n]]) <= repairRequestBytes) {
+			size += keyBytes(byBucket[buckets[n]])
+			n++
+		}
+		chunk := buckets[:n]
+		buckets = buckets[n:]
 		var mine []store.KeyHash
 		for _, b := range chunk {
 			mine = append(mine, byBucket[b]...)
@@ -276,6 +292,15 @@ func (lc *lifecycle) repairBuckets(ctx context.Context, peer string, buckets []u
 		}
 	}
 	return nil
+}
+
+// keyBytes estimates the wire size of keys with their hashes.
+func keyBytes(keys []store.KeyHash) int {
+	n := 0
+	for _, kh := range keys {
+		n += len(kh.Key) + 32
+	}
+	return n
 }
 
 // push sends peer this region's records of keys, for it to merge.
@@ -315,7 +340,14 @@ func (lc *lifecycle) serveKeys(req lifeRequest) (lifeReply, error) {
 	if err != nil {
 		return lifeReply{}, err
 	}
-	rep := lifeReply{Keys: make([]wireKeyHash, len(mine)), Records: toWire(recs)}
+	wire, size := toWire(recs), 0
+	for i, w := range wire {
+		if size += len(w.K) + len(w.R); size > maxReplyRecordBytes && i > 0 {
+			wire = wire[:i] // the rest in a later round
+			break
+		}
+	}
+	rep := lifeReply{Keys: make([]wireKeyHash, len(mine)), Records: wire}
 	for i, kh := range mine {
 		rep.Keys[i] = wireKeyHash{K: kh.Key, H: kh.Hash}
 	}
@@ -330,6 +362,7 @@ func (lc *lifecycle) repairSuspects(ctx context.Context) {
 		return
 	}
 	slices.Sort(keys)
+	keys = keys[:min(len(keys), maxSuspectsPerRequest)] // the rest at the next heartbeat
 	for _, peer := range lc.pullPeers() {
 		rep, err := lc.request(ctx, peer, lifeRequest{Op: opRecords, Names: keys})
 		if err != nil {
