@@ -385,6 +385,8 @@ func (lc *lifecycle) repairSuspects(ctx context.Context) {
 		if keys, _ = lc.n.store.Suspects(); len(keys) == 0 {
 			return
 		}
+		slices.Sort(keys)
+		keys = keys[:min(len(keys), maxSuspectsPerRequest)]
 	}
 }
 
