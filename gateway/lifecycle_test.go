@@ -320,8 +320,19 @@ func TestTombstonesCollected(t *testing.T) {
 			t.Errorf("%s lost a live key", n.cfg.Region)
 		}
 	}
-	// A few anti-entropy rounds later it is still gone.
-	time.Sleep(time.Second) //nolint:forbidigo // a quiet period to show nothing comes back, not synchronisation
+	// Three anti-entropy rounds later it is still gone.
+	rounds := map[*Node]int{}
+	for _, n := range nodes {
+		rounds[n] = n.Status().Lifecycle.AntiEntropy.Rounds
+	}
+	eventually(t, 10*time.Second, "three more anti-entropy rounds everywhere", func() bool {
+		for _, n := range nodes {
+			if n.Status().Lifecycle.AntiEntropy.Rounds < rounds[n]+3 {
+				return false
+			}
+		}
+		return true
+	})
 	for _, n := range nodes {
 		if got := meta(n, "gone"); got != http.StatusNotFound {
 			t.Fatalf("%s answers %d for the collected key", n.cfg.Region, got)
