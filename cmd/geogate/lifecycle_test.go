@@ -132,10 +132,13 @@ func TestLifecycleProcesses(t *testing.T) {
 	time.Sleep(5 * time.Second) //nolint:forbidigo // outlive the 3s stream retention: the condition under test, not synchronisation
 	startNode(t, eu.config, fast...)
 	eventually(t, 30*time.Second, "eu-west to rejoin after the retention", func() bool { return keys(eu) == 83 })
-	rs := status(eu)["lifecycle"].(map[string]any)["reseeds"].(map[string]any)["us-east"].(map[string]any)
-	if n, _ := rs["reseeds"].(float64); n < 1 {
-		t.Fatalf("eu-west rejoined without a re-seed? %v", rs)
-	}
+	// The records are in before the re-seed has raised the watermarks and
+	// recorded itself.
+	eventually(t, 10*time.Second, "eu-west's re-seed recorded", func() bool {
+		rs := status(eu)["lifecycle"].(map[string]any)["reseeds"].(map[string]any)["us-east"].(map[string]any)
+		n, _ := rs["reseeds"].(float64)
+		return n >= 1
+	})
 
 	// A forced re-seed, reported by the command.
 	stdout, stderr, err = runGeogate(t, "reseed", "--from", "us-east", "--url", eu.url, "--token", "@"+adminFile, "--ca", caFile)
