@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -157,7 +158,7 @@ func (s *Store) submitLifecycle(ctx context.Context, lr *lifecycleRequest) (life
 }
 
 // doLifecycle runs one lifecycle request inside the writer's transaction.
-func (s *Store) doLifecycle(st *batchState, lr *lifecycleRequest) (lifecycleResult, error) {
+func (s *Store) doLifecycle(st *batchState, lr *lifecycleRequest, stats *Stats) (lifecycleResult, error) {
 	var res lifecycleResult
 	bound := s.collection.Load()
 	for _, kr := range lr.merge {
@@ -181,6 +182,21 @@ func (s *Store) doLifecycle(st *batchState, lr *lifecycleRequest) (lifecycleResu
 		}
 		st.records[kr.Key], st.dirty[kr.Key] = after, true
 		res.Changed++
+		// Every version the merge brought is a change a watcher sees,
+		// and a new sibling is a conflict the rules judge, as if the
+		// events that made them had been applied.
+		added := false
+		for _, v := range after.Versions {
+			if !slices.ContainsFunc(before.Versions, func(b conflict.Version) bool { return b.Dot == v.Dot }) {
+				s.logChange(st, kr.Key, v.Dot.Actor, v.Dot.Counter)
+				added = true
+			}
+		}
+		if added && len(after.Versions) > 1 {
+			if err := s.observe(st, Change{Key: kr.Key, Before: before, After: after, Outcome: conflict.Outcome{Added: true}}, stats); err != nil {
+				return res, err
+			}
+		}
 	}
 	for _, key := range lr.collect {
 		rec, err := s.record(st, key)

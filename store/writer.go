@@ -364,7 +364,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 		case r.local:
 			resps[i].write, resps[i].err = s.doWrite(st, &r.mut, &stats)
 		case r.lifecycle != nil:
-			resps[i].lifecycle, resps[i].err = s.doLifecycle(st, r.lifecycle)
+			resps[i].lifecycle, resps[i].err = s.doLifecycle(st, r.lifecycle, &stats)
 		default:
 			resps[i].applied, resps[i].err = s.doApply(st, r.apply, &stats)
 		}
