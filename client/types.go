@@ -172,6 +172,80 @@ type Status struct {
 	// Peers is, from DeploymentStatus, every other region's status as this
 	// region read it.
 	Peers []PeerStatus `json:"peers,omitempty"`
+	// Lifecycle shows re-seeding, anti-entropy and tombstone collection.
+	Lifecycle LifecycleStatus `json:"lifecycle"`
+}
+
+// LifecycleStatus is the lifecycle part of a region's status.
+type LifecycleStatus struct {
+	// Reseeds maps each peer the region pulls from to its re-seeding.
+	Reseeds map[string]ReseedStatus `json:"reseeds"`
+	// AntiEntropy shows the comparisons of the region's records with its
+	// peers'.
+	AntiEntropy AntiEntropyStatus `json:"anti_entropy"`
+	// Tombstones shows tombstone collection.
+	Tombstones TombstoneStatus `json:"tombstones"`
+	// Known maps every region to the applied positions the region last
+	// heard it report.
+	Known map[string]PositionReport `json:"known"`
+}
+
+// ReseedStatus is one link's re-seeding: State is "ok", "behind" (the peer
+// has applied events the region waits for, with no progress for
+// BehindSeconds) or "reseeding".
+type ReseedStatus struct {
+	State         string     `json:"state"`
+	BehindSeconds float64    `json:"behind_seconds,omitempty"`
+	Reseeds       int        `json:"reseeds"`
+	Last          *ReseedRun `json:"last,omitempty"`
+}
+
+// ReseedRun is one re-seed from a peer's snapshot.
+type ReseedRun struct {
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason"`
+	Records int64     `json:"records"`
+	Changed int64     `json:"changed"`
+	Bytes   int64     `json:"bytes"`
+	Seconds float64   `json:"seconds"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// AntiEntropyStatus is the anti-entropy part of the lifecycle status.
+type AntiEntropyStatus struct {
+	IntervalSeconds float64    `json:"interval_seconds"`
+	Rounds          int        `json:"rounds"`
+	LastFullRound   *time.Time `json:"last_full_round,omitempty"`
+	// Differing is, per peer, how many buckets differed in the last
+	// comparison (events on their way included).
+	Differing map[string]int    `json:"differing"`
+	Errors    map[string]string `json:"errors,omitempty"`
+	// Corrupt lists keys whose stored record failed its checksum and
+	// awaits a repair.
+	Corrupt  []string `json:"corrupt,omitempty"`
+	Compared uint64   `json:"ranges_compared"`
+	Repaired uint64   `json:"keys_repaired"`
+}
+
+// TombstoneStatus is the tombstone part of the lifecycle status.
+type TombstoneStatus struct {
+	GraceSeconds float64 `json:"grace_seconds"`
+	Held         int     `json:"held"`
+	Collected    int     `json:"collected"`
+	// Stable is the causally stable vector: every dot it covers, every
+	// region has applied.
+	Stable   map[string]uint64 `json:"stable"`
+	LastScan *time.Time        `json:"last_scan,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	// Waiting lists regions whose positions have not been heard yet.
+	Waiting []string `json:"waiting,omitempty"`
+}
+
+// PositionReport is a region's applied positions as it reported them, At
+// its own clock (Unix ms).
+type PositionReport struct {
+	Applied map[string]uint64 `json:"applied"`
+	At      int64             `json:"at"`
 }
 
 // ClockStatus is a region's clock measured against its peers'.
@@ -225,6 +299,9 @@ const (
 	// LinkBlocked: applying fails (e.g. the region's disk is full); the
 	// link retries by itself.
 	LinkBlocked = "blocked"
+	// LinkReseeding: the region merges a snapshot of the peer, whose
+	// stream no longer holds events it needs; the link keeps pulling.
+	LinkReseeding = "reseeding"
 )
 
 // LinkStatus is one inbound replication link of a region.

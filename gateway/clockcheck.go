@@ -123,7 +123,7 @@ func (n *Node) watchClocks(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, peer := range n.cfg.Peers() {
+		for _, peer := range n.current().cfg.Peers() {
 			if o, ok := n.probeClock(ctx, peer); ok {
 				n.clocks.mu.Lock()
 				n.clocks.offsets[peer] = o
@@ -133,7 +133,7 @@ func (n *Node) watchClocks(ctx context.Context) {
 		}
 		n.clocks.mu.Lock()
 		was := n.clocks.refusing
-		n.clocks.refusing, n.clocks.aheadBy = aheadOfMost(n.clocks.offsets, len(n.cfg.Peers()), n.cfg.Replication.MaxClockSkew, 3*every+probeTimeout, time.Now())
+		n.clocks.refusing, n.clocks.aheadBy = aheadOfMost(n.clocks.offsets, len(n.current().cfg.Peers()), n.cfg.Replication.MaxClockSkew, 3*every+probeTimeout, time.Now())
 		refusing, by := n.clocks.refusing, n.clocks.aheadBy
 		n.clocks.mu.Unlock()
 		n.metrics.clockRefusing.Set(flag(refusing))

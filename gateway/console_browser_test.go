@@ -96,6 +96,13 @@ func until(expr string) chromedp.Action[chromedp.Void] {
 	})
 }
 
+// clickLive clicks the element selector names as soon as it exists, in one
+// step in the page: the console redraws its link graph and table every
+// second, so a node found by one DevTools call may be gone by the next.
+func clickLive(selector string) chromedp.Action[chromedp.Void] {
+	return until(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.dispatchEvent(new MouseEvent('click', {bubbles: true})); return true; })()`, selector))
+}
+
 // sel is a CSS selector of an element with a data-testid.
 func sel(testid string) string { return fmt.Sprintf(`[data-testid=%q]`, testid) }
 
@@ -153,9 +160,9 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	t.Run("pausing links shows them paused", func(t *testing.T) {
 		runIn(t, ctx, "pause r2 -> r1 from the graph",
-			chromedp.Click(chromedp.CSS(`[data-testid="edge-r2-r1"] text`)),
+			clickLive(`[data-testid="edge-r2-r1"] text`),
 			chromedp.WaitVisible(chromedp.CSS(`#link-detail [data-testid="pause-r2-r1"]`)),
-			chromedp.Click(chromedp.CSS(`#link-detail [data-testid="pause-r2-r1"]`)),
+			clickLive(`#link-detail [data-testid="pause-r2-r1"]`),
 			until(`document.querySelector('[data-testid="edge-r2-r1"]').dataset.state === 'paused'`),
 			until(`document.querySelector('[data-testid="link-detail-state"]').textContent === 'paused'`),
 		)
@@ -164,14 +171,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		// A link into another region: r1 relays the action to r3.
 		runIn(t, ctx, "pause r1 -> r3 from the table",
-			chromedp.Click(chromedp.CSS(`#links-table [data-testid="pause-r1-r3"]`)),
+			clickLive(`#links-table [data-testid="pause-r1-r3"]`),
 			until(`document.querySelector('[data-testid="edge-r1-r3"]').dataset.state === 'paused'`),
 		)
 		if st := c.Node("r3").link("r1").Status().State; st != "paused" {
 			t.Fatalf("r3's link from r1 is %s after the console paused it", st)
 		}
 		runIn(t, ctx, "resume r1 -> r3",
-			chromedp.Click(chromedp.CSS(`#links-table [data-testid="resume-r1-r3"]`)),
+			clickLive(`#links-table [data-testid="resume-r1-r3"]`),
 			until(`document.querySelector('[data-testid="edge-r1-r3"]').dataset.state === 'up'`),
 		)
 	})
@@ -184,7 +191,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		do(t, "PUT", r2+"/v1/kv/ui/conflict", []byte(`"from r2"`))
 		c.Node("r2").ResumeLink("r1")
 		runIn(t, ctx, "resume r2 -> r1 and see the conflict",
-			chromedp.Click(chromedp.CSS(`#links-table [data-testid="resume-r2-r1"]`)),
+			clickLive(`#links-table [data-testid="resume-r2-r1"]`),
 			until(`document.querySelector('[data-testid="edge-r2-r1"]').dataset.state === 'up'`),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid="conflict"][data-key="ui/conflict"]`)),
 		)

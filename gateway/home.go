@@ -65,7 +65,7 @@ func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rul
 		switch mode {
 		case rules.HomeRedirect:
 			n.metrics.forwards.WithLabelValues(mode, "ok").Inc()
-			url := n.peers[home].HTTP + r.URL.RequestURI()
+			url := n.peerAddr(home).HTTP + r.URL.RequestURI()
 			w.Header().Set("Location", url)
 			writeJSON(w, http.StatusTemporaryRedirect, map[string]string{
 				"error": fmt.Sprintf("key %q belongs to region %s; repeat the request there", mut.Key, home),
@@ -76,7 +76,7 @@ func (n *Node) routeHome(w http.ResponseWriter, r *http.Request, rule *rules.Rul
 			n.metrics.forwards.WithLabelValues(mode, "ok").Inc()
 			return true, &apiError{status: http.StatusMisdirectedRequest, code: "wrong_region",
 				msg:     fmt.Sprintf("key %q belongs to region %s; write it there", mut.Key, home),
-				details: map[string]any{"home": home, "url": n.peers[home].HTTP + r.URL.RequestURI()}}
+				details: map[string]any{"home": home, "url": n.peerAddr(home).HTTP + r.URL.RequestURI()}}
 		default:
 			reply, err := n.forward(r.Context(), home, mut, r.Header.Get(HeaderContext), n.tokens.encodeSession(session))
 			if err == nil {

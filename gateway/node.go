@@ -70,10 +70,17 @@ type Node struct {
 	listener net.Listener
 	server   *http.Server
 	metrics  *metrics
-	sec      *security // TLS, credentials, auth (gateway/security.go)
+	sec      *security  // TLS, credentials, auth (gateway/security.go)
+	life     *lifecycle // re-seeding, anti-entropy, tombstones (lifecycle.go)
 
 	mu    sync.Mutex
 	links map[string]*link.Link
+	// running are the links started by startLink, which a topology reload
+	// stops and starts (topology_reload.go).
+	running map[string]*runningLink
+	// topo is the regions and plan in effect once a reload changed them
+	// (nil: cfg's and plan's).
+	topo  atomic.Pointer[topoState]
 	peers map[string]Peer // set by Start
 	// peerConns are connections to peers' NATS for home forwarding.
 	peerConns map[string]*nats.Conn
@@ -137,6 +144,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
+	n.life = newLifecycle(n)
 	n.book = newRulebook(n, set, rulesSource(cfg, opts))
 	n.metrics.reg.MustRegister(n.sec.failures.Collector())
 	if err := n.startNATS(); err != nil {
@@ -162,7 +170,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 
 // ruleOptions are the options every rule set of this node is compiled
 // under, at start and on reload: the config's, which Validate used.
-func (n *Node) ruleOptions() rules.Options { return n.cfg.RuleOptions() }
+func (n *Node) ruleOptions() rules.Options { return n.current().cfg.RuleOptions() }
 
 func (n *Node) rules() *rules.Set { return n.ruleSet.Load() }
 
@@ -207,6 +215,9 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 		return err
 	}
 	if err := n.serveForwards(ctx); err != nil {
+		return err
+	}
+	if err := n.life.start(ctx); err != nil {
 		return err
 	}
 	if err := n.serveClock(); err != nil {

@@ -92,7 +92,17 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 		last, pending = info, nil
 		if now := fileKeys(path); now != nil {
 			if changed := changedKeys(keys, now); len(changed) > 0 && keys != nil {
-				log.Warn("config keys changed in the file; they take effect only after a restart (rules reload now)", "keys", strings.Join(changed, ", "))
+				if topologyKeys(changed) { // topology_reload.go: regions and topology reload too
+					if what, err := n.reloadTopology(ctx, path); err != nil {
+						log.Error("regions and topology reload failed; keeping the current ones", "err", err)
+					} else {
+						log.Info("regions and topology reloaded", "now", what)
+					}
+					changed = slices.DeleteFunc(changed, func(k string) bool { return topologyKeys([]string{k}) })
+				}
+				if len(changed) > 0 {
+					log.Warn("config keys changed in the file; they take effect only after a restart (rules, regions and topology reload now)", "keys", strings.Join(changed, ", "))
+				}
 			}
 			keys = now
 		}

@@ -106,20 +106,9 @@ func (n *Node) startReplication(ctx context.Context) error {
 		}
 	}()
 	for _, edge := range n.plan.Inbound(n.cfg.Region) {
-		url := n.peers[edge.From].NATS
-		lc := link.LinkConfig{
-			Region: n.cfg.Region, Peer: edge.From, URL: url, Origins: n.plan.FilterOrigins(n.cfg.Region, edge.From),
-			Applier: applier{n}, Batch: n.cfg.Replication.Batch, AckWait: n.cfg.Replication.AckWait, Logger: n.log.With("link", edge.From),
-			Conn: n.natsConn(fmt.Sprintf("geogate link %s<-%s", n.cfg.Region, edge.From), edge.From),
+		if err := n.startLink(ctx, edge.From, n.plan); err != nil { // topology_reload.go
+			return err
 		}
-		l, err := link.NewLink(lc)
-		if err != nil {
-			return fmt.Errorf("link from %s: %w", edge.From, err)
-		}
-		n.mu.Lock()
-		n.links[edge.From] = l
-		n.mu.Unlock()
-		n.goRun("link "+edge.From, l.Run, ctx)
 	}
 	return nil
 }
@@ -142,7 +131,7 @@ func (n *Node) link(peer string) *link.Link {
 
 func (n *Node) linkStatuses() []link.LinkStatus {
 	out := []link.LinkStatus{}
-	for _, edge := range n.plan.Inbound(n.cfg.Region) {
+	for _, edge := range n.currentPlan().Inbound(n.cfg.Region) {
 		if l := n.link(edge.From); l != nil {
 			out = append(out, l.Status())
 		}
@@ -173,6 +162,9 @@ type StatusReport struct {
 	Publisher PublisherStatus `json:"publisher"`
 	// Clock is this region's clock measured against its peers'.
 	Clock ClockStatus `json:"clock"`
+	// Lifecycle shows re-seeding, anti-entropy and tombstone collection
+	// (lifecycle.go).
+	Lifecycle LifecycleStatus `json:"lifecycle"`
 }
 
 // PublisherStatus is the publisher part of StatusReport.
@@ -191,10 +183,11 @@ type PublisherStatus struct {
 // Status reports the region's replication state.
 func (n *Node) Status() StatusReport {
 	return StatusReport{
-		Region: n.cfg.Region, Actor: n.store.Actor(), Topology: n.plan.Describe(), Seq: n.store.Seq(),
+		Region: n.cfg.Region, Actor: n.store.Actor(), Topology: n.currentPlan().Describe(), Seq: n.store.Seq(),
 		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Unpublished: n.Unpublished(),
 		LogMode: n.cfg.Replication.LogMode, Links: n.linkStatuses(), Rules: n.book.status(),
 		Storage: n.store.Storage(), Publisher: n.publisherStatus(), Clock: n.clockStatus(),
+		Lifecycle: n.life.status(),
 	}
 }
 
@@ -261,7 +254,7 @@ func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([
 		}
 		batch = append(batch, store.Incoming{
 			Event: ev, Raw: m.Data, Path: m.Path,
-			Forward: n.plan.Forwards(n.cfg.Region, from, conflict.RegionOf(ev.Origin())),
+			Forward: n.currentPlan().Forwards(n.cfg.Region, from, conflict.RegionOf(ev.Origin())),
 		})
 		index = append(index, i)
 	}

@@ -28,6 +28,8 @@ var apiRoutes = []apiRoute{
 	{"/v1/conflicts", []string{"GET"}, handlerOf((*Node).handleConflicts)},
 	{"/v1/watch", []string{"GET"}, func(n *Node) http.Handler { return newWatchFeed(n) }}, // watch.go
 	{"/v1/admin/links/{peer}/{action}", []string{"POST"}, func(n *Node) http.Handler { return http.HandlerFunc(newDeploymentView(n).handleLinkAdmin) }},
+	{"/v1/admin/links/{peer}/reseed", []string{"POST"}, handlerOf((*Node).handleReseed)},
+	{"/v1/admin/snapshot", []string{"GET"}, handlerOf((*Node).handleSnapshot)},
 	{"/v1/admin/rules/explain", []string{"GET"}, handlerOf((*Node).handleExplain)},
 	{"/v1/admin/rules/playground", []string{"GET", "POST"}, handlerOf((*Node).handlePlayground)}, // playground.go
 	{"/ui/{file...}", []string{"GET", "HEAD"}, func(*Node) http.Handler { return newConsole() }}, // console.go, gateway/ui

@@ -143,6 +143,7 @@ func natsNames() topology.Names {
 	return topology.Names{
 		Stream: link.StreamName, StreamSubjects: link.StreamSubjects, Consumer: link.ConsumerName,
 		Heartbeat: link.HeartbeatSubject, Forward: forwardSubject, Clock: clockSubject, Inbox: inboxPrefix,
+		Lifecycle: lifecycleSubject,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -268,4 +269,54 @@ func TestFeedEntryCodec(t *testing.T) {
 			rt.Fatalf("group with a truncated change: %v", err)
 		}
 	})
+}
+
+// observed records the changes a store's writer shows its Observer.
+type observed struct {
+	mu      sync.Mutex
+	changes []Change
+}
+
+func (o *observed) Observe(c Change) []ConflictEntry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.changes = append(o.changes, c)
+	return nil
+}
+
+// TestMergeShowsInFeed: a record that changes by a merge (a snapshot or an
+// anti-entropy repair) gets a change-log entry for every version the merge
+// brought, and a merge that leaves siblings is shown to the Observer, as
+// applying the events would have.
+func TestMergeShowsInFeed(t *testing.T) {
+	obs := &observed{}
+	us := openTest(t, "us", "", func(o *Options) { o.Observer = obs })
+	eu := openTest(t, "eu", "", nil)
+	mustWrite(t, us, Mutation{Key: "k", Value: doc(`"us"`)})
+	mustWrite(t, eu, Mutation{Key: "k", Value: doc(`"eu"`)})
+	mustWrite(t, eu, Mutation{Key: "only-eu", Value: doc(`1`)})
+	recs, err := eu.Records([]string{"k", "only-eu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := us.FeedHead()
+	if changed, _, err := us.MergeRecords(t.Context(), recs, false); err != nil || changed != 2 {
+		t.Fatalf("merge: %d changed, %v", changed, err)
+	}
+	checkFeed(t, feedOf(t, us, head, ""), head+1, []feedWant{{"k", eu.Actor(), 1}, {"only-eu", eu.Actor(), 2}})
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	var merged []Change
+	for _, c := range obs.changes {
+		if !c.Local {
+			merged = append(merged, c)
+		}
+	}
+	if len(merged) != 1 || merged[0].Key != "k" || len(merged[0].After.Versions) != 2 {
+		t.Fatalf("observer saw %+v, want k with two siblings", merged)
+	}
+	// Merging the same again changes nothing and logs nothing.
+	if changed, _, err := us.MergeRecords(t.Context(), recs, false); err != nil || changed != 0 || us.FeedHead() != head+2 {
+		t.Fatalf("merge again: %d changed, head %d, %v", changed, us.FeedHead(), err)
+	}
 }

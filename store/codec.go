@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"unicode/utf8"
 
@@ -151,7 +152,20 @@ var ErrMalformed = errors.New("malformed encoding")
 const (
 	eventV1  = 0xE1
 	recordV1 = 0xD1
+	recordV2 = 0xD2
 )
+
+// ErrChecksum is returned, wrapped together with ErrMalformed, for a stored
+// record whose checksum does not match its bytes: it was altered on disk.
+// Such a record is never served; the region repairs it from a peer.
+var ErrChecksum = errors.New("record checksum mismatch")
+
+// castagnoli is the CRC-32C table of record checksums (hardware-assisted
+// on amd64 and arm64).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// recordChecksumBytes is the size of a 0xD2 record's trailing checksum.
+const recordChecksumBytes = 4
 
 // minVersionBytes is the smallest encoded version (every field one byte),
 // bounding the version count a record of a given length may claim.
@@ -219,33 +233,72 @@ func DecodeEvent(b []byte) (conflict.Event, error) {
 // AppendRecord appends the binary encoding of r to b and returns the
 // extended slice; it is the form of a record stored under d/<key>. The
 // format is internal to the store and versioned by its first byte. Version
-// 0xD1 is, in the terms of AppendEvent:
+// 0xD2, which AppendRecord writes, is the body of version 0xD1 followed by
+// a CRC-32C (Castagnoli, little-endian) of everything before it, format
+// byte included; 0xD1, written before checksums, is, in the terms of
+// AppendEvent:
 //
 //	0xD1 count (dot.actor dot.counter deleted hlc.wall hlc.logical origin
 //	value)*count seen(conflict.AppendVV)
 //
 // Versions keep their order. r.Seen must not give the empty actor a
-// counter.
+// counter. Equal records have equal bytes.
 func AppendRecord(b []byte, r conflict.Record) []byte {
-	b = append(b, recordV1)
+	start := len(b)
+	b = append(b, recordV2)
 	b = binary.AppendUvarint(b, uint64(len(r.Versions)))
 	for _, v := range r.Versions {
 		b = appendVersionHead(b, v)
 		b = appendBytes(b, v.Value)
 	}
-	return conflict.AppendVV(b, r.Seen)
+	b = conflict.AppendVV(b, r.Seen)
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
-// DecodeRecord decodes a record written by AppendRecord. It never panics;
-// malformed input yields an error wrapping ErrMalformed. Values are not
-// validated as JSON (the store wrote them). The record does not retain b:
-// Badger's value buffers may be passed. Versions is never nil; an empty
-// Seen decodes as nil.
+// recordBody returns the part of a stored record's encoding that is the
+// same in every format version (the bytes between the format byte and the
+// checksum), or nil for bytes that are neither format. It does not verify
+// the checksum.
+func recordBody(b []byte) []byte {
+	switch {
+	case len(b) >= 1+recordChecksumBytes && b[0] == recordV2:
+		return b[1 : len(b)-recordChecksumBytes]
+	case len(b) >= 1 && b[0] == recordV1:
+		return b[1:]
+	}
+	return nil
+}
+
+// checkRecordSum verifies the checksum of a 0xD2 record (0xD1 records have
+// none).
+func checkRecordSum(b []byte) error {
+	if len(b) == 0 || b[0] != recordV2 {
+		return nil
+	}
+	if len(b) < 1+recordChecksumBytes {
+		return fmt.Errorf("%w: record shorter than its checksum", ErrMalformed)
+	}
+	n := len(b) - recordChecksumBytes
+	if crc32.Checksum(b[:n], castagnoli) != binary.LittleEndian.Uint32(b[n:]) {
+		return fmt.Errorf("%w: %w", ErrMalformed, ErrChecksum)
+	}
+	return nil
+}
+
+// DecodeRecord decodes a record written by AppendRecord (either format
+// version). It never panics: malformed input yields an error wrapping
+// ErrMalformed, and one whose checksum does not match also wraps
+// ErrChecksum. Values are not validated as JSON (the store wrote them). The
+// record does not retain b: Badger's value buffers may be passed. Versions
+// is never nil; an empty Seen decodes as nil.
 func DecodeRecord(b []byte) (conflict.Record, error) {
-	if len(b) == 0 || b[0] != recordV1 {
+	if len(b) == 0 || (b[0] != recordV1 && b[0] != recordV2) {
 		return conflict.Record{}, fmt.Errorf("decode record: %w", formatError(b))
 	}
-	r := reader{b: b[1:]}
+	if err := checkRecordSum(b); err != nil {
+		return conflict.Record{}, fmt.Errorf("decode record: %w", err)
+	}
+	r := reader{b: recordBody(b)}
 	n := r.uvarint("version count")
 	if r.err == nil && n > uint64(len(r.b))/minVersionBytes {
 		r.fail("version count")

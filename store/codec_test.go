@@ -362,16 +362,41 @@ func TestEncodingLayout(t *testing.T) {
 		t.Errorf("event encodes as\n%x\nwant\n%x", got, wantEvent)
 	}
 	tomb := conflict.Version{Dot: conflict.Dot{Actor: "a~1", Counter: 1}, Deleted: true, HLC: conflict.HLC{Wall: 1}, Origin: "a"}
-	wantRecord := []byte{
-		0xD1,
+	body := []byte{
 		2,                                       // versions
 		3, 'a', '~', '1', 1, 1, 2, 0, 1, 'a', 0, // tombstone, no value
 		3, 'b', '~', '2', 5, 0, 3, 1, 1, 'b', 3, '[', '1', ']',
 		0, // seen: empty
 	}
-	if got := AppendRecord(nil, conflict.Record{Versions: []conflict.Version{tomb, ev.Version}}); !bytes.Equal(got, wantRecord) {
+	wantRecord := append([]byte{0xD2}, body...)
+	wantRecord = append(wantRecord, 0x12, 0x55, 0xb7, 0xed) // CRC-32C of the above, little-endian
+	rec := conflict.Record{Versions: []conflict.Version{tomb, ev.Version}}
+	if got := AppendRecord(nil, rec); !bytes.Equal(got, wantRecord) {
 		t.Errorf("record encodes as\n%x\nwant\n%x", got, wantRecord)
 	}
+	// Records stored before checksums (0xD1: the same body, no checksum)
+	// still decode, and hash alike (recordBody).
+	v1 := append([]byte{0xD1}, body...)
+	if got, err := DecodeRecord(v1); err != nil || !got.Equal(rec) {
+		t.Errorf("DecodeRecord(0xD1 record) = %+v, %v; want %+v", got, err, rec)
+	}
+	if !bytes.Equal(recordBody(v1), recordBody(wantRecord)) {
+		t.Errorf("the two formats' bodies differ: %x, %x", recordBody(v1), recordBody(wantRecord))
+	}
+}
+
+// A stored record altered on disk is refused with ErrChecksum (and
+// ErrMalformed), whichever byte changed, even when the rest still parses.
+func TestRecordChecksum(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		b := AppendRecord(nil, genRecord(t))
+		i := rapid.IntRange(1, len(b)-1).Draw(t, "byte")
+		b[i] ^= byte(rapid.IntRange(1, 255).Draw(t, "flip"))
+		_, err := DecodeRecord(b)
+		if !errors.Is(err, ErrChecksum) || !errors.Is(err, ErrMalformed) {
+			t.Fatalf("DecodeRecord of a record with byte %d flipped = %v, want ErrChecksum", i, err)
+		}
+	})
 }
 
 // Malformed inputs the decoders must refuse, each for its own reason.

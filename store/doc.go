@@ -18,9 +18,21 @@
 // origin's watermark and any forwarded outbox entry are durable together.
 // A crash at any point leaves either all of a request's effects or none.
 //
+// # Lifecycle
+//
+// The same writer merges records from peers (MergeRecords, a join that
+// never overwrites), raises watermarks to a snapshot's positions
+// (RaiseWatermarks), and deletes records tombstone collection removes
+// (CollectTombstones). A snapshot (snapshot.go) is every record at one
+// read timestamp with the positions it reflects; Restore fills an empty
+// directory from one. Every commit keeps an in-memory digest tree of the
+// records up to date (merkle.go) for anti-entropy, and stored records carry
+// a checksum: one that fails is never served and is repaired from a peer.
+//
 // # Key spaces
 //
-//	d/<key>          record (conflict.Record, AppendRecord's encoding)
+//	d/<key>          record (conflict.Record, AppendRecord's encoding with
+//	                 its checksum); deleted only by tombstone collection
 //	o/<seq:8>        outbox entry, seq from 1, gapless until trimmed
 //	w/<actor>        applied watermark: highest OSeq of actor applied here
 //	c/<seq:8>        conflict-log entry

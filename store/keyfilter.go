@@ -12,8 +12,10 @@ import (
 // keyFilter is an in-memory Bloom filter of every key that has a record,
 // so a write to a new key skips Badger's lookup of its (absent) record. It
 // has no false negatives: every key is added before its record can be
-// read back, and keys are never removed (records are never deleted, only
-// tombstoned). A false positive only costs the lookup it would have saved.
+// read back (by whatever writes it: a local write, an apply, a merge), and
+// keys are never removed. A record tombstone collection deletes keeps its
+// key in the filter, as a false positive; a false positive only costs the
+// lookup it would have saved.
 //
 // It grows without rescanning the store (a scalable Bloom filter, Almeida
 // et al. 2007): when the newest layer is full, a layer twice its size with

@@ -139,9 +139,17 @@ func (s *Store) commit(txn *badger.Txn) error {
 	ts := max(txn.ReadTs(), s.lastTs) + 1
 	s.lastTs = ts
 	if err := txn.CommitAt(ts, nil); err != nil {
+		s.merkle.pending = s.merkle.pending[:0]
 		return fmt.Errorf("commit at %d: %w", ts, err)
 	}
-	if discard, moved := s.snaps.publish(ts); moved {
+	// The digest tree takes the commit's changes as the commit becomes
+	// visible, so that a read timestamp and the tree agree (merkle.go).
+	s.merkle.mu.Lock()
+	s.merkle.applyPendingLocked()
+	s.merkle.oseq = s.oseq
+	discard, moved := s.snaps.publish(ts)
+	s.merkle.mu.Unlock()
+	if moved {
 		s.db.SetDiscardTs(discard)
 	}
 	return nil

@@ -170,6 +170,18 @@ type Store struct {
 	// batchBytes bounds the estimated size of one group commit, well under
 	// Badger's transaction limit.
 	batchBytes int
+
+	// The region lifecycle (merkle.go, merge.go, tombstones.go): the
+	// digest tree, its scrubs, the keys whose stored record failed its
+	// checksum, and the collection bound merges are filtered by.
+	merkle      *merkleTree
+	scrubMu     sync.Mutex
+	treeDone    chan struct{} // closed when the first build has returned
+	suspectMu   sync.Mutex
+	suspects    map[string]bool
+	corruptSeen uint64
+	collection  atomic.Pointer[collectionBound]
+	lifeStats   lifecycleCounters
 }
 
 // valueThreshold is Badger's value threshold here: larger values live in
@@ -230,6 +242,7 @@ func Open(opts Options) (*Store, error) {
 		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),
 		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region}, health: health,
+		merkle: newMerkleTree(), treeDone: make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
 		db.Close()
@@ -247,6 +260,12 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.spaceDone = make(chan struct{})
 	go s.watchSpace(opts.SpaceCheckInterval)
+	go func() { // the digest tree's first build (merkle.go)
+		defer close(s.treeDone)
+		if _, err := s.Scrub(); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Error("build the digest tree", "err", err)
+		}
+	}()
 	if st := health.get(); st.State != StorageOK {
 		s.log.Error("storage: refusing writes and applies; serving reads", "state", st.State, "reason", st.Reason)
 	}
@@ -449,6 +468,7 @@ func (s *Store) Close() error {
 		}
 		<-s.gcDone // a value-log rewrite under way ends first
 		<-s.spaceDone
+		<-s.treeDone    // the first tree build stops at s.closing
 		s.snaps.close() // and so do the reads in progress
 		err = s.closeBadger()
 	})
@@ -472,11 +492,17 @@ func (s *Store) closeBadger() error {
 
 // Get returns the committed record of key; ok is false if the key was never
 // written or replicated here.
+//
+// A record whose stored checksum fails is not returned: the error wraps
+// ErrChecksum, and the key is remembered for repair (Suspects).
 func (s *Store) Get(key string) (rec conflict.Record, ok bool, err error) {
 	err = s.view(func(txn *badger.Txn) error {
 		rec, ok, err = getRecord(txn, key)
 		return err
 	})
+	if errors.Is(err, ErrChecksum) {
+		s.addSuspects([]string{key})
+	}
 	return rec, ok, err
 }
 
@@ -544,11 +570,12 @@ func (s *Store) Digest() (sum []byte, n int, err error) {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRecord, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			// The stored encoding is canonical: equal records, equal bytes.
+			// The stored encoding is canonical: equal records, equal
+			// bodies, whatever the format version (recordBody).
 			err := it.Item().Value(func(v []byte) error {
 				h.Write(it.Item().Key())
 				h.Write([]byte{0})
-				h.Write(v)
+				h.Write(recordBody(v))
 				h.Write([]byte{0})
 				return nil
 			})

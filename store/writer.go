@@ -72,6 +72,8 @@ type request struct {
 	local bool
 	mut   Mutation
 	apply []Incoming
+	// lifecycle is a merge, a collection or a watermark raise (merge.go).
+	lifecycle *lifecycleRequest
 	// resp carries the answer, or the writer role (response.lead); it has
 	// room for one message, and a request has at most one in flight.
 	resp chan response
@@ -81,6 +83,9 @@ var requestPool = sync.Pool{New: func() any { return &request{resp: make(chan re
 
 // size estimates the bytes a request adds to a transaction.
 func (r *request) size() int {
+	if r.lifecycle != nil {
+		return r.lifecycle.size()
+	}
 	if r.local {
 		return 2*min(r.mut.Value.Len(), valueThreshold) + 2*len(r.mut.Key) + 256
 	}
@@ -97,9 +102,10 @@ func (in Incoming) size() int {
 }
 
 type response struct {
-	write   WriteResult
-	applied []ApplyResult
-	err     error
+	write     WriteResult
+	applied   []ApplyResult
+	lifecycle lifecycleResult
+	err       error
 	// lead passes the writer role to the request's goroutine instead of
 	// answering it.
 	lead bool
@@ -202,7 +208,7 @@ func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, err
 // next writer takes them all in one batch (group commit).
 func (s *Store) submit(ctx context.Context, r *request) (response, error) {
 	defer func() {
-		r.local, r.mut, r.apply = false, Mutation{}, nil
+		r.local, r.mut, r.apply, r.lifecycle = false, Mutation{}, nil, nil
 		requestPool.Put(r)
 	}()
 	if s.closing.Load() {
@@ -307,6 +313,8 @@ type batchState struct {
 	// change-log entry (changes.go).
 	fseq, ffirst uint64
 	feed         []byte
+	// tree holds what the digest tree needs of the batch (merkle.go).
+	tree treeBatch
 }
 
 // refusedError is a request the writer refused before changing anything
@@ -338,6 +346,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 	clear(st.records)
 	clear(st.dirty)
 	clear(st.wmOld)
+	st.tree.reset(s.merkle)
 	st.conflicts, st.outboxed = nil, false
 	st.txn = s.beginCommit()
 	st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst = s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst
@@ -354,6 +363,8 @@ func (s *Store) commitBatch(batch []*request) bool {
 			continue
 		case r.local:
 			resps[i].write, resps[i].err = s.doWrite(st, &r.mut, &stats)
+		case r.lifecycle != nil:
+			resps[i].lifecycle, resps[i].err = s.doLifecycle(st, r.lifecycle, &stats)
 		default:
 			resps[i].applied, resps[i].err = s.doApply(st, r.apply, &stats)
 		}
@@ -413,6 +424,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 	s.stats.Commits += stats.Commits
 	s.mu.Unlock()
 	s.publish(st.wmOld)
+	st.tree.committed(s)
 	for i, r := range batch {
 		r.resp <- resps[i]
 	}
@@ -464,7 +476,13 @@ func (s *Store) record(st *batchState, key string) (conflict.Record, error) {
 		st.records[key] = conflict.Record{}
 		return conflict.Record{}, nil
 	}
-	rec, _, err := getRecord(st.txn, key)
+	rec, err := st.tree.read(st.txn, key)
+	if errors.Is(err, ErrChecksum) {
+		// Corrupt on disk: it counts as no record for an apply or a
+		// repair, which replace it; a local write refuses (doWrite).
+		st.records[key] = conflict.Record{}
+		return conflict.Record{}, err
+	}
 	if err != nil {
 		return rec, err
 	}
@@ -481,6 +499,9 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 		return WriteResult{}, &refusedError{fmt.Errorf("write %q: %w", m.Key, err)}
 	}
 	before, err := s.record(st, m.Key)
+	if errors.Is(err, ErrChecksum) || st.tree.isCorrupt(m.Key) {
+		return WriteResult{}, &refusedError{fmt.Errorf("write %q: %w: the stored record is corrupt and is being repaired from a peer; retry", m.Key, ErrChecksum)}
+	}
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -577,7 +598,7 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 			continue // not done: wait for the gap to fill
 		}
 		before, err := s.record(st, ev.Key)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrChecksum) {
 			return nil, err
 		}
 		after, out := before.Apply(ev)
@@ -640,10 +661,19 @@ func (s *Store) appendOutbox(st *batchState, value []byte) error {
 func (s *Store) flush(st *batchState) error {
 	for key := range st.dirty {
 		rk := recordKey(key)
-		b := AppendRecord(make([]byte, 0, 256), st.records[key])
+		rec := st.records[key]
+		if len(rec.Versions) == 0 { // collected (tombstones.go): the record goes
+			if err := st.txn.Delete(rk); err != nil {
+				return fmt.Errorf("delete %q: %w", key, err)
+			}
+			st.tree.wrote(s.merkle, key, nil)
+			continue
+		}
+		b := AppendRecord(make([]byte, 0, 256), rec)
 		if err := st.txn.Set(rk, b); err != nil {
 			return fmt.Errorf("put %q: %w", key, err)
 		}
+		st.tree.wrote(s.merkle, key, b)
 	}
 	for origin := range st.wmOld {
 		if err := st.txn.Set(watermarkKey(origin), encodeU64(s.wm[origin])); err != nil {

@@ -468,3 +468,50 @@ func CheckClockBound(acked []AckedWrite, b ClockBound) CheckResult {
 	}
 	return r
 }
+
+// CheckAntiEntropy holds the run to having repaired at least b.MinRepaired
+// records by anti-entropy, summed over the regions, and, when corrupt
+// faults damaged records, to having repaired some in each region damaged.
+// Convergence (CheckConvergence) says whether the repair was complete.
+func CheckAntiEntropy(life map[string]LifecycleStats, b AntiEntropyBound) CheckResult {
+	res := CheckResult{Name: "anti_entropy", Pass: true}
+	total, damaged := uint64(0), 0
+	var parts []string
+	for _, r := range slices.Sorted(maps.Keys(life)) {
+		l := life[r]
+		total += l.Repaired
+		damaged += l.Damaged
+		parts = append(parts, fmt.Sprintf("%s %d", r, l.Repaired))
+		if l.Damaged > 0 && l.Repaired == 0 {
+			res.Pass = false
+			res.addDetail("%s: %d records damaged, none repaired there", r, l.Damaged)
+		}
+	}
+	if total < uint64(b.MinRepaired) {
+		res.Pass = false
+		res.addDetail("%d records repaired, want at least %d", total, b.MinRepaired)
+	}
+	res.Summary = fmt.Sprintf("%d records repaired (%s) of %d damaged; at least %d required", total, strings.Join(parts, ", "), damaged, b.MinRepaired)
+	return res
+}
+
+// CheckReseeds bounds the re-seeds from a peer's snapshot, summed over the
+// regions.
+func CheckReseeds(life map[string]LifecycleStats, b CountBound) CheckResult {
+	res := CheckResult{Name: "reseeds", Pass: true}
+	total := 0
+	var parts []string
+	for _, r := range slices.Sorted(maps.Keys(life)) {
+		total += life[r].Reseeds
+		parts = append(parts, fmt.Sprintf("%s %d", r, life[r].Reseeds))
+	}
+	if total < b.Min || (b.Max != nil && total > *b.Max) {
+		res.Pass = false
+	}
+	bound := fmt.Sprintf("at least %d", b.Min)
+	if b.Max != nil {
+		bound += fmt.Sprintf(", at most %d", *b.Max)
+	}
+	res.Summary = fmt.Sprintf("%d re-seeds (%s); %s", total, strings.Join(parts, ", "), bound)
+	return res
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/gateway/auth"
 	"github.com/geogate/geogate/gateway/deploy"
+	"github.com/geogate/geogate/store"
 )
 
 // apiClient speaks to each region of a run through its own Go client
@@ -124,6 +127,64 @@ func (c *apiClient) status(ctx context.Context, region string) (client.Status, e
 func (c *apiClient) healthy(ctx context.Context, region string) bool {
 	rc, err := c.region(region)
 	return err == nil && rc.Health(ctx) == nil
+}
+
+// snapshot writes a snapshot of region (GET /v1/admin/snapshot) to file,
+// verified, and returns its record count.
+func (c *apiClient) snapshot(ctx context.Context, region, file string) (int64, error) {
+	rc, err := c.region(region)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return 0, err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if _, err := rc.Snapshot(ctx, f); err != nil {
+		return 0, fmt.Errorf("backup %s: %w", region, err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		return 0, err
+	}
+	info, err := store.VerifySnapshot(f)
+	if err != nil {
+		return 0, fmt.Errorf("backup %s: %w", region, err)
+	}
+	return info.Records, nil
+}
+
+// aeState reads region's anti-entropy state: rounds run, buckets that
+// differed in its last comparisons (summed over peers), and records
+// awaiting repair.
+func (c *apiClient) aeState(ctx context.Context, region string) (rounds, differing, corrupt int, err error) {
+	st, err := c.status(ctx, region)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	ae := st.Lifecycle.AntiEntropy
+	for _, n := range ae.Differing {
+		differing += n
+	}
+	return ae.Rounds, differing, len(ae.Corrupt), nil
+}
+
+// lifecycle reads the lifecycle part of region's status: records
+// anti-entropy repaired and re-seeds done.
+func (c *apiClient) lifecycle(ctx context.Context, region string) (LifecycleStats, error) {
+	st, err := c.status(ctx, region)
+	if err != nil {
+		return LifecycleStats{}, err
+	}
+	l := st.Lifecycle
+	out := LifecycleStats{Repaired: l.AntiEntropy.Repaired, Compared: l.AntiEntropy.Compared, Collected: l.Tombstones.Collected}
+	for _, r := range l.Reseeds {
+		out.Reseeds += r.Reseeds
+	}
+	return out, nil
 }
 
 // linkAdmin pauses or resumes the link from -> region at region.

@@ -26,6 +26,9 @@ type FaultEvent struct {
 	Took time.Duration `json:"took"`
 	// Err is the action's error, if it failed.
 	Err string `json:"error,omitempty"`
+	// Detail says what the action did, when there is more to say (the
+	// records a corrupt fault damaged, the snapshot a backup took).
+	Detail string `json:"detail,omitempty"`
 }
 
 // faults runs a scenario's fault timeline against a deployment and its
@@ -44,6 +47,13 @@ type faults struct {
 
 	// dataDir holds the regions' data directories (dataDir/<region>).
 	dataDir string
+	// backupDir holds the snapshots backup faults take (backups: the
+	// latest per region); seed seeds corrupt faults.
+	backupDir string
+	backups   map[string]string
+	seed      uint64
+	// damaged counts the records corrupt faults damaged, per region.
+	damaged map[string]int
 
 	mu     sync.Mutex
 	events []FaultEvent
@@ -51,11 +61,12 @@ type faults struct {
 	latest string
 	// ballast releases the ballast files of disk_full faults in force.
 	ballast map[int]func() error
+	detail  string // set by the action running, for its event
 }
 
 func newFaults(life context.Context, sc *Scenario, plan *topology.Plan, dep deployment, net *network, api *apiClient, log *slog.Logger, dataDir string) *faults {
 	return &faults{life: life, sc: sc, plan: plan, dep: dep, net: net, api: api, log: log, active: map[int]bool{},
-		dataDir: dataDir, ballast: map[int]func() error{}}
+		dataDir: dataDir, ballast: map[int]func() error{}, backups: map[string]string{}, damaged: map[string]int{}}
 }
 
 type faultAction struct {
@@ -137,7 +148,9 @@ func (f *faults) current() string {
 
 func (f *faults) begin(i int) {
 	f.mu.Lock()
-	f.active[i] = true
+	if k := f.sc.Faults[i].Kind(); k != "corrupt" && k != "backup" { // instantaneous: nothing to undo
+		f.active[i] = true
+	}
 	f.mu.Unlock()
 	f.act(i, "start", func() error { return f.apply(f.life, i, true) })
 }
@@ -157,7 +170,11 @@ func (f *faults) act(i int, action string, do func() error) {
 	ft := f.sc.Faults[i]
 	t0 := time.Now()
 	err := do()
-	ev := FaultEvent{At: t0.Sub(f.start), Fault: ft.String(), Action: action, Took: time.Since(t0)}
+	f.mu.Lock()
+	detail := f.detail
+	f.detail = ""
+	f.mu.Unlock()
+	ev := FaultEvent{At: t0.Sub(f.start), Fault: ft.String(), Action: action, Took: time.Since(t0), Detail: detail}
 	if err != nil {
 		ev.Err = err.Error()
 		f.log.Error("fault action failed", "fault", ft.String(), "action", action, "err", err)
@@ -168,6 +185,23 @@ func (f *faults) act(i int, action string, do func() error) {
 	f.events = append(f.events, ev)
 	f.latest = action + " " + ft.String()
 	f.mu.Unlock()
+}
+
+func (f *faults) setDetail(d string) {
+	f.mu.Lock()
+	f.detail = d
+	f.mu.Unlock()
+}
+
+// damagedRecords returns the records corrupt faults damaged, per region.
+func (f *faults) damagedRecords() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for r, n := range f.damaged {
+		out[r] = n
+	}
+	return out
 }
 
 // linksBetween returns the plan's links between two regions, both ways.
@@ -217,7 +251,43 @@ func (f *faults) apply(ctx context.Context, i int, on bool) error {
 			}
 			return nil
 		}
+		if ft.Restore {
+			file := f.backups[ft.Kill]
+			if file == "" {
+				return fmt.Errorf("no backup of %s to restore", ft.Kill)
+			}
+			if err := f.dep.restore(ctx, ft.Kill, file); err != nil {
+				return err
+			}
+			f.setDetail("restored from " + filepath.Base(file))
+		}
 		return f.dep.restart(ctx, ft.Kill)
+	case "corrupt":
+		r := ft.Corrupt.Region
+		if err := f.dep.kill(ctx, r); err != nil {
+			return err
+		}
+		rep, err := f.dep.tamper(r, ft.Corrupt.Keys, f.seed+uint64(len(f.events)))
+		if rerr := f.dep.restart(ctx, r); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.damaged[r] += len(rep.Removed) + len(rep.Altered)
+		f.mu.Unlock()
+		f.setDetail(fmt.Sprintf("removed %d and altered %d records of %s", len(rep.Removed), len(rep.Altered), r))
+		return nil
+	case "backup":
+		file := filepath.Join(f.backupDir, fmt.Sprintf("%s-%d.geosnap", ft.Backup, len(f.events)))
+		n, err := f.api.snapshot(ctx, ft.Backup, file)
+		if err != nil {
+			return err
+		}
+		f.backups[ft.Backup] = file
+		f.setDetail(fmt.Sprintf("%d records of %s", n, ft.Backup))
+		return nil
 	case "pause":
 		action := "resume"
 		if on {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,11 @@ type deployment interface {
 	restart(ctx context.Context, region string) error
 	// wipe deletes a killed region's data directory.
 	wipe(region string) error
+	// tamper damages a killed region's stored records (store.Tamper).
+	tamper(region string, keys int, seed uint64) (store.TamperReport, error)
+	// restore fills a killed, wiped region's data directory from a
+	// snapshot file, as `geogate restore` does.
+	restore(ctx context.Context, region, file string) error
 	// setSkew moves a region's physical clock by d from the wall clock.
 	setSkew(region string, d time.Duration) error
 	// finalStates reads every region's data after quiescence; the regions
@@ -110,6 +116,26 @@ func (d *inProcess) wipe(region string) error {
 		return fmt.Errorf("wipe %s: %w", region, err)
 	}
 	return nil
+}
+
+func (d *inProcess) tamper(region string, keys int, seed uint64) (store.TamperReport, error) {
+	dir, ok := d.dataDirs[region]
+	if !ok || d.cluster.Node(region) != nil {
+		return store.TamperReport{}, fmt.Errorf("tamper %s: kill the region first", region)
+	}
+	return store.Tamper(filepath.Join(dir, "store"), keys, seed)
+}
+
+// restore runs store.Restore, the code of `geogate restore`, on the
+// region's store directory.
+func (d *inProcess) restore(ctx context.Context, region, file string) error {
+	dir, ok := d.dataDirs[region]
+	if !ok || d.cluster.Node(region) != nil {
+		return fmt.Errorf("restore %s: kill the region first", region)
+	}
+	_, err := store.Restore(ctx, store.Options{Dir: filepath.Join(dir, "store"), Region: region, SmallFootprint: true,
+		Clock: conflict.NewClock(func() time.Time { return time.Now().Add(time.Duration(d.skews[region].Load()) * time.Millisecond) }, 0)}, file)
+	return err
 }
 
 func (d *inProcess) restart(ctx context.Context, region string) error {

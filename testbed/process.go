@@ -260,6 +260,27 @@ func (p *processes) wipe(region string) error {
 	return nil
 }
 
+func (p *processes) tamper(region string, keys int, seed uint64) (store.TamperReport, error) {
+	p.mu.Lock()
+	_, running := p.procs[region]
+	p.mu.Unlock()
+	if running {
+		return store.TamperReport{}, fmt.Errorf("tamper %s: kill the region first", region)
+	}
+	return store.Tamper(filepath.Join(p.data[region], "store"), keys, seed)
+}
+
+// restore runs `geogate restore FILE --config CFG` for the region.
+func (p *processes) restore(ctx context.Context, region, file string) error {
+	cmd := exec.CommandContext(ctx, p.bin, "restore", file, "--config", p.configs[region])
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("geogate restore for %s: %w: %s", region, err, strings.TrimSpace(string(out)))
+	}
+	p.log.Info("restored", "region", region, "output", strings.TrimSpace(string(out)))
+	return nil
+}
+
 func (p *processes) restart(ctx context.Context, region string) error {
 	return p.start(ctx, region)
 }

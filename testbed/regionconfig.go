@@ -26,7 +26,8 @@ type regionAddrs struct {
 // every region's config in both modes: in process it is started as it is
 // (gateway.StartCluster), in process mode regionConfig takes each region's
 // config from it. Region i's data is under dataDir/<region>. With sec
-// (a scenario with security: true), every region is secured with it.
+// (a scenario with security: true), every region is secured with it; the
+// scenario's settings apply to every region.
 func clusterSpec(sc *Scenario, dataDir string, sec *deploy.Material) gateway.ClusterSpec {
 	spec := gateway.ClusterSpec{
 		Regions:  sc.Regions,
@@ -40,6 +41,7 @@ func clusterSpec(sc *Scenario, dataDir string, sec *deploy.Material) gateway.Clu
 		if sec != nil {
 			sec.Secure(c, c.Region)
 		}
+		_ = applySettings(c, sc.Settings) // Validate checked them
 		if slices.Contains(small, c.Region) {
 			c.Storage.MinFreeBytes = DiskFullMinFree
 			c.Replication.StreamMaxBytes = DiskFullStreamBytes

@@ -167,6 +167,12 @@ func Markdown(rep *Report) string {
 	for _, r := range rep.Regions {
 		row("digest "+r, fmt.Sprintf("%s (%d records)", shortHexString(rep.Digests[r]), rep.Records[r]))
 	}
+	for _, r := range rep.Regions {
+		if l := rep.Lifecycle[r]; l != (LifecycleStats{}) {
+			row("lifecycle "+r, fmt.Sprintf("%d records damaged, %d repaired by anti-entropy (%d ranges compared), %d re-seeds, %d tombstones collected",
+				l.Damaged, l.Repaired, l.Compared, l.Reseeds, l.Collected))
+		}
+	}
 
 	fmt.Fprintf(&b, "\n## Checks\n\n| check | result | summary |\n|---|---|---|\n")
 	for _, c := range rep.Checks {
@@ -209,7 +215,11 @@ func Markdown(rep *Report) string {
 	} else {
 		fmt.Fprintf(&b, "| at | action | fault | took | error |\n|---|---|---|---|---|\n")
 		for _, f := range rep.Faults {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f.At.Round(time.Millisecond), f.Action, f.Fault,
+			fault := f.Fault
+			if f.Detail != "" {
+				fault += ": " + f.Detail
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f.At.Round(time.Millisecond), f.Action, mdEscape(fault),
 				f.Took.Round(time.Millisecond), mdEscape(f.Err))
 		}
 	}

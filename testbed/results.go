@@ -72,6 +72,21 @@ type RegionState struct {
 	Conflicts []store.ConflictEntry `json:"-"`
 }
 
+// LifecycleStats are what one region's lifecycle did in a run (its status's
+// lifecycle section, read after quiescence).
+type LifecycleStats struct {
+	// Repaired counts records anti-entropy changed in the region.
+	Repaired uint64 `json:"keys_repaired"`
+	// Compared counts digest-tree nodes compared with peers.
+	Compared uint64 `json:"ranges_compared"`
+	// Reseeds counts re-seeds from a peer's snapshot.
+	Reseeds int `json:"reseeds"`
+	// Collected counts records tombstone collection removed.
+	Collected int `json:"tombstones_collected"`
+	// Damaged counts the records corrupt faults damaged in the region.
+	Damaged int `json:"damaged"`
+}
+
 // WorkloadStats count what the workload did.
 type WorkloadStats struct {
 	Ops            uint64         `json:"ops"`

@@ -100,6 +100,10 @@ type Report struct {
 	WAN        map[string]wan.Stats      `json:"wan"`
 	// LagSamples are every lag reading, for the plots.
 	LagSamples []LagSample `json:"lag_samples"`
+
+	// Lifecycle is what each region's lifecycle did (anti-entropy repairs,
+	// re-seeds, tombstones collected), read after quiescence.
+	Lifecycle map[string]LifecycleStats `json:"lifecycle,omitempty"`
 }
 
 // Run runs a scenario: it starts the regions behind an emulated WAN, waits
@@ -244,6 +248,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 
 	work := newWorkload(sc.Workload, sc.Regions, api, seed, start)
 	flt := newFaults(life, sc, plan, dep, net, api, r.log, r.dataDir)
+	flt.backupDir, flt.seed = filepath.Join(r.dataDir, "_backups"), seed // not a region name
 	workCtx, stopWork := context.WithTimeout(life, sc.Duration)
 	defer stopWork()
 	var wg sync.WaitGroup
@@ -267,6 +272,16 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	quiesced := time.Since(qStart)
 	stopSampling()
 	sampling.Wait()
+	lifecycle := map[string]LifecycleStats{}
+	damaged := flt.damagedRecords()
+	for _, region := range sc.Regions {
+		l, err := api.lifecycle(life, region)
+		if err != nil {
+			r.log.Warn("lifecycle status", "region", region, "err", err)
+		}
+		l.Damaged = damaged[region]
+		lifecycle[region] = l
+	}
 
 	r.progress(Progress{Phase: PhaseChecking, Elapsed: time.Since(start), Ops: ops, Acked: ackedN, Errors: errs})
 	states, err := dep.finalStates(life)
@@ -280,7 +295,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		Regions: sc.Regions, Topology: plan.Describe(), Links: linkNames, Started: began, Duration: sc.Duration,
 		Quiesced: quiesced, QuiesceTimedOut: timedOut, Workload: stats, Faults: flt.timeline(),
 		Lag: LagByLink(samples), Conflicts: ConflictsByRule(states), WAN: net.stats(), LagSamples: samples,
-		Digests: map[string]string{}, Records: map[string]int{},
+		Digests: map[string]string{}, Records: map[string]int{}, Lifecycle: lifecycle,
 	}
 	for _, s := range states {
 		rep.Digests[s.Region] = fmt.Sprintf("%x", s.Digest)
@@ -336,6 +351,12 @@ func evaluate(sc *Scenario, acked []AckedWrite, sessions []SessionRead, stats Wo
 	out = append(out, CheckWorkload(stats, c)...)
 	if c.ClockBound != nil {
 		out = append(out, CheckClockBound(acked, *c.ClockBound))
+	}
+	if c.AntiEntropy != nil {
+		out = append(out, CheckAntiEntropy(rep.Lifecycle, *c.AntiEntropy))
+	}
+	if c.Reseeds != nil {
+		out = append(out, CheckReseeds(rep.Lifecycle, *c.Reseeds))
 	}
 	return out
 }
@@ -396,15 +417,25 @@ func (r *runner) waitReady(ctx context.Context, api *apiClient, plan *topology.P
 // waitQuiescent polls until the regions have exchanged everything: every
 // region has applied every other region's log up to its current sequence,
 // no outbox holds untrimmed entries and every link is up with nothing
-// pending, twice in a row. It reports false when the scenario's
-// quiescence bound passed first.
+// pending, twice in a row. A scenario that damages records or checks
+// anti-entropy also waits until every region has run two comparison rounds
+// since the faults ended, the last finding nothing different, with no
+// corrupt record left. It reports false when the scenario's quiescence
+// bound passed first.
 func (r *runner) waitQuiescent(ctx context.Context, api *apiClient, dep deployment, work *workload, start time.Time) bool {
 	deadline := time.Now().Add(r.sc.Quiescence)
 	streak := 0
+	repairs := r.sc.Checks.AntiEntropy != nil || slices.ContainsFunc(r.sc.Faults, func(f Fault) bool { return f.Corrupt != nil })
+	since := map[string]int{}
+	if repairs {
+		for _, region := range r.sc.Regions {
+			since[region], _, _, _ = api.aeState(ctx, region)
+		}
+	}
 	for time.Now().Before(deadline) {
 		ops, acked, errs := work.progress()
 		r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start), Ops: ops, Acked: acked, Errors: errs})
-		if quiescent(ctx, api, r.sc.Regions) {
+		if quiescent(ctx, api, r.sc.Regions) && (!repairs || repaired(ctx, api, r.sc.Regions, since)) {
 			streak++
 			if streak >= 2 {
 				return true
@@ -431,6 +462,19 @@ func quiescent(ctx context.Context, api *apiClient, regions []string) bool {
 		sts = append(sts, st)
 	}
 	return statusesQuiescent(sts)
+}
+
+// repaired reports whether every region has run two anti-entropy rounds
+// since the counts in since, the last finding no bucket different, and has
+// no corrupt record left.
+func repaired(ctx context.Context, api *apiClient, regions []string, since map[string]int) bool {
+	for _, region := range regions {
+		rounds, differing, corrupt, err := api.aeState(ctx, region)
+		if err != nil || rounds < since[region]+2 || differing > 0 || corrupt > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // statusesQuiescent is the pure part of quiescent.

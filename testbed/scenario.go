@@ -69,6 +69,11 @@ type Scenario struct {
 	Checks Checks `yaml:"checks"`
 	// Seed seeds the workload and the WAN emulation (0: random).
 	Seed uint64 `yaml:"seed"`
+	// Settings set region configuration keys on every region, by their
+	// key path (as --set takes them): replication.stream_max_age: 5s,
+	// anti_entropy.interval: 1s. Durations, sizes, numbers, booleans and
+	// strings.
+	Settings map[string]string `yaml:"settings"`
 
 	// Source is the file the scenario was loaded from.
 	Source string `yaml:"-"`
@@ -223,8 +228,9 @@ type Workload struct {
 }
 
 // Fault is one entry of the fault timeline: exactly one of Partition, Cut,
-// Isolate, Kill, Pause, Skew or Degrade, starting At after the workload
-// starts and undone For later (For 0: undone when the workload ends).
+// Isolate, Kill, Pause, Skew, Degrade, Corrupt or Backup, starting At after
+// the workload starts and undone For later (For 0: undone when the workload
+// ends; Corrupt and Backup are instantaneous).
 type Fault struct {
 	// At is when the fault starts, from the start of the workload.
 	At time.Duration `yaml:"at" json:"at"`
@@ -252,12 +258,31 @@ type Fault struct {
 	Skew *SkewFault `yaml:"skew" json:"skew,omitempty"`
 	// Degrade replaces a link's WAN profile for the duration.
 	Degrade *DegradeFault `yaml:"degrade" json:"degrade,omitempty"`
+	// Restore (with Kill and Wipe) restores the region from its latest
+	// Backup into the wiped data directory before the restart, as
+	// `geogate restore` does.
+	Restore bool `yaml:"restore" json:"restore,omitempty"`
+	// Corrupt damages a region's stored records behind its back: the
+	// region is stopped, some of Keys records picked at random are
+	// removed and the others have a byte flipped on disk (store.Tamper;
+	// the events that made them are not delivered again), and it is
+	// started again. Only anti-entropy can bring them back.
+	Corrupt *CorruptFault `yaml:"corrupt" json:"corrupt,omitempty"`
+	// Backup takes a snapshot of a region through its API (GET
+	// /v1/admin/snapshot, as `geogate backup` does), for a later Restore.
+	Backup string `yaml:"backup" json:"backup,omitempty"`
 	// DiskFull fills a region's disk below its storage.min_free_bytes for
 	// the duration: the region must refuse writes (507), keep serving
 	// reads, show its links blocked, and take writes again once space is
 	// back. The region's data directory is then a filesystem of its own
 	// (a tmpfs of DiskFullSize, mounted for the run: it needs root).
 	DiskFull *DiskFullFault `yaml:"disk_full" json:"disk_full,omitempty"`
+}
+
+// CorruptFault damages Keys stored records of Region.
+type CorruptFault struct {
+	Region string `yaml:"region" json:"region"`
+	Keys   int    `yaml:"keys" json:"keys"`
 }
 
 // DiskFullFault fills one region's disk.
@@ -331,6 +356,10 @@ func (f Fault) Kind() string {
 		return "degrade"
 	case f.DiskFull != nil:
 		return "disk_full"
+	case f.Corrupt != nil:
+		return "corrupt"
+	case f.Backup != "":
+		return "backup"
 	}
 	return ""
 }
@@ -345,7 +374,10 @@ func (f Fault) String() string {
 	case "isolate":
 		return "isolate " + f.Isolate
 	case "kill":
-		if f.Wipe {
+		switch {
+		case f.Wipe && f.Restore:
+			return "kill " + f.Kill + ", wipe its data and restore its backup"
+		case f.Wipe:
 			return "kill " + f.Kill + " and wipe its data"
 		}
 		return "kill " + f.Kill
@@ -357,13 +389,17 @@ func (f Fault) String() string {
 		return "degrade " + f.Degrade.Link
 	case "disk_full":
 		return "fill the disk of " + f.DiskFull.Region
+	case "corrupt":
+		return fmt.Sprintf("corrupt %d records of %s", f.Corrupt.Keys, f.Corrupt.Region)
+	case "backup":
+		return "backup " + f.Backup
 	}
 	return "?"
 }
 
 func (f Fault) kinds() int {
 	n := 0
-	for _, set := range []bool{len(f.Partition) > 0, f.Cut != "", f.Isolate != "", f.Kill != "", f.Pause != nil, f.Skew != nil, f.Degrade != nil, f.DiskFull != nil} {
+	for _, set := range []bool{len(f.Partition) > 0, f.Cut != "", f.Isolate != "", f.Kill != "", f.Pause != nil, f.Skew != nil, f.Degrade != nil, f.Corrupt != nil, f.Backup != "", f.DiskFull != nil} {
 		if set {
 			n++
 		}
@@ -399,10 +435,24 @@ type Checks struct {
 	// ("503 clock_skew", "507 insufficient_storage", "timeout", ...): a
 	// fault that must make a region refuse writes says so with min.
 	WriteErrors map[string]CountBound `yaml:"write_errors" json:"write_errors,omitempty"`
+	// AntiEntropy bounds the records anti-entropy repaired, summed over the
+	// regions (their status's lifecycle.anti_entropy.keys_repaired): a
+	// corrupt fault must be repaired and counted.
+	AntiEntropy *AntiEntropyBound `yaml:"anti_entropy" json:"anti_entropy,omitempty"`
+	// Reseeds bounds the re-seeds from a peer's snapshot, summed over the
+	// regions (lifecycle.reseeds): a region away past its peers' retention
+	// must re-seed.
+	Reseeds *CountBound `yaml:"reseeds" json:"reseeds,omitempty"`
 	// ClockBound bounds how far ahead of real time the HLC of a write
 	// acknowledged at or after From may be: after a clock that ran ahead is
 	// corrected, its region's writes must not keep a lead beyond the bound.
 	ClockBound *ClockBound `yaml:"clock_bound" json:"clock_bound,omitempty"`
+}
+
+// AntiEntropyBound bounds what anti-entropy did in a run.
+type AntiEntropyBound struct {
+	// MinRepaired is the fewest records repaired.
+	MinRepaired int `yaml:"min_repaired" json:"min_repaired"`
 }
 
 // ClockBound bounds the lead of writes' HLCs over real time.
@@ -672,7 +722,7 @@ func (s *Scenario) Validate() error {
 	for i, f := range s.Faults {
 		field := fmt.Sprintf("faults[%d]", i)
 		if f.kinds() != 1 {
-			bad(field, "needs exactly one of partition, cut, isolate, kill, pause, skew, degrade, disk_full (has %d)", f.kinds())
+			bad(field, "needs exactly one of partition, cut, isolate, kill, pause, skew, degrade, corrupt, backup, disk_full (has %d)", f.kinds())
 			continue
 		}
 		if f.At < 0 || f.For < 0 {
@@ -680,6 +730,12 @@ func (s *Scenario) Validate() error {
 		}
 		if f.Wipe && f.Kill == "" {
 			bad(field+".wipe", "only goes with kill")
+		}
+		if f.Restore && (f.Kill == "" || !f.Wipe) {
+			bad(field+".restore", "only goes with kill and wipe")
+		}
+		if f.Restore && !slices.ContainsFunc(s.Faults[:i], func(b Fault) bool { return b.Backup == f.Kill && b.At < f.At }) {
+			bad(field+".restore", "needs an earlier backup of %s in the timeline", f.Kill)
 		}
 		if f.At >= s.Duration {
 			bad(field, "at %s is not within the duration %s", f.At, s.Duration)
@@ -717,6 +773,19 @@ func (s *Scenario) Validate() error {
 			checkProfile(field+".degrade.profile", f.Degrade.Profile)
 		case "disk_full":
 			known(field+".disk_full.region", f.DiskFull.Region)
+		case "corrupt":
+			known(field+".corrupt.region", f.Corrupt.Region)
+			if f.Corrupt.Keys < 1 {
+				bad(field+".corrupt.keys", "must be >= 1")
+			}
+			if f.For > 0 {
+				bad(field+".for", "a corrupt fault is instantaneous")
+			}
+		case "backup":
+			known(field+".backup", f.Backup)
+			if f.For > 0 {
+				bad(field+".for", "a backup is instantaneous")
+			}
 		}
 	}
 	c := s.Checks
@@ -727,6 +796,15 @@ func (s *Scenario) Validate() error {
 		if b.Min < 0 || (b.Max != nil && *b.Max < b.Min) {
 			bad("checks.conflicts."+rule, "want 0 <= min <= max")
 		}
+	}
+	if c.AntiEntropy != nil && c.AntiEntropy.MinRepaired < 0 {
+		bad("checks.anti_entropy.min_repaired", "must be >= 0")
+	}
+	if c.Reseeds != nil && (c.Reseeds.Min < 0 || (c.Reseeds.Max != nil && *c.Reseeds.Max < c.Reseeds.Min)) {
+		bad("checks.reseeds", "want 0 <= min <= max")
+	}
+	if err := checkSettings(s.Settings); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxWriteErrors != nil && (*c.MaxWriteErrors < 0 || *c.MaxWriteErrors > 1) {
 		bad("checks.max_write_errors", "%g is not a fraction in [0, 1]", *c.MaxWriteErrors)

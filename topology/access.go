@@ -24,6 +24,10 @@ type Names struct {
 	// Clock is the subject on which a region answers clock probes (its
 	// peers measure their clocks' offset from it).
 	Clock func(region string) string
+	// Lifecycle is the subject on which a region serves the regions that
+	// pull from it: snapshots (re-seeding), anti-entropy and the exchange
+	// of applied positions (tombstone collection). Nil: none granted.
+	Lifecycle func(region string) string
 	// Inbox is the inbox prefix of a region's connections to its peers'
 	// servers: replies to its requests and the messages its consumers
 	// pull arrive under Inbox(region) + ".>".
@@ -82,7 +86,9 @@ const (
 //   - only when the plan has the link server -> R: R may read the stream's
 //     info, create, update and read the info of its own durable consumer
 //     Consumer(server, R) on Stream(server), pull from it, acknowledge its
-//     messages, and receive the server's heartbeats;
+//     messages, receive the server's heartbeats, and send requests to the
+//     server's lifecycle service (Lifecycle(server): snapshots to re-seed
+//     from, anti-entropy, applied positions);
 //   - R may never publish into the server's stream subjects (denied even
 //     if another allow would match), nor use any other JetStream API: it
 //     cannot delete, purge or change a stream, nor create, delete or read
@@ -114,6 +120,9 @@ func (p *Plan) Grants(server string, names Names) []Grant {
 				jsConsumerNext+own,
 				jsAck+own+".>",
 			)
+			if names.Lifecycle != nil {
+				g.PublishAllow = append(g.PublishAllow, names.Lifecycle(server))
+			}
 			g.SubscribeAllow = append(g.SubscribeAllow, names.Heartbeat(server))
 		}
 		slices.Sort(g.PublishAllow)

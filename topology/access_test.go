@@ -17,6 +17,7 @@ var testNames = Names{
 	Heartbeat:      func(r string) string { return "geo.hb." + r },
 	Forward:        func(r string) string { return "geogate.fwd." + r },
 	Clock:          func(r string) string { return "geogate.clock." + r },
+	Lifecycle:      func(r string) string { return "geogate.lifecycle." + r },
 	Inbox:          func(r string) string { return "_GEO_INBOX." + r },
 }
 
@@ -97,6 +98,7 @@ func TestGrantsLaws(t *testing.T) {
 					"$JS.API.CONSUMER.INFO." + stream + "." + own:                             pulls,
 					"$JS.API.CONSUMER.MSG.NEXT." + stream + "." + own:                         pulls,
 					"$JS.ACK." + stream + "." + own + ".1.2.3.4.5":                            pulls,
+					"geogate.lifecycle." + server:                                             pulls,
 				}
 				for subj, want := range needs {
 					if got := mayPublish(g, subj); got != want {

@@ -19,7 +19,8 @@ func newBench() *cobra.Command {
 		Short: "Measure geogate against raw Badger and raw JetStream in one run and print the ratios",
 		Long: "Measure, in one run on this machine: store and HTTP writes against raw Badger transactions, replication\n" +
 			"throughput against raw JetStream publish-then-consume, replication lag at a steady rate, and catch-up after\n" +
-			"a paused link, and a secured 2-region deployment (TLS, tokens, NATS credentials) against the same without.\n" +
+			"a paused link, a secured 2-region deployment (TLS, tokens, NATS credentials) against the same without, and\n" +
+			"the lifecycle: writes with anti-entropy against without, and a snapshot's transfer between two regions.\n" +
 			"Figures are printed as they finish; the ratios at the end are what to compare across machines.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,7 +50,8 @@ func newBench() *cobra.Command {
 	f.IntVar(&o.Rate, "rate", 1000, "writes per second in the lag run")
 	f.IntVar(&o.LagSeconds, "lag-seconds", 5, "duration of the lag run")
 	f.IntVar(&o.Clients, "clients", 16, "concurrent HTTP clients")
-	f.StringSliceVar(&o.Only, "only", nil, "run only these parts: writes, rules, replication, security")
+	f.IntVar(&o.SnapshotRecords, "snapshot-records", 200000, "records in the snapshot transferred between two regions")
+	f.StringSliceVar(&o.Only, "only", nil, "run only these parts: writes, rules, replication, security, lifecycle")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	return cmd
 }

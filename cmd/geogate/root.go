@@ -12,6 +12,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newDemo(), newInit(), newPermissions(), newCert(), newToken(), newPut(), newGet(), newDel(), newStatus(), newWatch(), newKeys(), newConflicts(), newLink(), newVersion(), newBench(), newTestbed(), newRules())
+	root.AddCommand(newServe(), newDemo(), newInit(), newPermissions(), newCert(), newToken(), newPut(), newGet(), newDel(), newStatus(), newWatch(), newKeys(), newConflicts(), newLink(), newVersion(), newBench(), newTestbed(), newRules(),
+		newBackup(), newRestore(), newReseed())
 	return root
 }

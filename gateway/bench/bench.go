@@ -41,8 +41,11 @@ type Options struct {
 	LagSeconds int
 	// Clients is the number of concurrent HTTP clients (default 16).
 	Clients int
+	// SnapshotRecords is the size of the snapshot transferred between two
+	// regions (default 200000).
+	SnapshotRecords int
 	// Only, if non-empty, selects the parts to run: writes, rules,
-	// replication, security.
+	// replication, security, lifecycle.
 	Only   []string
 	Logger *slog.Logger
 	// Progress receives one line per finished measurement.
@@ -61,6 +64,7 @@ func (o *Options) defaults() {
 	def(&o.Rate, 1000)
 	def(&o.LagSeconds, 5)
 	def(&o.Clients, 16)
+	def(&o.SnapshotRecords, 200000)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -128,6 +132,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if want("security") {
 		if err := security(ctx, &o, rep); err != nil {
 			return rep, fmt.Errorf("security: %w", err)
+		}
+	}
+	if want("lifecycle") {
+		if err := lifecycle(ctx, &o, rep); err != nil {
+			return rep, fmt.Errorf("lifecycle: %w", err)
 		}
 	}
 	return rep, nil

@@ -16,7 +16,7 @@ func TestBenchSmoke(t *testing.T) {
 	figures, ratios := 9, 5
 	if os.Getenv("GEOGATE_BENCH") != "" {
 		o = Options{Dir: t.TempDir(), Progress: os.Stdout}
-		figures, ratios = 25, 9
+		figures, ratios = 28, 11
 	}
 	rep, err := Run(context.Background(), o)
 	if err != nil {
@@ -32,6 +32,23 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	for _, r := range rep.Ratios {
 		t.Logf("%s = %.2f (target %s, met %v)", r.Name, r.Value, r.Target, r.Met)
+	}
+}
+
+// TestLifecycleBenchSmoke runs the lifecycle part at a tiny size.
+func TestLifecycleBenchSmoke(t *testing.T) {
+	o := Options{Dir: t.TempDir(), Writes: 100, Clients: 4, SnapshotRecords: 2000, Only: []string{"lifecycle"}}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Figures) != 3 || len(rep.Ratios) != 2 {
+		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
+	}
+	for _, f := range rep.Figures {
+		if !(f.Value > 0) {
+			t.Fatalf("figure %q is %v", f.Name, f.Value)
+		}
 	}
 }
 

@@ -96,6 +96,11 @@ type Config struct {
 	Security Security `koanf:"security"`
 	// Storage configures the free-space guard of the region's disk.
 	Storage Storage `koanf:"storage"`
+	// Tombstones configures the collection of deleted keys' tombstones.
+	Tombstones Tombstones `koanf:"tombstones"`
+	// AntiEntropy configures the comparison and repair of this region's
+	// records against its peers'.
+	AntiEntropy AntiEntropy `koanf:"anti_entropy"`
 	// Rules is the ordered conflict rule list (package rules); the first
 	// rule whose match holds for a key governs it. Default: DefaultRules.
 	// Validate compiles them (rules.Compile under RuleOptions).
@@ -343,6 +348,39 @@ type Replication struct {
 	// region that has not applied it (a region away longer needs
 	// re-seeding, as with stream retention). Default 0: stream_max_age.
 	MaxHold time.Duration `koanf:"max_hold"`
+	// ReseedAfter is how long an inbound link may make no progress while
+	// its peer has applied events of the link's origins that this region
+	// has not, before the region concludes that the peer's stream no
+	// longer holds them (trimmed by retention or max_hold) and re-seeds
+	// from a snapshot of the peer. Default 30s.
+	ReseedAfter time.Duration `koanf:"reseed_after"`
+}
+
+// Tombstones configures tombstone collection: a record whose versions are
+// all tombstones older than Grace, and which every region has applied
+// (causally stable, learned from the positions regions exchange), is
+// removed.
+type Tombstones struct {
+	// Grace is how old (by its HLC) a tombstone must be before it may be
+	// collected. Default 24h; 0 collects as soon as it is stable.
+	Grace time.Duration `koanf:"grace"`
+	// Interval is how often the records are scanned for tombstones to
+	// collect. Default 1h.
+	Interval time.Duration `koanf:"interval"`
+}
+
+// AntiEntropy configures anti-entropy: every Interval this region compares
+// the digest tree of its records with each peer it pulls from and repairs
+// the keys that differ by merging records both ways.
+type AntiEntropy struct {
+	// Interval between comparisons with each peer. Default 1m; 0 turns
+	// anti-entropy off.
+	Interval time.Duration `koanf:"interval"`
+	// ScrubInterval is how often the digest tree is rebuilt from the data,
+	// which verifies every record's checksum and finds records changed
+	// behind the store's back. Default 24h; 0 never (the tree is built at
+	// start).
+	ScrubInterval time.Duration `koanf:"scrub_interval"`
 }
 
 // Conflicts configures the conflict log (versions collapsed away).

@@ -211,12 +211,15 @@ func defaultValues() map[string]any {
 			"batch":            256,
 			"ack_wait":         "5s",
 			"log_mode":         LogModeOutbox,
+			"reseed_after":     "30s",
 		},
-		"conflicts": map[string]any{"retention": 100000, "max_age": "168h"},
-		"sessions":  map[string]any{"default_wait": "2s", "max_wait": "30s"},
-		"watch":     map[string]any{"retention": 1000000, "heartbeat": "5s", "max_lag": 10000, "write_timeout": "30s"},
-		"log":       map[string]any{"level": "info", "format": "text"},
-		"storage":   map[string]any{"min_free_bytes": "512MiB"},
+		"tombstones":   map[string]any{"grace": "24h", "interval": "1h"},
+		"anti_entropy": map[string]any{"interval": "1m", "scrub_interval": "24h"},
+		"conflicts":    map[string]any{"retention": 100000, "max_age": "168h"},
+		"sessions":     map[string]any{"default_wait": "2s", "max_wait": "30s"},
+		"watch":        map[string]any{"retention": 1000000, "heartbeat": "5s", "max_lag": 10000, "write_timeout": "30s"},
+		"log":          map[string]any{"level": "info", "format": "text"},
+		"storage":      map[string]any{"min_free_bytes": "512MiB"},
 	}
 }
 

@@ -221,6 +221,13 @@ func (c *Config) Validate() error {
 	if c.Replication.MaxHold < 0 {
 		add("replication.max_hold", "%s must not be negative", c.Replication.MaxHold)
 	}
+	positive(add, "replication.reseed_after", c.Replication.ReseedAfter)
+
+	// lifecycle
+	nonNegative(add, "tombstones.grace", c.Tombstones.Grace)
+	positive(add, "tombstones.interval", c.Tombstones.Interval)
+	nonNegative(add, "anti_entropy.interval", c.AntiEntropy.Interval)
+	nonNegative(add, "anti_entropy.scrub_interval", c.AntiEntropy.ScrubInterval)
 
 	// conflicts
 	if c.Conflicts.Retention < 1 {

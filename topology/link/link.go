@@ -32,6 +32,11 @@ const (
 	// why, e.g. this region's disk is full); the link retries with backoff
 	// and is up again as soon as a batch applies.
 	StateBlocked = "blocked"
+	// StateReseeding: this region found that the peer's stream no longer
+	// holds events it needs (trimmed by retention) and is merging a
+	// snapshot of the peer instead (SetReseeding); the link keeps pulling
+	// meanwhile.
+	StateReseeding = "reseeding"
 )
 
 // Pull tuning. The iterator keeps prefetchBatches*Batch messages requested
@@ -264,6 +269,17 @@ type Link struct {
 	// behind is the peer's latest heartbeat's report of how far its own
 	// publisher is behind its log (Heartbeat.BehindMs).
 	behind time.Duration
+	// reseeding is set while the region merges a snapshot of the peer.
+	reseeding bool
+}
+
+// SetReseeding marks the link as re-seeding from its peer's snapshot (on)
+// or done with it: Status shows StateReseeding meanwhile. It changes
+// nothing else; the link goes on pulling.
+func (l *Link) SetReseeding(on bool) {
+	l.mu.Lock()
+	l.reseeding = on
+	l.mu.Unlock()
 }
 
 // NewLink validates cfg and returns a Link; nothing connects until Run.
@@ -394,6 +410,8 @@ func (l *Link) Status() LinkStatus {
 	// as much, whatever it has caught up to (as of the latest heartbeat).
 	st.LagSeconds = max(st.LagSeconds, l.behind.Seconds())
 	switch {
+	case l.reseeding:
+		st.State = StateReseeding
 	case l.paused:
 		st.State = StatePaused
 	case l.stall != nil:

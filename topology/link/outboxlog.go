@@ -341,8 +341,9 @@ func (o *outboxLog) releaseOnce(ctx context.Context, p *Publisher) error {
 		}
 	}
 	finished := last
-	progress := make([]downstream, 0, len(p.cfg.Downstream))
-	for _, name := range p.cfg.Downstream {
+	names := p.downstreamNames()
+	progress := make([]downstream, 0, len(names))
+	for _, name := range names {
 		d := downstream{name: name}
 		c, err := st.Consumer(ictx, name)
 		switch {

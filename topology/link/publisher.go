@@ -817,3 +817,31 @@ func (p *Publisher) sendHeartbeat() {
 		p.log.Debug("send heartbeat", "err", err)
 	}
 }
+
+// SetDownstream replaces PublisherConfig.Downstream while the publisher
+// runs (a region added to or removed from the topology): from the next
+// release check, ModeOutbox holds entries for exactly these consumers; a
+// consumer no longer listed holds nothing more, a new one (not created
+// yet) holds every entry up to MaxHold. An invalid name is refused and
+// nothing changes.
+func (p *Publisher) SetDownstream(names []string) error {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	for _, d := range names {
+		if d == "" || sanitizeName(d) != d {
+			return fmt.Errorf("set downstream: consumer name %q is not a valid durable name", d)
+		}
+	}
+	p.mu.Lock()
+	p.cfg.Downstream = names
+	p.mu.Unlock()
+	return nil
+}
+
+// downstreamNames returns the downstream consumers in effect.
+func (p *Publisher) downstreamNames() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.Downstream
+}

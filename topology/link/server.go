@@ -117,6 +117,9 @@ type ServerUser struct {
 // Server is an embedded NATS server with JetStream enabled.
 type Server struct {
 	ns *server.Server
+	// opts are the options it was started (or last reloaded) with.
+	mu   sync.Mutex
+	opts *server.Options
 }
 
 // StartServer starts an embedded NATS server with JetStream and returns once
@@ -194,12 +197,7 @@ func StartServer(opts ServerOptions) (*Server, error) {
 			sopts.Cluster.TLSConfig, sopts.Cluster.TLSTimeout = tc, 5
 		}
 	}
-	for _, u := range opts.Users {
-		sopts.Nkeys = append(sopts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: u.PublishAllow, Deny: u.PublishDeny},
-			Subscribe: &server.SubjectPermission{Allow: u.SubscribeAllow},
-		}})
-	}
+	sopts.Nkeys = nkeyUsers(opts.Users)
 	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats server %q: %w", opts.Name, err)
@@ -223,7 +221,7 @@ func StartServer(opts ServerOptions) (*Server, error) {
 				ns.WaitForShutdown()
 				return nil, fmt.Errorf("start nats server %q: jetstream not enabled", opts.Name)
 			}
-			return &Server{ns: ns}, nil
+			return &Server{ns: ns, opts: sopts}, nil
 		}
 		if time.Now().After(deadline) {
 			ns.Shutdown()
@@ -261,6 +259,39 @@ func (s *Server) ClusterAddr() string {
 // Routes returns how many routes to other cluster nodes the server has
 // now (0 when it is not a cluster node).
 func (s *Server) Routes() int { return s.ns.NumRoutes() }
+
+// nkeyUsers converts users to the server's NKey users.
+func nkeyUsers(users []ServerUser) []*server.NkeyUser {
+	var out []*server.NkeyUser
+	for _, u := range users {
+		out = append(out, &server.NkeyUser{Nkey: u.NKey, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: u.PublishAllow, Deny: u.PublishDeny},
+			Subscribe: &server.SubjectPermission{Allow: u.SubscribeAllow},
+		}})
+	}
+	return out
+}
+
+// SetUsers replaces the server's users and their permissions while it
+// runs (a region added to or removed from the topology), through the
+// server's configuration reload: clients of a removed user are
+// disconnected, and every client's permissions follow the new list. A
+// server started without users (open) cannot be given some this way, nor
+// the reverse: that needs a restart.
+func (s *Server) SetUsers(users []ServerUser) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if (len(s.opts.Nkeys) == 0) != (len(users) == 0) {
+		return errors.New("set users: turning authentication on or off needs a restart")
+	}
+	next := s.opts.Clone()
+	next.Nkeys = nkeyUsers(users)
+	if err := s.ns.ReloadOptions(next); err != nil {
+		return fmt.Errorf("set users: %w", err)
+	}
+	s.opts = next
+	return nil
+}
 
 // ClientURL returns the URL clients connect to, e.g. nats://127.0.0.1:4222.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }

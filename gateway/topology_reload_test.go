@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/geogate/geogate/gateway/config"
+)
+
+// regionFiles writes one config file per region of regions (all-to-all,
+// short lifecycle settings) into dir, each naming every region of names.
+func writeRegionFile(t *testing.T, dir, region string, names []string, ports map[string][2]int) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "region: %s\nregions:\n", region)
+	for _, r := range names {
+		fmt.Fprintf(&b, "  %s: { http: \"http://127.0.0.1:%d\", nats: \"nats://127.0.0.1:%d\" }\n", r, ports[r][0], ports[r][1])
+	}
+	fmt.Fprintf(&b, "data_dir: %s\nreplication: { heartbeat: 200ms, reseed_after: 1s }\nlog: { level: error }\n", filepath.Join(dir, "data", region))
+	path := filepath.Join(dir, region+".yaml")
+	// Write through a rename, as configuration tools do.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func freeTCP(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startFromFile(t *testing.T, path string) *Node {
+	t.Helper()
+	cfg, err := config.Load(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(cfg, Options{Logger: testLogger(), RulesFile: path, SmallFootprint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background(), nil); err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func linkFroms(n *Node) []string {
+	var out []string
+	for _, l := range n.Status().Links {
+		out = append(out, l.From)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestAddAndRemoveRegion adds a region to a running deployment by editing
+// the other regions' config files (no restart): their links from it start,
+// it seeds itself and converges; then removes a region the same way: the
+// links from it stop and the outbox entries held for it are released.
+func TestAddAndRemoveRegion(t *testing.T) {
+	dir := t.TempDir()
+	ports := map[string][2]int{}
+	for _, r := range []string{"a", "b", "c"} {
+		ports[r] = [2]int{freeTCP(t), freeTCP(t)}
+	}
+	two := []string{"a", "b"}
+	a := startFromFile(t, writeRegionFile(t, dir, "a", two, ports))
+	b := startFromFile(t, writeRegionFile(t, dir, "b", two, ports))
+	for i := range 20 {
+		put(t, a, fmt.Sprintf("k/%02d", i), `{"v":1}`)
+	}
+	eventually(t, 10*time.Second, "a and b to converge", sameData(t, a, b))
+
+	// Add c: its own config names all three; then a's and b's files.
+	three := []string{"a", "b", "c"}
+	c := startFromFile(t, writeRegionFile(t, dir, "c", three, ports))
+	writeRegionFile(t, dir, "a", three, ports)
+	writeRegionFile(t, dir, "b", three, ports)
+	eventually(t, 15*time.Second, "a and b to reload and pull from c", func() bool {
+		return slices.Equal(linkFroms(a), []string{"b", "c"}) && slices.Equal(linkFroms(b), []string{"a", "c"})
+	})
+	if got := a.Status().Topology; !strings.Contains(got, "c") {
+		t.Fatalf("a's topology after the reload: %q", got)
+	}
+	eventually(t, 20*time.Second, "c to catch up", sameData(t, a, b, c))
+	put(t, c, "from-c", `{"v":"c"}`)
+	eventually(t, 10*time.Second, "c's write everywhere", sameData(t, a, b, c))
+
+	// Remove b: stop it, write at a (held in a's outbox for b), then edit
+	// the remaining files.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	put(t, a, "after-b", `{"v":2}`)
+	eventually(t, 10*time.Second, "c to apply a's write", sameData(t, a, c))
+	if a.Store().OutboxLen() == 0 {
+		t.Fatal("a's outbox held nothing for b while b was down")
+	}
+	acOnly := []string{"a", "c"}
+	writeRegionFile(t, dir, "a", acOnly, ports)
+	writeRegionFile(t, dir, "c", acOnly, ports)
+	eventually(t, 15*time.Second, "a and c to drop b", func() bool {
+		return slices.Equal(linkFroms(a), []string{"c"}) && slices.Equal(linkFroms(c), []string{"a"})
+	})
+	eventually(t, 10*time.Second, "a's outbox holds for b released", func() bool { return a.Store().OutboxLen() == 0 })
+	put(t, a, "after-removal", `{"v":3}`)
+	eventually(t, 10*time.Second, "a and c to converge without b", sameData(t, a, c))
+	if _, ok := a.Status().Lifecycle.Reseeds["b"]; ok {
+		t.Fatal("a still reports a link from b")
+	}
+}
