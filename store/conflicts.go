@@ -67,7 +67,7 @@ func (s *Store) pruneConflicts(st *batchState, e ConflictEntry) error {
 		if s.cfirst >= e.Seq {
 			return nil
 		}
-		old, err := s.oldestConflict(st.txn)
+		old, err := s.oldestConflict(st.txn.raw)
 		if err != nil {
 			return err
 		}

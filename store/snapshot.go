@@ -83,6 +83,12 @@ type SnapshotHeader struct {
 	// Positions maps every origin actor to the highest position of its
 	// log the snapshot reflects (the region's own actor included).
 	Positions conflict.VV `json:"positions"`
+	// Copy marks a node copy (WriteCopy): every key of one node's store,
+	// for another node of the same region, not a region snapshot; LogSeq
+	// and LogTerm are the region-log position it holds.
+	Copy    bool   `json:"copy,omitempty"`
+	LogSeq  uint64 `json:"log_seq,omitempty"`
+	LogTerm uint64 `json:"log_term,omitempty"`
 }
 
 // snapshotTrailer ends a snapshot.
@@ -366,13 +372,29 @@ func orEOF(err error) error {
 // ErrSnapshot (the stream is damaged or cut) or ErrMalformed (a record
 // inside an intact block does not decode).
 func (sr *SnapshotReader) Next() (KeyRecord, error) {
+	key, stored, err := sr.NextRaw()
+	if err != nil {
+		return KeyRecord{}, err
+	}
+	rec, err := DecodeRecord(stored)
+	if err != nil {
+		return KeyRecord{}, fmt.Errorf("snapshot record %q: %w", key, err)
+	}
+	return KeyRecord{Key: string(key), Record: rec}, nil
+}
+
+// NextRaw returns the next key and value as the stream holds them (for a
+// region snapshot, a record key and its stored record; for a node copy,
+// any key of the store and its value), or io.EOF once the end block has
+// been read and verified. The slices are valid until the next call.
+func (sr *SnapshotReader) NextRaw() (key, value []byte, err error) {
 	for len(sr.block) == 0 {
 		if sr.done {
-			return KeyRecord{}, io.EOF
+			return nil, nil, io.EOF
 		}
 		typ, payload, err := sr.readBlock()
 		if err != nil {
-			return KeyRecord{}, err
+			return nil, nil, err
 		}
 		switch typ {
 		case blockRecords:
@@ -381,32 +403,28 @@ func (sr *SnapshotReader) Next() (KeyRecord, error) {
 		case blockEnd:
 			var tr snapshotTrailer
 			if err := json.Unmarshal(payload, &tr); err != nil {
-				return KeyRecord{}, fmt.Errorf("%w: end block: %v", ErrSnapshot, err)
+				return nil, nil, fmt.Errorf("%w: end block: %v", ErrSnapshot, err)
 			}
 			if tr.Records != sr.records || tr.SHA256 != hex.EncodeToString(sr.sum.Sum(nil)) {
-				return KeyRecord{}, fmt.Errorf("%w: the end block names %d records (sha256 %.12s…); the stream held %d (a block is missing or repeated)", ErrSnapshot, tr.Records, tr.SHA256, sr.records)
+				return nil, nil, fmt.Errorf("%w: the end block names %d records (sha256 %.12s…); the stream held %d (a block is missing or repeated)", ErrSnapshot, tr.Records, tr.SHA256, sr.records)
 			}
 			if _, err := sr.r.ReadByte(); err != io.EOF {
-				return KeyRecord{}, fmt.Errorf("%w: bytes after the end block", ErrSnapshot)
+				return nil, nil, fmt.Errorf("%w: bytes after the end block", ErrSnapshot)
 			}
 			sr.done = true
 		default:
-			return KeyRecord{}, fmt.Errorf("%w: block type %q out of place", ErrSnapshot, typ)
+			return nil, nil, fmt.Errorf("%w: block type %q out of place", ErrSnapshot, typ)
 		}
 	}
 	rd := reader{b: sr.block}
-	key := rd.bytes("snapshot key")
-	stored := rd.bytes("snapshot record")
+	key = rd.bytes("snapshot key")
+	value = rd.bytes("snapshot record")
 	if rd.err != nil {
-		return KeyRecord{}, fmt.Errorf("%w: record %d: %v", ErrSnapshot, sr.records+1, rd.err)
+		return nil, nil, fmt.Errorf("%w: record %d: %v", ErrSnapshot, sr.records+1, rd.err)
 	}
 	sr.block = rd.b
-	rec, err := DecodeRecord(stored)
-	if err != nil {
-		return KeyRecord{}, fmt.Errorf("snapshot record %q: %w", key, err)
-	}
 	sr.records++
-	return KeyRecord{Key: string(key), Record: rec}, nil
+	return key, value, nil
 }
 
 // VerifySnapshot reads a whole snapshot and returns its header and record
@@ -416,6 +434,9 @@ func VerifySnapshot(r io.Reader) (SnapshotInfo, error) {
 	sr, err := NewSnapshotReader(r)
 	if err != nil {
 		return SnapshotInfo{}, err
+	}
+	if sr.hdr.Copy {
+		return SnapshotInfo{Header: sr.hdr}, fmt.Errorf("%w: it is a copy of one node's store (for a node of region %s), not a region snapshot", ErrSnapshot, sr.hdr.Region)
 	}
 	for {
 		kr, err := sr.Next()
@@ -449,6 +470,9 @@ func (s *Store) MergeSnapshot(ctx context.Context, r io.Reader, progress func(re
 		return SnapshotInfo{}, err
 	}
 	hdr := sr.Header()
+	if hdr.Copy {
+		return SnapshotInfo{Header: hdr}, fmt.Errorf("merge snapshot: %w: it is a copy of one node's store (for a node of region %s), not a region snapshot", ErrSnapshot, hdr.Region)
+	}
 	if p := hdr.Positions[s.actor]; p > s.Seq() {
 		return SnapshotInfo{Header: hdr}, fmt.Errorf("merge snapshot: it reflects %s:%d, beyond this region's own log (%d): it comes from another store of this actor", s.actor, p, s.Seq())
 	}

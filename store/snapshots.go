@@ -113,6 +113,9 @@ func (s *Store) view(fn func(txn *badger.Txn) error) error {
 	if st := s.health.get(); st.State == StorageFailed {
 		return st.refusal()
 	}
+	if s.copying.Load() {
+		return ErrCopying
+	}
 	ts, ok := s.snaps.acquire()
 	if !ok {
 		return ErrClosed

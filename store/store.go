@@ -61,6 +61,11 @@ type Options struct {
 	// SmallFootprint shrinks Badger's caches and tables, for tests and
 	// testbeds running many regions in one process.
 	SmallFootprint bool
+	// Clustered opens the store of one node of a region of several: it
+	// starts as a follower (Following) and never draws an actor of its
+	// own; the region's actor comes from the region log (the first leader
+	// draws it, see Lead) or a copy of the leader's store (LoadCopy).
+	Clustered bool
 
 	// keyFilterMin overrides keyFilterMin (tests: force rebuilds).
 	keyFilterMin uint
@@ -182,6 +187,16 @@ type Store struct {
 	corruptSeen uint64
 	collection  atomic.Pointer[collectionBound]
 	lifeStats   lifecycleCounters
+
+	// A region of several nodes (replica.go): the store's role, the
+	// region log's position and term of its last entry held here (the
+	// writer's; logPos publishes them), the Replicator a leading store
+	// appends with, and whether a copy is being loaded or was cut off.
+	role         atomic.Int32
+	logSeq, term uint64
+	logPos       atomic.Pointer[[2]uint64]
+	rep          Replicator
+	copying      atomic.Bool
 }
 
 // valueThreshold is Badger's value threshold here: larger values live in
@@ -244,11 +259,19 @@ func Open(opts Options) (*Store, error) {
 		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region}, health: health,
 		merkle: newMerkleTree(), treeDone: make(chan struct{}),
 	}
+	if opts.Clustered {
+		s.role.Store(int32(Following))
+	}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if s.keys, err = newKeyFilter(s.view, s.keyFilterMin()); err != nil {
+	if s.copying.Load() {
+		// A copy was cut off: nothing here is usable until the next
+		// LoadCopy, which builds the filter.
+		s.keys = newEmptyKeyFilter(s.keyFilterMin())
+		s.log.Warn("this node's store holds a copy of its leader's that was cut off; it serves nothing until it loads another")
+	} else if s.keys, err = newKeyFilter(s.view, s.keyFilterMin()); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -313,12 +336,12 @@ func (s *Store) load() error {
 func (s *Store) loadIn(txn *badger.Txn) error {
 	item, err := txn.Get(keyActor)
 	switch {
+	case errors.Is(err, badger.ErrKeyNotFound) && s.opts.Clustered:
+		s.actor = "" // the region's comes from its log or leader
 	case errors.Is(err, badger.ErrKeyNotFound):
-		epoch := make([]byte, 4)
-		if _, err := rand.Read(epoch); err != nil {
-			return fmt.Errorf("draw epoch: %w", err)
+		if s.actor, err = newActor(s.opts.Region); err != nil {
+			return err
 		}
-		s.actor = conflict.Actor(s.opts.Region, hex.EncodeToString(epoch))
 		if err := txn.Set(keyActor, []byte(s.actor)); err != nil {
 			return err
 		}
@@ -334,6 +357,30 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 		if conflict.RegionOf(s.actor) != s.opts.Region {
 			return fmt.Errorf("store %s belongs to region %q, not %q", s.opts.Dir, conflict.RegionOf(s.actor), s.opts.Region)
 		}
+	}
+	switch item, err := txn.Get(keyLogPos); {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		s.logSeq, s.term = 0, 0
+	case err != nil:
+		return fmt.Errorf("read log position: %w", err)
+	default:
+		err := item.Value(func(v []byte) error {
+			if len(v) != 16 {
+				return fmt.Errorf("corrupt log position: %d bytes", len(v))
+			}
+			s.logSeq, s.term = decodeLogPos(v)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	s.logPos.Store(&[2]uint64{s.logSeq, s.term})
+	switch _, err := txn.Get(keyCopying); {
+	case err == nil:
+		s.copying.Store(true)
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return fmt.Errorf("read copy marker: %w", err)
 	}
 	if err := getU64(txn, keyTrimmed, &s.trimmed); err != nil {
 		return err
@@ -448,7 +495,17 @@ func (s *Store) keyFilterMin() uint {
 	return keyFilterMin
 }
 
-// Actor returns this store's actor name (region~epoch).
+// newActor draws a fresh actor of region: region~<8 random hex digits>.
+func newActor(region string) (string, error) {
+	epoch := make([]byte, 4)
+	if _, err := rand.Read(epoch); err != nil {
+		return "", fmt.Errorf("draw epoch: %w", err)
+	}
+	return conflict.Actor(region, hex.EncodeToString(epoch)), nil
+}
+
+// Actor returns this store's actor name (region~epoch); "" for the store
+// of a node that has not yet received its region's.
 func (s *Store) Actor() string { return s.actor }
 
 // Close stops taking requests, finishes the ones queued and the reads in

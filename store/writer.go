@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/geogate/geogate/conflict"
 )
 
@@ -74,6 +72,11 @@ type request struct {
 	apply []Incoming
 	// lifecycle is a merge, a collection or a watermark raise (merge.go).
 	lifecycle *lifecycleRequest
+	// replica holds region-log entries to apply (a follower, replica.go).
+	replica []LogEntry
+	// control changes the store's role (replica.go); it is a batch of its
+	// own.
+	control *controlRequest
 	// resp carries the answer, or the writer role (response.lead); it has
 	// room for one message, and a request has at most one in flight.
 	resp chan response
@@ -85,6 +88,13 @@ var requestPool = sync.Pool{New: func() any { return &request{resp: make(chan re
 func (r *request) size() int {
 	if r.lifecycle != nil {
 		return r.lifecycle.size()
+	}
+	if r.replica != nil {
+		n := 0
+		for _, e := range r.replica {
+			n += len(e.Effects) + 64
+		}
+		return n
 	}
 	if r.local {
 		return 2*min(r.mut.Value.Len(), valueThreshold) + 2*len(r.mut.Key) + 256
@@ -208,7 +218,7 @@ func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, err
 // next writer takes them all in one batch (group commit).
 func (s *Store) submit(ctx context.Context, r *request) (response, error) {
 	defer func() {
-		r.local, r.mut, r.apply, r.lifecycle = false, Mutation{}, nil, nil
+		r.local, r.mut, r.apply, r.lifecycle, r.replica, r.control = false, Mutation{}, nil, nil, nil, nil
 		requestPool.Put(r)
 	}()
 	if s.closing.Load() {
@@ -256,8 +266,14 @@ func (s *Store) writeBatch() {
 	s.qmu.Lock()
 	n, size := 0, 0
 	for n < len(s.queue) && n < s.opts.MaxBatch && (n == 0 || size < s.batchBytes) {
+		if s.queue[n].control != nil && n > 0 {
+			break // a control request is a batch of its own
+		}
 		size += s.queue[n].size()
 		n++
+		if s.queue[n-1].control != nil {
+			break
+		}
 	}
 	// The batch slice is the writer's, reused from turn to turn: it is not
 	// used once the role is passed on.
@@ -267,7 +283,18 @@ func (s *Store) writeBatch() {
 	s.queue = s.queue[n:]
 	s.qmu.Unlock()
 
-	committed := s.commitBatch(batch)
+	var committed bool
+	if len(batch) == 1 && batch[0].control != nil && batch[0].control.load != nil {
+		c := batch[0].control
+		err := s.loadCopy(c.load)
+		if err != nil {
+			s.log.Error("loading a copy of the leader's store failed; the node loads one again before it serves", "err", err)
+		}
+		committed = err == nil
+		batch[0].resp <- response{err: err}
+	} else {
+		committed = s.commitBatch(batch)
+	}
 	for range batch {
 		<-s.slots
 	}
@@ -295,7 +322,7 @@ func (s *Store) writeBatch() {
 
 // batchState is the writer's view inside one transaction.
 type batchState struct {
-	txn     *badger.Txn
+	txn     wtxn
 	records map[string]conflict.Record
 	dirty   map[string]bool
 	// wmOld holds, for each origin whose watermark the batch moved, the
@@ -315,6 +342,16 @@ type batchState struct {
 	feed         []byte
 	// tree holds what the digest tree needs of the batch (merkle.go).
 	tree treeBatch
+
+	// A region of several nodes (replica.go): the actor and log position
+	// as they were before the batch; whether the batch must append to the
+	// region log even without effects (a term marker), makes the store
+	// lead, or moved its log position; and whether a follower's batch
+	// pruned the conflict or change log.
+	actor                    string
+	logSeq, term             uint64
+	append, lead, logged     bool
+	cfirstMoved, ffirstMoved bool
 }
 
 // refusedError is a request the writer refused before changing anything
@@ -348,18 +385,29 @@ func (s *Store) commitBatch(batch []*request) bool {
 	clear(st.wmOld)
 	st.tree.reset(s.merkle)
 	st.conflicts, st.outboxed = nil, false
-	st.txn = s.beginCommit()
+	role := s.Role()
+	lead := len(batch) == 1 && batch[0].control != nil && batch[0].control.lead != nil
+	st.txn = wtxn{raw: s.beginCommit(), capture: role == Leading || lead, fx: st.txn.fx[:0]}
 	st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst = s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst
 	st.fseq, st.ffirst, st.feed = s.fseq, s.ffirst, nil
-	defer st.txn.Discard()
+	st.actor, st.logSeq, st.term = s.actor, s.logSeq, s.term
+	st.append, st.lead, st.logged, st.cfirstMoved, st.ffirstMoved = false, false, false, false, false
+	defer st.txn.raw.Discard()
 	resps := slices.Grow(st.resps[:0], len(batch))[:len(batch)]
 	clear(resps)
 	st.resps = resps
 	var err error
 	for i, r := range batch {
 		switch {
+		case r.control != nil:
+			resps[i].err = s.doControl(st, r.control)
 		case refusal != nil:
 			resps[i].err = refusal
+			continue
+		case r.replica != nil:
+			resps[i].err = s.doReplica(st, r.replica)
+		case role == Following:
+			resps[i].err = fmt.Errorf("%w: it follows; send writes to the leader", ErrNotLeader)
 			continue
 		case r.local:
 			resps[i].write, resps[i].err = s.doWrite(st, &r.mut, &stats)
@@ -380,19 +428,36 @@ func (s *Store) commitBatch(batch []*request) bool {
 	if err == nil {
 		err = s.flush(st)
 	}
-	if err == nil {
+	if err == nil && role != Following {
+		// A follower's outbox is trimmed by the leader's effects only.
 		err = s.trimOutbox(st)
 	}
 	if err == nil {
 		err = s.commitFeed(st)
 	}
+	if err == nil && st.logged {
+		err = s.settleReplica(st)
+	}
+	if err == nil && st.txn.capture && (len(st.txn.fx) > 0 || st.append) {
+		err = s.replicate(st)
+	}
 	if err == nil {
-		err = s.commit(st.txn)
+		err = s.commit(st.txn.raw)
 		stats.Commits++
 	}
 	if err != nil {
 		s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst = st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst
 		s.fseq, s.ffirst = st.fseq, st.ffirst
+		s.actor, s.logSeq, s.term = st.actor, st.logSeq, st.term
+		s.merkle.pending = s.merkle.pending[:0]
+		replicated := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrLogUnknown)
+		if st.lead || replicated && role == Leading {
+			// The log refused or lost track of the commit: stop taking
+			// writes at once; the node follows the log again to learn
+			// what it holds.
+			s.role.Store(int32(Following))
+			s.rep = nil
+		}
 		s.chead = nil // it may describe an entry of the failed transaction
 		for origin, old := range st.wmOld {
 			if old == 0 {
@@ -402,7 +467,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 			}
 		}
 		s.log.Error("commit failed", "err", err, "requests", len(batch))
-		if commitFailed(err) {
+		if commitFailed(err) && !replicated {
 			s.health.fail(fmt.Sprintf("a commit failed: %v", err), time.Now())
 			s.log.Error("storage failed: refusing reads, writes and applies until restart", "err", err)
 		}
@@ -410,6 +475,12 @@ func (s *Store) commitBatch(batch []*request) bool {
 			r.resp <- response{err: fmt.Errorf("commit: %w", err)}
 		}
 		return false
+	}
+	if st.lead {
+		s.role.Store(int32(Leading))
+	}
+	if st.logged {
+		s.logPos.Store(&[2]uint64{s.logSeq, s.term})
 	}
 	s.committed.Store(s.seq)
 	s.foldest.Store(s.ffirst)
@@ -476,7 +547,7 @@ func (s *Store) record(st *batchState, key string) (conflict.Record, error) {
 		st.records[key] = conflict.Record{}
 		return conflict.Record{}, nil
 	}
-	rec, err := st.tree.read(st.txn, key)
+	rec, err := st.tree.read(st.txn.raw, key)
 	if errors.Is(err, ErrChecksum) {
 		// Corrupt on disk: it counts as no record for an apply or a
 		// repair, which replace it; a local write refuses (doWrite).
