@@ -101,7 +101,8 @@ func aheadOfMost(offsets map[string]peerOffset, peers int, maxSkew, fresh time.D
 // serveClock answers clock probes on this region's NATS with its physical
 // time.
 func (n *Node) serveClock() error {
-	_, err := n.conn.Subscribe(clockSubject(n.cfg.Region), func(m *nats.Msg) {
+	// In a queue group: in a region of several nodes one of them answers.
+	_, err := n.conn.QueueSubscribe(clockSubject(n.cfg.Region), "geogate", func(m *nats.Msg) {
 		b, _ := json.Marshal(map[string]int64{"ms": n.opts.Clock().UnixMilli()}) //nolint:errchkjson // a map of ints
 		m.Respond(b)                                                             //nolint:errcheck // the prober times out
 	})

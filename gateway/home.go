@@ -239,15 +239,13 @@ func (n *Node) serveForwards(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("serve forwards: %w", err)
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.spawn(ctx, func() {
 		<-ctx.Done()
 		mu.Lock()
 		closed = true
 		mu.Unlock()
 		sub.Unsubscribe() //nolint:errcheck // connection closing
-	}()
+	})
 	return nil
 }
 

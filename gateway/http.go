@@ -36,6 +36,8 @@ type apiError struct {
 	code    string
 	msg     string
 	details map[string]any
+	// retryAfter, when positive, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -53,7 +55,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, err error) {
 	status, body := errorBody(err)
+	if s := retryAfter(err); s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
 	writeJSON(w, status, body)
+}
+
+// retryAfter is the Retry-After an error's answer carries (0: none): a
+// region of several nodes between leaders is one again in seconds.
+func retryAfter(err error) int {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae.retryAfter
+	case errors.Is(err, store.ErrNotLeader), errors.Is(err, store.ErrLogUnknown), errors.Is(err, store.ErrCopying):
+		return 1
+	}
+	return 0
 }
 
 // errorBody renders an error as its HTTP status and JSON body
@@ -81,6 +99,12 @@ func errorBody(err error) (int, map[string]any) {
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "corrupt_record", msg: err.Error() + "; this region is repairing it from a peer: retry, or read at another region"}
 	case errors.Is(err, store.ErrContextAhead):
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "stale_context", msg: err.Error() + "; retry"}
+	case errors.Is(err, store.ErrNotLeader):
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "not_leader", msg: err.Error() + "; nothing was written: retry (the region's next leader takes it)"}
+	case errors.Is(err, store.ErrLogUnknown):
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", msg: err.Error() + "; retry (a write with its context is safe to retry)"}
+	case errors.Is(err, store.ErrCopying):
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "node_seeding", msg: err.Error() + "; retry at another node, or here in a moment"}
 	default:
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
 	}
@@ -118,7 +142,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "not_found", "no route %s %s; see the HTTP API in the README", r.Method, r.URL.Path))
 	})
-	return n.metrics.instrument(mux)
+	return n.metrics.instrument(n.forwarding(mux))
 }
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string) {
@@ -343,26 +367,26 @@ func (n *Node) writeAnswerFor(key string, res store.WriteResult, session conflic
 
 // waitSession blocks a read until this region has applied what the
 // request's session token names, up to the X-Geo-Wait bound.
-func (n *Node) waitSession(r *http.Request) error {
+func (n *Node) waitSession(r *http.Request) (conflict.VV, error) {
 	session, err := n.tokens.decodeSession(r.Header.Get(HeaderSession))
 	if err != nil {
-		return n.badToken(conflict.TokenSession, err)
+		return nil, n.badToken(conflict.TokenSession, err)
 	}
 	if len(session) == 0 {
-		return nil
+		return session, nil
 	}
 	wait, err := n.waitBound(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	missing := n.store.WaitApplied(ctx, session)
 	if missing == nil {
-		return nil
+		return session, nil
 	}
 	n.metrics.staleReads.Inc()
-	return &apiError{status: http.StatusServiceUnavailable, code: "stale",
+	return nil, &apiError{status: http.StatusServiceUnavailable, code: "stale",
 		msg:     fmt.Sprintf("region %s has not applied everything the session has seen within %s; retry, or read at the region that took the write", n.cfg.Region, wait),
 		details: map[string]any{"missing": n.missingDetail(missing)}}
 }
@@ -376,7 +400,8 @@ type metaVersion struct {
 }
 
 func (n *Node) get(w http.ResponseWriter, r *http.Request, key string) error {
-	if err := n.waitSession(r); err != nil {
+	session, err := n.waitSession(r)
+	if err != nil {
 		return err
 	}
 	rec, ok, err := n.store.Get(key)
@@ -384,6 +409,15 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request, key string) error {
 		return err
 	}
 	meta := r.URL.Query().Get("meta")
+	// The answer's session covers the request's and what the answer
+	// shows, so that a later read with it, at any region or node, sees
+	// at least this (monotonic reads).
+	if ok {
+		session = session.Merge(rec.Context())
+	}
+	if len(session) > 0 {
+		w.Header().Set(HeaderSession, n.tokens.encodeSession(session))
+	}
 	if !ok {
 		return errorf(http.StatusNotFound, "not_found", "key %q not found", key)
 	}

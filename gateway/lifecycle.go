@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -165,7 +166,7 @@ func newLifecycle(n *Node) *lifecycle {
 		kick: make(chan string, 16), busy: make(chan struct{}, maxServing),
 	}
 	lc.m = newLifecycleMetrics(n, lc)
-	lc.snaps = newSnapServer(lc)
+	lc.snaps = newSnapServer(lc.log)
 	return lc
 }
 
@@ -175,20 +176,12 @@ func (lc *lifecycle) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("serve lifecycle requests: %w", err)
 	}
-	lc.n.wg.Add(1)
-	go func() {
-		defer lc.n.wg.Done()
+	lc.n.spawn(ctx, func() {
 		<-ctx.Done()
 		_ = sub.Unsubscribe()
 		lc.snaps.closeAll()
-	}()
-	run := func(f func(context.Context)) {
-		lc.n.wg.Add(1)
-		go func() {
-			defer lc.n.wg.Done()
-			f(ctx)
-		}()
-	}
+	})
+	run := func(f func(context.Context)) { lc.n.spawn(ctx, func() { f(ctx) }) }
 	run(lc.gossipLoop)
 	run(lc.reseedLoop)
 	run(lc.aeLoop)
@@ -241,7 +234,18 @@ func (lc *lifecycle) handle(req lifeRequest) (lifeReply, error) {
 		lc.mergeTable(req.Table)
 		return lifeReply{Table: lc.snapshotTable()}, nil
 	case opSnapOpen:
-		id, err := lc.snaps.open(req.From)
+		peer := req.From
+		id, err := lc.snaps.open(peer, func(ctx context.Context, w io.Writer) error {
+			start := time.Now()
+			info, err := lc.n.store.WriteSnapshot(ctx, w)
+			if err != nil {
+				lc.log.Warn("snapshot to a peer ended early", "peer", peer, "err", err)
+				return err
+			}
+			lc.m.snapshotsServed.Inc()
+			lc.log.Info("snapshot served", "peer", peer, "records", info.Records, "bytes", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		})
 		return lifeReply{Session: id}, err
 	case opNodes:
 		if len(req.IDs) > maxNodesPerRequest/store.MerkleFanout {

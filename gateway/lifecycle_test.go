@@ -100,7 +100,7 @@ func TestReseedAfterRetention(t *testing.T) {
 	for i := range 50 {
 		put(t, a, fmt.Sprintf("k/%02d", i), fmt.Sprintf(`{"n":%d}`, i))
 	}
-	seq := a.publisher.Stats().LastStreamSeq
+	seq := a.publisher.Load().Stats().LastStreamSeq
 	eventually(t, 20*time.Second, "a's stream to drop the writes b has not read", func() bool { return streamFirstSeq(t, a) > seq })
 	b.ResumeLink("a")
 	sawReseeding := false
@@ -148,7 +148,7 @@ func TestEmptyRegionJoins(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	seq := a.publisher.Stats().LastStreamSeq
+	seq := a.publisher.Load().Stats().LastStreamSeq
 	eventually(t, 20*time.Second, "a's stream to drop its history", func() bool { return streamFirstSeq(t, a) > seq })
 	if err := c.StartRegion(context.Background(), "b"); err != nil {
 		t.Fatal(err)

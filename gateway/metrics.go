@@ -89,10 +89,11 @@ func newMetrics(n *Node) *metrics {
 	stat("geogate_outbox_unpublished", "Outbox entries not yet acknowledged by this region's stream.", func() float64 { return float64(n.Unpublished()) }, false)
 	pub := func(f func(link.PublisherStats) uint64) func() float64 {
 		return func() float64 {
-			if n.publisher == nil {
+			p := n.publisher.Load()
+			if p == nil {
 				return 0
 			}
-			return float64(f(n.publisher.Stats()))
+			return float64(f(p.Stats()))
 		}
 	}
 	stat("geogate_publisher_resyncs_total", "Times the stream was found behind what it had acknowledged (lost tail) and the outbox was republished.", pub(func(s link.PublisherStats) uint64 { return s.Resyncs }), true)
@@ -106,10 +107,11 @@ func newMetrics(n *Node) *metrics {
 		return 0
 	}), false)
 	stat("geogate_publisher_behind_seconds", "Age of the oldest outbox entry read and not yet acknowledged by the stream.", func() float64 {
-		if n.publisher == nil {
+		p := n.publisher.Load()
+		if p == nil {
 			return 0
 		}
-		return n.publisher.Stats().Behind.Seconds()
+		return p.Stats().Behind.Seconds()
 	}, false)
 	stat("geogate_storage_free_bytes", "Free space on the filesystem of the region's store at the last check.", func() float64 { return float64(n.store.Storage().FreeBytes) }, false)
 	stat("geogate_storage_state", "0 ok, 1 low_space (writes refused below storage.min_free_bytes), 2 failed (a storage error; everything refused until restart).", func() float64 {
@@ -130,7 +132,7 @@ func (m *metrics) handler() http.Handler {
 }
 
 // instrument counts requests and their latency by route pattern.
-func (m *metrics) instrument(mux *http.ServeMux) http.Handler {
+func (m *metrics) instrument(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

@@ -65,7 +65,13 @@ type Node struct {
 	nats      *link.Server // embedded server, nil when external
 	natsURL   string
 	conn      *nats.Conn // this region's NATS: publisher, home-forward service
-	publisher *link.Publisher
+	publisher atomic.Pointer[link.Publisher]
+	// duty is the duties running while the node leads its region (all
+	// the time in a region of one node): duty.go.
+	duty atomic.Pointer[duties]
+	// rn is the node's part in a region of several nodes (nil for one):
+	// regionnode.go.
+	rn *regionNode
 
 	listener net.Listener
 	server   *http.Server
@@ -131,8 +137,11 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if n.sec, err = loadSecurity(cfg, n.log); err != nil {
 		return nil, err
 	}
+	if cfg.Clustered() {
+		n.rn = newRegionNode(n)
+	}
 	n.store, err = store.Open(store.Options{
-		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock,
+		Dir: cfg.DataDir + "/store", Region: cfg.Region, Sync: cfg.Durability.Sync, Clock: n.clock, Clustered: cfg.Clustered(),
 		Observer: observer{n}, ConflictRetention: cfg.Conflicts.Retention, ConflictMaxAge: cfg.Conflicts.MaxAge,
 		MinFreeBytes:  minFreeBytes(cfg.Storage.MinFreeBytes),
 		MaxEventBytes: int(cfg.HTTP.MaxValueBytes + config.EventReserve - config.HeaderReserve),
@@ -211,28 +220,17 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 			n.peers[r] = p
 		}
 	}
-	if err := n.startReplication(ctx); err != nil {
-		return err
-	}
-	if err := n.serveForwards(ctx); err != nil {
-		return err
-	}
-	if err := n.life.start(ctx); err != nil {
-		return err
-	}
 	if err := n.serveClock(); err != nil {
 		return err
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.watchClocks(ctx)
-	}()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.runMerges(ctx)
-	}()
+	n.spawn(ctx, func() { n.watchClocks(ctx) })
+	if n.rn == nil {
+		if _, err := n.startDuties(ctx); err != nil {
+			return err
+		}
+	} else {
+		n.rn.start(ctx)
+	}
 	if n.opts.RulesFile != "" {
 		n.wg.Add(1)
 		go func() {
@@ -255,7 +253,7 @@ func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 			n.log.Error("http server stopped", "err", err)
 		}
 	}()
-	n.log.Info("region serving", "http", n.HTTPURL(), "nats", n.natsURL, "topology", n.plan.Describe(), "actor", n.store.Actor())
+	n.log.Info("region serving", "node", n.cfg.Node, "http", n.HTTPURL(), "nats", n.natsURL, "topology", n.plan.Describe(), "actor", n.store.Actor())
 	return nil
 }
 

@@ -30,8 +30,12 @@ func (n *Node) startNATS() error {
 		if port == 0 {
 			port = -1 // NATS: pick a free port
 		}
+		var cluster *link.ClusterOptions
+		if n.cfg.Clustered() {
+			cluster = n.clusterOptions() // regionnode.go
+		}
 		n.nats, err = link.StartServer(n.natsServerOptions(link.ServerOptions{
-			Name: "geogate-" + n.cfg.Region, Host: host, Port: port, StoreDir: n.cfg.NATS.StoreDir,
+			Name: "geogate-" + n.cfg.Node, Host: host, Port: port, StoreDir: n.cfg.NATS.StoreDir, Cluster: cluster,
 			SyncAlways: n.cfg.NATS.Sync == config.NATSSyncAlways, SyncInterval: n.cfg.NATS.SyncInterval(),
 			MaxPayload: int32(n.cfg.HTTP.MaxValueBytes + config.EventReserve),
 			Logger:     n.log.With("component", "nats"),
@@ -82,7 +86,7 @@ func (n *Node) startReplication(ctx context.Context) error {
 	for _, e := range n.plan.Outbound(n.cfg.Region) {
 		downstream = append(downstream, link.ConsumerName(n.cfg.Region, e.To))
 	}
-	n.publisher, err = link.NewPublisher(link.PublisherConfig{
+	pub, err := link.NewPublisher(link.PublisherConfig{
 		Region: n.cfg.Region, Conn: n.conn, Outbox: outbox{n.store},
 		Mode: mode, Downstream: downstream, MaxHold: n.cfg.Replication.MaxHold,
 		MaxAge: n.cfg.Replication.StreamMaxAge, MaxBytes: int64(n.cfg.Replication.StreamMaxBytes),
@@ -92,35 +96,29 @@ func (n *Node) startReplication(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("publisher: %w", err)
 	}
-	n.goRun("publisher", n.publisher.Run, ctx)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.publisher.Store(pub)
+	n.spawn(ctx, func() {
+		if err := pub.Run(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error("publisher stopped", "err", err)
+		}
+	})
+	n.spawn(ctx, func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-n.store.OutboxSignal():
-				n.publisher.Notify()
+				pub.Notify()
 			}
 		}
-	}()
-	for _, edge := range n.plan.Inbound(n.cfg.Region) {
-		if err := n.startLink(ctx, edge.From, n.plan); err != nil { // topology_reload.go
+	})
+	plan := n.currentPlan()
+	for _, edge := range plan.Inbound(n.cfg.Region) {
+		if err := n.startLink(ctx, edge.From, plan); err != nil { // topology_reload.go
 			return err
 		}
 	}
 	return nil
-}
-
-func (n *Node) goRun(what string, run func(context.Context) error, ctx context.Context) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := run(ctx); err != nil && ctx.Err() == nil {
-			n.log.Error(what+" stopped", "err", err)
-		}
-	}()
 }
 
 func (n *Node) link(peer string) *link.Link {
@@ -165,6 +163,8 @@ type StatusReport struct {
 	// Lifecycle shows re-seeding, anti-entropy and tombstone collection
 	// (lifecycle.go).
 	Lifecycle LifecycleStatus `json:"lifecycle"`
+	// NodeStatus is this node's part in its region (regionnode.go).
+	NodeStatus
 }
 
 // PublisherStatus is the publisher part of StatusReport.
@@ -187,26 +187,31 @@ func (n *Node) Status() StatusReport {
 		Applied: n.store.Applied(), Outbox: n.store.OutboxLen(), Unpublished: n.Unpublished(),
 		LogMode: n.cfg.Replication.LogMode, Links: n.linkStatuses(), Rules: n.book.status(),
 		Storage: n.store.Storage(), Publisher: n.publisherStatus(), Clock: n.clockStatus(),
-		Lifecycle: n.life.status(),
+		Lifecycle: n.life.status(), NodeStatus: n.nodeStatus(),
 	}
 }
 
 // publisherStatus reports the publisher's state (ok before it exists).
 func (n *Node) publisherStatus() PublisherStatus {
-	if n.publisher == nil {
+	p := n.publisher.Load()
+	if p == nil {
 		return PublisherStatus{State: link.PublisherOK}
 	}
-	st := n.publisher.Stats()
+	st := p.Stats()
 	return PublisherStatus{State: st.State, Reason: st.Reason, Since: st.Since, BehindSeconds: st.Behind.Seconds()}
 }
 
 // Unpublished returns how many committed outbox entries the stream has not
 // acknowledged yet.
 func (n *Node) Unpublished() uint64 {
-	if n.publisher == nil {
+	p := n.publisher.Load()
+	if p == nil {
+		if n.cfg.Clustered() && !n.leading() {
+			return 0 // the leader publishes; it reports its own
+		}
 		return n.store.Committed()
 	}
-	committed, acked := n.store.Committed(), n.publisher.Stats().Acked
+	committed, acked := n.store.Committed(), p.Stats().Acked
 	if acked >= committed {
 		return 0
 	}

@@ -42,6 +42,9 @@ type security struct {
 	// nil: the system's.
 	peerRoots     *x509.CertPool
 	natsServerTLS *tls.Config // nil: the embedded server takes plain connections
+	// natsClusterTLS secures the routes between a region's nodes' servers
+	// (nil: plain routes, or a region of one node).
+	natsClusterTLS *tls.Config
 	ownServerName string      // TLS name of this region's own server
 	nkey          nkeys.KeyPair
 	nkeyPub       string
@@ -102,8 +105,19 @@ func loadSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 		}
 		if cfg.NATS.Embedded {
 			s.natsServerTLS = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate, ClientCAs: roots}
+			if cfg.Clustered() {
+				// The routes between the region's nodes: each node both
+				// takes them (server) and makes them (client) with its
+				// certificate, and requires the other end's.
+				s.natsClusterTLS = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate,
+					GetClientCertificate: pair.GetClientCertificate, ClientCAs: roots, RootCAs: roots}
+			}
 		}
-		if u, err := url.Parse(cfg.Regions[cfg.Region].NATS); err == nil {
+		own := cfg.Regions[cfg.Region].NATS
+		if me, ok := cfg.Nodes[cfg.Node]; ok && me.NATS != "" {
+			own = me.NATS
+		}
+		if u, err := url.Parse(strings.Split(own, ",")[0]); err == nil {
 			s.ownServerName = u.Hostname()
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -46,9 +47,10 @@ const (
 	maxSnapSessions = 4
 )
 
-// snapServer holds the snapshot sessions a region serves.
+// snapServer holds the stream sessions a region (or a node, for copies
+// of its store) serves.
 type snapServer struct {
-	lc       *lifecycle
+	log      *slog.Logger
 	mu       sync.Mutex
 	sessions map[string]*snapSession
 }
@@ -69,12 +71,13 @@ type snapAsk struct {
 	seq int
 }
 
-func newSnapServer(lc *lifecycle) *snapServer {
-	return &snapServer{lc: lc, sessions: map[string]*snapSession{}}
+func newSnapServer(log *slog.Logger) *snapServer {
+	return &snapServer{log: log, sessions: map[string]*snapSession{}}
 }
 
-// open starts a session for peer and returns its id.
-func (ss *snapServer) open(peer string) (string, error) {
+// open starts a session for peer, whose stream produce writes, and returns
+// its id.
+func (ss *snapServer) open(peer string, produce func(ctx context.Context, w io.Writer) error) (string, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if len(ss.sessions) >= maxSnapSessions {
@@ -89,18 +92,7 @@ func (ss *snapServer) open(peer string) (string, error) {
 	s := &snapSession{id: hex.EncodeToString(b), peer: peer, pr: pr, cancel: cancel, reqs: make(chan snapAsk, 2*snapWindow),
 		last: time.Now(), done: make(chan struct{})}
 	ss.sessions[s.id] = s
-	lc := ss.lc
-	go func() {
-		start := time.Now()
-		info, err := lc.n.store.WriteSnapshot(ctx, pw)
-		pw.CloseWithError(err)
-		if err != nil {
-			lc.log.Warn("snapshot to a peer ended early", "peer", peer, "err", err)
-			return
-		}
-		lc.m.snapshotsServed.Inc()
-		lc.log.Info("snapshot served", "peer", peer, "records", info.Records, "bytes", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
-	}()
+	go func() { pw.CloseWithError(produce(ctx, pw)) }()
 	go ss.run(s)
 	return s.id, nil
 }
@@ -200,7 +192,7 @@ func (ss *snapServer) reap(ctx context.Context) {
 		}
 		ss.mu.Unlock()
 		for _, s := range idle {
-			ss.lc.log.Warn("snapshot session idle, ended", "peer", s.peer)
+			ss.log.Warn("stream session idle, ended", "peer", s.peer)
 			ss.end(s)
 		}
 	}
@@ -219,9 +211,7 @@ func (ss *snapServer) closeAll() {
 }
 
 // fetchSnapshot opens a snapshot session at peer and returns the stream
-// as a reader, fed by segment requests kept snapWindow ahead. Closing the
-// reader ends the transfer. A failure (the peer gone, a segment lost)
-// surfaces as the reader's error.
+// as a reader (fetchStream).
 func (lc *lifecycle) fetchSnapshot(ctx context.Context, peer string) (io.ReadCloser, error) {
 	rep, err := lc.request(ctx, peer, lifeRequest{Op: opSnapOpen})
 	if err != nil {
@@ -231,25 +221,38 @@ func (lc *lifecycle) fetchSnapshot(ctx context.Context, peer string) (io.ReadClo
 	if err != nil {
 		return nil, err
 	}
+	return fetchStream(ctx, c, func(seq int) (*nats.Msg, error) {
+		b, err := json.Marshal(lifeRequest{Op: opSnapNext, From: lc.n.cfg.Region, Session: rep.Session, Seq: seq})
+		return &nats.Msg{Subject: lifecycleSubject(peer), Data: b}, err
+	}, "snapshot from "+peer)
+}
+
+// fetchStream returns the stream of an open session as a reader, fed by
+// segment requests (ask(seq) is the request for segment seq, which gets a
+// reply inbox here) kept snapWindow ahead. Closing the reader ends the
+// transfer. A failure (the server gone, a segment lost) surfaces as the
+// reader's error, prefixed with what.
+func fetchStream(ctx context.Context, c *nats.Conn, ask func(seq int) (*nats.Msg, error), what string) (io.ReadCloser, error) {
 	inbox := c.NewInbox()
 	sub, err := c.SubscribeSync(inbox)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot from %s: %w", peer, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	pr, pw := io.Pipe()
-	ask := func(seq int) error {
-		b, err := json.Marshal(lifeRequest{Op: opSnapNext, From: lc.n.cfg.Region, Session: rep.Session, Seq: seq})
+	send := func(seq int) error {
+		m, err := ask(seq)
 		if err != nil {
 			return err
 		}
-		return c.PublishRequest(lifecycleSubject(peer), inbox, b)
+		m.Reply = inbox
+		return c.PublishMsg(m)
 	}
 	go func() {
 		defer func() { _ = sub.Unsubscribe() }()
 		err := func() error {
 			sent := 0
 			for ; sent < snapWindow; sent++ {
-				if err := ask(sent); err != nil {
+				if err := send(sent); err != nil {
 					return err
 				}
 			}
@@ -272,14 +275,14 @@ func (lc *lifecycle) fetchSnapshot(ctx context.Context, peer string) (io.ReadClo
 				if m.Header.Get(hdrSnapEnd) != "" {
 					return nil
 				}
-				if err := ask(sent); err != nil {
+				if err := send(sent); err != nil {
 					return err
 				}
 				sent++
 			}
 		}()
 		if err != nil {
-			err = fmt.Errorf("snapshot from %s: %w", peer, err)
+			err = fmt.Errorf("%s: %w", what, err)
 		}
 		pw.CloseWithError(err)
 	}()

@@ -23,3 +23,8 @@ func conflictsSubject(region string) string { return "geogate.conflicts." + regi
 // inboxPrefix is the inbox prefix of a region's connections to its peers'
 // servers; its permissions there let it receive only under it.
 func inboxPrefix(region string) string { return "_GEO_INBOX." + region }
+
+// nodeSubject is where the leader of a region of several nodes serves its
+// followers: forwarded HTTP requests and copies of its store (forward.go).
+// Only the region's own identity may publish there.
+func nodeSubject(region string) string { return "geogate.node." + region }

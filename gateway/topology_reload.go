@@ -98,14 +98,12 @@ func (n *Node) startLink(ctx context.Context, from string, plan *topology.Plan) 
 	}
 	n.running[from] = rl
 	n.mu.Unlock()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.spawn(ctx, func() {
 		defer close(rl.done)
 		if err := l.Run(lctx); err != nil && lctx.Err() == nil {
 			n.log.Error("link "+from+" stopped", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -193,6 +191,14 @@ func (n *Node) reloadTopology(ctx context.Context, path string) (string, error) 
 	n.setRules(set, n.book.status().Source)
 
 	var did []string
+	d := n.duty.Load()
+	if d == nil {
+		// A follower runs no links and holds nothing for peers: the
+		// node that leads applies the new plan, and this one applies it
+		// when it comes to lead.
+		return plan.Describe() + ": links and outbox holds are the leader's", nil
+	}
+	ctx = d.ctx // the links run as long as the leader's duties
 	// Links.
 	want := map[string]bool{}
 	for _, e := range plan.Inbound(n.cfg.Region) {
@@ -226,8 +232,8 @@ func (n *Node) reloadTopology(ctx context.Context, path string) (string, error) 
 	for _, e := range plan.Outbound(n.cfg.Region) {
 		downstream = append(downstream, link.ConsumerName(n.cfg.Region, e.To))
 	}
-	if n.publisher != nil {
-		n.publisher.SetDownstream(downstream)
+	if p := n.publisher.Load(); p != nil {
+		p.SetDownstream(downstream)
 	}
 	for _, e := range cur.plan.Outbound(n.cfg.Region) {
 		if !plan.HasLink(n.cfg.Region, e.To) {

@@ -65,6 +65,13 @@ var ErrNotLeader = errors.New("this node does not lead its region")
 // has the log's end leads. The store stops leading.
 var ErrLogUnknown = errors.New("the region log did not confirm the commit: its outcome is unknown")
 
+// ErrNeedsCopy is returned by ApplyLog to a store that holds nothing of its
+// region when the log's first entry shows that the region's first leader
+// started it from data it already held (a region of one node that became
+// several): replaying the log cannot rebuild that data; the node must load
+// a copy of the leader's store (LoadCopy).
+var ErrNeedsCopy = errors.New("the region log does not start from an empty store: this node needs a copy of the leader's")
+
 // ErrCopying is returned by reads while the store is being replaced by a
 // copy of the leader's (LoadCopy) or holds an incomplete one.
 var ErrCopying = errors.New("this node is being seeded with a copy of its region's leader")
@@ -97,6 +104,11 @@ var (
 	// keyCopying is set while a copy of the leader's store is loaded
 	// (LoadCopy): a store that holds it was cut off halfway.
 	keyCopying = []byte("m/copying")
+	// keyBase is set by the region's first leader, in the log's first
+	// entry: 1 when its store held data before the log began (a replay of
+	// the log from an empty store is then not the region's state), 0 when
+	// it was empty.
+	keyBase = []byte("m/base")
 )
 
 func encodeLogPos(seq, term uint64) []byte {
@@ -300,6 +312,15 @@ func (s *Store) doLead(st *batchState, lr *leadRequest) error {
 	s.rep, s.term = lr.rep, lr.term
 	st.append, st.lead = true, true
 	s.logSeq = lr.after
+	if lr.after == 0 {
+		base := byte(0)
+		if s.seq > 0 || len(s.wm) > 0 {
+			base = 1
+		}
+		if err := st.txn.Set(keyBase, []byte{base}); err != nil {
+			return err
+		}
+	}
 	if s.actor == "" {
 		if err := s.drawActor(&st.txn); err != nil {
 			return err
@@ -336,6 +357,8 @@ func (s *Store) absorb(st *batchState, fx effect) error {
 		return nil // a node's own; never shipped
 	}
 	switch {
+	case bytes.Equal(k, keyBase) && fx.op == fxSet && len(fx.value) == 1 && fx.value[0] == 1 && st.actor == "" && st.seq == 0:
+		return ErrNeedsCopy
 	case bytes.HasPrefix(k, prefixRecord):
 		key := string(k[len(prefixRecord):])
 		if _, seen := st.tree.before[key]; !seen {

@@ -206,9 +206,11 @@ type RegionLog struct {
 	// Accepts a size like "1GiB". Default 1GiB.
 	MaxBytes ByteSize `koanf:"max_bytes"`
 	// AppendTimeout bounds one append (a majority of the nodes must store
-	// it); a write whose append does not finish in time is answered 503
-	// and the leader steps down, so that a node that can reach a majority
-	// leads. Default 5s.
+	// it; an append is retried meanwhile, e.g. while the log's stream
+	// elects a leader, which JetStream does within 4 to 9 seconds); a
+	// write whose append does not finish in time is answered 503
+	// (outcome_unknown) and the leader steps down, so that a node that can
+	// reach a majority leads. Default 10s.
 	AppendTimeout time.Duration `koanf:"append_timeout"`
 }
 

@@ -202,7 +202,7 @@ func defaultValues() map[string]any {
 		"nats":       map[string]any{"embedded": true, "sync": "1s", "replicas": 1},
 		"durability": map[string]any{"sync": true},
 		"election":   map[string]any{"lease_ttl": "3s"},
-		"region_log": map[string]any{"max_age": "24h", "max_bytes": "1GiB", "append_timeout": "5s"},
+		"region_log": map[string]any{"max_age": "24h", "max_bytes": "1GiB", "append_timeout": "10s"},
 		"replication": map[string]any{
 			"max_clock_skew":   "5s",
 			"heartbeat":        "1s",

@@ -242,7 +242,7 @@ func TestDefaults(t *testing.T) {
 		Region:    "us-east",
 		Node:      "us-east",
 		Election:  Election{LeaseTTL: 3 * time.Second},
-		RegionLog: RegionLog{MaxAge: 24 * time.Hour, MaxBytes: 1 << 30, AppendTimeout: 5 * time.Second},
+		RegionLog: RegionLog{MaxAge: 24 * time.Hour, MaxBytes: 1 << 30, AppendTimeout: 10 * time.Second},
 		Regions: map[string]Endpoints{
 			"us-east":  {HTTP: "http://127.0.0.1:7101", NATS: "nats://127.0.0.1:7201"},
 			"eu-west":  {HTTP: "http://127.0.0.1:7102", NATS: "nats://127.0.0.1:7202"},

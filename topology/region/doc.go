@@ -20,6 +20,9 @@
 //     write.
 //   - Terms only grow: a new term is one past the highest term in the log
 //     and in the lease.
-//   - A leader that cannot renew its lease within its TTL stops leading
-//     before the lease can expire; one that finds it taken stops at once.
+//   - A leader that finds its lease taken stops at once. One that cannot
+//     reach the lease's bucket for a while (its stream electing a leader)
+//     leads on: it acknowledges only what it appended to the log, which a
+//     successor's marker fences off, so two leaders never both
+//     acknowledge; and it takes the lease back if it expired unclaimed.
 package region

@@ -36,6 +36,10 @@ type Hooks struct {
 	// Observe is told who leads whenever it changes, this node included
 	// (Holder{} when nobody does).
 	Observe func(h Holder)
+	// Ready, if set, says whether the node could lead now (it holds the
+	// region's data and follows the log); a node that could not does not
+	// try for the lease, so that one that can gets it.
+	Ready func() bool
 }
 
 // ElectorConfig configures an Elector.
@@ -48,16 +52,15 @@ type ElectorConfig struct {
 	// the actual wait is drawn between Check/2 and Check, so that nodes do
 	// not all try at the same moment.
 	Check time.Duration
-	// Renew is how often the leader renews the lease (default TTL/3): the
-	// leader keeps it through TTL/Renew-1 failed renewals in a row.
+	// Renew is how often the leader renews the lease (default TTL/3).
 	Renew  time.Duration
 	Logger *slog.Logger
 }
 
 // Elector runs one node's part in choosing the region's leader: a follower
 // takes the lease when nobody holds it, promotes itself (catch up, fence),
-// leads while it keeps renewing the lease, and steps down as soon as it
-// cannot. Terms only grow: a new term is one past the highest term in the
+// and leads until it learns another node holds the lease, the log fences
+// it off (Lead returns), or the node stops. Terms only grow: a new term is one past the highest term in the
 // log and in the lease.
 type Elector struct {
 	cfg ElectorConfig
@@ -122,6 +125,9 @@ func (e *Elector) Run(ctx context.Context) {
 			continue
 		}
 		e.observe(Follower, Holder{})
+		if e.cfg.Hooks.Ready != nil && !e.cfg.Hooks.Ready() {
+			continue
+		}
 		_, last, err := e.cfg.Log.Last(ctx)
 		if err != nil {
 			e.log.Debug("read log", "err", err)
@@ -177,17 +183,20 @@ loop:
 		rcancel()
 		switch {
 		case err == nil:
+			if time.Since(renewed) > e.cfg.Lease.TTL() {
+				e.log.Info("the lease is renewed again")
+			}
 			renewed = sent
 		case errors.Is(err, ErrLost):
 			why = "lease lost"
 			break loop
-		case time.Since(renewed)+e.cfg.Renew >= e.cfg.Lease.TTL():
-			// It may expire before the next attempt: stop leading
-			// while it is surely still ours.
-			why = "lease not renewed: " + err.Error()
-			break loop
 		default:
-			e.log.Warn("renewing the lease failed; retrying", "err", err)
+			// The bucket is out of reach (its stream electing a leader,
+			// this node cut off). Leading on is safe: whatever this node
+			// acknowledges it appended to the region log first, which a
+			// successor's term marker fences off; and it stops as soon
+			// as it learns another node holds the lease.
+			e.log.Warn("renewing the lease failed; retrying", "err", err, "since", time.Since(renewed).Round(time.Millisecond))
 		}
 	}
 	cancel()

@@ -93,15 +93,25 @@ func (l *Lease) Acquire(ctx context.Context, term uint64) error {
 	return nil
 }
 
-// Renew rewrites the lease, extending it by TTL. It fails with ErrLost
-// when the value is no longer the one this node wrote last.
+// Renew rewrites the lease, extending it by TTL (or takes it again when it
+// expired and nobody took it). It fails with ErrLost when another node
+// holds it.
 func (l *Lease) Renew(ctx context.Context) error {
 	if l.rev == 0 {
 		return ErrLost
 	}
 	b, _ := json.Marshal(l.held) //nolint:errchkjson // plain struct
 	rev, err := l.kv.Update(ctx, l.key, b, l.rev)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		// It expired (renewals could not reach the bucket for a while)
+		// and nobody took it since: take it again, if still free.
+		rev, err = l.kv.Create(ctx, l.key, b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			l.rev = 0
+			return ErrLost
+		}
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		l.rev = 0
 		return ErrLost
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"strconv"
 	"time"
 
@@ -87,11 +88,14 @@ func (l *Log) SetMaxMessage(n int) { l.maxMsg = max(n, 1<<10) }
 // hold it). An entry larger than the largest message goes in several
 // consecutive messages (HeaderPart), each fenced like the first: Follow
 // delivers the entry only once all its parts are in the log, so a leader
-// deposed halfway through leaves nothing a follower applies. It fails with
-// ErrFenced when the log's last sequence is not after (or moved on between
-// parts); after any other error the outcome is unknown: the entry, or its
-// first parts, may be in the log, and the next append after the same
-// sequence is fenced if so.
+// deposed halfway through leaves nothing a follower applies. An append
+// that may have failed for a while only (no stream leader, a timeout) is
+// tried again until ctx ends: a message the stream took is acknowledged
+// again as a duplicate (each carries an identity made of its term and its
+// predecessor), never appended twice. It fails with ErrFenced when the
+// log's last sequence is not after (or moved on between parts); once ctx
+// ends the outcome is unknown: the entry, or its first parts, may be in
+// the log, and the next append after the same sequence is fenced if so.
 func (l *Log) Append(ctx context.Context, after, term uint64, data []byte) (uint64, error) {
 	n := max(1, (len(data)+l.maxMsg-1)/l.maxMsg)
 	for i := range n {
@@ -100,17 +104,42 @@ func (l *Log) Append(ctx context.Context, after, term uint64, data []byte) (uint
 		if n > 1 {
 			msg.Header.Set(HeaderPart, fmt.Sprintf("%d/%d", i+1, n))
 		}
-		ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(after))
+		// The message's identity: a retry of a message the stream took
+		// (its acknowledgement lost, its leader moved) is acknowledged as
+		// a duplicate with the sequence it got, not appended again.
+		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d.%d.%08x", term, after, crc32.ChecksumIEEE(part)))
+		seq, err := l.publish(ctx, msg, after)
 		if err != nil {
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-				return 0, fmt.Errorf("%w: %v", ErrFenced, err)
-			}
-			return 0, fmt.Errorf("append to %s after %d: %w", l.name, after, err)
+			return 0, err
 		}
-		after = ack.Sequence
+		after = seq
 	}
 	return after, nil
+}
+
+// publish sends one message fenced on after, retrying what may be
+// transient (a stream leader moving, a lost acknowledgement) until ctx
+// ends.
+func (l *Log) publish(ctx context.Context, msg *nats.Msg, after uint64) (uint64, error) {
+	pause := 20 * time.Millisecond
+	for {
+		ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(after))
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("append to %s after %d: %w (last attempt: %v)", l.name, after, ctx.Err(), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 500*time.Millisecond)
+	}
 }
 
 // Last returns the log's last sequence and that entry's term (0, 0 for an
@@ -155,9 +184,12 @@ var ErrTrimmed = errors.New("the region log no longer holds the entries this nod
 // Follow delivers the entries after sequence after, in order, to apply,
 // until ctx ends or apply fails (its error is returned; the caller
 // follows again from what it applied). Entries appended while it runs are
-// delivered as they come. It fails with ErrTrimmed when the entry after
-// after is gone from the log.
-func (l *Log) Follow(ctx context.Context, after uint64, apply func([]Entry) error) error {
+// delivered as they come. With each call, through is the sequence of the
+// last message read, which is past the last entry when parts a deposed
+// leader left were skipped (entries may be empty then): a node that has
+// applied through the log's last sequence has every entry. It fails with
+// ErrTrimmed when the entry after after is gone from the log.
+func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Entry, through uint64) error) error {
 	first, err := l.First(ctx)
 	if err != nil {
 		return err
@@ -244,10 +276,7 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func([]Entry) erro
 				break
 			}
 		}
-		if len(batch) == 0 {
-			continue
-		}
-		if err := apply(batch); err != nil {
+		if err := apply(batch, next-1); err != nil {
 			return err
 		}
 	}
@@ -288,4 +317,18 @@ func (a *asm) add(seq, term uint64, part string, data []byte) (Entry, bool) {
 	e := Entry{Seq: seq, Term: term, Data: a.data}
 	a.data, a.have = nil, 0
 	return e, true
+}
+
+// TermAt returns the term of the message at seq; ok is false when the log
+// does not hold it (trimmed, or never appended).
+func (l *Log) TermAt(ctx context.Context, seq uint64) (term uint64, ok bool, err error) {
+	m, err := l.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("region log entry %d: %w", seq, err)
+	}
+	term, _ = strconv.ParseUint(m.Header.Get(HeaderTerm), 10, 64)
+	return term, true, nil
 }

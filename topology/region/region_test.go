@@ -167,7 +167,7 @@ func TestLogFencing(t *testing.T) {
 	// Follow delivers every entry in order from any point.
 	var got []Entry
 	fctx, cancel := context.WithCancel(ctx)
-	err = l.Follow(fctx, 10, func(es []Entry) error {
+	err = l.Follow(fctx, 10, func(es []Entry, _ uint64) error {
 		got = append(got, es...)
 		if len(got) >= 11 {
 			cancel()
@@ -356,7 +356,10 @@ func TestLogParts(t *testing.T) {
 	}
 	var got []Entry
 	fctx, cancel := context.WithCancel(ctx)
-	err = l.Follow(fctx, 0, func(es []Entry) error {
+	err = l.Follow(fctx, 0, func(es []Entry, through uint64) error {
+		if through != 6 && len(got)+len(es) >= 2 {
+			t.Errorf("through %d after the marker, want 6", through)
+		}
 		for _, e := range es {
 			got = append(got, Entry{Seq: e.Seq, Term: e.Term, Data: append([]byte(nil), e.Data...)})
 		}

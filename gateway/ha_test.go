@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/geogate/geogate/gateway/config"
+)
+
+// haCluster runs region a with three nodes and region b with one, all to
+// all, with a lease of one second (elections in about a second and a
+// half).
+func haCluster(t testing.TB, tune ...func(*ClusterSpec)) *Cluster {
+	t.Helper()
+	return startCluster(t, []string{"a", "b"}, "all-to-all", nil, append([]func(*ClusterSpec){func(s *ClusterSpec) {
+		s.NodesOf = map[string]int{"a": 3}
+		s.Tune = func(c *config.Config) { c.Election.LeaseTTL = time.Second }
+	}}, tune...)...)
+}
+
+// leaderOf waits until exactly one running node of region leads it and
+// every running node knows it, and returns it.
+func leaderOf(t testing.TB, c *Cluster, region string, within time.Duration) *Node {
+	t.Helper()
+	var leader *Node
+	eventually(t, within, "one leader of "+region+" that every node knows", func() bool {
+		leader = nil
+		leaders := 0
+		for _, n := range c.RegionNodes(region) {
+			if n != nil && n.Status().Role == "leader" {
+				leader, leaders = n, leaders+1
+			}
+		}
+		if leaders != 1 {
+			return false
+		}
+		for _, n := range c.RegionNodes(region) {
+			if n != nil && n.Status().Leader != leader.cfg.Node {
+				return false
+			}
+		}
+		return true
+	})
+	return leader
+}
+
+func followersOf(c *Cluster, region string, leader *Node) []*Node {
+	var out []*Node
+	for _, n := range c.RegionNodes(region) {
+		if n != nil && n != leader {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestRegionOfSeveralNodes: a region of three nodes elects one leader;
+// every node takes every request (a write at a follower is answered as the
+// leader answers it), followers serve reads with sessions, the region
+// replicates to and from another region; when the leader stops, another
+// leads within seconds at a higher term, continues the region's actor and
+// log (no dot minted twice), the other region's link and writes follow it,
+// and the old leader comes back as a follower and catches up.
+func TestRegionOfSeveralNodes(t *testing.T) {
+	c := haCluster(t)
+	leader := leaderOf(t, c, "a", 30*time.Second)
+	followers := followersOf(c, "a", leader)
+	st := leader.Status()
+	if st.Term == 0 || st.Node != leader.cfg.Node || len(st.Nodes) != 3 {
+		t.Fatalf("leader's status: %+v", st.NodeStatus)
+	}
+	for _, f := range followers {
+		if fs := f.Status(); fs.Role != "follower" || fs.Leader != leader.cfg.Node || fs.Term != st.Term {
+			t.Fatalf("%s's status: %+v, leader term %d", f.cfg.Node, fs.NodeStatus, st.Term)
+		}
+	}
+
+	// A write at a follower is the leader's.
+	w := do(t, "PUT", followers[0].HTTPURL()+"/v1/kv/k", []byte(`{"v":1}`))
+	if w.status != http.StatusOK || w.header.Get(HeaderNode) != leader.cfg.Node || w.header.Get(HeaderContext) == "" {
+		t.Fatalf("write at a follower: %d %s, node %q", w.status, w.body, w.header.Get(HeaderNode))
+	}
+	dots := map[string]string{w.json(t)["dot"].(string): `{"v":1}`}
+	// Read your write at the other follower with the session.
+	r := do(t, "GET", followers[1].HTTPURL()+"/v1/kv/k", nil, HeaderSession, w.header.Get(HeaderSession))
+	if r.status != http.StatusOK || strings.TrimSpace(string(r.body)) != `{"v":1}` || r.header.Get(HeaderSession) == "" {
+		t.Fatalf("read at the other follower: %d %s", r.status, r.body)
+	}
+	// The other region gets it, and its writes reach the followers.
+	b := c.Node("b")
+	eventually(t, 20*time.Second, "b to get a's write", func() bool { _, ok, _ := b.Store().Get("k"); return ok })
+	put(t, b, "from-b", `"b"`)
+	for _, f := range followers {
+		eventually(t, 20*time.Second, "b's write at "+f.cfg.Node, func() bool { _, ok, _ := f.Store().Get("from-b"); return ok })
+	}
+
+	// The leader stops: another leads.
+	old := leader.cfg.Node
+	start := time.Now()
+	if err := c.StopNode(old); err != nil {
+		t.Fatal(err)
+	}
+	next := leaderOf(t, c, "a", 15*time.Second)
+	t.Logf("failover from %s to %s in %s", old, next.cfg.Node, time.Since(start).Round(time.Millisecond))
+	if ns := next.Status(); ns.Term <= st.Term || ns.Actor != st.Actor {
+		t.Fatalf("new leader: term %d (was %d), actor %s (was %s)", ns.Term, st.Term, ns.Actor, st.Actor)
+	}
+	for i := range 20 {
+		w := do(t, "PUT", next.HTTPURL()+fmt.Sprintf("/v1/kv/after%d", i), []byte(fmt.Sprintf("%d", i)))
+		if w.status != http.StatusOK {
+			t.Fatalf("write at the new leader: %d %s", w.status, w.body)
+		}
+		dot := w.json(t)["dot"].(string)
+		if prev, dup := dots[dot]; dup {
+			t.Fatalf("dot %s minted twice: %s and %d", dot, prev, i)
+		}
+		dots[dot] = fmt.Sprint(i)
+	}
+	eventually(t, 20*time.Second, "b to get the new leader's writes", func() bool { _, ok, _ := b.Store().Get("after19"); return ok })
+	put(t, b, "from-b-2", `"b2"`)
+	eventually(t, 20*time.Second, "b's write at the new leader", func() bool { _, ok, _ := next.Store().Get("from-b-2"); return ok })
+
+	// The old leader comes back as a follower and catches up.
+	if err := c.StartNode(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	back := c.NodeByName(old)
+	eventually(t, 20*time.Second, old+" to catch up", func() bool {
+		_, ok, _ := back.Store().Get("from-b-2")
+		return ok && back.Status().Role == "follower" && back.Status().Leader == next.cfg.Node
+	})
+	eventually(t, 20*time.Second, "the region's nodes to hold the same records", sameData(t, append(followersOf(c, "a", nil), b)...))
+}
