@@ -3,9 +3,9 @@ package gateway
 import (
 	"context"
 	"crypto/hmac"
-	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"

@@ -45,10 +45,10 @@ type security struct {
 	// natsClusterTLS secures the routes between a region's nodes' servers
 	// (nil: plain routes, or a region of one node).
 	natsClusterTLS *tls.Config
-	ownServerName string      // TLS name of this region's own server
-	nkey          nkeys.KeyPair
-	nkeyPub       string
-	credsFile     string
+	ownServerName  string // TLS name of this region's own server
+	nkey           nkeys.KeyPair
+	nkeyPub        string
+	credsFile      string
 
 	metricsLn  net.Listener
 	metricsSrv *http.Server

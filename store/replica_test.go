@@ -359,7 +359,12 @@ func TestNodeCopy(t *testing.T) {
 	mustWrite(t, leader, Mutation{Key: "late", Value: doc(`"after the copy"`)})
 
 	dir := t.TempDir()
-	node, err := Open(func() Options { o := testOptions(dir, "us"); o.Clustered = true; o.Observer = siblingObserver{}; return o }())
+	node, err := Open(func() Options {
+		o := testOptions(dir, "us")
+		o.Clustered = true
+		o.Observer = siblingObserver{}
+		return o
+	}())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +379,12 @@ func TestNodeCopy(t *testing.T) {
 	if err := node.Close(); err != nil {
 		t.Fatal(err)
 	}
-	node, err = Open(func() Options { o := testOptions(dir, "us"); o.Clustered = true; o.Observer = siblingObserver{}; return o }())
+	node, err = Open(func() Options {
+		o := testOptions(dir, "us")
+		o.Clustered = true
+		o.Observer = siblingObserver{}
+		return o
+	}())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,7 +137,8 @@ func TestRegionNodesProcesses(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 					r, err := reader.try(ctx, "GET", n.url+"/v1/status", "")
 					cancel()
-					t.Logf("%s: %v %s\nlogs:\n%s", n.name, err, r.body, tail(n.logs.String(), 3000)); os.WriteFile("/tmp/ha-"+n.name+".log", []byte(n.logs.String()), 0o644)
+					t.Logf("%s: %v %s\nlogs:\n%s", n.name, err, r.body, tail(n.logs.String(), 3000))
+					os.WriteFile("/tmp/ha-"+n.name+".log", []byte(n.logs.String()), 0o644)
 				}
 			}
 		}()
