@@ -188,6 +188,7 @@ func (c *Client) do(ctx context.Context, r *request) (*answer, error) {
 	first := c.eps.start(time.Now())
 	var last error
 	var lastAnswer *answer
+	lastCode := ""
 	for i := range c.retry.MaxAttempts {
 		if d := c.retry.delay(i, n, rand.Float64()); d > 0 {
 			t := time.NewTimer(d)
@@ -230,7 +231,7 @@ func (c *Client) do(ctx context.Context, r *request) (*answer, error) {
 			}
 		}
 		if answerVerdict(a.status, code, r.write) == retry {
-			last, lastAnswer = nil, a
+			last, lastAnswer, lastCode = nil, a, code
 			continue
 		}
 		if !r.write && r.key != "" && (a.status < 300 || a.status == http.StatusMultipleChoices || a.status == http.StatusNotFound) &&
@@ -250,6 +251,17 @@ func (c *Client) do(ctx context.Context, r *request) (*answer, error) {
 			return lastAnswer, nil
 		}
 		return nil, last
+	}
+	if lastAnswer != nil && last == nil && !r.write && r.session && c.session != nil && lastCode == CodeStale {
+		// No endpoint reached what the session has seen (its writes, and
+		// what its reads showed). Report the regression once, then take
+		// what the regions have: a session naming positions no running
+		// region holds (one lost for good) must not fail every later read.
+		c.session.reset()
+		if r.key != "" {
+			c.contexts.forget(r.key)
+		}
+		return nil, fmt.Errorf("%s %s: %w: %w", r.method, r.path, ErrBehind, lastAnswer.err())
 	}
 	if lastAnswer != nil && last == nil {
 		return lastAnswer, nil // the last retryable answer, as its typed error

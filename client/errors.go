@@ -18,9 +18,11 @@ var (
 	// Read the key to find out.
 	ErrOutcomeUnknown = errors.New("write outcome unknown")
 	// ErrBehind: every endpoint tried showed an older state of the key than
-	// this client had already read or written (monotonic reads), until the
-	// attempts ran out. The client then forgets the key's context, so the
-	// next read takes what the regions have.
+	// this client had already read or written, or refused the read as
+	// behind the client's session (503 stale: every answer's session
+	// covers what it showed, so reads are monotonic), until the attempts
+	// ran out. The client then forgets the key's context and its session,
+	// so the next read takes what the regions have.
 	ErrBehind = errors.New("endpoint is behind what this client has seen of the key")
 	// ErrSiblings: Value.Decode of a read that left concurrent values
 	// unresolved.

@@ -187,6 +187,13 @@ func (s *session) observe(token string) {
 	s.held.add(token, vv, err == nil)
 }
 
+// reset empties the session.
+func (s *session) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held = tokenSet{}
+}
+
 // vector returns the join of the session's tokens.
 func (s *session) vector() conflict.VV {
 	s.mu.Lock()

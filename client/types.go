@@ -174,6 +174,42 @@ type Status struct {
 	Peers []PeerStatus `json:"peers,omitempty"`
 	// Lifecycle shows re-seeding, anti-entropy and tombstone collection.
 	Lifecycle LifecycleStatus `json:"lifecycle"`
+	// Node is the node that answered; Role is "leader" or "follower";
+	// Leader is the node that leads the region ("" during an election);
+	// Term grows with every change of leader (0 in a region of one node,
+	// whose only node always leads).
+	Node   string `json:"node"`
+	Role   string `json:"role"`
+	Leader string `json:"leader"`
+	Term   uint64 `json:"term"`
+	// NodeState is a region of several nodes' node state: following,
+	// copying (loading a copy of the leader's store), waiting (for a
+	// leader to copy from), diverged (holds entries the region log lacks;
+	// see the README), leading or starting; NodeStateReason says more.
+	NodeState       string `json:"node_state,omitempty"`
+	NodeStateReason string `json:"node_state_reason,omitempty"`
+	// RegionLog is the node's position in its region's log (regions of
+	// several nodes).
+	RegionLog *RegionLogStatus `json:"region_log,omitempty"`
+	// Nodes lists the region's nodes (regions of several nodes).
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+// RegionLogStatus is a node's place in its region's log.
+type RegionLogStatus struct {
+	// Position and Term are the last region-log entry the node holds.
+	Position uint64 `json:"position"`
+	Term     uint64 `json:"term"`
+	// LagEntries and LagSeconds are how far a follower is behind the
+	// log's end (0 for the leader).
+	LagEntries uint64  `json:"lag_entries"`
+	LagSeconds float64 `json:"lag_seconds"`
+	// Copies counts the copies of the leader's store the node loaded;
+	// TermsLed the terms it led since it started.
+	Copies   uint64 `json:"copies"`
+	TermsLed uint64 `json:"terms_led"`
+	// ReadyToLead is true when the node could take over now.
+	ReadyToLead bool `json:"ready_to_lead"`
 }
 
 // LifecycleStatus is the lifecycle part of a region's status.
