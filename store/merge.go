@@ -124,8 +124,8 @@ func (s *Store) RaiseWatermarks(ctx context.Context, positions conflict.VV) erro
 	if err := positions.Check(); err != nil {
 		return fmt.Errorf("raise watermarks: %w", err)
 	}
-	if p := positions[s.actor]; p > s.Seq() {
-		return fmt.Errorf("raise watermarks: the positions name %s:%d, beyond this region's own log (%d): they come from another store of this actor", s.actor, p, s.Seq())
+	if own := s.Actor(); positions[own] > s.Seq() {
+		return fmt.Errorf("raise watermarks: the positions name %s:%d, beyond this region's own log (%d): they come from another store of this actor", own, positions[own], s.Seq())
 	}
 	_, err := s.submitLifecycle(ctx, &lifecycleRequest{raise: positions})
 	return err
@@ -248,7 +248,7 @@ func (s *Store) appliedCovers(v conflict.VV) bool {
 // repairs) pass it before they are merged. Keys are checked as events'
 // are (DecodeEvent): the API checked them where they entered.
 func (s *Store) CheckRecord(key string, rec conflict.Record) error {
-	return checkRecord(key, rec, s.actor, s.Seq())
+	return checkRecord(key, rec, s.Actor(), s.Seq())
 }
 
 // checkRecord is CheckRecord for a region whose actor is own (empty: no

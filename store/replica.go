@@ -443,7 +443,7 @@ func (s *Store) absorb(st *batchState, fx effect) error {
 		if conflict.RegionOf(actor) != s.opts.Region {
 			return fmt.Errorf("%w: the region log names actor %q, not one of region %q", ErrMalformed, actor, s.opts.Region)
 		}
-		s.actor = actor
+		s.setActor(actor)
 	}
 	if fx.op == fxSet {
 		return st.txn.raw.Set(k, fx.value)
@@ -495,7 +495,7 @@ func (s *Store) drawActor(txn *wtxn) error {
 	if err := txn.Set(keyActor, []byte(actor)); err != nil {
 		return err
 	}
-	s.actor = actor
+	s.setActor(actor)
 	s.log.Info("drew the region's actor epoch", "actor", s.actor)
 	return nil
 }

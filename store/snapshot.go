@@ -130,7 +130,7 @@ func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) (SnapshotInfo, e
 	txn := s.db.NewTransactionAt(ts, false)
 	defer txn.Discard()
 
-	hdr := SnapshotHeader{Format: SnapshotFormat, Region: s.opts.Region, Actor: s.actor, TakenAt: s.opts.Clock.Now().Wall, Positions: conflict.VV{}}
+	hdr := SnapshotHeader{Format: SnapshotFormat, Region: s.opts.Region, Actor: s.Actor(), TakenAt: s.opts.Clock.Now().Wall, Positions: conflict.VV{}}
 	wit := txn.NewIterator(badger.IteratorOptions{Prefix: prefixWatermark, PrefetchValues: true})
 	for wit.Rewind(); wit.Valid(); wit.Next() {
 		err := wit.Item().Value(func(v []byte) error {
@@ -147,7 +147,7 @@ func (s *Store) WriteSnapshot(ctx context.Context, w io.Writer) (SnapshotInfo, e
 	}
 	wit.Close()
 	if own > 0 {
-		hdr.Positions[s.actor] = own
+		hdr.Positions[hdr.Actor] = own
 	}
 
 	sw := newSnapshotWriter(w)
@@ -473,8 +473,8 @@ func (s *Store) MergeSnapshot(ctx context.Context, r io.Reader, progress func(re
 	if hdr.Copy {
 		return SnapshotInfo{Header: hdr}, fmt.Errorf("merge snapshot: %w: it is a copy of one node's store (for a node of region %s), not a region snapshot", ErrSnapshot, hdr.Region)
 	}
-	if p := hdr.Positions[s.actor]; p > s.Seq() {
-		return SnapshotInfo{Header: hdr}, fmt.Errorf("merge snapshot: it reflects %s:%d, beyond this region's own log (%d): it comes from another store of this actor", s.actor, p, s.Seq())
+	if own := s.Actor(); hdr.Positions[own] > s.Seq() {
+		return SnapshotInfo{Header: hdr}, fmt.Errorf("merge snapshot: it reflects %s:%d, beyond this region's own log (%d): it comes from another store of this actor", own, hdr.Positions[own], s.Seq())
 	}
 	info := SnapshotInfo{Header: hdr}
 	chunk := make([]KeyRecord, 0, mergeChunk)

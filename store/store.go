@@ -193,6 +193,7 @@ type Store struct {
 	// writer's; logPos publishes them), the Replicator a leading store
 	// appends with, and whether a copy is being loaded or was cut off.
 	role         atomic.Int32
+	actorPub     atomic.Pointer[string] // the actor, for readers (Actor)
 	logSeq, term uint64
 	logPos       atomic.Pointer[[2]uint64]
 	rep          Replicator
@@ -337,11 +338,13 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 	item, err := txn.Get(keyActor)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound) && s.opts.Clustered:
-		s.actor = "" // the region's comes from its log or leader
+		s.setActor("") // the region's comes from its log or leader
 	case errors.Is(err, badger.ErrKeyNotFound):
-		if s.actor, err = newActor(s.opts.Region); err != nil {
+		actor, err := newActor(s.opts.Region)
+		if err != nil {
 			return err
 		}
+		s.setActor(actor)
 		if err := txn.Set(keyActor, []byte(s.actor)); err != nil {
 			return err
 		}
@@ -353,7 +356,7 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 		if err != nil {
 			return err
 		}
-		s.actor = string(v)
+		s.setActor(string(v))
 		if conflict.RegionOf(s.actor) != s.opts.Region {
 			return fmt.Errorf("store %s belongs to region %q, not %q", s.opts.Dir, conflict.RegionOf(s.actor), s.opts.Region)
 		}
@@ -506,7 +509,18 @@ func newActor(region string) (string, error) {
 
 // Actor returns this store's actor name (region~epoch); "" for the store
 // of a node that has not yet received its region's.
-func (s *Store) Actor() string { return s.actor }
+func (s *Store) Actor() string {
+	if a := s.actorPub.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
+
+// setActor sets the writer's actor and publishes it to Actor.
+func (s *Store) setActor(actor string) {
+	s.actor = actor
+	s.actorPub.Store(&actor)
+}
 
 // Close stops taking requests, finishes the ones queued and the reads in
 // progress, and closes Badger; reads and writes after it fail with
@@ -677,9 +691,10 @@ func (s *Store) Applied() conflict.VV {
 // Seq returns this region's own last origin sequence (OSeq of its latest
 // local write).
 func (s *Store) Seq() uint64 {
+	actor := s.Actor()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.applied[s.actor]
+	return s.applied[actor]
 }
 
 // Stats returns a snapshot of the counters.

@@ -448,7 +448,8 @@ func (s *Store) commitBatch(batch []*request) bool {
 	if err != nil {
 		s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst = st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst
 		s.fseq, s.ffirst = st.fseq, st.ffirst
-		s.actor, s.logSeq, s.term = st.actor, st.logSeq, st.term
+		s.setActor(st.actor)
+		s.logSeq, s.term = st.logSeq, st.term
 		s.merkle.pending = s.merkle.pending[:0]
 		replicated := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrLogUnknown)
 		if st.lead || replicated && role == Leading {
