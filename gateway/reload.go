@@ -46,9 +46,9 @@ const DefaultRulesPoll = time.Second
 // of other keys of the file is logged at warning level with the keys,
 // which take effect only after a restart.
 //
-// The state of the file when WatchRules starts is taken to be the rules
-// the node runs (normally the config it was started from). WatchRules
-// blocks; run it in its own goroutine.
+// The first stable state of the file is compared with the rules the node
+// runs, so an edit made between loading the config and WatchRules
+// starting is not missed. WatchRules blocks; run it in its own goroutine.
 func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration) {
 	if every <= 0 {
 		every = DefaultRulesPoll
@@ -61,6 +61,10 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 	}
 	keys := fileKeys(path)  // the other settings, to say which changes need a restart
 	var pending os.FileInfo // a change not yet stable for one poll
+	// The file may have changed between the node loading it and the Stat
+	// above: the first stable state is compared with the running rules
+	// once (a no-op when they are the same).
+	first := true
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {
@@ -79,7 +83,7 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 			last, pending = nil, nil
 			continue
 		}
-		if last != nil && sameFile(last, info) {
+		if last != nil && sameFile(last, info) && !first {
 			pending = nil
 			continue
 		}
@@ -89,7 +93,7 @@ func (n *Node) WatchRules(ctx context.Context, path string, every time.Duration)
 			pending = info
 			continue
 		}
-		last, pending = info, nil
+		last, pending, first = info, nil, false
 		if now := fileKeys(path); now != nil {
 			if changed := changedKeys(keys, now); len(changed) > 0 && keys != nil {
 				if topologyKeys(changed) { // topology_reload.go: regions and topology reload too

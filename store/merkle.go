@@ -227,6 +227,9 @@ func (s *Store) Scrub() (ScrubResult, error) {
 	if err != nil {
 		return res, err
 	}
+	// Suspects are known before the tree is reported ready, so a reader
+	// that waited for TreeReady sees them.
+	s.addSuspects(res.Corrupt)
 	t.mu.Lock()
 	leaves := t.levels[MerkleLevels]
 	for i := range leaves {
@@ -248,7 +251,6 @@ func (s *Store) Scrub() (ScrubResult, error) {
 	t.moved += uint64(res.Moved)
 	t.lastScrub = time.Now()
 	t.mu.Unlock()
-	s.addSuspects(res.Corrupt)
 	res.Took = time.Since(start)
 	if res.Moved > 0 || len(res.Corrupt) > 0 {
 		s.log.Warn("scrub: stored records changed behind the store's back; anti-entropy repairs them from a peer",
