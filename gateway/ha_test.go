@@ -78,6 +78,14 @@ func TestRegionOfSeveralNodes(t *testing.T) {
 		}
 	}
 
+	// The roles are in the metrics too.
+	if m := string(do(t, "GET", leader.HTTPURL()+"/metrics", nil).body); !strings.Contains(m, "geogate_node_leader 1") || !strings.Contains(m, "geogate_region_log_lag_entries 0") {
+		t.Fatalf("leader's metrics lack geogate_node_leader 1 / geogate_region_log_lag_entries 0")
+	}
+	if m := string(do(t, "GET", followers[0].HTTPURL()+"/metrics", nil).body); !strings.Contains(m, "geogate_node_leader 0") || !strings.Contains(m, fmt.Sprintf("geogate_node_term %d", st.Term)) {
+		t.Fatalf("follower's metrics lack geogate_node_leader 0 / geogate_node_term %d", st.Term)
+	}
+
 	// A write at a follower is the leader's.
 	w := do(t, "PUT", followers[0].HTTPURL()+"/v1/kv/k", []byte(`{"v":1}`))
 	if w.status != http.StatusOK || w.header.Get(HeaderNode) != leader.cfg.Node || w.header.Get(HeaderContext) == "" {

@@ -108,7 +108,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if opts.Clock == nil {
 		opts.Clock = conflict.WallClock
 	}
-	n = &Node{cfg: cfg, opts: opts, log: opts.Logger.With("region", cfg.Region), links: map[string]*link.Link{},
+	n = &Node{cfg: cfg, opts: opts, log: nodeLogger(opts.Logger, cfg), links: map[string]*link.Link{},
 		peerConns: map[string]*nats.Conn{}, merges: newMergeQueue(), clocks: newClockWatch()}
 	// The plan and the rule options come from the config, which validated
 	// both the same way (config.Validate), so a loaded config cannot fail
@@ -153,6 +153,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
+	n.registerNodeMetrics()
 	n.life = newLifecycle(n)
 	n.book = newRulebook(n, set, rulesSource(cfg, opts))
 	n.metrics.reg.MustRegister(n.sec.failures.Collector())
@@ -362,4 +363,14 @@ func (o observer) Observe(c store.Change) []store.ConflictEntry {
 	return append(out, store.ConflictEntry{
 		Key: c.Key, Rule: rule.Name(), Kept: res.Kept, Discarded: res.Discarded, At: o.n.opts.Clock().UnixMilli(),
 	})
+}
+
+// nodeLogger tags every line with the region and, in a region of several
+// nodes, the node.
+func nodeLogger(l *slog.Logger, cfg *config.Config) *slog.Logger {
+	l = l.With("region", cfg.Region)
+	if cfg.Clustered() {
+		l = l.With("node", cfg.Node)
+	}
+	return l
 }

@@ -331,12 +331,35 @@ func (l *serverLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf
 func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l *serverLogger) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
+	if quiet, warn := routeRetry(msg); quiet {
+		if warn {
+			l.log.Warn(msg)
+		} else {
+			l.log.Debug(msg)
+		}
+		return
+	}
 	l.log.Error(msg)
 	if l.refused != nil {
 		if reason := refusal(msg); reason != "" {
 			l.refused(reason)
 		}
 	}
+}
+
+// routeRetry reports whether msg is a retry of the connection to another
+// server of the region's cluster (a node that is down: expected, retried
+// every second) and, if so, whether this attempt is worth a warning: the
+// first and every 60th.
+func routeRetry(msg string) (quiet, warn bool) {
+	const mark = "Error trying to connect to route (attempt "
+	i := strings.Index(msg, mark)
+	if i < 0 {
+		return false, false
+	}
+	rest := msg[i+len(mark):]
+	n, err := strconv.Atoi(rest[:max(strings.IndexByte(rest, ')'), 0)])
+	return true, err != nil || n == 1 || n%60 == 0
 }
 
 // refusal classifies a server error line as a refused client or
