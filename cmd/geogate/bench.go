@@ -20,7 +20,9 @@ func newBench() *cobra.Command {
 		Long: "Measure, in one run on this machine: store and HTTP writes against raw Badger transactions, replication\n" +
 			"throughput against raw JetStream publish-then-consume, replication lag at a steady rate, and catch-up after\n" +
 			"a paused link, a secured 2-region deployment (TLS, tokens, NATS credentials) against the same without, and\n" +
-			"the lifecycle: writes with anti-entropy against without, and a snapshot's transfer between two regions.\n" +
+			"regions of several nodes: a 3-node region's writes (with p99 latency) against a 1-node region's, and reads\n" +
+			"spread over leader and followers against the leader alone, and the lifecycle: writes with anti-entropy\n" +
+			"against without, and a snapshot's transfer between two regions.\n" +
 			"Figures are printed as they finish; the ratios at the end are what to compare across machines.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -51,7 +53,7 @@ func newBench() *cobra.Command {
 	f.IntVar(&o.LagSeconds, "lag-seconds", 5, "duration of the lag run")
 	f.IntVar(&o.Clients, "clients", 16, "concurrent HTTP clients")
 	f.IntVar(&o.SnapshotRecords, "snapshot-records", 200000, "records in the snapshot transferred between two regions")
-	f.StringSliceVar(&o.Only, "only", nil, "run only these parts: writes, rules, replication, security, lifecycle")
+	f.StringSliceVar(&o.Only, "only", nil, "run only these parts: writes, rules, replication, security, nodes, lifecycle")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	return cmd
 }

@@ -45,7 +45,7 @@ type Options struct {
 	// regions (default 200000).
 	SnapshotRecords int
 	// Only, if non-empty, selects the parts to run: writes, rules,
-	// replication, security, lifecycle.
+	// replication, security, nodes (regions of several nodes), lifecycle.
 	Only   []string
 	Logger *slog.Logger
 	// Progress receives one line per finished measurement.
@@ -132,6 +132,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if want("security") {
 		if err := security(ctx, &o, rep); err != nil {
 			return rep, fmt.Errorf("security: %w", err)
+		}
+	}
+	if want("nodes") {
+		if err := nodes(ctx, &o, rep); err != nil {
+			return rep, fmt.Errorf("nodes: %w", err)
 		}
 	}
 	if want("lifecycle") {

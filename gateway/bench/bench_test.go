@@ -16,13 +16,34 @@ func TestBenchSmoke(t *testing.T) {
 	figures, ratios := 9, 5
 	if os.Getenv("GEOGATE_BENCH") != "" {
 		o = Options{Dir: t.TempDir(), Progress: os.Stdout}
-		figures, ratios = 28, 11
+		figures, ratios = 34, 13
 	}
 	rep, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Figures) != figures || len(rep.Ratios) != ratios {
+		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
+	}
+	for _, f := range rep.Figures {
+		if !(f.Value > 0) {
+			t.Fatalf("figure %q is %v", f.Name, f.Value)
+		}
+	}
+	for _, r := range rep.Ratios {
+		t.Logf("%s = %.2f (target %s, met %v)", r.Name, r.Value, r.Target, r.Met)
+	}
+}
+
+// TestNodesBenchSmoke runs the regions-of-several-nodes part at a tiny
+// size: every figure is measured (rates and p99s above zero).
+func TestNodesBenchSmoke(t *testing.T) {
+	o := Options{Dir: t.TempDir(), Writes: 100, Clients: 4, Only: []string{"nodes"}}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Figures) != 6 || len(rep.Ratios) != 2 {
 		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
 	}
 	for _, f := range rep.Figures {

@@ -96,45 +96,61 @@ func dialPut(ctx context.Context, host string, tc *tls.Config) (*putConn, error)
 // whole answer; anything but 200 is an error, and so is an answer that,
 // when check is set, does not decode to a write result for key.
 func (c *putConn) put(key, host string, body []byte, check bool) error {
+	return c.request("PUT", key, host, body, check)
+}
+
+// get sends one GET of key and reads its whole answer; anything but 200 is
+// an error.
+func (c *putConn) get(key, host string) error {
+	return c.request("GET", key, host, nil, false)
+}
+
+// request sends one request for /v1/kv/key with body (a PUT) or none (a
+// GET) and reads the whole answer (see put).
+func (c *putConn) request(method, key, host string, body []byte, check bool) error {
 	path := "/v1/kv/" + key
-	fmt.Fprintf(c.w, "PUT %s HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, host, c.auth, len(body))
-	c.w.Write(body) //nolint:errcheck // surfaces at Flush
+	if body != nil {
+		fmt.Fprintf(c.w, "%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", method, path, host, c.auth, len(body))
+		c.w.Write(body) //nolint:errcheck // surfaces at Flush
+	} else {
+		fmt.Fprintf(c.w, "%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", method, path, host, c.auth)
+	}
 	if err := c.w.Flush(); err != nil {
 		return err
 	}
 	status, err := c.r.ReadSlice('\n')
 	if err != nil {
-		return fmt.Errorf("PUT %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	ok := bytes.HasPrefix(status, []byte("HTTP/1.1 200 "))
 	length := -1
 	for {
 		line, err := c.r.ReadSlice('\n')
 		if err != nil {
-			return fmt.Errorf("PUT %s: %w", path, err)
+			return fmt.Errorf("%s %s: %w", method, path, err)
 		}
 		if len(line) <= 2 { // the blank line ending the header
 			break
 		}
 		if name, value, found := bytes.Cut(line, []byte(":")); found && bytes.EqualFold(name, []byte("Content-Length")) {
 			if length, err = strconv.Atoi(string(bytes.TrimSpace(value))); err != nil {
-				return fmt.Errorf("PUT %s: bad Content-Length %q", path, value)
+				return fmt.Errorf("%s %s: bad Content-Length %q", method, path, value)
 			}
 		}
 	}
 	if length < 0 {
-		return fmt.Errorf("PUT %s: answer without Content-Length", path)
+		return fmt.Errorf("%s %s: answer without Content-Length", method, path)
 	}
 	if ok && check {
 		if err := c.checkAnswer(key, length); err != nil {
-			return fmt.Errorf("PUT %s: %w", path, err)
+			return fmt.Errorf("%s %s: %w", method, path, err)
 		}
 	}
 	if _, err := c.r.Discard(length); err != nil {
-		return fmt.Errorf("PUT %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if !ok {
-		return fmt.Errorf("PUT %s: %s", path, bytes.TrimSpace(status))
+		return fmt.Errorf("%s %s: %s", method, path, bytes.TrimSpace(status))
 	}
 	return nil
 }
