@@ -70,6 +70,11 @@ type regionNode struct {
 	mu       sync.Mutex
 	state    string
 	why      string // what the state waits for, or what diverged
+	// holdUntil: a node that starts with an empty store in a region whose
+	// log is empty does not stand for election before then, so that a
+	// node holding data (a region of one node converted to several, all
+	// nodes started at once) becomes the first leader, not an empty one.
+	holdUntil time.Time
 	leader   region.Holder
 	term     uint64
 	follow   *followRun
@@ -199,11 +204,16 @@ func (rn *regionNode) observe(h region.Holder) {
 	}
 }
 
-// ready reports whether this node could lead: it follows the log.
+// emptyHoldOff is how many lease TTLs an empty node lets pass before it
+// stands for election in a region whose log is empty (see holdUntil).
+const emptyHoldOff = 2
+
+// ready reports whether this node could lead: it follows the log (and is
+// not holding off as an empty node).
 func (rn *regionNode) ready() bool {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
-	return rn.state == nodeFollowing
+	return rn.state == nodeFollowing && !time.Now().Before(rn.holdUntil)
 }
 
 // leaderNow returns the node the lease names (zero while nobody holds it).
@@ -280,8 +290,13 @@ func (rn *regionNode) followOnce(ctx context.Context) error {
 		return rn.copyFromLeader(ctx, "its last copy was cut off")
 	case st.Actor() == "" && first > 1:
 		return rn.copyFromLeader(ctx, "it joins the region, whose log no longer starts at its beginning")
-	case st.Actor() == "":
+	case st.Actor() == "" && last == 0:
+		rn.mu.Lock()
+		rn.holdUntil = time.Now().Add(emptyHoldOff * rn.n.cfg.Election.LeaseTTL)
+		rn.mu.Unlock()
 		rn.setState(nodeFollowing, "the region log is empty: the first leader starts it")
+	case st.Actor() == "":
+		rn.setState(nodeFollowing, "an empty store: following the region log from its start")
 	case pos == 0 && last > 0:
 		rn.setState(nodeDiverged, "this node's store holds writes of its own but never followed the region log, which other nodes started: "+
 			"start the node that holds the region's data first, or move this node's data aside to seed it from the leader")

@@ -468,7 +468,11 @@ func (s *Store) commitBatch(batch []*request) bool {
 			}
 		}
 		s.log.Error("commit failed", "err", err, "requests", len(batch))
-		if commitFailed(err) && !replicated {
+		// A region-log entry this store cannot take (it needs a copy of
+		// the leader's, or the entry does not decode) says nothing about
+		// the disk.
+		refusedEntry := role == Following && (errors.Is(err, ErrNeedsCopy) || errors.Is(err, ErrMalformed))
+		if commitFailed(err) && !replicated && !refusedEntry {
 			s.health.fail(fmt.Sprintf("a commit failed: %v", err), time.Now())
 			s.log.Error("storage failed: refusing reads, writes and applies until restart", "err", err)
 		}
