@@ -67,19 +67,19 @@ type regionNode struct {
 	// copies are the copy sessions this node serves while it leads.
 	copies *snapServer
 
-	mu       sync.Mutex
-	state    string
-	why      string // what the state waits for, or what diverged
+	mu    sync.Mutex
+	state string
+	why   string // what the state waits for, or what diverged
 	// holdUntil: a node that starts with an empty store in a region whose
 	// log is empty does not stand for election before then, so that a
 	// node holding data (a region of one node converted to several, all
 	// nodes started at once) becomes the first leader, not an empty one.
 	holdUntil time.Time
-	leader   region.Holder
-	term     uint64
-	follow   *followRun
-	fencedCh chan struct{} // closed when the log refused or lost an append this term
-	fenceOne *sync.Once
+	leader    region.Holder
+	term      uint64
+	follow    *followRun
+	fencedCh  chan struct{} // closed when the log refused or lost an append this term
+	fenceOne  *sync.Once
 
 	// through is the last region-log message the follower loop consumed;
 	// lagEntries and lagSince describe how far behind the log's end it is.

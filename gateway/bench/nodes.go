@@ -93,7 +93,9 @@ func nodes(ctx context.Context, o *Options, rep *Report) error {
 	}
 	reads := 10 * o.Writes
 	leaderRate, spreadRate, readRatio, err := alternate(benchRounds,
-		func(int) (float64, error) { return gets(ctx, []string{leader.HTTPURL()}, "read", readKeys, reads, o.Clients) },
+		func(int) (float64, error) {
+			return gets(ctx, []string{leader.HTTPURL()}, "read", readKeys, reads, o.Clients)
+		},
 		func(int) (float64, error) { return gets(ctx, all, "read", readKeys, reads, o.Clients) })
 	if err != nil {
 		return err
