@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/geogate/geogate/internal/wait"
 )
 
 // Inside a region of several nodes, the nodes talk over one subject of the
@@ -107,7 +109,7 @@ func (rn *regionNode) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 	timeout := n.cfg.Sessions.MaxWait + n.cfg.RegionLog.AppendTimeout + 5*time.Second
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	rep, err := n.conn.RequestMsgWithContext(ctx, msg)
+	rep, err := n.requestLeader(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		writeError(w, noLeader(n, "no node leads"))
@@ -132,6 +134,26 @@ func (rn *regionNode) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderNode, rep.Header.Get(hdrFrom))
 	w.WriteHeader(status)
 	w.Write(rep.Data) //nolint:errcheck // the client went away
+}
+
+// noResponderGrace is how long a forward keeps trying while no node
+// answers the node subject: right after an election the new leader's
+// subscription takes a moment to reach the other servers of the region.
+const noResponderGrace = 2 * time.Second
+
+// requestLeader sends msg to the leader, again while nobody answers for up
+// to noResponderGrace (a request nobody received is safe to send again).
+func (n *Node) requestLeader(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
+	deadline := time.Now().Add(noResponderGrace)
+	for {
+		rep, err := n.conn.RequestMsgWithContext(ctx, msg)
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+			return rep, err
+		}
+		if werr := wait.Sleep(ctx, 50*time.Millisecond); werr != nil {
+			return nil, err
+		}
+	}
 }
 
 // HeaderNode names the node that answered a request (set on answers a
@@ -219,7 +241,7 @@ func (rn *regionNode) nodeRequest(ctx context.Context, req nodeRequest) (lifeRep
 	msg := &nats.Msg{Subject: nodeSubject(rn.n.cfg.Region), Data: b, Header: nats.Header{hdrOp: {req.Op}}}
 	ctx, cancel := context.WithTimeout(ctx, lifecycleTimeout)
 	defer cancel()
-	rep, err := rn.n.conn.RequestMsgWithContext(ctx, msg)
+	rep, err := rn.n.requestLeader(ctx, msg)
 	if err != nil {
 		return lifeReply{}, fmt.Errorf("%s: %w", req.Op, err)
 	}

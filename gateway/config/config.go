@@ -186,12 +186,15 @@ type NodeEndpoints struct {
 // in a JetStream key-value bucket replicated on the nodes.
 type Election struct {
 	// LeaseTTL is how long the leader's lease lasts without renewal. The
-	// leader renews it every third of this and stops leading before it
-	// can expire; a follower looks for an expired lease every sixth of
-	// this (drawn at random between a twelfth and a sixth). So a leader
-	// that dies is replaced within about LeaseTTL plus a sixth of it, and
-	// a leader must be unable to reach a majority of the nodes for two
-	// thirds of it before it gives up. Default 3s; at least 1s.
+	// leader renews it every third of this; a follower looks for an
+	// expired lease every sixth of this (drawn at random between a
+	// twelfth and a sixth). So a leader that dies is replaced within about
+	// LeaseTTL plus a sixth of it. A leader whose renewals fail leads on
+	// (everything it acknowledges went through the region log first, and
+	// a successor's first append fences it off): it steps down when it
+	// learns another node holds the lease or an append is refused or
+	// times out, so a slow leader does not make the lease flap. Default
+	// 3s; at least 1s.
 	LeaseTTL time.Duration `koanf:"lease_ttl"`
 }
 
