@@ -230,9 +230,15 @@ func (c *Client) do(ctx context.Context, r *request) (*answer, error) {
 				code = ae.Code
 			}
 		}
-		if answerVerdict(a.status, code, r.write) == retry {
+		switch answerVerdict(a.status, code, r.write) {
+		case retry:
 			last, lastAnswer, lastCode = nil, a, code
 			continue
+		case unknown:
+			if c.s.retryUnknownWrites {
+				last, lastAnswer, lastCode = nil, a, code
+				continue
+			}
 		}
 		if !r.write && r.key != "" && (a.status < 300 || a.status == http.StatusMultipleChoices || a.status == http.StatusNotFound) &&
 			c.contexts.behind(r.key, a.header.Get(HeaderContext)) {

@@ -360,6 +360,50 @@ func TestUnknownOutcome(t *testing.T) {
 	}
 }
 
+// answeringRegion is an endpoint that answers every request with status
+// and the API's error body of code, as a node of a region of several
+// nodes answers during an election.
+func answeringRegion(t *testing.T, status int, code string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":"%s right now","code":%q}`, code, code)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestNodeAnswers: the answers a region of several nodes gives while it
+// has no leader (no_leader, not_leader, node_seeding) are retried at the
+// next endpoint, writes included (nothing was applied); outcome_unknown is
+// ErrOutcomeUnknown for a write (typed OutcomeUnknownError), repeated
+// only under WithRetryUnknownWrites.
+func TestNodeAnswers(t *testing.T) {
+	c := startRegions(t, []string{"r2"}, "all-to-all", nil)
+	r2 := urlOf(c, "r2")
+	for _, code := range []string{client.CodeNoLeader, client.CodeNotLeader, client.CodeNodeSeeding} {
+		app := newClient(t, []string{answeringRegion(t, http.StatusServiceUnavailable, code), r2})
+		if w, err := app.Put(bg, "n/"+code, 1); err != nil || !strings.HasPrefix(w.Dot, "r2~") {
+			t.Fatalf("write after %s: %+v %v, want it made at r2", code, w, err)
+		}
+	}
+	unknownAt := answeringRegion(t, http.StatusServiceUnavailable, client.CodeOutcomeUnknown)
+	_, err := newClient(t, []string{unknownAt, r2}).Put(bg, "u", 1)
+	var oe *client.OutcomeUnknownError
+	if !errors.Is(err, client.ErrOutcomeUnknown) || !errors.As(err, &oe) {
+		t.Fatalf("write answered outcome_unknown: %v, want ErrOutcomeUnknown as *OutcomeUnknownError", err)
+	}
+	if _, err := stateless(t, r2).Get(bg, "u"); !client.IsNotFound(err) {
+		t.Fatalf("the write was repeated at r2: %v", err)
+	}
+	brave := newClient(t, []string{unknownAt, r2}, client.WithRetryUnknownWrites())
+	if w, err := brave.Put(bg, "u", 2); err != nil || !strings.HasPrefix(w.Dot, "r2~") {
+		t.Fatalf("write with WithRetryUnknownWrites after outcome_unknown: %+v %v, want it made at r2", w, err)
+	}
+}
+
 // TestRedirects: a home_region rule in redirect mode answers 307 with the
 // home's URL; the client repeats the write there, body and tokens
 // included. With redirects off, and in reject mode, the answers come back

@@ -71,6 +71,12 @@ const (
 	CodePositionGone        = "position_gone"
 	CodePositionAhead       = "position_ahead"
 	CodeSlowConsumer        = "slow_consumer"
+	CodeStorageFailed       = "storage_failed"
+	CodeCorruptRecord       = "corrupt_record"
+	CodeNoLeader            = "no_leader"
+	CodeNotLeader           = "not_leader"
+	CodeNodeSeeding         = "node_seeding"
+	CodeOutcomeUnknown      = "outcome_unknown"
 )
 
 // APIError is an error answer of the HTTP API: {"error": ..., "code": ...}
@@ -238,7 +244,33 @@ type (
 	// stream fell more than watch.max_lag changes behind. Client.Watch
 	// reconnects by itself from where it was.
 	SlowConsumerError struct{ APIError }
+	// StorageFailedError (503 storage_failed): the region's storage met an
+	// I/O error and it refuses requests until restarted on a repaired
+	// disk. Retried at the other endpoints.
+	StorageFailedError struct{ APIError }
+	// CorruptRecordError (503 corrupt_record): the key's stored record
+	// fails its checksum and is being repaired from a peer. Retried.
+	CorruptRecordError struct{ APIError }
+	// NoLeaderError (503 no_leader): the region's nodes are electing a
+	// leader (a region of several nodes). Nothing was applied. Retried.
+	NoLeaderError struct{ APIError }
+	// NotLeaderError (503 not_leader): the node stopped leading as the
+	// request arrived. Nothing was applied. Retried.
+	NotLeaderError struct{ APIError }
+	// NodeSeedingError (503 node_seeding): the node is loading a copy of
+	// its leader's store. Retried.
+	NodeSeedingError struct{ APIError }
+	// OutcomeUnknownError (503 outcome_unknown): the region's leader did
+	// not confirm the write in time; it may or may not have been taken.
+	// Reads are retried; writes only under WithRetryUnknownWrites (a
+	// write with its causal context is safe to repeat). Also matches
+	// ErrOutcomeUnknown.
+	OutcomeUnknownError struct{ APIError }
 )
+
+// Is makes errors.Is(err, ErrOutcomeUnknown) hold for an outcome_unknown
+// answer.
+func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
 
 // StaleActor is one origin a stale read's region lags on.
 type StaleActor struct {
@@ -343,6 +375,18 @@ func newAnswerError(status int, header http.Header, body []byte, endpoint string
 		return &PositionAheadError{a, b.After, b.Newest}
 	case CodeSlowConsumer:
 		return &SlowConsumerError{a}
+	case CodeStorageFailed:
+		return &StorageFailedError{a}
+	case CodeCorruptRecord:
+		return &CorruptRecordError{a}
+	case CodeNoLeader:
+		return &NoLeaderError{a}
+	case CodeNotLeader:
+		return &NotLeaderError{a}
+	case CodeNodeSeeding:
+		return &NodeSeedingError{a}
+	case CodeOutcomeUnknown:
+		return &OutcomeUnknownError{a}
 	}
 	return &a
 }

@@ -80,6 +80,11 @@ var retryableCodes = map[string]bool{
 	CodeStaleContext:        true,
 	CodeClockSkew:           true,
 	CodeInsufficientStorage: true,
+	CodeStorageFailed:       true,
+	CodeCorruptRecord:       true,
+	CodeNoLeader:            true,
+	CodeNotLeader:           true,
+	CodeNodeSeeding:         true,
 }
 
 // answerVerdict classifies an answer. Writes are retried only after the
@@ -90,6 +95,12 @@ func answerVerdict(status int, code string, write bool) verdict {
 		return final
 	}
 	if retryableCodes[code] {
+		return retry
+	}
+	if code == CodeOutcomeUnknown {
+		if write {
+			return unknown
+		}
 		return retry
 	}
 	if !write && code == "" {

@@ -71,6 +71,13 @@ func TestAnswerVerdict(t *testing.T) {
 		{500, CodeInternal, false, final},
 		{401, CodeUnauthenticated, false, final},
 		{421, CodeWrongRegion, true, final},
+		{503, CodeNoLeader, true, retry},
+		{503, CodeNotLeader, true, retry},
+		{503, CodeNodeSeeding, false, retry},
+		{503, CodeStorageFailed, false, retry},
+		{503, CodeCorruptRecord, false, retry},
+		{503, CodeOutcomeUnknown, true, unknown},
+		{503, CodeOutcomeUnknown, false, retry},
 	} {
 		if got := answerVerdict(tt.status, tt.code, tt.write); got != tt.want {
 			t.Errorf("answerVerdict(%d, %q, write=%v) = %v, want %v", tt.status, tt.code, tt.write, got, tt.want)

@@ -171,6 +171,18 @@ func (l *Log) First(ctx context.Context) (uint64, error) {
 	return info.State.FirstSeq, nil
 }
 
+// ErrFollowStalled is returned by Follow when the log holds entries past
+// the follower's position and none arrived for a while: follow again.
+var ErrFollowStalled = errors.New("following the region log stalled")
+
+// followExpiry is the lifetime of Follow's pull requests (heartbeats every
+// quarter of it), and followStall how long Follow waits for an entry the
+// log holds before it gives up (see ErrFollowStalled).
+const (
+	followExpiry = 5 * time.Second
+	followStall  = 3 * time.Second
+)
+
 // Entry is one entry of the region log.
 type Entry struct {
 	Seq, Term uint64
@@ -203,7 +215,7 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 	if err != nil {
 		return fmt.Errorf("follow region log from %d: %w", after+1, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	it, err := cons.Messages(jetstream.PullMaxMessages(512), jetstream.PullExpiry(followExpiry), jetstream.PullHeartbeat(followExpiry/4))
 	if err != nil {
 		return fmt.Errorf("follow region log from %d: %w", after+1, err)
 	}
@@ -239,8 +251,29 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 		}
 	}()
 	var parts asm
+	// A watchdog: a pull consumer can stop delivering after its stream's
+	// leader moves (the client does not always pull again after a
+	// "leadership change" status), so a follower that has received
+	// nothing for followStall while the log holds entries past what it
+	// read stops, and its caller follows again from what it applied.
+	watch := time.NewTicker(followStall / 3)
+	defer watch.Stop()
+	lastRecv := time.Now()
 	for {
-		m, ok := <-msgs
+		var m jetstream.Msg
+		var ok bool
+		select {
+		case m, ok = <-msgs:
+		case <-watch.C:
+			if time.Since(lastRecv) < followStall {
+				continue
+			}
+			if last, _, err := l.Last(ctx); err == nil && last >= next {
+				return fmt.Errorf("%w: nothing delivered for %s while the log holds entries up to %d (waiting for %d)", ErrFollowStalled, followStall, last, next)
+			}
+			continue
+		}
+		lastRecv = time.Now()
 		if !ok {
 			select {
 			case err := <-errc:

@@ -375,3 +375,57 @@ func TestLogParts(t *testing.T) {
 		t.Fatalf("entries: seq %d (%d bytes), seq %d %q term %d", got[0].Seq, len(got[0].Data), got[1].Seq, got[1].Data, got[1].Term)
 	}
 }
+
+// TestFollowSurvivesStreamLeaderMoves: the region log's JetStream leader
+// moves (as the region's leader moves it off its own server) while a node
+// follows the log; the follower, restarted from what it applied whenever
+// Follow returns (as a node's follow loop does), receives every entry
+// appended after each move.
+func TestFollowSurvivesStreamLeaderMoves(t *testing.T) {
+	_, url := cluster(t, 3)
+	js := jsOf(t, url)
+	ctx := t.Context()
+	// Entries expire after a second, so the follower's consumer often
+	// points past the log's first entry when the leader moves.
+	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 3, time.Second, 0) })
+	var applied atomic.Uint64
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for fctx.Err() == nil {
+			_ = l.Follow(fctx, applied.Load(), func(es []Entry, _ uint64) error {
+				for _, e := range es {
+					if e.Seq != applied.Load()+1 {
+						return fmt.Errorf("entry %d after %d", e.Seq, applied.Load())
+					}
+					applied.Store(e.Seq)
+				}
+				return nil
+			})
+			_ = wait.Sleep(fctx, 50*time.Millisecond)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var last uint64
+	for round := range 6 {
+		seq := retry(t, "append", func() (uint64, error) { return l.Append(ctx, last, 1, []byte{byte(round)}) })
+		last = seq
+		wait.For(t, 8*time.Second, fmt.Sprintf("the follower to apply entry %d", seq), func() bool { return applied.Load() >= seq })
+		wait.For(t, 10*time.Second, fmt.Sprintf("entry %d to expire", seq), func() bool {
+			first, err := l.First(ctx)
+			return err == nil && first > seq
+		})
+		// Move the stream's leader, as a region's new leader does.
+		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+LogStream("r"), nil, 5*time.Second); err != nil {
+			t.Fatalf("step down: %v", err)
+		}
+	}
+	seq := retry(t, "append after the last move", func() (uint64, error) { return l.Append(ctx, last, 1, []byte("end")) })
+	wait.For(t, 8*time.Second, fmt.Sprintf("the follower to apply entry %d after the last move", seq), func() bool { return applied.Load() >= seq })
+}
