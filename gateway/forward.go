@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -109,10 +110,26 @@ func (rn *regionNode) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 	timeout := n.cfg.Sessions.MaxWait + n.cfg.RegionLog.AppendTimeout + 5*time.Second
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	// A leader that loses its lease while the request waits (it died, or
+	// another node took over) will not answer: stop waiting then.
+	moved := rn.leaderMoved()
+	var gone atomic.Bool
+	go func() {
+		select {
+		case <-moved:
+			gone.Store(true)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	rep, err := n.requestLeader(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		writeError(w, noLeader(n, "no node leads"))
+		return
+	case err != nil && gone.Load():
+		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", retryAfter: 1,
+			msg: "the region's leader changed while the request waited for its answer: it may or may not have been taken; retry (a write with its context is safe to retry)"})
 		return
 	case err != nil:
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", retryAfter: 1,

@@ -60,9 +60,10 @@ type regionNode struct {
 	log *slog.Logger
 	ctx context.Context // the node's; set by start
 
-	rlog  *region.Log
-	lease *region.Lease
-	el    *region.Elector
+	rlog   *region.Log
+	lease  *region.Lease
+	roster *region.Roster
+	el     *region.Elector
 
 	// copies are the copy sessions this node serves while it leads.
 	copies *snapServer
@@ -70,16 +71,22 @@ type regionNode struct {
 	mu    sync.Mutex
 	state string
 	why   string // what the state waits for, or what diverged
-	// holdUntil: a node that starts with an empty store in a region whose
-	// log is empty does not stand for election before then, so that a
+	// firstSince is when this node, starting with an empty store, found
+	// the region log empty (zero otherwise): it stands in the region's
+	// first election only as region.FirstLeaderAllowed says, so that a
 	// node holding data (a region of one node converted to several, all
 	// nodes started at once) becomes the first leader, not an empty one.
-	holdUntil time.Time
-	leader    region.Holder
-	term      uint64
-	follow    *followRun
-	fencedCh  chan struct{} // closed when the log refused or lost an append this term
-	fenceOne  *sync.Once
+	firstSince time.Time
+	leader     region.Holder
+	// moved is closed (and replaced) whenever the lease's holder changes:
+	// a request forwarded to a leader that is gone stops waiting for it.
+	moved    chan struct{}
+	term     uint64
+	follow   *followRun
+	fencedCh chan struct{} // closed when the log refused or lost an append this term
+	// streamLeadersMoved: the last moveStreamLeaders left none here.
+	streamLeadersMoved bool
+	fenceOne           *sync.Once
 
 	// through is the last region-log message the follower loop consumed;
 	// lagEntries and lagSince describe how far behind the log's end it is.
@@ -165,6 +172,19 @@ func (rn *regionNode) run(ctx context.Context) {
 			return false
 		}
 		rn.lease = lease
+		if rn.roster == nil {
+			roster, err := region.OpenRoster(ctx, js, cfg.Region, replicas)
+			if err != nil {
+				rn.setState(nodeStarting, "opening the region's roster: "+err.Error())
+				return false
+			}
+			pos, _ := rn.n.store.LogPosition()
+			if err := roster.Announce(ctx, cfg.Node, rn.n.store.Actor() != "" || pos > 0); err != nil {
+				rn.setState(nodeStarting, err.Error())
+				return false
+			}
+			rn.roster = roster
+		}
 		return true
 	})
 	if err != nil {
@@ -194,6 +214,10 @@ func (rn *regionNode) setState(state, why string) {
 
 func (rn *regionNode) observe(h region.Holder) {
 	rn.mu.Lock()
+	if h != rn.leader && rn.moved != nil {
+		close(rn.moved)
+		rn.moved = make(chan struct{})
+	}
 	rn.leader = h
 	if h.Term > rn.term {
 		rn.term = h.Term
@@ -204,16 +228,65 @@ func (rn *regionNode) observe(h region.Holder) {
 	}
 }
 
-// emptyHoldOff is how many lease TTLs an empty node lets pass before it
-// stands for election in a region whose log is empty (see holdUntil).
-const emptyHoldOff = 2
+// firstPatience is how many lease TTLs an empty node waits, in a region
+// whose log is empty, for every node to announce itself before it stands
+// for election without having heard from them all.
+const firstPatience = 10
 
-// ready reports whether this node could lead: it follows the log (and is
-// not holding off as an empty node).
+// ready reports whether this node could lead: it follows the log and, if
+// it started empty in a region whose log is empty, the roster allows it
+// (see firstSince).
 func (rn *regionNode) ready() bool {
 	rn.mu.Lock()
+	following, since := rn.state == nodeFollowing, rn.firstSince
+	rn.mu.Unlock()
+	if !following {
+		return false
+	}
+	if since.IsZero() {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(rn.ctx, time.Second)
+	defer cancel()
+	last, _, err := rn.rlog.Last(ctx)
+	if err != nil {
+		return false
+	}
+	if last > 0 { // another node started the log: this one follows it now
+		rn.mu.Lock()
+		rn.firstSince = time.Time{}
+		rn.mu.Unlock()
+		return true
+	}
+	announced, err := rn.roster.Read(ctx)
+	if err != nil {
+		return false
+	}
+	patient := time.Since(since) > firstPatience*rn.n.cfg.Election.LeaseTTL
+	if region.FirstLeaderAllowed(announced, rn.n.cfg.NodeNames(), patient) {
+		return true
+	}
+	for node, data := range announced {
+		if data {
+			rn.setState(nodeFollowing, fmt.Sprintf("waiting for node %s, which holds the region's data, to start the region log: start it "+
+				"(if it is gone for good, delete its entry %q from the key-value bucket %s)", node, node, region.RosterBucket(rn.n.cfg.Region)))
+			return false
+		}
+	}
+	rn.setState(nodeFollowing, "the region log is empty: waiting for every node to start (or for "+
+		(firstPatience*rn.n.cfg.Election.LeaseTTL).String()+") before an empty node starts it")
+	return false
+}
+
+// leaderMoved returns a channel closed when the lease's holder next
+// changes.
+func (rn *regionNode) leaderMoved() <-chan struct{} {
+	rn.mu.Lock()
 	defer rn.mu.Unlock()
-	return rn.state == nodeFollowing && !time.Now().Before(rn.holdUntil)
+	if rn.moved == nil {
+		rn.moved = make(chan struct{})
+	}
+	return rn.moved
 }
 
 // leaderNow returns the node the lease names (zero while nobody holds it).
@@ -292,7 +365,9 @@ func (rn *regionNode) followOnce(ctx context.Context) error {
 		return rn.copyFromLeader(ctx, "it joins the region, whose log no longer starts at its beginning")
 	case st.Actor() == "" && last == 0:
 		rn.mu.Lock()
-		rn.holdUntil = time.Now().Add(emptyHoldOff * rn.n.cfg.Election.LeaseTTL)
+		if rn.firstSince.IsZero() {
+			rn.firstSince = time.Now()
+		}
 		rn.mu.Unlock()
 		rn.setState(nodeFollowing, "the region log is empty: the first leader starts it")
 	case st.Actor() == "":
@@ -415,7 +490,7 @@ func (rn *regionNode) promote(ctx context.Context, term uint64) error {
 	rn.stopFollowing()
 	// The streams' own leaders move off this node first, so that losing
 	// it later costs no JetStream election on the way to the next leader.
-	rn.moveStreamLeaders(ctx)
+	rn.streamLeadersMoved = rn.moveStreamLeaders(ctx)
 	after := max(last, rn.through.Load())
 	once := &sync.Once{}
 	fenced := make(chan struct{})
@@ -449,7 +524,11 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 	if err != nil {
 		rn.log.Error("could not start the leader's duties; stepping down", "term", term, "err", err)
 	} else {
-		t := time.NewTicker(10 * time.Second)
+		// The streams' leaders are moved off this node every second until
+		// none is left here, then checked every 10 s (a follower's loss
+		// may put one back).
+		t := time.NewTicker(time.Second)
+		clear, lastCheck := rn.streamLeadersMoved, time.Now()
 	wait:
 		for {
 			select {
@@ -459,7 +538,9 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 				rn.log.Warn("the region log refused or lost an append: another node leads, or may; stepping down", "term", term)
 				break wait
 			case <-t.C:
-				rn.moveStreamLeaders(ctx) // a follower's loss may have put one back here
+				if !clear || time.Since(lastCheck) >= 10*time.Second {
+					clear, lastCheck = rn.moveStreamLeaders(ctx), time.Now()
+				}
 			}
 		}
 		t.Stop()
@@ -582,12 +663,17 @@ func (rn *regionNode) fetchCopy(ctx context.Context, leader string) (io.ReadClos
 // only after its election timeout (4 to 9 seconds); with those leaders on
 // the followers, losing the leader node costs only the lease's TTL. Best
 // effort: failures are logged.
-func (rn *regionNode) moveStreamLeaders(ctx context.Context) {
+// healthyReplicaActive bounds how long ago a stream replica must have
+// been heard from for moveStreamLeaders to count it.
+const healthyReplicaActive = 2 * time.Second
+
+func (rn *regionNode) moveStreamLeaders(ctx context.Context) (clear bool) {
 	n := rn.n
 	js, err := jetstream.New(n.conn)
 	if err != nil {
-		return
+		return false
 	}
+	clear = true
 	own := "geogate-" + n.cfg.Node
 	for _, name := range []string{region.LogStream(n.cfg.Region), "KV_" + region.LeaseBucket(n.cfg.Region), link.StreamName(n.cfg.Region)} {
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -597,17 +683,30 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) {
 			info, err = st.Info(ictx)
 		}
 		cancel()
-		if err != nil || info.Cluster == nil || info.Cluster.Leader != own {
+		if err != nil {
+			clear = false
 			continue
 		}
-		to := ""
+		if info.Cluster == nil || info.Cluster.Leader != own {
+			continue
+		}
+		clear = false
+		// Only a whole, healthy group moves its leader: a stepdown while a
+		// replica is down (its death not yet noticed, or the preferred one
+		// behind) was seen to leave the stream without a leader for
+		// seconds, which is what moving it should spare the region.
+		to, healthy := "", len(info.Cluster.Replicas) > 0
 		for _, p := range info.Cluster.Replicas {
-			if p.Current && !p.Offline {
-				to = p.Name
+			if !p.Current || p.Offline || p.Active > healthyReplicaActive || p.Lag > 0 {
+				healthy = false
 				break
 			}
+			if to == "" {
+				to = p.Name
+			}
 		}
-		if to == "" {
+		if !healthy {
+			rn.log.Debug("not moving a stream's leader while one of its replicas is not current", "stream", name)
 			continue
 		}
 		body, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": to}}) //nolint:errchkjson // a map of strings
@@ -620,4 +719,5 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) {
 		}
 		rn.log.Info("moved a stream's leader off the region's leader", "stream", name, "to", to)
 	}
+	return clear
 }

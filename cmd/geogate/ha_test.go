@@ -98,8 +98,13 @@ func TestRegionNodesProcesses(t *testing.T) {
 	if len(nodes) != 3 || nodes[0].name != "a-1" || nodes[2].name != "a-3" {
 		t.Fatalf("init --nodes 3 wrote %+v", nodes)
 	}
+	starts := 0
 	start := func(n *haNode) {
 		t.Helper()
+		if dbg := os.Getenv("GEOGATE_HA_LOGS"); dbg != "" && n.logs != nil {
+			starts++                                                                                                   // keep the log of the node's previous run
+			os.WriteFile(filepath.Join(dbg, fmt.Sprintf("%s.%d.log", n.name, starts)), []byte(n.logs.String()), 0o644) //nolint:errcheck // debugging aid
+		}
 		n.cmd, n.logs = startNode(t, n.config)
 	}
 	for _, n := range nodes {
@@ -138,7 +143,6 @@ func TestRegionNodesProcesses(t *testing.T) {
 					r, err := reader.try(ctx, "GET", n.url+"/v1/status", "")
 					cancel()
 					t.Logf("%s: %v %s\nlogs:\n%s", n.name, err, r.body, tail(n.logs.String(), 3000))
-					os.WriteFile("/tmp/ha-"+n.name+".log", []byte(n.logs.String()), 0o644)
 				}
 			}
 		}()
@@ -164,6 +168,14 @@ func TestRegionNodesProcesses(t *testing.T) {
 			return l != nil
 		})
 		return l
+	}
+	// GEOGATE_HA_LOGS=DIR keeps every node's log there.
+	if dbg := os.Getenv("GEOGATE_HA_LOGS"); dbg != "" {
+		defer func() {
+			for _, n := range nodes {
+				os.WriteFile(filepath.Join(dbg, n.name+".log"), []byte(n.logs.String()), 0o644) //nolint:errcheck // debugging aid
+			}
+		}()
 	}
 	first := leader(30*time.Second, nodes...)
 	t.Logf("%s leads", first.name)
@@ -236,13 +248,6 @@ func TestRegionNodesProcesses(t *testing.T) {
 		return err == nil && r.status == 200
 	})
 	t.Logf("SIGKILL of leader %s at %s: %s leads, takes writes %s after the kill", first.name, killed.Format("15:04:05.000"), second.name, took.Round(time.Millisecond))
-	if dbg := os.Getenv("GEOGATE_HA_LOGS"); dbg != "" {
-		defer func() {
-			for _, n := range nodes {
-				os.WriteFile(filepath.Join(dbg, n.name+".log"), []byte(n.logs.String()), 0o644) //nolint:errcheck // debugging aid
-			}
-		}()
-	}
 	if took > 10*time.Second {
 		t.Errorf("a new leader took writes %s after the kill; the bound is 10s", took)
 	}

@@ -3,6 +3,7 @@ package region
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -142,13 +143,51 @@ func (e *Elector) Run(ctx context.Context) {
 		}
 		seen = term
 		e.log.Info("took the region's lease; catching up before leading", "term", term)
-		if err := e.cfg.Hooks.Promote(ctx, term); err != nil {
+		if err := e.promote(ctx, term); err != nil {
 			e.log.Warn("could not lead; giving the lease back", "term", term, "err", err)
 			e.cfg.Lease.Release(context.WithoutCancel(ctx))
 			continue
 		}
 		e.lead(ctx, term)
 	}
+}
+
+// promote runs the Promote hook while renewing the lease: catching up may
+// take longer than the lease lives. A lease lost meanwhile ends it.
+func (e *Elector) promote(ctx context.Context, term uint64) error {
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(e.cfg.Renew)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+			rctx, rcancel := context.WithTimeout(pctx, e.cfg.Renew)
+			err := e.cfg.Lease.Renew(rctx)
+			rcancel()
+			switch {
+			case errors.Is(err, ErrLost):
+				cancel(ErrLost)
+				return
+			case err != nil && pctx.Err() == nil:
+				e.log.Warn("renewing the lease while catching up failed; retrying", "err", err)
+			}
+		}
+	}()
+	err := e.cfg.Hooks.Promote(pctx, term)
+	lost := context.Cause(pctx)
+	cancel(nil)
+	<-done // the lease is renewed by one goroutine at a time
+	if errors.Is(lost, ErrLost) {
+		return fmt.Errorf("lease lost while catching up: %w", ErrLost)
+	}
+	return err
 }
 
 // lead runs the leader's duties for term while the lease is renewed.

@@ -97,6 +97,10 @@ func (l *Lease) Acquire(ctx context.Context, term uint64) error {
 // expired and nobody took it). It fails with ErrLost when another node
 // holds it.
 func (l *Lease) Renew(ctx context.Context) error {
+	return l.renew(ctx, true)
+}
+
+func (l *Lease) renew(ctx context.Context, recheck bool) error {
 	if l.rev == 0 {
 		return ErrLost
 	}
@@ -111,7 +115,18 @@ func (l *Lease) Renew(ctx context.Context) error {
 			return ErrLost
 		}
 	}
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		// A renewal whose answer was lost (a timeout, a stream leader
+		// moving) may have been stored: if the value is still this
+		// node's own (node and term), it holds the lease at that
+		// revision.
+		if e, gerr := l.kv.Get(ctx, l.key); gerr == nil && recheck {
+			var h Holder
+			if json.Unmarshal(e.Value(), &h) == nil && h == l.held {
+				l.rev = e.Revision()
+				return l.renew(ctx, false)
+			}
+		}
 		l.rev = 0
 		return ErrLost
 	}

@@ -429,3 +429,91 @@ func TestFollowSurvivesStreamLeaderMoves(t *testing.T) {
 	seq := retry(t, "append after the last move", func() (uint64, error) { return l.Append(ctx, last, 1, []byte("end")) })
 	wait.For(t, 8*time.Second, fmt.Sprintf("the follower to apply entry %d after the last move", seq), func() bool { return applied.Load() >= seq })
 }
+
+// TestFirstLeaderAllowed: an empty node never starts the region log while
+// a node announced data; it does once every node announced itself empty,
+// or, having waited (patient), when some never announced.
+func TestFirstLeaderAllowed(t *testing.T) {
+	nodes := []string{"a-1", "a-2", "a-3"}
+	for _, c := range []struct {
+		announced map[string]bool
+		patient   bool
+		want      bool
+	}{
+		{map[string]bool{"a-1": true, "a-2": false, "a-3": false}, true, false},
+		{map[string]bool{"a-2": false, "a-3": false}, false, false},
+		{map[string]bool{"a-2": false, "a-3": false}, true, true},
+		{map[string]bool{"a-1": false, "a-2": false, "a-3": false}, false, true},
+		{map[string]bool{"a-1": false, "a-2": false, "a-3": false, "a-4": true}, true, false},
+	} {
+		if got := FirstLeaderAllowed(c.announced, nodes, c.patient); got != c.want {
+			t.Errorf("FirstLeaderAllowed(%v, patient %v) = %v, want %v", c.announced, c.patient, got, c.want)
+		}
+	}
+}
+
+// TestRosterKeepsData: a node that announced data keeps that record when
+// it announces itself empty later.
+func TestRosterKeepsData(t *testing.T) {
+	_, url := cluster(t, 1)
+	js := jsOf(t, url)
+	ctx := t.Context()
+	r := retry(t, "open roster", func() (*Roster, error) { return OpenRoster(ctx, js, "r", 1) })
+	for _, a := range []struct {
+		node string
+		data bool
+	}{{"n1", true}, {"n2", false}, {"n1", false}} {
+		if err := r.Announce(ctx, a.node, a.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := r.Read(ctx)
+	if err != nil || len(got) != 2 || !got["n1"] || got["n2"] {
+		t.Fatalf("roster %v %v, want n1 with data, n2 empty", got, err)
+	}
+}
+
+// TestSlowPromotionKeepsTheLease: a node whose catching up (Promote) takes
+// longer than the lease lives keeps the lease: it is renewed while the
+// node catches up, so the node leads at the term it took, and nobody else
+// could take the lease meanwhile.
+func TestSlowPromotionKeepsTheLease(t *testing.T) {
+	_, url := cluster(t, 1)
+	js := jsOf(t, url)
+	ctx := t.Context()
+	const ttl = time.Second
+	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 1, 0, 0) })
+	lease := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", "slow", 1, ttl) })
+	rival := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", "rival", 1, ttl) })
+	var led atomic.Uint64
+	var stolen atomic.Bool
+	e := NewElector(ElectorConfig{Node: "slow", Lease: lease, Log: l, Hooks: Hooks{
+		Promote: func(ctx context.Context, term uint64) error {
+			// Catching up for three lease lifetimes; a rival tries to
+			// take the lease all along.
+			deadline := time.Now().Add(3 * ttl)
+			for time.Now().Before(deadline) {
+				if rival.Acquire(ctx, term+1) == nil {
+					stolen.Store(true)
+				}
+				if err := wait.Sleep(ctx, 100*time.Millisecond); err != nil {
+					return err
+				}
+			}
+			_, err := l.Append(ctx, 0, term, nil)
+			return err
+		},
+		Lead: func(ctx context.Context, term uint64) { led.Store(term); <-ctx.Done() },
+	}})
+	ectx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ectx) }()
+	defer func() { cancel(); <-done }()
+	wait.For(t, 20*time.Second, "the slow node to lead", func() bool { return led.Load() != 0 })
+	if stolen.Load() {
+		t.Fatal("a rival took the lease while the slow node caught up")
+	}
+	if h, ok, err := lease.Read(ctx); err != nil || !ok || h.Node != "slow" || h.Term != led.Load() {
+		t.Fatalf("lease %+v %v %v, want slow at term %d", h, ok, err, led.Load())
+	}
+}
