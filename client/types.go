@@ -210,6 +210,10 @@ type RegionLogStatus struct {
 	TermsLed uint64 `json:"terms_led"`
 	// ReadyToLead is true when the node could take over now.
 	ReadyToLead bool `json:"ready_to_lead"`
+	// FailoverReady (the leader) is true once the region's JetStream
+	// streams have their own leaders on other nodes, so that losing this
+	// one costs only the lease's expiry.
+	FailoverReady bool `json:"failover_ready"`
 }
 
 // LifecycleStatus is the lifecycle part of a region's status.

@@ -58,6 +58,9 @@ type acked struct {
 	dots   map[string]string
 	errs   map[string]int // status and code (0: transport) of refused writes
 	twice  []string
+	// inflight is, per load worker, the request it waits on (for the
+	// failure report).
+	inflight map[int]string
 }
 
 func (a *acked) note(key, value string, r reply) {
@@ -118,8 +121,9 @@ func TestRegionNodesProcesses(t *testing.T) {
 		Node, Role, Leader string
 		Term               uint64
 		RegionLog          struct {
-			Position   uint64 `json:"position"`
-			LagEntries uint64 `json:"lag_entries"`
+			Position      uint64 `json:"position"`
+			LagEntries    uint64 `json:"lag_entries"`
+			FailoverReady bool   `json:"failover_ready"`
 		} `json:"region_log"`
 	}
 	statusOf := func(n *haNode) (status, bool) {
@@ -179,8 +183,15 @@ func TestRegionNodesProcesses(t *testing.T) {
 	}
 	first := leader(30*time.Second, nodes...)
 	t.Logf("%s leads", first.name)
+	// Right after an election the region's JetStream streams may still
+	// have their own leaders on the new leader's server; until they are
+	// moved, its loss also waits for JetStream's elections.
+	eventually(t, 20*time.Second, first.name+" ready for a fast failover", func() bool {
+		st, ok := statusOf(first)
+		return ok && st.Role == "leader" && st.RegionLog.FailoverReady
+	})
 
-	ack := &acked{values: map[string]string{}, dots: map[string]string{}, errs: map[string]int{}}
+	ack := &acked{values: map[string]string{}, dots: map[string]string{}, errs: map[string]int{}, inflight: map[int]string{}}
 	var next sync.Mutex
 	seq := 0
 	load := func(ctx context.Context, targets []*haNode) *sync.WaitGroup {
@@ -193,9 +204,16 @@ func TestRegionNodesProcesses(t *testing.T) {
 					k := seq
 					next.Unlock()
 					key, value := fmt.Sprintf("load/%05d", k), fmt.Sprintf(`{"k":%d}`, k)
+					target := targets[(w+i)%len(targets)]
+					ack.mu.Lock()
+					ack.inflight[w] = fmt.Sprintf("PUT %s at %s since %s", key, target.name, time.Now().Format("15:04:05.000"))
+					ack.mu.Unlock()
 					rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-					r, err := writer.try(rctx, "PUT", targets[(w+i)%len(targets)].url+"/v1/kv/"+key, value)
+					r, err := writer.try(rctx, "PUT", target.url+"/v1/kv/"+key, value)
 					cancel()
+					ack.mu.Lock()
+					delete(ack.inflight, w)
+					ack.mu.Unlock()
 					if err != nil {
 						r = reply{}
 					}
@@ -255,7 +273,7 @@ func TestRegionNodesProcesses(t *testing.T) {
 		ack.mu.Lock()
 		defer ack.mu.Unlock()
 		if len(ack.values) <= before+50 {
-			t.Logf("%d acknowledged; refused %v", len(ack.values), ack.errs)
+			t.Logf("%d acknowledged; refused %v; waiting: %v", len(ack.values), ack.errs, ack.inflight)
 			return false
 		}
 		return true

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/geogate/geogate/conflict"
+	"github.com/geogate/geogate/internal/wait"
 )
 
 // OutboxEntry is one event in a region's local replication log.
@@ -435,8 +436,22 @@ func (p *Publisher) ensureStream(ctx context.Context) (jetstream.Stream, error) 
 		Replicas:    p.cfg.Replicas,
 		Duplicates:  duplicateWindow(p.cfg.MaxAge),
 	}
-	if st, err := p.js.Stream(ctx, p.stream); err == nil && sameStreamConfig(st.CachedInfo().Config, want) {
-		return st, nil
+	// The stream's info is answered by its leader; creating or updating
+	// it needs JetStream's metadata leader too, which after a server's
+	// loss may take much longer to come back: a stream that exists is
+	// waited for (a transient error is retried until ctx ends) rather
+	// than "created" again.
+	for {
+		st, err := p.js.Stream(ctx, p.stream)
+		if err == nil && sameStreamConfig(st.CachedInfo().Config, want) {
+			return st, nil
+		}
+		if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
+			break
+		}
+		if werr := wait.Sleep(ctx, 100*time.Millisecond); werr != nil {
+			return nil, fmt.Errorf("stream %s: %w", p.stream, err)
+		}
 	}
 	st, err := p.js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
