@@ -139,12 +139,12 @@ func TestWatchRulesReload(t *testing.T) {
 		t.Fatalf("no \"rules reloaded\" log with the count:\n%s", logs)
 	}
 
-	// A broken file (an unknown function, written in place): the old rules
-	// stay, the failure is counted once and logged with its location.
+	// A broken file (an unknown function): the old rules stay, the failure
+	// is counted once and logged with its location. (Replaced by rename:
+	// a file written in place can be caught half-written and stable for a
+	// 10 ms poll on a loaded machine, which is a second failure.)
 	broken := strings.Replace(ruleFile("stock-v3", ""), "version.value.updated_at", "newest(version.value.updated_at)", 1)
-	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, path, broken)
 	eventually(t, 5*time.Second, "the failed reload to be counted", func() bool { return reloadCount(t, n, "error") == 1 })
 	if got := rule(); got != "stock-v2" {
 		t.Fatalf("after a failed reload the rule is %q, want stock-v2 kept", got)

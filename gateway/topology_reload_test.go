@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,16 +33,6 @@ func writeRegionFile(t *testing.T, dir, region string, names []string, ports map
 		t.Fatal(err)
 	}
 	return path
-}
-
-func freeTCP(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func startFromFile(t *testing.T, path string) *Node {
@@ -80,8 +69,12 @@ func linkFroms(n *Node) []string {
 func TestAddAndRemoveRegion(t *testing.T) {
 	dir := t.TempDir()
 	ports := map[string][2]int{}
-	for _, r := range []string{"a", "b", "c"} {
-		ports[r] = [2]int{freeTCP(t), freeTCP(t)}
+	free, err := freePorts(6) // distinct: held open until all are taken
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range []string{"a", "b", "c"} {
+		ports[r] = [2]int{free[2*i], free[2*i+1]}
 	}
 	two := []string{"a", "b"}
 	a := startFromFile(t, writeRegionFile(t, dir, "a", two, ports))
