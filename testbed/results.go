@@ -17,6 +17,10 @@ type AckedWrite struct {
 	Key string `json:"key"`
 	// Region is where the client sent the write.
 	Region string `json:"region"`
+	// Node is the node that acknowledged it: the one the answer's
+	// X-Geo-Node names (a follower forwarded the write to it), else the
+	// node the write was sent to (the region, for a region of one node).
+	Node string `json:"node,omitempty"`
 	// Dot is the new version's dot, from the write answer's "dot"; zero if
 	// the answer had none (then only the ID identifies the version).
 	Dot conflict.Dot `json:"dot"`

@@ -17,7 +17,7 @@ const scenarioDir = "../configs/scenarios"
 
 // shipped are the scenarios the README lists; the test fails if one is
 // missing or another appears without being added here.
-var shipped = []string{"clock-skew-lww", "disk-full", "disk-lost-restore", "home-region-failover", "kill9-under-load", "region-rejoin-after-retention", "ring-partition", "silent-divergence", "star-hub-outage", "wan-3-regions-secure", "wan-3-regions"}
+var shipped = []string{"clock-skew-lww", "disk-full", "disk-lost-restore", "home-region-failover", "kill9-under-load", "region-leader-kill", "region-rejoin-after-retention", "region-split-brain", "ring-partition", "silent-divergence", "star-hub-outage", "wan-3-regions-secure", "wan-3-regions"}
 
 func scenarioFiles(t *testing.T) []string {
 	t.Helper()

@@ -160,7 +160,7 @@ func (w *workload) write(ctx context.Context, region, key string, hot bool) (cli
 	w.writes.Add(1)
 	t0 := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.spec.Timeout)
-	ans, err := w.api.put(rctx, region, key, w.document(id, region))
+	ans, node, err := w.api.put(rctx, region, key, w.document(id, region))
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -173,7 +173,7 @@ func (w *workload) write(ctx context.Context, region, key string, hot bool) (cli
 		return client.WriteResult{}, false
 	}
 	now := time.Now()
-	a := AckedWrite{ID: id, Key: key, Region: region, At: now.Sub(w.start), Latency: now.Sub(t0), Conflict: hot,
+	a := AckedWrite{ID: id, Key: key, Region: region, Node: node, At: now.Sub(w.start), Latency: now.Sub(t0), Conflict: hot,
 		HLC: ans.HLC, AckedUnixMs: now.UnixMilli()}
 	dot, derr := writeDot(ans)
 	if derr == nil {
