@@ -68,6 +68,8 @@ type faults struct {
 	// struck are the nodes each kill or freeze in force resolved its
 	// target to when it started (they are restarted or resumed).
 	struck map[int][]string
+	// probe sends one probe write to a node (workload.probe).
+	probe func(ctx context.Context, region, node, key string, timeout time.Duration) (AckedWrite, bool)
 	// watches are the failover watches by fault.
 	watches map[int]*failoverWatch
 	// failovers are the faults that struck a region's leader, with the
@@ -77,9 +79,11 @@ type faults struct {
 
 // failoverWatch follows one failover: a fault struck the leader of a
 // region of several nodes; the watch polls the region's other nodes until
-// one of them leads.
+// one of them leads, and probes them with writes until one is
+// acknowledged by another node than the old leader.
 type failoverWatch struct {
 	Failover
+	index   int           // the fault's
 	start   time.Time     // when the fault struck
 	elected chan struct{} // closed once another node leads, or the watch gave up
 }
@@ -101,12 +105,17 @@ type Failover struct {
 	New            string  `json:"new_leader,omitempty"`
 	ElectedSeconds float64 `json:"elected_seconds,omitempty"`
 	Term           uint64  `json:"term,omitempty"`
-	// FailoverSeconds is the time from the fault to the first write of
-	// the workload acknowledged by a node of the region other than Old
-	// (by the time its answer arrived); FirstAck is that write's id.
-	// Zero, with FirstAck empty, when no such write was acknowledged.
+	// FailoverSeconds is the time from the fault to the first probe write
+	// acknowledged by a node of the region other than Old (by the time
+	// its answer arrived); FirstAck is that write's id and Probes the
+	// probe writes sent. From the fault on, the testbed sends a probe
+	// write to every surviving node of the region every 50 ms (each
+	// bounded by a second, so that one stuck behind the old leader does
+	// not hold the next back), besides the workload. Zero, with FirstAck
+	// empty, when no probe was acknowledged within a minute.
 	FailoverSeconds float64 `json:"failover_seconds"`
 	FirstAck        string  `json:"first_ack,omitempty"`
+	Probes          int     `json:"probes"`
 }
 
 // failoverWatchFor bounds the wait for a successor.
@@ -464,12 +473,13 @@ func (f *faults) strike(ctx context.Context, i int, target string, do func(node 
 	f.mu.Unlock()
 	if leader != "" && slices.Contains(nodes, leader) && len(nodes) < f.sc.NodesIn(region) {
 		w := &failoverWatch{Failover: Failover{Region: region, Fault: f.sc.Faults[i].String(), Old: leader, At: time.Since(f.start)},
-			start: time.Now(), elected: make(chan struct{})}
+			index: i, start: time.Now(), elected: make(chan struct{})}
 		f.mu.Lock()
 		f.failovers = append(f.failovers, w)
 		f.watches[i] = w
 		f.mu.Unlock()
 		go f.watch(w)
+		go f.probeFailover(w)
 	}
 	var errs []error
 	for _, n := range nodes {
@@ -524,7 +534,47 @@ func (f *faults) watch(w *failoverWatch) {
 	f.log.Warn("no other node took the lead", "region", w.Region, "old", w.Old, "within", failoverWatchFor)
 }
 
-// failoversSeen returns the failovers so far (without their ack figures).
+// probeFailover sends probe writes to every node of the region but the
+// old leader, each node in turn every 50 ms, until one is acknowledged by
+// another node than the old leader; it records when.
+func (f *faults) probeFailover(w *failoverWatch) {
+	if f.probe == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(f.life, failoverWatchFor)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, n := range f.sc.NodeNames(w.Region) {
+		if n == w.Old {
+			continue
+		}
+		wg.Go(func() {
+			for k := 0; ctx.Err() == nil; k++ {
+				f.mu.Lock()
+				w.Probes++
+				f.mu.Unlock()
+				key := fmt.Sprintf("%sfailover/%d/%s/%d", f.sc.Workload.KeyPrefix, w.index, n, k)
+				a, ok := f.probe(ctx, w.Region, n, key, time.Second)
+				if ok && a.Node != "" && a.Node != w.Old {
+					f.mu.Lock()
+					if w.FirstAck == "" {
+						w.FirstAck, w.FailoverSeconds = a.ID, time.Since(w.start).Seconds()
+						f.log.Info("failover: a write acknowledged", "region", w.Region, "by", a.Node, "after", time.Since(w.start))
+					}
+					f.mu.Unlock()
+					cancel()
+					return
+				}
+				if wait.Sleep(ctx, 50*time.Millisecond) != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// failoversSeen returns the failovers so far.
 func (f *faults) failoversSeen() []Failover {
 	f.mu.Lock()
 	defer f.mu.Unlock()

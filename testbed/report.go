@@ -163,6 +163,9 @@ func Markdown(rep *Report) string {
 	row("session reads", fmt.Sprintf("%d", w.SessionReads))
 	if len(w.WriteErrors) > 0 {
 		row("write errors", countsText(w.WriteErrors))
+		for _, why := range slices.Sorted(maps.Keys(w.WriteErrorSamples)) {
+			row("first "+why, w.WriteErrorSamples[why])
+		}
 	}
 	for _, r := range rep.Regions {
 		if ns := rep.Nodes[r]; len(ns) > 1 {

@@ -274,6 +274,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	work := newWorkload(sc.Workload, sc.Regions, api, seed, start)
 	flt := newFaults(life, sc, plan, dep, net, api, r.log, r.dataDir)
 	flt.backupDir, flt.seed = filepath.Join(r.dataDir, "_backups"), seed // not a region name
+	flt.probe = work.probe
 	workCtx, stopWork := context.WithTimeout(life, sc.Duration)
 	defer stopWork()
 	var wg sync.WaitGroup
@@ -326,7 +327,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	if sc.Clustered() {
 		rep.Nodes = sc.Layout()
 	}
-	rep.Failovers = measureFailovers(flt.failoversSeen(), acked, sc.Layout())
+	rep.Failovers = flt.failoversSeen()
 	for _, fo := range rep.Failovers {
 		rep.FailoverSeconds = max(rep.FailoverSeconds, fo.FailoverSeconds)
 	}
