@@ -199,11 +199,24 @@ func (rn *regionNode) observe(h region.Holder) {
 	}
 }
 
-// ready reports whether this node could lead: it follows the log.
+// ready reports whether this node could lead: it follows the log and has
+// applied it to its end. A follower's log consumer lives on one of the
+// region's servers, picked at random: when that is the lost leader's, the
+// follower stops receiving entries without knowing it until its consumer
+// is found dead. Such a node must leave the lease to one that holds every
+// entry, rather than take it and fail to catch up (which held a failover
+// up by a lease TTL per attempt).
 func (rn *regionNode) ready() bool {
 	rn.mu.Lock()
-	defer rn.mu.Unlock()
-	return rn.state == nodeFollowing
+	following := rn.state == nodeFollowing
+	rn.mu.Unlock()
+	if !following {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(rn.ctx, time.Second)
+	defer cancel()
+	last, _, err := rn.rlog.Last(ctx)
+	return err == nil && rn.through.Load() >= last
 }
 
 // leaderNow returns the node the lease names (zero while nobody holds it).
@@ -398,9 +411,6 @@ func (rn *regionNode) promote(ctx context.Context, term uint64) error {
 		return fmt.Errorf("the follower is at %d, the log at %d: %w", rn.through.Load(), last, err)
 	}
 	rn.stopFollowing()
-	// The streams' own leaders move off this node first, so that losing
-	// it later costs no JetStream election on the way to the next leader.
-	rn.moveStreamLeaders(ctx)
 	after := max(last, rn.through.Load())
 	once := &sync.Once{}
 	fenced := make(chan struct{})
@@ -434,6 +444,12 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 	if err != nil {
 		rn.log.Error("could not start the leader's duties; stepping down", "term", term, "err", err)
 	} else {
+		// The streams' own leaders move off this node, so that losing it
+		// later costs no JetStream election on the way to the next
+		// leader. Not before this node takes writes: asking a stream led
+		// by a stalled server waits out a timeout, which would lengthen
+		// the failover under way.
+		n.spawn(ctx, func() { rn.moveStreamLeaders(ctx) })
 		t := time.NewTicker(10 * time.Second)
 	wait:
 		for {

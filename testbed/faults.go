@@ -109,10 +109,10 @@ type Failover struct {
 	// acknowledged by a node of the region other than Old (by the time
 	// its answer arrived); FirstAck is that write's id and Probes the
 	// probe writes sent. From the fault on, the testbed sends a probe
-	// write to every surviving node of the region every 50 ms (each
-	// bounded by a second, so that one stuck behind the old leader does
-	// not hold the next back), besides the workload. Zero, with FirstAck
-	// empty, when no probe was acknowledged within a minute.
+	// write to every surviving node of the region every 100 ms (each
+	// bounded by 2 s, several in flight, so that one stuck behind the old
+	// leader does not hold the next back), besides the workload. Zero,
+	// with FirstAck empty, when no probe was acknowledged within a minute.
 	FailoverSeconds float64 `json:"failover_seconds"`
 	FirstAck        string  `json:"first_ack,omitempty"`
 	Probes          int     `json:"probes"`
@@ -535,8 +535,10 @@ func (f *faults) watch(w *failoverWatch) {
 }
 
 // probeFailover sends probe writes to every node of the region but the
-// old leader, each node in turn every 50 ms, until one is acknowledged by
-// another node than the old leader; it records when.
+// old leader, a new one to each every probeEvery (each bounded by
+// probeTimeout, several in flight: one held up behind the old leader does
+// not hold the next back), until one is acknowledged by another node than
+// the old leader; it records when.
 func (f *faults) probeFailover(w *failoverWatch) {
 	if f.probe == nil {
 		return
@@ -544,35 +546,46 @@ func (f *faults) probeFailover(w *failoverWatch) {
 	ctx, cancel := context.WithTimeout(f.life, failoverWatchFor)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, n := range f.sc.NodeNames(w.Region) {
-		if n == w.Old {
-			continue
-		}
-		wg.Go(func() {
-			for k := 0; ctx.Err() == nil; k++ {
-				f.mu.Lock()
-				w.Probes++
-				f.mu.Unlock()
-				key := fmt.Sprintf("%sfailover/%d/%s/%d", f.sc.Workload.KeyPrefix, w.index, n, k)
-				a, ok := f.probe(ctx, w.Region, n, key, time.Second)
-				if ok && a.Node != "" && a.Node != w.Old {
-					f.mu.Lock()
-					if w.FirstAck == "" {
-						w.FirstAck, w.FailoverSeconds = a.ID, time.Since(w.start).Seconds()
-						f.log.Info("failover: a write acknowledged", "region", w.Region, "by", a.Node, "after", time.Since(w.start))
-					}
-					f.mu.Unlock()
-					cancel()
-					return
-				}
-				if wait.Sleep(ctx, 50*time.Millisecond) != nil {
-					return
-				}
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for k := 0; ; k++ {
+		for _, n := range f.sc.NodeNames(w.Region) {
+			if n == w.Old {
+				continue
 			}
-		})
+			f.mu.Lock()
+			w.Probes++
+			f.mu.Unlock()
+			key := fmt.Sprintf("%sfailover/%d/%s/%d", f.sc.Workload.KeyPrefix, w.index, n, k)
+			wg.Go(func() {
+				a, ok := f.probe(ctx, w.Region, n, key, probeTimeout)
+				if !ok || a.Node == "" || a.Node == w.Old {
+					return
+				}
+				f.mu.Lock()
+				if w.FirstAck == "" {
+					w.FirstAck, w.FailoverSeconds = a.ID, time.Since(w.start).Seconds()
+					f.log.Info("failover: a write acknowledged", "region", w.Region, "by", a.Node, "after", time.Since(w.start))
+				}
+				f.mu.Unlock()
+				cancel()
+			})
+		}
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-t.C:
+		}
 	}
-	wg.Wait()
 }
+
+// Failover probes: one to each surviving node every probeEvery, each
+// bounded by probeTimeout.
+const (
+	probeEvery   = 100 * time.Millisecond
+	probeTimeout = 2 * time.Second
+)
 
 // failoversSeen returns the failovers so far.
 func (f *faults) failoversSeen() []Failover {

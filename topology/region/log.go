@@ -181,6 +181,9 @@ type Entry struct {
 // position are no longer in the log: it needs a snapshot.
 var ErrTrimmed = errors.New("the region log no longer holds the entries this node needs: it must be seeded from a snapshot")
 
+// followHeartbeat is the idle heartbeat of a follower's log consumer.
+const followHeartbeat = time.Second
+
 // Follow delivers the entries after sequence after, in order, to apply,
 // until ctx ends or apply fails (its error is returned; the caller
 // follows again from what it applied). Entries appended while it runs are
@@ -203,7 +206,11 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 	if err != nil {
 		return fmt.Errorf("follow region log from %d: %w", after+1, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	// The ordered consumer lives on one of the region's servers; if that
+	// server dies or stalls, the missing heartbeats make nats.go recreate
+	// it (elsewhere, likely) after two of them: keep that to seconds, as
+	// a follower that receives nothing cannot take over from the leader.
+	it, err := cons.Messages(jetstream.PullMaxMessages(512), jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return fmt.Errorf("follow region log from %d: %w", after+1, err)
 	}
