@@ -446,24 +446,30 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 	} else {
 		// The streams' own leaders move off this node, so that losing it
 		// later costs no JetStream election on the way to the next
-		// leader. Not before this node takes writes: asking a stream led
-		// by a stalled server waits out a timeout, which would lengthen
-		// the failover under way.
-		n.spawn(ctx, func() { rn.moveStreamLeaders(ctx) })
-		t := time.NewTicker(10 * time.Second)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				break wait
-			case <-fenced:
-				rn.log.Warn("the region log refused or lost an append: another node leads, or may; stepping down", "term", term)
-				break wait
-			case <-t.C:
-				rn.moveStreamLeaders(ctx) // a follower's loss may have put one back here
+		// leader: every second while one cannot move yet (no follower
+		// replica is current, as right after the region starts), then
+		// every 10 s (a follower's loss may put one back here). Not
+		// before this node takes writes: asking a stream led by a stalled
+		// server waits out a timeout, which would lengthen the failover
+		// under way.
+		mctx, stopMoving := context.WithCancel(ctx)
+		n.spawn(mctx, func() {
+			for {
+				pause := 10 * time.Second
+				if rn.moveStreamLeaders(mctx) {
+					pause = time.Second
+				}
+				if wait.Sleep(mctx, pause) != nil {
+					return
+				}
 			}
+		})
+		select {
+		case <-ctx.Done():
+		case <-fenced:
+			rn.log.Warn("the region log refused or lost an append: another node leads, or may; stepping down", "term", term)
 		}
-		t.Stop()
+		stopMoving()
 	}
 	// Stop acknowledging first: from here the store refuses writes.
 	if err := n.store.Follow(context.WithoutCancel(ctx)); err != nil {
@@ -582,8 +588,9 @@ func (rn *regionNode) fetchCopy(ctx context.Context, leader string) (io.ReadClos
 // follower replica. A JetStream stream whose leader is lost elects another
 // only after its election timeout (4 to 9 seconds); with those leaders on
 // the followers, losing the leader node costs only the lease's TTL. Best
-// effort: failures are logged.
-func (rn *regionNode) moveStreamLeaders(ctx context.Context) {
+// effort: failures are logged. It reports whether a stream it leads could
+// not be moved (no current follower replica, or the request failed).
+func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
 	n := rn.n
 	js, err := jetstream.New(n.conn)
 	if err != nil {
@@ -598,7 +605,11 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) {
 			info, err = st.Info(ictx)
 		}
 		cancel()
-		if err != nil || info.Cluster == nil || info.Cluster.Leader != own {
+		if err != nil {
+			pending = true // not known: try again soon
+			continue
+		}
+		if info.Cluster == nil || info.Cluster.Leader != own {
 			continue
 		}
 		to := ""
@@ -609,6 +620,7 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) {
 			}
 		}
 		if to == "" {
+			pending = true
 			continue
 		}
 		body, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": to}}) //nolint:errchkjson // a map of strings
@@ -617,8 +629,10 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) {
 		rcancel()
 		if err != nil {
 			rn.log.Debug("move a stream's leader", "stream", name, "to", to, "err", err)
+			pending = true
 			continue
 		}
 		rn.log.Info("moved a stream's leader off the region's leader", "stream", name, "to", to)
 	}
+	return pending
 }

@@ -214,7 +214,11 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 	if err != nil {
 		return fmt.Errorf("follow region log from %d: %w", after+1, err)
 	}
-	defer it.Stop()
+	// Stopped in the background: while the ordered consumer is being
+	// recreated (its server lost: every attempt waits up to 10 s for a
+	// JetStream meta leader that may be the lost server) Stop waits for
+	// that attempt, and a node promoting itself stops following first.
+	defer func() { go it.Stop() }()
 	stopped := make(chan struct{})
 	go func() {
 		select {
@@ -247,7 +251,13 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 	}()
 	var parts asm
 	for {
-		m, ok := <-msgs
+		var m jetstream.Msg
+		var ok bool
+		select {
+		case m, ok = <-msgs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		if !ok {
 			select {
 			case err := <-errc:
