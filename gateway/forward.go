@@ -104,10 +104,32 @@ func (rn *regionNode) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// As long as the leader may take to answer: a write waits for a
 	// context (sessions.max_wait) and the region log (append_timeout).
+	// A leader that dies or stalls never answers: stop waiting as soon as
+	// this node sees the lease change hands (or expire), a lease TTL at
+	// most, instead of the whole timeout.
 	timeout := n.cfg.Sessions.MaxWait + n.cfg.RegionLog.AppendTimeout + 5*time.Second
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	rn.mu.Lock()
+	gone := rn.leaderGone
+	rn.mu.Unlock()
+	go func() {
+		select {
+		case <-gone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	rep, err := n.conn.RequestMsgWithContext(ctx, msg)
+	select {
+	case <-gone:
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", retryAfter: 1,
+				msg: "the region's leader changed while the request was under way (the node that took it was lost or replaced): it may or may not have been taken; retry (a write with its context is safe to retry)"})
+			return
+		}
+	default:
+	}
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		writeError(w, noLeader(n, "no node leads"))

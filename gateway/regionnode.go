@@ -72,6 +72,10 @@ type regionNode struct {
 	why      string // what the state waits for, or what diverged
 	leader   region.Holder
 	term     uint64
+	// leaderGone is closed when leader stops being the lease's holder
+	// (replaced, or the lease expired), and replaced by a new channel:
+	// requests forwarded to the old leader stop waiting for it.
+	leaderGone chan struct{}
 	follow   *followRun
 	fencedCh chan struct{} // closed when the log refused or lost an append this term
 	fenceOne *sync.Once
@@ -92,7 +96,7 @@ type followRun struct {
 }
 
 func newRegionNode(n *Node) *regionNode {
-	rn := &regionNode{n: n, log: n.log.With("node", n.cfg.Node), state: nodeStarting}
+	rn := &regionNode{n: n, log: n.log.With("node", n.cfg.Node), state: nodeStarting, leaderGone: make(chan struct{})}
 	rn.copies = newSnapServer(rn.log)
 	return rn
 }
@@ -189,6 +193,10 @@ func (rn *regionNode) setState(state, why string) {
 
 func (rn *regionNode) observe(h region.Holder) {
 	rn.mu.Lock()
+	if h != rn.leader {
+		close(rn.leaderGone)
+		rn.leaderGone = make(chan struct{})
+	}
 	rn.leader = h
 	if h.Term > rn.term {
 		rn.term = h.Term
@@ -612,9 +620,14 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
 		if info.Cluster == nil || info.Cluster.Leader != own {
 			continue
 		}
+		// A replica still counts as current for a while after its server
+		// died or stalled: only one heard from within the last two
+		// seconds (raft heartbeats come every second) is a target, or the
+		// move would leave the stream without a leader until its next
+		// election.
 		to := ""
 		for _, p := range info.Cluster.Replicas {
-			if p.Current && !p.Offline {
+			if p.Current && !p.Offline && p.Active < 2*time.Second {
 				to = p.Name
 				break
 			}

@@ -181,8 +181,13 @@ type Entry struct {
 // position are no longer in the log: it needs a snapshot.
 var ErrTrimmed = errors.New("the region log no longer holds the entries this node needs: it must be seeded from a snapshot")
 
-// followHeartbeat is the idle heartbeat of a follower's log consumer.
-const followHeartbeat = time.Second
+// followHeartbeat is the idle heartbeat of a follower's log consumer;
+// followStall is how long Follow waits for an entry the log holds before
+// it starts over with a new consumer.
+const (
+	followHeartbeat = time.Second
+	followStall     = 3 * time.Second
+)
 
 // Follow delivers the entries after sequence after, in order, to apply,
 // until ctx ends or apply fails (its error is returned; the caller
@@ -250,13 +255,34 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 		}
 	}()
 	var parts asm
+	// A consumer whose server was lost may take nats.go long to recreate
+	// (each attempt waits up to 10 s, with a growing backoff between
+	// them): when nothing came for followStall while the log holds
+	// entries past next, give it up and follow again with a new one.
+	check := time.NewTicker(followStall / 2)
+	defer check.Stop()
+	heard := time.Now()
 	for {
 		var m jetstream.Msg
 		var ok bool
 		select {
 		case m, ok = <-msgs:
+			heard = time.Now()
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-check.C:
+			if time.Since(heard) < followStall {
+				continue
+			}
+			lctx, cancel := context.WithTimeout(ctx, followStall/2)
+			last, _, err := l.Last(lctx)
+			cancel()
+			if err == nil && last >= next {
+				return fmt.Errorf("follow region log: nothing delivered for %s while the log holds %d (wanted %d): following again with a new consumer",
+					time.Since(heard).Round(time.Millisecond), last, next)
+			}
+			heard = time.Now() // nothing to deliver, or the log is out of reach: look again later
+			continue
 		}
 		if !ok {
 			select {
