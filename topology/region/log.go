@@ -123,7 +123,14 @@ func (l *Log) Append(ctx context.Context, after, term uint64, data []byte) (uint
 func (l *Log) publish(ctx context.Context, msg *nats.Msg, after uint64) (uint64, error) {
 	pause := 20 * time.Millisecond
 	for {
-		ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(after))
+		// Each attempt is bounded on its own: a message sent while the
+		// stream's leader moves may never be acknowledged, and waiting for
+		// that acknowledgement until ctx ends would spend the whole append
+		// timeout on one lost message (the retry is a duplicate the
+		// stream recognises by its identity).
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		ack, err := l.js.PublishMsg(actx, msg, jetstream.WithExpectLastSequence(after))
+		cancel()
 		if err == nil {
 			return ack.Sequence, nil
 		}
@@ -180,6 +187,9 @@ type Entry struct {
 // ErrTrimmed is returned by Follow when the entries after the follower's
 // position are no longer in the log: it needs a snapshot.
 var ErrTrimmed = errors.New("the region log no longer holds the entries this node needs: it must be seeded from a snapshot")
+
+// publishAttempt bounds one attempt to append a message.
+const publishAttempt = time.Second
 
 // followHeartbeat is the idle heartbeat of a follower's log consumer;
 // followStall is how long Follow waits for an entry the log holds before
