@@ -67,18 +67,18 @@ type regionNode struct {
 	// copies are the copy sessions this node serves while it leads.
 	copies *snapServer
 
-	mu       sync.Mutex
-	state    string
-	why      string // what the state waits for, or what diverged
-	leader   region.Holder
-	term     uint64
+	mu     sync.Mutex
+	state  string
+	why    string // what the state waits for, or what diverged
+	leader region.Holder
+	term   uint64
 	// leaderGone is closed when leader stops being the lease's holder
 	// (replaced, or the lease expired), and replaced by a new channel:
 	// requests forwarded to the old leader stop waiting for it.
 	leaderGone chan struct{}
-	follow   *followRun
-	fencedCh chan struct{} // closed when the log refused or lost an append this term
-	fenceOne *sync.Once
+	follow     *followRun
+	fencedCh   chan struct{} // closed when the log refused or lost an append this term
+	fenceOne   *sync.Once
 
 	// through is the last region-log message the follower loop consumed;
 	// lagEntries and lagSince describe how far behind the log's end it is.
