@@ -86,6 +86,7 @@ type failoverWatch struct {
 	index   int           // the fault's
 	start   time.Time     // when the fault struck
 	elected chan struct{} // closed once another node leads, or the watch gave up
+	thawed  chan struct{} // closed when a frozen old leader is resumed
 }
 
 // Failover is one loss of a region's leader and what followed: when the
@@ -116,6 +117,14 @@ type Failover struct {
 	FailoverSeconds float64 `json:"failover_seconds"`
 	FirstAck        string  `json:"first_ack,omitempty"`
 	Probes          int     `json:"probes"`
+	// OldProbes are the writes sent to a frozen old leader itself while
+	// it is frozen (one every 200 ms, each waiting up to 30 s: they wait
+	// in its sockets) and for a second after it is resumed: what a
+	// deposed leader that believes it still leads receives. OldAcked of
+	// them were acknowledged, by it or by the node it forwarded them to;
+	// the deposed_leader and dots checks judge those.
+	OldProbes int `json:"old_leader_probes,omitempty"`
+	OldAcked  int `json:"old_leader_probes_acked,omitempty"`
 }
 
 // failoverWatchFor bounds the wait for a successor.
@@ -350,6 +359,9 @@ func (f *faults) apply(ctx context.Context, i int, on bool) error {
 		for _, n := range nodes {
 			errs = append(errs, f.dep.thaw(n))
 		}
+		if w := f.watchOf(i); w != nil {
+			close(w.thawed)
+		}
 		return errors.Join(errs...)
 	case "corrupt":
 		r := ft.Corrupt.Region
@@ -473,13 +485,16 @@ func (f *faults) strike(ctx context.Context, i int, target string, do func(node 
 	f.mu.Unlock()
 	if leader != "" && slices.Contains(nodes, leader) && len(nodes) < f.sc.NodesIn(region) {
 		w := &failoverWatch{Failover: Failover{Region: region, Fault: f.sc.Faults[i].String(), Old: leader, At: time.Since(f.start)},
-			index: i, start: time.Now(), elected: make(chan struct{})}
+			index: i, start: time.Now(), elected: make(chan struct{}), thawed: make(chan struct{})}
 		f.mu.Lock()
 		f.failovers = append(f.failovers, w)
 		f.watches[i] = w
 		f.mu.Unlock()
 		go f.watch(w)
 		go f.probeFailover(w)
+		if f.sc.Faults[i].Kind() == "freeze" {
+			go f.probeFrozen(w)
+		}
 	}
 	var errs []error
 	for _, n := range nodes {
@@ -574,6 +589,46 @@ func (f *faults) probeFailover(w *failoverWatch) {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probeFrozen sends writes to the frozen old leader itself, one every
+// 200 ms while it is frozen and for a second after it is resumed, each
+// waiting up to 30 s: they reach it, in order, the moment it resumes,
+// still believing it leads.
+func (f *faults) probeFrozen(w *failoverWatch) {
+	if f.probe == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(f.life, failoverWatchFor)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	var after <-chan time.Time
+	thawed := w.thawed
+	for k := 0; ; k++ {
+		f.mu.Lock()
+		w.OldProbes++
+		f.mu.Unlock()
+		key := fmt.Sprintf("%sdeposed/%d/%d", f.sc.Workload.KeyPrefix, w.index, k)
+		wg.Go(func() {
+			if _, ok := f.probe(ctx, w.Region, w.Old, key, 30*time.Second); ok {
+				f.mu.Lock()
+				w.OldAcked++
+				f.mu.Unlock()
+			}
+		})
+		select {
+		case <-ctx.Done():
+			return
+		case <-thawed:
+			thawed, after = nil, time.After(time.Second)
+		case <-after:
 			return
 		case <-t.C:
 		}

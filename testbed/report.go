@@ -180,6 +180,9 @@ func Markdown(rep *Report) string {
 		if fo.New != "" {
 			text += fmt.Sprintf("; %s led from %.2fs after (status, term %d)", fo.New, fo.ElectedSeconds, fo.Term)
 		}
+		if fo.OldProbes > 0 {
+			text += fmt.Sprintf("; %d writes sent to %s itself while frozen and just after, %d acknowledged", fo.OldProbes, fo.Old, fo.OldAcked)
+		}
 		if fo.FirstAck != "" {
 			text += fmt.Sprintf("; failover_seconds %.2f (to the first write another node acknowledged, %s)", fo.FailoverSeconds, fo.FirstAck)
 		} else {
