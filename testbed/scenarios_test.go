@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -44,6 +45,13 @@ func TestShippedScenarios(t *testing.T) {
 		t.Skip("runs every shipped scenario (a minute or two); skipped with -short")
 	}
 	long := os.Getenv("GEOGATE_TESTBED_LONG") == "1"
+	// The process-mode scenarios share one build of the binary.
+	binDir := t.TempDir()
+	binary := sync.OnceValues(func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		return BuildBinary(ctx, binDir)
+	})
 	for _, file := range scenarioFiles(t) {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
@@ -63,7 +71,7 @@ func TestShippedScenarios(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), sc.Duration+sc.Quiescence+5*time.Minute)
 			defer cancel()
 			if sc.Mode == Process {
-				if opts.Binary, err = BuildBinary(ctx, t.TempDir()); err != nil {
+				if opts.Binary, err = binary(); err != nil {
 					t.Fatal(err)
 				}
 			}
