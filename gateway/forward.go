@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -107,29 +106,35 @@ func (rn *regionNode) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// As long as the leader may take to answer: a write waits for a
 	// context (sessions.max_wait) and the region log (append_timeout).
+	// A leader that dies or stalls never answers: stop waiting as soon as
+	// this node sees the lease change hands (or expire), a lease TTL at
+	// most, instead of the whole timeout.
 	timeout := n.cfg.Sessions.MaxWait + n.cfg.RegionLog.AppendTimeout + 5*time.Second
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	// A leader that loses its lease while the request waits (it died, or
-	// another node took over) will not answer: stop waiting then.
-	moved := rn.leaderMoved()
-	var gone atomic.Bool
+	rn.mu.Lock()
+	gone := rn.leaderGone
+	rn.mu.Unlock()
 	go func() {
 		select {
-		case <-moved:
-			gone.Store(true)
+		case <-gone:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
 	rep, err := n.requestLeader(ctx, msg)
+	select {
+	case <-gone:
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", retryAfter: 1,
+				msg: "the region's leader changed while the request was under way (the node that took it was lost or replaced): it may or may not have been taken; retry (a write with its context is safe to retry)"})
+			return
+		}
+	default:
+	}
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		writeError(w, noLeader(n, "no node leads"))
-		return
-	case err != nil && gone.Load():
-		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", retryAfter: 1,
-			msg: "the region's leader changed while the request waited for its answer: it may or may not have been taken; retry (a write with its context is safe to retry)"})
 		return
 	case err != nil:
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", retryAfter: 1,

@@ -68,7 +68,8 @@ func retryAfter(err error) int {
 	switch {
 	case errors.As(err, &ae):
 		return ae.retryAfter
-	case errors.Is(err, store.ErrNotLeader), errors.Is(err, store.ErrLogUnknown), errors.Is(err, store.ErrCopying):
+	case errors.Is(err, store.ErrNotLeader), errors.Is(err, store.ErrLogUnknown), errors.Is(err, store.ErrCopying),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return 1
 	}
 	return 0
@@ -79,8 +80,9 @@ func retryAfter(err error) int {
 // refusals as what they mean to a client (closing: 503 shutting_down; low
 // disk space: 507 insufficient_storage; failed storage: 503
 // storage_failed; an impossible context: 400 bad_context; a context ahead
-// of this region: 503 stale_context), each retryable elsewhere or later;
-// anything else as a 500.
+// of this region: 503 stale_context; a request cut short by its context:
+// 503 outcome_unknown), each retryable elsewhere or later; anything else
+// as a 500.
 func errorBody(err error) (int, map[string]any) {
 	var ae *apiError
 	switch {
@@ -105,6 +107,10 @@ func errorBody(err error) (int, map[string]any) {
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", msg: err.Error() + "; retry (a write with its context is safe to retry)"}
 	case errors.Is(err, store.ErrCopying):
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "node_seeding", msg: err.Error() + "; retry at another node, or here in a moment"}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// Cut short: a request a follower forwarded runs under the
+		// leader's term, which ends when it loses the lease.
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", msg: err.Error() + "; the request was cut short (the node stopped leading, or is stopping): retry (a write with its context is safe to retry)"}
 	default:
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
 	}

@@ -68,25 +68,26 @@ type regionNode struct {
 	// copies are the copy sessions this node serves while it leads.
 	copies *snapServer
 
-	mu    sync.Mutex
-	state string
-	why   string // what the state waits for, or what diverged
+	mu     sync.Mutex
+	state  string
+	why    string // what the state waits for, or what diverged
+	leader region.Holder
+	term   uint64
+	// leaderGone is closed when leader stops being the lease's holder
+	// (replaced, or the lease expired), and replaced by a new channel:
+	// requests forwarded to the old leader stop waiting for it.
+	leaderGone chan struct{}
 	// firstSince is when this node, starting with an empty store, found
 	// the region log empty (zero otherwise): it stands in the region's
 	// first election only as region.FirstLeaderAllowed says, so that a
 	// node holding data (a region of one node converted to several, all
 	// nodes started at once) becomes the first leader, not an empty one.
 	firstSince time.Time
-	leader     region.Holder
-	// moved is closed (and replaced) whenever the lease's holder changes:
-	// a request forwarded to a leader that is gone stops waiting for it.
-	moved    chan struct{}
-	term     uint64
-	follow   *followRun
-	fencedCh chan struct{} // closed when the log refused or lost an append this term
-	// streamLeadersMoved: the last moveStreamLeaders left none here (read
-	// by status, hence atomic).
+	// streamLeadersMoved: the leader's streams have their own leaders on
+	// other nodes (read by status, hence atomic).
 	streamLeadersMoved atomic.Bool
+	follow             *followRun
+	fencedCh           chan struct{} // closed when the log refused or lost an append this term
 	fenceOne           *sync.Once
 
 	// through is the last region-log message the follower loop consumed;
@@ -105,7 +106,7 @@ type followRun struct {
 }
 
 func newRegionNode(n *Node) *regionNode {
-	rn := &regionNode{n: n, log: n.log.With("node", n.cfg.Node), state: nodeStarting}
+	rn := &regionNode{n: n, log: n.log.With("node", n.cfg.Node), state: nodeStarting, leaderGone: make(chan struct{})}
 	rn.copies = newSnapServer(rn.log)
 	return rn
 }
@@ -215,9 +216,9 @@ func (rn *regionNode) setState(state, why string) {
 
 func (rn *regionNode) observe(h region.Holder) {
 	rn.mu.Lock()
-	if h != rn.leader && rn.moved != nil {
-		close(rn.moved)
-		rn.moved = make(chan struct{})
+	if h != rn.leader {
+		close(rn.leaderGone)
+		rn.leaderGone = make(chan struct{})
 	}
 	rn.leader = h
 	if h.Term > rn.term {
@@ -229,14 +230,13 @@ func (rn *regionNode) observe(h region.Holder) {
 	}
 }
 
-// firstPatience is how many lease TTLs an empty node waits, in a region
-// whose log is empty, for every node to announce itself before it stands
-// for election without having heard from them all.
-const firstPatience = 10
-
-// ready reports whether this node could lead: it follows the log and, if
-// it started empty in a region whose log is empty, the roster allows it
-// (see firstSince).
+// ready reports whether this node could lead: it follows the log and has
+// applied it to its end. A follower's log consumer lives on one of the
+// region's servers, picked at random: when that is the lost leader's, the
+// follower stops receiving entries without knowing it until its consumer
+// is found dead. Such a node must leave the lease to one that holds every
+// entry, rather than take it and fail to catch up (which held a failover
+// up by a lease TTL per attempt).
 func (rn *regionNode) ready() bool {
 	rn.mu.Lock()
 	following, since := rn.state == nodeFollowing, rn.firstSince
@@ -244,21 +244,22 @@ func (rn *regionNode) ready() bool {
 	if !following {
 		return false
 	}
-	if since.IsZero() {
-		return true
-	}
 	ctx, cancel := context.WithTimeout(rn.ctx, time.Second)
 	defer cancel()
 	last, _, err := rn.rlog.Last(ctx)
 	if err != nil {
 		return false
 	}
-	if last > 0 { // another node started the log: this one follows it now
-		rn.mu.Lock()
-		rn.firstSince = time.Time{}
-		rn.mu.Unlock()
-		return true
+	if since.IsZero() || last > 0 {
+		if !since.IsZero() { // another node started the log: this one follows it
+			rn.mu.Lock()
+			rn.firstSince = time.Time{}
+			rn.mu.Unlock()
+		}
+		return rn.through.Load() >= last
 	}
+	// The region's first election: an empty node defers to a node that
+	// announced data, and waits to hear from every node (or long enough).
 	announced, err := rn.roster.Read(ctx)
 	if err != nil {
 		return false
@@ -279,16 +280,10 @@ func (rn *regionNode) ready() bool {
 	return false
 }
 
-// leaderMoved returns a channel closed when the lease's holder next
-// changes.
-func (rn *regionNode) leaderMoved() <-chan struct{} {
-	rn.mu.Lock()
-	defer rn.mu.Unlock()
-	if rn.moved == nil {
-		rn.moved = make(chan struct{})
-	}
-	return rn.moved
-}
+// firstPatience is how many lease TTLs an empty node waits, in a region
+// whose log is empty, for every node to announce itself before it stands
+// for election without having heard from them all.
+const firstPatience = 10
 
 // leaderNow returns the node the lease names (zero while nobody holds it).
 func (rn *regionNode) leaderNow() region.Holder {
@@ -492,9 +487,6 @@ func (rn *regionNode) promote(ctx context.Context, term uint64) error {
 		return fmt.Errorf("the follower is at %d, the log at %d: %w", rn.through.Load(), last, err)
 	}
 	rn.stopFollowing()
-	// The streams' own leaders move off this node first, so that losing
-	// it later costs no JetStream election on the way to the next leader.
-	rn.streamLeadersMoved.Store(rn.moveStreamLeaders(ctx))
 	after := max(last, rn.through.Load())
 	once := &sync.Once{}
 	fenced := make(chan struct{})
@@ -528,27 +520,35 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 	if err != nil {
 		rn.log.Error("could not start the leader's duties; stepping down", "term", term, "err", err)
 	} else {
-		// The streams' leaders are moved off this node every second until
-		// none is left here, then checked every 10 s (a follower's loss
-		// may put one back).
-		t := time.NewTicker(time.Second)
-		clear, lastCheck := rn.streamLeadersMoved.Load(), time.Now()
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				break wait
-			case <-fenced:
-				rn.log.Warn("the region log refused or lost an append: another node leads, or may; stepping down", "term", term)
-				break wait
-			case <-t.C:
-				if !clear || time.Since(lastCheck) >= 10*time.Second {
-					clear, lastCheck = rn.moveStreamLeaders(ctx), time.Now()
-					rn.streamLeadersMoved.Store(clear)
+		// The streams' own leaders move off this node, so that losing it
+		// later costs no JetStream election on the way to the next
+		// leader: every second while one cannot move yet (no follower
+		// replica is current, as right after the region starts), then
+		// every 10 s (a follower's loss may put one back here). Not
+		// before this node takes writes: asking a stream led by a stalled
+		// server waits out a timeout, which would lengthen the failover
+		// under way.
+		mctx, stopMoving := context.WithCancel(ctx)
+		rn.streamLeadersMoved.Store(false)
+		n.spawn(mctx, func() {
+			for {
+				pause := 10 * time.Second
+				pending := rn.moveStreamLeaders(mctx)
+				rn.streamLeadersMoved.Store(!pending)
+				if pending {
+					pause = time.Second
+				}
+				if wait.Sleep(mctx, pause) != nil {
+					return
 				}
 			}
+		})
+		select {
+		case <-ctx.Done():
+		case <-fenced:
+			rn.log.Warn("the region log refused or lost an append: another node leads, or may; stepping down", "term", term)
 		}
-		t.Stop()
+		stopMoving()
 	}
 	// Stop acknowledging first: from here the store refuses writes.
 	if err := n.store.Follow(context.WithoutCancel(ctx)); err != nil {
@@ -672,18 +672,14 @@ func (rn *regionNode) fetchCopy(ctx context.Context, leader string) (io.ReadClos
 // follower replica. A JetStream stream whose leader is lost elects another
 // only after its election timeout (4 to 9 seconds); with those leaders on
 // the followers, losing the leader node costs only the lease's TTL. Best
-// effort: failures are logged.
-// healthyReplicaActive bounds how long ago a stream replica must have
-// been heard from for moveStreamLeaders to count it.
-const healthyReplicaActive = 2 * time.Second
-
-func (rn *regionNode) moveStreamLeaders(ctx context.Context) (clear bool) {
+// effort: failures are logged. It reports whether a stream it leads could
+// not be moved (no current follower replica, or the request failed).
+func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
 	n := rn.n
 	js, err := jetstream.New(n.conn)
 	if err != nil {
 		return false
 	}
-	clear = true
 	own := "geogate-" + n.cfg.Node
 	for _, name := range []string{region.LogStream(n.cfg.Region), "KV_" + region.LeaseBucket(n.cfg.Region), link.StreamName(n.cfg.Region)} {
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -694,29 +690,29 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) (clear bool) {
 		}
 		cancel()
 		if err != nil {
-			clear = false
+			pending = true // not known: try again soon
 			continue
 		}
 		if info.Cluster == nil || info.Cluster.Leader != own {
 			continue
 		}
-		clear = false
-		// Only a whole, healthy group moves its leader: a stepdown while a
-		// replica is down (its death not yet noticed, or the preferred one
-		// behind) was seen to leave the stream without a leader for
-		// seconds, which is what moving it should spare the region.
-		to, healthy := "", len(info.Cluster.Replicas) > 0
+		// A replica still counts as current for a while after its server
+		// died or stalled: only one heard from within the last two
+		// seconds (raft heartbeats come every second) is a target, or the
+		// move would leave the stream without a leader until its next
+		// election.
+		to := ""
 		for _, p := range info.Cluster.Replicas {
-			if !p.Current || p.Offline || p.Active > healthyReplicaActive || p.Lag > 0 {
-				healthy = false
+			if p.Current && !p.Offline && p.Active < 2*time.Second {
+				to = p.Name
 				break
 			}
 			if to == "" {
 				to = p.Name
 			}
 		}
-		if !healthy {
-			rn.log.Debug("not moving a stream's leader while one of its replicas is not current", "stream", name)
+		if to == "" {
+			pending = true
 			continue
 		}
 		body, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": to}}) //nolint:errchkjson // a map of strings
@@ -725,9 +721,10 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) (clear bool) {
 		rcancel()
 		if err != nil {
 			rn.log.Debug("move a stream's leader", "stream", name, "to", to, "err", err)
+			pending = true
 			continue
 		}
 		rn.log.Info("moved a stream's leader off the region's leader", "stream", name, "to", to)
 	}
-	return clear
+	return pending
 }

@@ -31,7 +31,7 @@ func TestInProcessFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dep.close()
-	api, err := newAPIClient(dep.urls(), 5*time.Second, 2, nil)
+	api, err := newAPIClient(dep.urls(), nil, 5*time.Second, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestInProcessFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := time.Now()
-	if _, err := api.put(ctx, "b", "k", []byte(`{"w":"1"}`)); err != nil {
+	if _, _, err := api.put(ctx, "b", "k", []byte(`{"w":"1"}`)); err != nil {
 		t.Fatal(err)
 	}
 	meta, err := api.meta(ctx, "b", "k")

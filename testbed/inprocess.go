@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -21,10 +22,11 @@ import (
 // deployment is a running set of regions the testbed drives: in this
 // process or as child processes.
 type deployment interface {
-	// urls returns each region's HTTP API base URL; they do not change
-	// across kills and restarts.
+	// urls returns each node's HTTP API base URL (a region of one node is
+	// a node named after it); they do not change across kills and
+	// restarts.
 	urls() map[string]string
-	// kill stops a region hard; restart starts it again on the same data
+	// kill stops a node hard; restart starts it again on the same data
 	// directory and addresses.
 	kill(ctx context.Context, region string) error
 	restart(ctx context.Context, region string) error
@@ -35,6 +37,10 @@ type deployment interface {
 	// restore fills a killed, wiped region's data directory from a
 	// snapshot file, as `geogate restore` does.
 	restore(ctx context.Context, region, file string) error
+	// freeze stops a node's process (SIGSTOP) until thaw resumes it
+	// (process mode only).
+	freeze(node string) error
+	thaw(node string) error
 	// setSkew moves a region's physical clock by d from the wall clock.
 	setSkew(region string, d time.Duration) error
 	// finalStates reads every region's data after quiescence; the regions
@@ -141,6 +147,12 @@ func (d *inProcess) restore(ctx context.Context, region, file string) error {
 func (d *inProcess) restart(ctx context.Context, region string) error {
 	return d.cluster.StartRegion(ctx, region)
 }
+
+func (d *inProcess) freeze(string) error {
+	return errors.New("freezing a region needs its own process: run the scenario in mode process")
+}
+
+func (d *inProcess) thaw(string) error { return d.freeze("") }
 
 func (d *inProcess) setSkew(region string, by time.Duration) error {
 	s, ok := d.skews[region]

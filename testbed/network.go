@@ -12,23 +12,25 @@ import (
 )
 
 // network is a run's emulated WAN: one wan.Proxy per replication link
-// "from->to", in front of from's NATS server, used only by to's link.
-// Faults cut and degrade links through it. Cuts nest: a link cut by two
+// "from->to" and NATS server of from (one, or one per node of a region of
+// several), used only by to's link. Faults cut and degrade links through
+// it: every proxy of a link at once. Cuts nest: a link cut by two
 // overlapping faults heals when both have ended. Safe for concurrent use.
 type network struct {
 	log      *slog.Logger
 	seed     uint64
 	profiles Links
 
-	mu    sync.Mutex
-	links map[string]*netLink
+	mu      sync.Mutex
+	links   map[string]*netLink
+	started int // proxies started, for their seeds
 }
 
 type netLink struct {
 	from, to string
-	shape    wan.Shape // in force
-	cuts     int       // active faults cutting the link
-	proxy    *wan.Proxy
+	shape    wan.Shape             // in force
+	cuts     int                   // active faults cutting the link
+	proxies  map[string]*wan.Proxy // by target
 }
 
 func newNetwork(profiles Links, seed uint64, log *slog.Logger) *network {
@@ -42,28 +44,27 @@ func (n *network) link(from, to string) *netLink {
 	name := linkName(from, to)
 	l := n.links[name]
 	if l == nil {
-		l = &netLink{from: from, to: to, shape: n.profiles.For(from, to).Shape()}
+		l = &netLink{from: from, to: to, shape: n.profiles.For(from, to).Shape(), proxies: map[string]*wan.Proxy{}}
 		n.links[name] = l
 	}
 	return l
 }
 
-// proxy returns the link's proxy forwarding to target, starting it (or
-// replacing one that forwards elsewhere) with the link's current shape and
-// cut state.
+// proxy returns the link's proxy forwarding to target, starting it with
+// the link's current shape and cut state if the link has none for target
+// yet (a peer region of several nodes has one NATS server per node; each
+// gets a proxy with the link's profile, bandwidth included).
 func (n *network) proxy(from, to, target string) (*wan.Proxy, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	l := n.link(from, to)
-	if l.proxy != nil && l.proxy.Target() == target {
-		return l.proxy, nil
+	if p := l.proxies[target]; p != nil {
+		return p, nil
 	}
-	if l.proxy != nil {
-		l.proxy.Close()
-	}
+	n.started++
 	p, err := wan.New(wan.Config{
-		Target: target, Shape: l.shape, Seed: n.seed + uint64(len(n.links)) + 1,
-		Logger: n.log.With("link", linkName(from, to)),
+		Target: target, Shape: l.shape, Seed: n.seed + uint64(n.started),
+		Logger: n.log.With("link", linkName(from, to), "target", target),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wan link %s: %w", linkName(from, to), err)
@@ -71,7 +72,7 @@ func (n *network) proxy(from, to, target string) (*wan.Proxy, error) {
 	if l.cuts > 0 {
 		p.Partition()
 	}
-	l.proxy = p
+	l.proxies[target] = p
 	return p, nil
 }
 
@@ -101,8 +102,10 @@ func (n *network) cut(from, to string) {
 	defer n.mu.Unlock()
 	l := n.link(from, to)
 	l.cuts++
-	if l.cuts == 1 && l.proxy != nil {
-		l.proxy.Partition()
+	if l.cuts == 1 {
+		for _, p := range l.proxies {
+			p.Partition()
+		}
 	}
 }
 
@@ -115,8 +118,10 @@ func (n *network) uncut(from, to string) {
 		return
 	}
 	l.cuts--
-	if l.cuts == 0 && l.proxy != nil {
-		l.proxy.Heal()
+	if l.cuts == 0 {
+		for _, p := range l.proxies {
+			p.Heal()
+		}
 	}
 }
 
@@ -130,20 +135,33 @@ func (n *network) setShape(from, to string, s *wan.Shape) {
 	} else {
 		l.shape = *s
 	}
-	if l.proxy != nil {
-		l.proxy.SetShape(l.shape)
+	for _, p := range l.proxies {
+		p.SetShape(l.shape)
 	}
 }
 
-// stats returns every started proxy's counters by link.
+// stats returns every started proxy's counters by link (summed over a
+// link's proxies).
 func (n *network) stats() map[string]wan.Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := map[string]wan.Stats{}
 	for name, l := range n.links {
-		if l.proxy != nil {
-			out[name] = l.proxy.Stats()
+		if len(l.proxies) == 0 {
+			continue
 		}
+		var sum wan.Stats
+		for _, p := range l.proxies {
+			st := p.Stats()
+			sum.Accepted += st.Accepted
+			sum.Refused += st.Refused
+			sum.Dropped += st.Dropped
+			sum.Cut += st.Cut
+			sum.Active += st.Active
+			sum.BytesUp += st.BytesUp
+			sum.BytesDown += st.BytesDown
+		}
+		out[name] = sum
 	}
 	return out
 }
@@ -160,9 +178,9 @@ func (n *network) close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, l := range n.links {
-		if l.proxy != nil {
-			l.proxy.Close()
-			l.proxy = nil
+		for target, p := range l.proxies {
+			p.Close()
+			delete(l.proxies, target)
 		}
 	}
 }

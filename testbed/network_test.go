@@ -122,3 +122,36 @@ func TestNetworkShapes(t *testing.T) {
 		t.Fatalf("new target: proxy %v err %v", p2, err)
 	}
 }
+
+// TestNetworkProxyPerTarget: a link to a region of several nodes has a
+// proxy per node's server; a cut applies to every one of them.
+func TestNetworkProxyPerTarget(t *testing.T) {
+	t1, t2 := echoTarget(t), echoTarget(t)
+	n := newNetwork(Links{Default: LinkProfile{Latency: time.Millisecond}}, 1, slog.New(slog.DiscardHandler))
+	defer n.close()
+	p1, err := n.proxy("a", "b", t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := n.proxy("a", "b", t2)
+	if err != nil || p2 == p1 {
+		t.Fatalf("second target: proxy %v err %v", p2, err)
+	}
+	if again, _ := n.proxy("a", "b", t1); again != p1 {
+		t.Fatal("the first target's proxy was replaced")
+	}
+	if !echoes(n, "a", "b", t1) || !echoes(n, "a", "b", t2) {
+		t.Fatal("both servers must be reachable through the link")
+	}
+	n.cut("a", "b")
+	if echoes(n, "a", "b", t1) || echoes(n, "a", "b", t2) {
+		t.Fatal("a cut link still reaches one of the servers")
+	}
+	n.uncut("a", "b")
+	if !echoes(n, "a", "b", t1) || !echoes(n, "a", "b", t2) {
+		t.Fatal("the healed link does not reach both servers")
+	}
+	if st := n.stats()["a->b"]; st.Accepted < 4 || st.Refused < 2 {
+		t.Fatalf("a->b stats = %+v, want the connections of both proxies", st)
+	}
+}

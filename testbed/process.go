@@ -41,23 +41,30 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 	return out, nil
 }
 
-// processes runs every region as a `geogate serve --config FILE` child
-// process with a generated config. Each region's config points its peers'
-// NATS URLs at the WAN proxies of its inbound links, so replication crosses
-// the emulated WAN exactly as in process. A kill is SIGKILL; a restart runs
-// the same command again on the same data directory.
+// processes runs every node as a `geogate serve --config FILE` child
+// process with a generated config (a region of one node is one node named
+// after it). Each node's config points its peers' NATS URLs at the WAN
+// proxies of its region's inbound links (one proxy per server of the
+// peer), so replication crosses the emulated WAN exactly as in process;
+// the nodes of a region reach each other directly (their LAN). A kill is
+// SIGKILL, a freeze SIGSTOP; a restart runs the same command again on the
+// same data directory.
 type processes struct {
-	bin     string
-	log     *slog.Logger
-	sec     *deploy.Material // nil: regions not secured
-	regions []string
-	configs map[string]string // region -> config file
-	logs    map[string]string // region -> stdout/stderr file
-	data    map[string]string // region -> data_dir
-	base    map[string]string // region -> HTTP base URL
+	bin    string
+	log    *slog.Logger
+	sec    *deploy.Material // nil: regions not secured
+	nodes  []string         // every node, region by region
+	region map[string]string
+	// clustered marks the nodes of regions of several nodes.
+	clustered map[string]bool
+	configs   map[string]string // node -> config file
+	logs      map[string]string // node -> stdout/stderr file
+	data      map[string]string // node -> data_dir
+	base      map[string]string // node -> HTTP base URL
 
-	mu    sync.Mutex
-	procs map[string]*child
+	mu     sync.Mutex
+	procs  map[string]*child
+	frozen map[string]bool
 }
 
 type child struct {
@@ -68,68 +75,89 @@ type child struct {
 
 var _ deployment = (*processes)(nil)
 
-// startTimeout bounds a region process's start until /healthz answers.
+// startTimeout bounds a node process's start until /healthz answers.
 const startTimeout = 30 * time.Second
 
-// startProcesses builds and validates every region's config (regionConfig)
-// before it writes any file or starts any process, so a scenario no region
+// startProcesses builds and validates every node's config (nodeConfig)
+// before it writes any file or starts any process, so a scenario no node
 // can run with fails with the region and key at fault. It then writes each
-// region's config into dir, its data under dir/<region> and its output into
-// logDir/<region>.log, and starts them all.
+// node's config into dir, its data under dir/<node> and its output into
+// logDir/<node>.log, and starts them all.
 func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir, logDir, bin string, net *network, log *slog.Logger, sec *deploy.Material) (*processes, error) {
 	if bin == "" {
 		return nil, errNoBinary
 	}
-	ports, err := freePorts(2 * len(sc.Regions))
+	all := sc.AllNodes()
+	ports, err := freePorts(3 * len(all))
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, natsAddr := map[string]string{}, map[string]string{}
-	for i, r := range sc.Regions {
-		httpAddr[r] = fmt.Sprintf("127.0.0.1:%d", ports[2*i])
-		natsAddr[r] = fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])
+	addr := map[string]nodeAddrs{}
+	for i, n := range all {
+		addr[n] = nodeAddrs{HTTP: fmt.Sprintf("127.0.0.1:%d", ports[3*i]), NATS: fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
+			Cluster: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2])}
 	}
 	p := &processes{
-		bin: bin, log: log, sec: sec, regions: sc.Regions, procs: map[string]*child{},
+		bin: bin, log: log, sec: sec, nodes: all, region: map[string]string{}, clustered: map[string]bool{},
+		procs: map[string]*child{}, frozen: map[string]bool{},
 		configs: map[string]string{}, logs: map[string]string{}, data: map[string]string{}, base: map[string]string{},
 	}
-	file := map[string][]byte{} // region -> config file contents
+	httpAddr := map[string]string{} // region -> its (first node's) client API
+	for _, r := range sc.Regions {
+		httpAddr[r] = addr[sc.NodeNames(r)[0]].HTTP
+	}
+	file := map[string][]byte{} // node -> config file contents
 	httpScheme, _ := schemes(sec)
 	for _, r := range sc.Regions {
-		p.base[r] = httpScheme + "://" + httpAddr[r]
-		p.data[r] = filepath.Join(dir, r)
-		p.logs[r] = filepath.Join(logDir, r+".log")
-		// What region r dials for each peer: the link's proxy when the
-		// plan has a link peer -> r, else the peer's NATS directly.
-		peerNATS := map[string]string{}
+		// What region r's nodes dial for each region: the link's proxy of
+		// each of its servers when the plan has a link peer -> r, else
+		// the servers directly.
+		peerNATS := map[string][]string{}
 		for _, peer := range sc.Regions {
-			peerNATS[peer] = natsAddr[peer]
-			if peer != r && plan.HasLink(peer, r) {
-				px, err := net.proxy(peer, r, natsAddr[peer])
-				if err != nil {
-					return nil, err
+			for _, m := range sc.NodeNames(peer) {
+				target := addr[m].NATS
+				if peer != r && plan.HasLink(peer, r) {
+					px, err := net.proxy(peer, r, target)
+					if err != nil {
+						return nil, err
+					}
+					target = px.Addr()
 				}
-				peerNATS[peer] = px.Addr()
+				peerNATS[peer] = append(peerNATS[peer], target)
 			}
 		}
-		cfg, err := regionConfig(sc, r, regionAddrs{HTTP: httpAddr, PeerNATS: peerNATS, NATSListen: natsAddr[r]}, dir, sec)
-		if err != nil {
-			return nil, err
+		var members map[string]nodeAddrs
+		if sc.NodesIn(r) > 1 {
+			members = map[string]nodeAddrs{}
+			for _, m := range sc.NodeNames(r) {
+				members[m] = addr[m]
+			}
 		}
-		file[r], err = yaml.Marshal(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("write config of %s: %w", r, err)
+		for _, n := range sc.NodeNames(r) {
+			p.region[n], p.clustered[n] = r, members != nil
+			p.base[n] = httpScheme + "://" + addr[n].HTTP
+			p.data[n] = filepath.Join(dir, n)
+			p.logs[n] = filepath.Join(logDir, n+".log")
+			cfg, err := nodeConfig(sc, r, n, regionAddrs{HTTP: httpAddr, PeerNATS: peerNATS, NATSListen: addr[n].NATS,
+				HTTPListen: addr[n].HTTP, Nodes: members}, dir, sec)
+			if err != nil {
+				return nil, err
+			}
+			file[n], err = yaml.Marshal(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("write config of %s: %w", n, err)
+			}
 		}
 	}
 	// Every config is valid: only now write them and start processes.
-	for _, r := range sc.Regions {
-		p.configs[r] = filepath.Join(dir, r+".yaml")
-		if err := os.WriteFile(p.configs[r], file[r], 0o644); err != nil {
-			return nil, fmt.Errorf("write config of %s: %w", r, err)
+	for _, n := range all {
+		p.configs[n] = filepath.Join(dir, n+".yaml")
+		if err := os.WriteFile(p.configs[n], file[n], 0o644); err != nil {
+			return nil, fmt.Errorf("write config of %s: %w", n, err)
 		}
 	}
-	for _, r := range sc.Regions {
-		if err := p.start(ctx, r); err != nil {
+	for _, n := range all {
+		if err := p.start(ctx, n); err != nil {
 			p.close()
 			return nil, err
 		}
@@ -159,18 +187,18 @@ func freePorts(n int) ([]int, error) {
 
 func (p *processes) urls() map[string]string { return maps.Clone(p.base) }
 
-// start launches a region's process and waits until it serves.
-func (p *processes) start(ctx context.Context, region string) error {
-	out, err := os.OpenFile(p.logs[region], os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+// start launches a node's process and waits until it serves.
+func (p *processes) start(ctx context.Context, node string) error {
+	out, err := os.OpenFile(p.logs[node], os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("log of %s: %w", region, err)
+		return fmt.Errorf("log of %s: %w", node, err)
 	}
-	cmd := exec.Command(p.bin, "serve", "--config", p.configs[region])
+	cmd := exec.Command(p.bin, "serve", "--config", p.configs[node])
 	cmd.Env = childEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		out.Close()
-		return fmt.Errorf("start %s: %w", region, err)
+		return fmt.Errorf("start %s: %w", node, err)
 	}
 	c := &child{cmd: cmd, done: make(chan struct{}), out: out}
 	go func() {
@@ -179,11 +207,11 @@ func (p *processes) start(ctx context.Context, region string) error {
 		close(c.done)
 	}()
 	p.mu.Lock()
-	p.procs[region] = c
+	p.procs[node] = c
 	p.mu.Unlock()
-	p.log.Info("region process started", "region", region, "pid", cmd.Process.Pid)
+	p.log.Info("node process started", "node", node, "region", p.region[node], "pid", cmd.Process.Pid)
 
-	api, err := newAPIClient(map[string]string{region: p.base[region]}, time.Second, 1, p.sec)
+	api, err := newAPIClient(map[string]string{node: p.base[node]}, nil, time.Second, 1, p.sec)
 	if err != nil {
 		return err
 	}
@@ -192,17 +220,25 @@ func (p *processes) start(ctx context.Context, region string) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-c.done:
-			return fmt.Errorf("region %s exited at start: %s (log %s)", region, cmd.ProcessState, lastLines(p.logs[region], 5))
+			return fmt.Errorf("%s exited at start: %s (log %s)", p.what(node), cmd.ProcessState, lastLines(p.logs[node], 5))
 		default:
 		}
-		if api.healthy(ctx, region) {
+		if api.healthy(ctx, node) {
 			return nil
 		}
 		if err := wait.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
-	return fmt.Errorf("region %s did not serve within %s (log %s)", region, startTimeout, p.logs[region])
+	return fmt.Errorf("%s did not serve within %s (log %s)", p.what(node), startTimeout, p.logs[node])
+}
+
+// what names a node in messages: "region X", or "node X-1 of region X".
+func (p *processes) what(node string) string {
+	if p.clustered[node] {
+		return "node " + node + " of region " + p.region[node]
+	}
+	return "region " + node
 }
 
 // childEnv is environ without the GEOGATE_* variables, which would override
@@ -223,29 +259,60 @@ func lastLines(path string, n int) string {
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
-func (p *processes) kill(_ context.Context, region string) error {
-	return p.stop(region, syscall.SIGKILL, 0)
+func (p *processes) kill(_ context.Context, node string) error {
+	return p.stop(node, syscall.SIGKILL, 0)
 }
 
-// stop signals a region's process and waits up to grace (0: forever)
-// before killing it.
-func (p *processes) stop(region string, sig syscall.Signal, grace time.Duration) error {
+// freeze stops a node's process with SIGSTOP: it holds its sockets open
+// and answers nothing until thaw.
+func (p *processes) freeze(node string) error {
+	return p.signalFrozen(node, syscall.SIGSTOP, true)
+}
+
+// thaw resumes a frozen node's process with SIGCONT.
+func (p *processes) thaw(node string) error {
+	return p.signalFrozen(node, syscall.SIGCONT, false)
+}
+
+func (p *processes) signalFrozen(node string, sig syscall.Signal, frozen bool) error {
 	p.mu.Lock()
-	c := p.procs[region]
-	delete(p.procs, region)
+	defer p.mu.Unlock()
+	c := p.procs[node]
+	if c == nil {
+		return fmt.Errorf("%s is not running", p.what(node))
+	}
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %s: %w", node, err)
+	}
+	p.frozen[node] = frozen
+	return nil
+}
+
+// stop signals a node's process and waits up to grace (0: forever) before
+// killing it. A frozen process is resumed after the signal, so that it can
+// act on it.
+func (p *processes) stop(node string, sig syscall.Signal, grace time.Duration) error {
+	p.mu.Lock()
+	c := p.procs[node]
+	delete(p.procs, node)
+	frozen := p.frozen[node]
+	delete(p.frozen, node)
 	p.mu.Unlock()
 	if c == nil {
-		return fmt.Errorf("region %s is not running", region)
+		return fmt.Errorf("%s is not running", p.what(node))
 	}
 	if err := c.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal %s: %w", region, err)
+		return fmt.Errorf("signal %s: %w", node, err)
+	}
+	if frozen {
+		c.cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck // it may be gone already
 	}
 	if grace > 0 {
 		select {
 		case <-c.done:
 			return nil
 		case <-time.After(grace):
-			p.log.Warn("region did not stop in time; killing it", "region", region, "grace", grace)
+			p.log.Warn("node did not stop in time; killing it", "node", node, "grace", grace)
 			c.cmd.Process.Kill() //nolint:errcheck // it may have exited just now
 		}
 	}
@@ -253,9 +320,9 @@ func (p *processes) stop(region string, sig syscall.Signal, grace time.Duration)
 	return nil
 }
 
-func (p *processes) wipe(region string) error {
-	if err := os.RemoveAll(p.data[region]); err != nil {
-		return fmt.Errorf("wipe %s: %w", region, err)
+func (p *processes) wipe(node string) error {
+	if err := os.RemoveAll(p.data[node]); err != nil {
+		return fmt.Errorf("wipe %s: %w", node, err)
 	}
 	return nil
 }
@@ -281,44 +348,45 @@ func (p *processes) restore(ctx context.Context, region, file string) error {
 	return nil
 }
 
-func (p *processes) restart(ctx context.Context, region string) error {
-	return p.start(ctx, region)
+func (p *processes) restart(ctx context.Context, node string) error {
+	return p.start(ctx, node)
 }
 
 func (p *processes) setSkew(string, time.Duration) error {
 	return errors.New("clock skew needs the injected clock: run the scenario in-process")
 }
 
-// finalStates stops every region gracefully, then opens each store
+// finalStates stops every node gracefully, then opens each store
 // directly: the only way to read records with their Seen vectors and the
-// whole conflict log from outside the process.
+// whole conflict log from outside the process. Each state is a node's
+// (RegionState.Region is the node's name).
 func (p *processes) finalStates(context.Context) ([]RegionState, error) {
 	if err := p.close(); err != nil {
 		return nil, err
 	}
 	var out []RegionState
-	for _, r := range p.regions {
+	for _, n := range p.nodes {
 		s, err := store.Open(store.Options{
-			Dir: filepath.Join(p.data[r], "store"), Region: r, Logger: p.log.With("region", r),
-			Clock: conflict.NewClock(conflict.WallClock, 0), SmallFootprint: true,
+			Dir: filepath.Join(p.data[n], "store"), Region: p.region[n], Logger: p.log.With("node", n),
+			Clock: conflict.NewClock(conflict.WallClock, 0), SmallFootprint: true, Clustered: p.clustered[n],
 		})
 		if err != nil {
-			return nil, fmt.Errorf("open store of %s: %w", r, err)
+			return nil, fmt.Errorf("open store of %s: %w", n, err)
 		}
-		st, err := readState(r, s)
+		st, err := readState(n, s)
 		cerr := s.Close()
 		if err != nil {
 			return nil, err
 		}
 		if cerr != nil {
-			return nil, fmt.Errorf("close store of %s: %w", r, cerr)
+			return nil, fmt.Errorf("close store of %s: %w", n, cerr)
 		}
 		out = append(out, st)
 	}
 	return out, nil
 }
 
-// close stops every running region with SIGTERM (SIGKILL after 15s).
+// close stops every running node with SIGTERM (SIGKILL after 15s).
 func (p *processes) close() error {
 	p.mu.Lock()
 	running := make([]string, 0, len(p.procs))

@@ -2,25 +2,35 @@ package testbed
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/geogate/geogate/gateway"
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/gateway/deploy"
 )
 
-// regionAddrs are the addresses one region's config names, as that region
-// sees them.
+// regionAddrs are the addresses one node's config names, as that node
+// sees them (every address is host:port).
 type regionAddrs struct {
-	// HTTP is every region's client API host:port.
+	// HTTP is every region's client API (a region of several nodes: its
+	// first node's).
 	HTTP map[string]string
-	// PeerNATS is the NATS host:port this region dials for each region:
-	// the WAN proxy of the link peer -> region when there is one, else the
-	// region's own NATS listener.
-	PeerNATS map[string]string
-	// NATSListen is this region's own NATS listener.
-	NATSListen string
+	// PeerNATS is, for each region, the NATS servers this node dials for
+	// it (one per node of the region): the WAN proxies of the link
+	// peer -> region when there is one, else the servers themselves.
+	PeerNATS map[string][]string
+	// NATSListen is this node's own NATS listener; HTTPListen its client
+	// API listener (default HTTP of its region).
+	NATSListen, HTTPListen string
+	// Nodes are the nodes of this node's region when it has several.
+	Nodes map[string]nodeAddrs
 }
+
+// nodeAddrs are where one node of a region of several is reached: its
+// client API, its NATS server and its NATS cluster routes.
+type nodeAddrs struct{ HTTP, NATS, Cluster string }
 
 // clusterSpec is the deployment a scenario describes, the one source of
 // every region's config in both modes: in process it is started as it is
@@ -39,7 +49,11 @@ func clusterSpec(sc *Scenario, dataDir string, sec *deploy.Material) gateway.Clu
 	small := sc.DiskFullRegions()
 	spec.Tune = func(c *config.Config) {
 		if sec != nil {
-			sec.Secure(c, c.Region)
+			node := c.Node
+			if node == "" {
+				node = c.Region
+			}
+			sec.Secure(c, node)
 		}
 		_ = applySettings(c, sc.Settings) // Validate checked them
 		if slices.Contains(small, c.Region) {
@@ -51,12 +65,17 @@ func clusterSpec(sc *Scenario, dataDir string, sec *deploy.Material) gateway.Clu
 }
 
 // securityMaterial generates the run's secret material under dir when the
-// scenario asks for security, as `geogate init` would; nil otherwise.
+// scenario asks for security, as `geogate init` would (a certificate per
+// node, a NATS identity per region); nil otherwise.
 func securityMaterial(sc *Scenario, dir string) (*deploy.Material, error) {
 	if !sc.Security {
 		return nil, nil
 	}
-	m, err := deploy.WriteMaterial(dir, sc.Regions, deploy.MaterialOptions{})
+	regionOf := map[string]string{}
+	for _, n := range sc.AllNodes() {
+		regionOf[n] = sc.RegionOfNode(n)
+	}
+	m, err := deploy.WriteMaterial(dir, sc.AllNodes(), deploy.MaterialOptions{Regions: regionOf})
 	if err != nil {
 		return nil, fmt.Errorf("security material: %w", err)
 	}
@@ -71,17 +90,26 @@ func schemes(sec *deploy.Material) (httpScheme, natsScheme string) {
 	return "http", "nats"
 }
 
-// regionConfig builds the complete configuration process mode runs region
-// with: clusterSpec's (ClusterSpec.RegionConfig: the scenario's topology,
-// rules and durability.sync, data under dataDir/<region>) with the
-// addresses in addrs and log level info. RegionConfig runs Complete and
-// Validate, so a scenario that no region can run with fails here, naming
+// regionConfig builds the complete configuration process mode runs a
+// region of one node with: nodeConfig of the node named after it.
+func regionConfig(sc *Scenario, region string, addrs regionAddrs, dataDir string, sec *deploy.Material) (*config.Config, error) {
+	return nodeConfig(sc, region, region, addrs, dataDir, sec)
+}
+
+// nodeConfig builds the complete configuration process mode runs node of
+// region with: clusterSpec's (ClusterSpec.RegionConfig: the scenario's
+// topology, rules and durability.sync) with the addresses in addrs, data
+// under dataDir/<node> and log level info; for a region of several nodes
+// also node and nodes (every node's HTTP, NATS and cluster URLs), from
+// which Complete derives nats.cluster_listen and nats.replicas, as for
+// the configs `geogate init --nodes` writes. RegionConfig runs Complete
+// and Validate, so a scenario that no node can run with fails here, naming
 // the region and the key (config.FieldError), before any process starts.
 // The config's regions are in scenario order, which its YAML
 // (Config.MarshalYAML) keeps and the file's reader takes as the order (the
 // default merge resolver; a circular ring without topology.order gets the
 // scenario order written as topology.order).
-func regionConfig(sc *Scenario, region string, addrs regionAddrs, dataDir string, sec *deploy.Material) (*config.Config, error) {
+func nodeConfig(sc *Scenario, region, node string, addrs regionAddrs, dataDir string, sec *deploy.Material) (*config.Config, error) {
 	i := slices.Index(sc.Regions, region)
 	if i < 0 {
 		return nil, fmt.Errorf("config of region %s: not a region of the scenario", region)
@@ -91,10 +119,26 @@ func regionConfig(sc *Scenario, region string, addrs regionAddrs, dataDir string
 	httpScheme, natsScheme := schemes(sec)
 	spec.Tune = func(c *config.Config) {
 		for _, r := range sc.Regions {
-			c.Regions[r] = config.Endpoints{HTTP: httpScheme + "://" + addrs.HTTP[r], NATS: natsScheme + "://" + addrs.PeerNATS[r]}
+			var urls []string
+			for _, a := range addrs.PeerNATS[r] {
+				urls = append(urls, natsScheme+"://"+a)
+			}
+			c.Regions[r] = config.Endpoints{HTTP: httpScheme + "://" + addrs.HTTP[r], NATS: strings.Join(urls, ",")}
 		}
 		c.HTTP.Listen = addrs.HTTP[region]
+		if addrs.HTTPListen != "" {
+			c.HTTP.Listen = addrs.HTTPListen
+		}
 		c.NATS.Listen = addrs.NATSListen // embedded, the default
+		if len(addrs.Nodes) > 1 {
+			c.Node = node
+			c.Nodes = map[string]config.NodeEndpoints{}
+			for name, a := range addrs.Nodes {
+				c.Nodes[name] = config.NodeEndpoints{HTTP: httpScheme + "://" + a.HTTP, NATS: natsScheme + "://" + a.NATS,
+					Cluster: natsScheme + "://" + a.Cluster}
+			}
+			c.DataDir = filepath.Join(dataDir, node)
+		}
 		c.Log.Level = "info"
 		if secure != nil {
 			secure(c)
@@ -102,6 +146,9 @@ func regionConfig(sc *Scenario, region string, addrs regionAddrs, dataDir string
 	}
 	c, err := spec.RegionConfig(i)
 	if err != nil {
+		if node != region {
+			return nil, fmt.Errorf("config of node %s of region %s: %w", node, region, err)
+		}
 		return nil, fmt.Errorf("config of region %s: %w", region, err)
 	}
 	return c, nil

@@ -15,6 +15,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/gateway/deploy"
+	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/topology"
 )
 
@@ -48,20 +50,35 @@ func roundTrip(t *testing.T, c *config.Config, wantOrder []string) *config.Confi
 	return got
 }
 
-// scenarioAddrs gives every region distinct fake addresses, and region the
-// address of a distinct fake proxy for each of its inbound links.
-func scenarioAddrs(sc *Scenario, plan *topology.Plan, region string) regionAddrs {
-	a := regionAddrs{HTTP: map[string]string{}, PeerNATS: map[string]string{}}
+// scenarioAddrs gives every node distinct fake addresses, and node of
+// region the address of a distinct fake proxy for each server of each of
+// its inbound links.
+func scenarioAddrs(sc *Scenario, plan *topology.Plan, region, node string) regionAddrs {
+	a := regionAddrs{HTTP: map[string]string{}, PeerNATS: map[string][]string{}}
 	for i, r := range sc.Regions {
-		a.HTTP[r] = fmt.Sprintf("127.0.0.1:%d", 7001+i)
-		a.PeerNATS[r] = fmt.Sprintf("127.0.0.1:%d", 8001+i)
-		if r == region {
-			a.NATSListen = a.PeerNATS[r]
+		for k, n := range sc.NodeNames(r) {
+			na := nodeAddrs{HTTP: fmt.Sprintf("127.0.0.1:%d", 7001+10*i+k), NATS: fmt.Sprintf("127.0.0.1:%d", 8001+10*i+k),
+				Cluster: fmt.Sprintf("127.0.0.1:%d", 6001+10*i+k)}
+			if k == 0 {
+				a.HTTP[r] = na.HTTP
+			}
+			a.PeerNATS[r] = append(a.PeerNATS[r], na.NATS)
+			if n == node {
+				a.NATSListen, a.HTTPListen = na.NATS, na.HTTP
+			}
+			if r == region && sc.NodesIn(r) > 1 {
+				if a.Nodes == nil {
+					a.Nodes = map[string]nodeAddrs{}
+				}
+				a.Nodes[n] = na
+			}
 		}
 	}
 	for i, peer := range sc.Regions {
 		if peer != region && plan.HasLink(peer, region) {
-			a.PeerNATS[peer] = fmt.Sprintf("127.0.0.1:%d", 9001+i)
+			for k := range a.PeerNATS[peer] {
+				a.PeerNATS[peer][k] = fmt.Sprintf("127.0.0.1:%d", 9001+10*i+k)
+			}
 		}
 	}
 	return a
@@ -138,47 +155,9 @@ duration: 1s
 			if err != nil {
 				t.Fatal(err)
 			}
-			httpScheme, natsScheme := schemes(sec)
 			for _, r := range sc.Regions {
-				addrs := scenarioAddrs(sc, plan, r)
-				dir := t.TempDir()
-				dataDir := filepath.Join(dir, r)
-				c, err := regionConfig(sc, r, addrs, dir, sec)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := roundTrip(t, c, wantOrder)
-				// The in-process mode runs c itself: both modes must order
-				// the regions alike (the default merge resolver is the first).
-				if !slices.Equal(c.Order(), got.Order()) {
-					t.Errorf("%s: in process the regions are in order %v, in process mode %v", r, c.Order(), got.Order())
-				}
-				// What the process is told, beyond "equal to what we built".
-				switch {
-				case got.Region != r || got.DataDir != dataDir || got.NATS.StoreDir != filepath.Join(dataDir, "nats"):
-					t.Errorf("%s: region %q data_dir %q store_dir %q", r, got.Region, got.DataDir, got.NATS.StoreDir)
-				case got.HTTP.Listen != addrs.HTTP[r] || got.NATS.Listen != addrs.NATSListen || !got.NATS.Embedded || got.NATS.URL != "":
-					t.Errorf("%s: http %+v nats %+v", r, got.HTTP, got.NATS)
-				case got.Durability.Sync != sc.Sync || got.Log.Level != "info":
-					t.Errorf("%s: durability.sync %v log.level %q", r, got.Durability.Sync, got.Log.Level)
-				case got.Topology.Kind != string(sc.Topology.Kind) || got.Topology.Hub != sc.Topology.Hub:
-					t.Errorf("%s: topology %+v, scenario %+v", r, got.Topology, sc.Topology)
-				case !reflect.DeepEqual(got.Rules, wantRules):
-					t.Errorf("%s: rules %+v, want %+v", r, got.Rules, wantRules)
-				case sc.Security != (got.HTTP.TLS.CertFile != "" && got.Auth.Enabled && got.NATS.TLS.CAFile != "" && got.NATS.NKeySeedFile != "" && got.NATSAuth()):
-					t.Errorf("%s: security %v, config http %+v auth %+v nats %+v", r, sc.Security, got.HTTP.TLS, got.Auth, got.NATS)
-				}
-				for _, peer := range sc.Regions {
-					want := config.Endpoints{HTTP: httpScheme + "://" + addrs.HTTP[peer], NATS: natsScheme + "://" + addrs.PeerNATS[peer]}
-					if sec != nil {
-						want.NKey = sec.NKeys[peer]
-					}
-					if got.Regions[peer] != want {
-						t.Errorf("%s: regions.%s = %+v, want %+v", r, peer, got.Regions[peer], want)
-					}
-					if peer != r && plan.HasLink(peer, r) && !strings.HasSuffix(got.Regions[peer].NATS, ":"+fmt.Sprint(9001+slices.Index(sc.Regions, peer))) {
-						t.Errorf("%s: regions.%s.nats = %q, want the proxy of link %s->%s", r, peer, got.Regions[peer].NATS, peer, r)
-					}
+				for _, node := range sc.NodeNames(r) {
+					checkNodeConfig(t, sc, plan, r, node, sec, wantOrder, wantRules)
 				}
 			}
 		})
@@ -247,5 +226,72 @@ func TestChildEnvDropsGeogateVariables(t *testing.T) {
 	}
 	if !slices.Equal(environ, before) {
 		t.Errorf("childEnv changed its argument: %v", environ)
+	}
+}
+
+// checkNodeConfig builds node's config as process mode does, round-trips
+// it through its YAML and checks what the process is told.
+func checkNodeConfig(t *testing.T, sc *Scenario, plan *topology.Plan, r, node string, sec *deploy.Material, wantOrder []string, wantRules []rules.Spec) {
+	t.Helper()
+	httpScheme, natsScheme := schemes(sec)
+	addrs := scenarioAddrs(sc, plan, r, node)
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, node)
+	c, err := nodeConfig(sc, r, node, addrs, dir, sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := roundTrip(t, c, wantOrder)
+	// The in-process mode runs c itself: both modes must order
+	// the regions alike (the default merge resolver is the first).
+	if !slices.Equal(c.Order(), got.Order()) {
+		t.Errorf("%s: in process the regions are in order %v, in process mode %v", node, c.Order(), got.Order())
+	}
+	// What the process is told, beyond "equal to what we built".
+	switch {
+	case got.Region != r || got.Node != node || got.DataDir != dataDir || got.NATS.StoreDir != filepath.Join(dataDir, "nats"):
+		t.Errorf("%s: region %q node %q data_dir %q store_dir %q", node, got.Region, got.Node, got.DataDir, got.NATS.StoreDir)
+	case got.HTTP.Listen != addrs.HTTPListen || got.NATS.Listen != addrs.NATSListen || !got.NATS.Embedded || got.NATS.URL != "":
+		t.Errorf("%s: http %+v nats %+v", node, got.HTTP, got.NATS)
+	case got.Durability.Sync != sc.Sync || got.Log.Level != "info":
+		t.Errorf("%s: durability.sync %v log.level %q", node, got.Durability.Sync, got.Log.Level)
+	case got.Topology.Kind != string(sc.Topology.Kind) || got.Topology.Hub != sc.Topology.Hub:
+		t.Errorf("%s: topology %+v, scenario %+v", node, got.Topology, sc.Topology)
+	case !reflect.DeepEqual(got.Rules, wantRules):
+		t.Errorf("%s: rules %+v, want %+v", node, got.Rules, wantRules)
+	case sc.Security != (got.HTTP.TLS.CertFile != "" && got.Auth.Enabled && got.NATS.TLS.CAFile != "" && got.NATS.NKeySeedFile != "" && got.NATSAuth()):
+		t.Errorf("%s: security %v, config http %+v auth %+v nats %+v", node, sc.Security, got.HTTP.TLS, got.Auth, got.NATS)
+	}
+	// A node of a region of several: its region's nodes, its cluster
+	// listener and the log's replicas, as init writes them.
+	if n := sc.NodesIn(r); n > 1 {
+		if !got.Clustered() || !slices.Equal(got.NodeNames(), sc.NodeNames(r)) || got.NATS.ClusterListen != addrs.Nodes[node].Cluster ||
+			got.NATS.Replicas != min(n, config.MaxNATSReplicas) {
+			t.Errorf("%s: nodes %v cluster_listen %q replicas %d", node, got.NodeNames(), got.NATS.ClusterListen, got.NATS.Replicas)
+		}
+		for name, a := range addrs.Nodes {
+			want := config.NodeEndpoints{HTTP: httpScheme + "://" + a.HTTP, NATS: natsScheme + "://" + a.NATS, Cluster: natsScheme + "://" + a.Cluster}
+			if got.Nodes[name] != want {
+				t.Errorf("%s: nodes.%s = %+v, want %+v", node, name, got.Nodes[name], want)
+			}
+		}
+	} else if got.Clustered() {
+		t.Errorf("%s: a region of one node has nodes %v", node, got.NodeNames())
+	}
+	for _, peer := range sc.Regions {
+		var nats []string
+		for _, a := range addrs.PeerNATS[peer] {
+			nats = append(nats, natsScheme+"://"+a)
+		}
+		want := config.Endpoints{HTTP: httpScheme + "://" + addrs.HTTP[peer], NATS: strings.Join(nats, ",")}
+		if sec != nil {
+			want.NKey = sec.NKeys[peer]
+		}
+		if got.Regions[peer] != want {
+			t.Errorf("%s: regions.%s = %+v, want %+v", node, peer, got.Regions[peer], want)
+		}
+		if peer != r && plan.HasLink(peer, r) && !strings.Contains(got.Regions[peer].NATS, fmt.Sprintf(":%d", 9001+10*slices.Index(sc.Regions, peer))) {
+			t.Errorf("%s: regions.%s.nats = %q, want the proxies of link %s->%s", node, peer, got.Regions[peer].NATS, peer, r)
+		}
 	}
 }

@@ -163,9 +163,32 @@ func Markdown(rep *Report) string {
 	row("session reads", fmt.Sprintf("%d", w.SessionReads))
 	if len(w.WriteErrors) > 0 {
 		row("write errors", countsText(w.WriteErrors))
+		for _, why := range slices.Sorted(maps.Keys(w.WriteErrorSamples)) {
+			row("first "+why, w.WriteErrorSamples[why])
+		}
 	}
 	for _, r := range rep.Regions {
-		row("digest "+r, fmt.Sprintf("%s (%d records)", shortHexString(rep.Digests[r]), rep.Records[r]))
+		if ns := rep.Nodes[r]; len(ns) > 1 {
+			row("nodes of "+r, strings.Join(ns, ", "))
+		}
+	}
+	for _, u := range rep.units() {
+		row("digest "+u, fmt.Sprintf("%s (%d records)", shortHexString(rep.Digests[u]), rep.Records[u]))
+	}
+	for _, fo := range rep.Failovers {
+		text := fmt.Sprintf("%s at %s: %s led", fo.Fault, fo.At.Round(time.Millisecond), fo.Old)
+		if fo.New != "" {
+			text += fmt.Sprintf("; %s led from %.2fs after (status, term %d)", fo.New, fo.ElectedSeconds, fo.Term)
+		}
+		if fo.OldProbes > 0 {
+			text += fmt.Sprintf("; %d writes sent to %s itself while frozen and just after, %d acknowledged", fo.OldProbes, fo.Old, fo.OldAcked)
+		}
+		if fo.FirstAck != "" {
+			text += fmt.Sprintf("; failover_seconds %.2f (to the first write another node acknowledged, %s)", fo.FailoverSeconds, fo.FirstAck)
+		} else {
+			text += "; no write acknowledged by another node after it"
+		}
+		row("failover "+fo.Region, text)
 	}
 	for _, r := range rep.Regions {
 		if l := rep.Lifecycle[r]; l != (LifecycleStats{}) {
@@ -199,10 +222,11 @@ func Markdown(rep *Report) string {
 	if len(rep.Conflicts) == 0 {
 		fmt.Fprintf(&b, "No conflict was logged.\n")
 	} else {
-		fmt.Fprintf(&b, "| rule | %s |\n|---|%s\n", strings.Join(rep.Regions, " | "), strings.Repeat("---|", len(rep.Regions)))
+		units := rep.units()
+		fmt.Fprintf(&b, "| rule | %s |\n|---|%s\n", strings.Join(units, " | "), strings.Repeat("---|", len(units)))
 		for _, rule := range slices.Sorted(maps.Keys(rep.Conflicts)) {
-			cells := make([]string, len(rep.Regions))
-			for i, r := range rep.Regions {
+			cells := make([]string, len(units))
+			for i, r := range units {
 				cells[i] = fmt.Sprint(rep.Conflicts[rule][r])
 			}
 			fmt.Fprintf(&b, "| %s | %s |\n", rule, strings.Join(cells, " | "))

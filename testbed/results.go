@@ -17,6 +17,10 @@ type AckedWrite struct {
 	Key string `json:"key"`
 	// Region is where the client sent the write.
 	Region string `json:"region"`
+	// Node is the node that acknowledged it: the one the answer's
+	// X-Geo-Node names (a follower forwarded the write to it), else the
+	// node the write was sent to (the region, for a region of one node).
+	Node string `json:"node,omitempty"`
 	// Dot is the new version's dot, from the write answer's "dot"; zero if
 	// the answer had none (then only the ID identifies the version).
 	Dot conflict.Dot `json:"dot"`
@@ -27,6 +31,9 @@ type AckedWrite struct {
 	// Conflict marks a write sent to several regions at once for one hot
 	// key.
 	Conflict bool `json:"conflict,omitempty"`
+	// Probe marks a write the failover watch sent to one node (see
+	// Failover), not counted in the workload's figures.
+	Probe bool `json:"probe,omitempty"`
 	// HLC is the version's hybrid logical clock, from the write answer.
 	HLC conflict.HLC `json:"hlc"`
 	// AckedUnixMs is the real time the answer arrived (Unix ms, the
@@ -94,8 +101,11 @@ type WorkloadStats struct {
 	Acked          uint64         `json:"acked"`
 	ConflictWrites uint64         `json:"conflict_writes"`
 	WriteErrors    map[string]int `json:"write_errors"`
-	Reads          map[string]int `json:"reads"` // by status or error reason
-	SessionReads   uint64         `json:"session_reads"`
+	// WriteErrorSamples holds the first error of each reason in
+	// WriteErrors, as the client reported it.
+	WriteErrorSamples map[string]string `json:"write_error_samples,omitempty"`
+	Reads             map[string]int    `json:"reads"` // by status or error reason
+	SessionReads      uint64            `json:"session_reads"`
 	// DotsUnknown counts acked writes whose dot the answer did not yield.
 	DotsUnknown uint64 `json:"dots_unknown"`
 	// WriteLatency summarises acked writes' round trips (ms).

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,17 +69,20 @@ const (
 // Report is the outcome of a run: what was run, what happened and the
 // checkers' verdicts. Pass is true when every check passed.
 type Report struct {
-	Scenario    string        `json:"scenario"`
-	Description string        `json:"description,omitempty"`
-	Source      string        `json:"source,omitempty"`
-	Short       bool          `json:"short"`
-	Mode        Mode          `json:"mode"`
-	Security    bool          `json:"security,omitempty"` // the regions ran secured (security: true)
-	Regions     []string      `json:"regions"`
-	Topology    string        `json:"topology"`
-	Links       []string      `json:"links"`
-	Started     time.Time     `json:"started"`
-	Duration    time.Duration `json:"duration"`
+	Scenario    string   `json:"scenario"`
+	Description string   `json:"description,omitempty"`
+	Source      string   `json:"source,omitempty"`
+	Short       bool     `json:"short"`
+	Mode        Mode     `json:"mode"`
+	Security    bool     `json:"security,omitempty"` // the regions ran secured (security: true)
+	Regions     []string `json:"regions"`
+	// Nodes names each region's nodes when some region has several (the
+	// digests, records and conflicts are then by node).
+	Nodes    map[string][]string `json:"nodes,omitempty"`
+	Topology string              `json:"topology"`
+	Links    []string            `json:"links"`
+	Started  time.Time           `json:"started"`
+	Duration time.Duration       `json:"duration"`
 	// Elapsed is the whole run, start-up to checks.
 	Elapsed time.Duration `json:"elapsed"`
 	// Quiesced is how long the regions took to converge after the workload
@@ -104,6 +108,27 @@ type Report struct {
 	// Lifecycle is what each region's lifecycle did (anti-entropy repairs,
 	// re-seeds, tombstones collected), read after quiescence.
 	Lifecycle map[string]LifecycleStats `json:"lifecycle,omitempty"`
+
+	// Failovers are the faults that struck a region's leader (a region of
+	// several nodes) and what followed; FailoverSeconds is the longest
+	// of their failover_seconds: from the fault to the first write of the
+	// workload that another node of the region acknowledged.
+	Failovers       []Failover `json:"failovers,omitempty"`
+	FailoverSeconds float64    `json:"failover_seconds,omitempty"`
+}
+
+// units returns the report's nodes in order: region by region, each
+// region's nodes (a region of one node is itself).
+func (rep *Report) units() []string {
+	var out []string
+	for _, r := range rep.Regions {
+		if ns := rep.Nodes[r]; len(ns) > 0 {
+			out = append(out, ns...)
+		} else {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Run runs a scenario: it starts the regions behind an emulated WAN, waits
@@ -227,7 +252,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			r.log.Warn("closing regions", "err", err)
 		}
 	}()
-	api, err := newAPIClient(dep.urls(), sc.Workload.Timeout, sc.Workload.Concurrency, sec)
+	api, err := newAPIClient(dep.urls(), sc.Layout(), sc.Workload.Timeout, sc.Workload.Concurrency, sec)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +265,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	// The workload, the fault timeline and the lag sampler share one clock:
 	// the workload's start.
 	start := time.Now()
-	sampler := newLagSampler(api, sc.Regions, start, r.opts.SampleEvery)
+	sampler := newLagSampler(api, sc.AllNodes(), start, r.opts.SampleEvery)
 	sampleCtx, stopSampling := context.WithCancel(life)
 	var sampling sync.WaitGroup
 	sampling.Add(1)
@@ -249,6 +274,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	work := newWorkload(sc.Workload, sc.Regions, api, seed, start)
 	flt := newFaults(life, sc, plan, dep, net, api, r.log, r.dataDir)
 	flt.backupDir, flt.seed = filepath.Join(r.dataDir, "_backups"), seed // not a region name
+	flt.probe = work.probe
 	workCtx, stopWork := context.WithTimeout(life, sc.Duration)
 	defer stopWork()
 	var wg sync.WaitGroup
@@ -268,7 +294,8 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start), Ops: ops, Acked: ackedN, Errors: errs})
 	flt.undo()
 	qStart := time.Now()
-	timedOut := !r.waitQuiescent(life, api, dep, work, start)
+	quiet, final := r.waitQuiescent(life, api, dep, work, start)
+	timedOut := !quiet
 	quiesced := time.Since(qStart)
 	stopSampling()
 	sampling.Wait()
@@ -297,11 +324,18 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		Lag: LagByLink(samples), Conflicts: ConflictsByRule(states), WAN: net.stats(), LagSamples: samples,
 		Digests: map[string]string{}, Records: map[string]int{}, Lifecycle: lifecycle,
 	}
+	if sc.Clustered() {
+		rep.Nodes = sc.Layout()
+	}
+	rep.Failovers = flt.failoversSeen()
+	for _, fo := range rep.Failovers {
+		rep.FailoverSeconds = max(rep.FailoverSeconds, fo.FailoverSeconds)
+	}
 	for _, s := range states {
 		rep.Digests[s.Region] = fmt.Sprintf("%x", s.Digest)
 		rep.Records[s.Region] = len(s.Records)
 	}
-	rep.Checks = evaluate(sc, acked, sessions, stats, states, rep, linkNames)
+	rep.Checks = evaluate(sc, acked, sessions, stats, states, rep, linkNames, final)
 	rep.Pass = true
 	for _, c := range rep.Checks {
 		rep.Pass = rep.Pass && c.Pass
@@ -328,7 +362,8 @@ func failed(s WorkloadStats) uint64 {
 }
 
 // evaluate runs every check the scenario asks for.
-func evaluate(sc *Scenario, acked []AckedWrite, sessions []SessionRead, stats WorkloadStats, states []RegionState, rep *Report, links []string) []CheckResult {
+// final are the nodes' statuses of the last quiescence poll.
+func evaluate(sc *Scenario, acked []AckedWrite, sessions []SessionRead, stats WorkloadStats, states []RegionState, rep *Report, links []string, final map[string]client.Status) []CheckResult {
 	var out []CheckResult
 	c := sc.Checks
 	if enabled(c.Convergence) {
@@ -342,6 +377,14 @@ func evaluate(sc *Scenario, acked []AckedWrite, sessions []SessionRead, stats Wo
 		res, st := CheckLostWrites(acked, states)
 		rep.LostWrites = st
 		out = append(out, res)
+	}
+	out = append(out, CheckDots(acked, states))
+	if sc.Clustered() {
+		out = append(out, CheckNodes(sc.Layout(), sc.Regions, final))
+	}
+	if len(rep.Failovers) > 0 || c.Failover != nil {
+		out = append(out, CheckFailover(rep.Failovers, c.Failover))
+		out = append(out, CheckDeposed(rep.Failovers, acked, sc.Layout()))
 	}
 	if c.Sessions != nil || sc.Workload.SessionRatio > 0 {
 		out = append(out, CheckSessions(sessions, c.Sessions))
@@ -380,18 +423,31 @@ func (r *runner) tick(ctx context.Context, phase string, start time.Time, work *
 // come up before the workload starts.
 const readyTimeout = 60 * time.Second
 
-// waitReady polls until every region answers /healthz and reports all its
-// inbound links up.
+// waitReady polls until every node answers, every region of several
+// nodes has one leader every other node follows, and every region (its
+// leader) reports all its inbound links up.
 func (r *runner) waitReady(ctx context.Context, api *apiClient, plan *topology.Plan) error {
 	deadline := time.Now().Add(readyTimeout)
 	var last error
 	for time.Now().Before(deadline) {
 		last = nil
 		for _, region := range r.sc.Regions {
-			st, err := api.status(ctx, region)
-			if err != nil {
-				last = fmt.Errorf("region %s: %w", region, err)
+			nodes := r.sc.NodeNames(region)
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			sts := api.statuses(sctx, nodes)
+			cancel()
+			if len(sts) < len(nodes) {
+				last = fmt.Errorf("region %s: %d of %d nodes answer", region, len(sts), len(nodes))
 				break
+			}
+			st := sts[region]
+			if len(nodes) > 1 {
+				leader, ok := regionSettled(nodes, sts)
+				if !ok {
+					last = fmt.Errorf("region %s: no leader every node follows yet (%s)", region, rolesText(nodes, sts))
+					break
+				}
+				st = sts[leader]
 			}
 			up := 0
 			for _, l := range st.Links {
@@ -414,15 +470,31 @@ func (r *runner) waitReady(ctx context.Context, api *apiClient, plan *topology.P
 	return fmt.Errorf("regions not ready after %s: %w", readyTimeout, last)
 }
 
+// rolesText describes the nodes' roles for a message.
+func rolesText(nodes []string, sts map[string]client.Status) string {
+	var parts []string
+	for _, n := range nodes {
+		st, ok := sts[n]
+		if !ok {
+			parts = append(parts, n+" silent")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s/%s leader %q", n, st.Role, st.NodeState, st.Leader))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // waitQuiescent polls until the regions have exchanged everything: every
 // region has applied every other region's log up to its current sequence,
-// no outbox holds untrimmed entries and every link is up with nothing
-// pending, twice in a row. A scenario that damages records or checks
-// anti-entropy also waits until every region has run two comparison rounds
-// since the faults ended, the last finding nothing different, with no
-// corrupt record left. It reports false when the scenario's quiescence
-// bound passed first.
-func (r *runner) waitQuiescent(ctx context.Context, api *apiClient, dep deployment, work *workload, start time.Time) bool {
+// no outbox holds untrimmed entries, every link is up with nothing pending,
+// and every region of several nodes is settled (one leader, every other
+// node following it at its position), twice in a row. A scenario that
+// damages records or checks anti-entropy also waits until every region
+// has run two comparison rounds since the faults ended, the last finding
+// nothing different, with no corrupt record left. It reports false when
+// the scenario's quiescence bound passed first, and returns the nodes'
+// statuses of the last poll.
+func (r *runner) waitQuiescent(ctx context.Context, api *apiClient, dep deployment, work *workload, start time.Time) (bool, map[string]client.Status) {
 	deadline := time.Now().Add(r.sc.Quiescence)
 	streak := 0
 	repairs := r.sc.Checks.AntiEntropy != nil || slices.ContainsFunc(r.sc.Faults, func(f Fault) bool { return f.Corrupt != nil })
@@ -432,36 +504,56 @@ func (r *runner) waitQuiescent(ctx context.Context, api *apiClient, dep deployme
 			since[region], _, _, _ = api.aeState(ctx, region)
 		}
 	}
+	var last map[string]client.Status
 	for time.Now().Before(deadline) {
 		ops, acked, errs := work.progress()
 		r.progress(Progress{Phase: PhaseQuiescing, Elapsed: time.Since(start), Ops: ops, Acked: acked, Errors: errs})
-		if quiescent(ctx, api, r.sc.Regions) && (!repairs || repaired(ctx, api, r.sc.Regions, since)) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		last = api.statuses(pctx, r.sc.AllNodes())
+		cancel()
+		if nodesQuiescent(r.sc.Layout(), r.sc.Regions, last) && (!repairs || repaired(ctx, api, r.sc.Regions, since)) {
 			streak++
 			if streak >= 2 {
-				return true
+				return true, last
 			}
 		} else {
 			streak = 0
 		}
 		if wait.Sleep(ctx, 250*time.Millisecond) != nil {
-			return false
+			return false, last
 		}
 	}
-	return false
+	return false, last
 }
 
-// quiescent reports whether one poll of every region's status shows
-// nothing left to exchange.
-func quiescent(ctx context.Context, api *apiClient, regions []string) bool {
-	var sts []client.Status
+// nodesQuiescent reports whether one poll of every node's status (by
+// node) shows nothing left to exchange: every region of several nodes
+// settled, and the regions (their leaders) quiescent (statusesQuiescent).
+func nodesQuiescent(layout map[string][]string, regions []string, sts map[string]client.Status) bool {
+	var regionSts []client.Status
 	for _, region := range regions {
-		st, err := api.status(ctx, region)
-		if err != nil {
+		nodes := layout[region]
+		if len(nodes) < 2 {
+			st, ok := sts[region]
+			if !ok {
+				return false
+			}
+			regionSts = append(regionSts, st)
+			continue
+		}
+		mine := map[string]client.Status{}
+		for _, n := range nodes {
+			if st, ok := sts[n]; ok {
+				mine[n] = st
+			}
+		}
+		leader, ok := regionSettled(nodes, mine)
+		if !ok {
 			return false
 		}
-		sts = append(sts, st)
+		regionSts = append(regionSts, mine[leader])
 	}
-	return statusesQuiescent(sts)
+	return statusesQuiescent(regionSts)
 }
 
 // repaired reports whether every region has run two anti-entropy rounds
@@ -500,7 +592,8 @@ func statusesQuiescent(sts []client.Status) bool {
 	return true
 }
 
-// lagSampler reads every region's link lag from /v1/status periodically.
+// lagSampler reads every node's link lag from /v1/status periodically
+// (only a region's leader runs its links).
 type lagSampler struct {
 	api     *apiClient
 	regions []string
@@ -511,12 +604,12 @@ type lagSampler struct {
 	data []LagSample
 }
 
-func newLagSampler(api *apiClient, regions []string, start time.Time, every time.Duration) *lagSampler {
-	return &lagSampler{api: api, regions: regions, start: start, every: every}
+func newLagSampler(api *apiClient, nodes []string, start time.Time, every time.Duration) *lagSampler {
+	return &lagSampler{api: api, regions: nodes, start: start, every: every}
 }
 
-// run samples until ctx ends. A region that does not answer (killed) is
-// skipped for that round.
+// run samples until ctx ends. A node that does not answer (killed,
+// frozen) is skipped for that round.
 func (s *lagSampler) run(ctx context.Context) {
 	t := time.NewTicker(s.every)
 	defer t.Stop()

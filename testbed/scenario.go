@@ -3,6 +3,7 @@ package testbed
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/gateway/deploy"
 	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/testbed/wan"
 	"github.com/geogate/geogate/topology"
@@ -42,6 +44,14 @@ type Scenario struct {
 	Mode Mode `yaml:"mode"`
 	// Regions are the region names, in order (the default ring order).
 	Regions []string `yaml:"regions"`
+	// Nodes is the number of nodes of every region (default 1), and
+	// NodesOf that of the regions it names. A region of several nodes runs
+	// one `geogate serve` process per node (process mode only), named
+	// <region>-1 ... <region>-N as `geogate init --nodes` names them: one
+	// leads, the others follow (see the README's "Regions of several
+	// nodes").
+	Nodes   int            `yaml:"nodes"`
+	NodesOf map[string]int `yaml:"nodes_of"`
 	// Topology selects the replication links.
 	Topology topology.Spec `yaml:"topology"`
 	// Links emulate the WAN on every inbound replication link.
@@ -228,9 +238,14 @@ type Workload struct {
 }
 
 // Fault is one entry of the fault timeline: exactly one of Partition, Cut,
-// Isolate, Kill, Pause, Skew, Degrade, Corrupt or Backup, starting At after
-// the workload starts and undone For later (For 0: undone when the workload
-// ends; Corrupt and Backup are instantaneous).
+// Isolate, Kill, Freeze, Pause, Skew, Degrade, Corrupt, Backup or DiskFull,
+// starting At after the workload starts and undone For later (For 0: undone
+// when the workload ends; Corrupt and Backup are instantaneous).
+//
+// Kill and Freeze name a target: a region (every node of it), a node of a
+// region of several ("us-east-2"), or "REGION/leader" or "REGION/follower":
+// the node that leads the region when the fault starts, or one that
+// follows it (the first by name), as its nodes' /v1/status say.
 type Fault struct {
 	// At is when the fault starts, from the start of the workload.
 	At time.Duration `yaml:"at" json:"at"`
@@ -248,6 +263,14 @@ type Fault struct {
 	// Kill stops a region hard (SIGKILL in process mode; a clean close in
 	// process) and restarts it on the same data when the fault ends.
 	Kill string `yaml:"kill" json:"kill,omitempty"`
+	// Freeze stops a target's processes with SIGSTOP and resumes them with
+	// SIGCONT when the fault ends (process mode): a node alive but silent,
+	// its sockets open, what a long GC pause or a VM stall looks like.
+	Freeze string `yaml:"freeze" json:"freeze,omitempty"`
+	// UntilReplaced (with Freeze of a region's leader) keeps it frozen,
+	// past For if need be, until another node of its region leads (the
+	// split brain: the old leader resumes believing it leads).
+	UntilReplaced bool `yaml:"until_replaced" json:"until_replaced,omitempty"`
 	// Wipe (with Kill) deletes the killed region's data directory before
 	// the restart: a region that lost its disk. Writes it acknowledged and
 	// had not replicated are lost, which the lost-write check must report.
@@ -348,6 +371,8 @@ func (f Fault) Kind() string {
 		return "isolate"
 	case f.Kill != "":
 		return "kill"
+	case f.Freeze != "":
+		return "freeze"
 	case f.Pause != nil:
 		return "pause"
 	case f.Skew != nil:
@@ -381,6 +406,11 @@ func (f Fault) String() string {
 			return "kill " + f.Kill + " and wipe its data"
 		}
 		return "kill " + f.Kill
+	case "freeze":
+		if f.UntilReplaced {
+			return "freeze " + f.Freeze + " until replaced"
+		}
+		return "freeze " + f.Freeze
 	case "pause":
 		return "pause " + f.Pause.From + "->" + f.Pause.Region
 	case "skew":
@@ -399,7 +429,7 @@ func (f Fault) String() string {
 
 func (f Fault) kinds() int {
 	n := 0
-	for _, set := range []bool{len(f.Partition) > 0, f.Cut != "", f.Isolate != "", f.Kill != "", f.Pause != nil, f.Skew != nil, f.Degrade != nil, f.Corrupt != nil, f.Backup != "", f.DiskFull != nil} {
+	for _, set := range []bool{len(f.Partition) > 0, f.Cut != "", f.Isolate != "", f.Kill != "", f.Freeze != "", f.Pause != nil, f.Skew != nil, f.Degrade != nil, f.Corrupt != nil, f.Backup != "", f.DiskFull != nil} {
 		if set {
 			n++
 		}
@@ -443,10 +473,20 @@ type Checks struct {
 	// regions (lifecycle.reseeds): a region away past its peers' retention
 	// must re-seed.
 	Reseeds *CountBound `yaml:"reseeds" json:"reseeds,omitempty"`
+	// Failover bounds, for every fault that kills or freezes a region's
+	// leader, the time from the fault to the first write another node of
+	// the region acknowledged (the report's failover_seconds).
+	Failover *FailoverBound `yaml:"failover" json:"failover,omitempty"`
 	// ClockBound bounds how far ahead of real time the HLC of a write
 	// acknowledged at or after From may be: after a clock that ran ahead is
 	// corrected, its region's writes must not keep a lead beyond the bound.
 	ClockBound *ClockBound `yaml:"clock_bound" json:"clock_bound,omitempty"`
+}
+
+// FailoverBound bounds failovers.
+type FailoverBound struct {
+	// Max is the longest failover allowed.
+	Max time.Duration `yaml:"max" json:"max"`
 }
 
 // AntiEntropyBound bounds what anti-entropy did in a run.
@@ -597,6 +637,9 @@ func (s *Scenario) complete() {
 	if s.Quiescence == 0 {
 		s.Quiescence = 60 * time.Second
 	}
+	if s.Nodes == 0 {
+		s.Nodes = 1
+	}
 	w := &s.Workload
 	if w.Concurrency == 0 {
 		w.Concurrency = 16
@@ -713,6 +756,33 @@ func (s *Scenario) Validate() error {
 		known("workload.regions", r)
 	}
 
+	if s.Nodes < 1 || s.Nodes > deploy.MaxNodesPerRegion {
+		bad("nodes", "%d: must be 1 to %d", s.Nodes, deploy.MaxNodesPerRegion)
+	}
+	for _, r := range slices.Sorted(maps.Keys(s.NodesOf)) {
+		known("nodes_of", r)
+		if n := s.NodesOf[r]; n < 1 || n > deploy.MaxNodesPerRegion {
+			bad("nodes_of."+r, "%d: must be 1 to %d", n, deploy.MaxNodesPerRegion)
+		}
+	}
+	for _, r := range s.Regions {
+		if s.NodesIn(r) < 2 {
+			continue
+		}
+		if s.Mode != Process {
+			bad("nodes", "region %s has %d nodes: regions of several nodes run in mode process", r, s.NodesIn(r))
+			break
+		}
+		for _, n := range s.NodeNames(r) {
+			if slices.Contains(s.Regions, n) {
+				bad("nodes", "node %s of region %s has the name of a region", n, r)
+			}
+		}
+	}
+	if c := s.Checks.Failover; c != nil && c.Max <= 0 {
+		bad("checks.failover.max", "must be > 0")
+	}
+
 	if s.Duration <= 0 {
 		bad("duration", "must be > 0")
 	}
@@ -722,11 +792,19 @@ func (s *Scenario) Validate() error {
 	for i, f := range s.Faults {
 		field := fmt.Sprintf("faults[%d]", i)
 		if f.kinds() != 1 {
-			bad(field, "needs exactly one of partition, cut, isolate, kill, pause, skew, degrade, corrupt, backup, disk_full (has %d)", f.kinds())
+			bad(field, "needs exactly one of partition, cut, isolate, kill, freeze, pause, skew, degrade, corrupt, backup, disk_full (has %d)", f.kinds())
 			continue
 		}
 		if f.At < 0 || f.For < 0 {
 			bad(field, "at and for must be >= 0")
+		}
+		if f.UntilReplaced && f.Freeze == "" {
+			bad(field+".until_replaced", "only goes with freeze")
+		}
+		for _, r := range []string{f.Backup, corruptRegion(f), diskFullRegion(f)} {
+			if r != "" && s.NodesIn(r) > 1 {
+				bad(field, "%s faults are for regions of one node (%s has %d)", f.Kind(), r, s.NodesIn(r))
+			}
 		}
 		if f.Wipe && f.Kill == "" {
 			bad(field+".wipe", "only goes with kill")
@@ -756,7 +834,23 @@ func (s *Scenario) Validate() error {
 		case "isolate":
 			known(field+".isolate", f.Isolate)
 		case "kill":
-			known(field+".kill", f.Kill)
+			region, _, err := s.Target(f.Kill)
+			if err != nil {
+				bad(field+".kill", "%v", err)
+			} else if f.Restore && s.NodesIn(region) > 1 {
+				bad(field+".restore", "restores a region of one node (%s has %d)", region, s.NodesIn(region))
+			}
+		case "freeze":
+			region, node, err := s.Target(f.Freeze)
+			if err != nil {
+				bad(field+".freeze", "%v", err)
+			}
+			if s.Mode != Process {
+				bad(field+".freeze", "freezing a process (SIGSTOP) needs mode process")
+			}
+			if f.UntilReplaced && (err != nil || s.NodesIn(region) < 2 || node == "" || node == TargetFollower) {
+				bad(field+".until_replaced", "only goes with freezing one node that leads a region of several (REGION/leader, or a node)")
+			}
 		case "pause":
 			known(field+".pause.region", f.Pause.Region)
 			known(field+".pause.from", f.Pause.From)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ const scenarioDir = "../configs/scenarios"
 
 // shipped are the scenarios the README lists; the test fails if one is
 // missing or another appears without being added here.
-var shipped = []string{"clock-skew-lww", "disk-full", "disk-lost-restore", "home-region-failover", "kill9-under-load", "region-rejoin-after-retention", "ring-partition", "silent-divergence", "star-hub-outage", "wan-3-regions-secure", "wan-3-regions"}
+var shipped = []string{"clock-skew-lww", "disk-full", "disk-lost-restore", "home-region-failover", "kill9-under-load", "region-leader-kill", "region-rejoin-after-retention", "region-split-brain", "ring-partition", "silent-divergence", "star-hub-outage", "wan-3-regions-secure", "wan-3-regions"}
 
 func scenarioFiles(t *testing.T) []string {
 	t.Helper()
@@ -44,6 +45,13 @@ func TestShippedScenarios(t *testing.T) {
 		t.Skip("runs every shipped scenario (a minute or two); skipped with -short")
 	}
 	long := os.Getenv("GEOGATE_TESTBED_LONG") == "1"
+	// The process-mode scenarios share one build of the binary.
+	binDir := t.TempDir()
+	binary := sync.OnceValues(func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		return BuildBinary(ctx, binDir)
+	})
 	for _, file := range scenarioFiles(t) {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
@@ -63,7 +71,7 @@ func TestShippedScenarios(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), sc.Duration+sc.Quiescence+5*time.Minute)
 			defer cancel()
 			if sc.Mode == Process {
-				if opts.Binary, err = BuildBinary(ctx, t.TempDir()); err != nil {
+				if opts.Binary, err = binary(); err != nil {
 					t.Fatal(err)
 				}
 			}

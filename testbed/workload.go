@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -41,6 +42,7 @@ type workload struct {
 	ackedWrites  []AckedWrite
 	sessionReads []SessionRead
 	writeErrors  map[string]int
+	errorSample  map[string]string
 	reads        map[string]int
 	conflictOps  uint64
 	dotsUnknown  uint64
@@ -50,7 +52,7 @@ func newWorkload(spec Workload, all []string, api *apiClient, seed uint64, start
 	return &workload{
 		spec: spec, all: all, api: api, seed: seed, start: start,
 		pad:         strings.Repeat("x", max(spec.ValueBytes-48, 0)),
-		writeErrors: map[string]int{}, reads: map[string]int{},
+		writeErrors: map[string]int{}, errorSample: map[string]string{}, reads: map[string]int{},
 	}
 }
 
@@ -160,7 +162,7 @@ func (w *workload) write(ctx context.Context, region, key string, hot bool) (cli
 	w.writes.Add(1)
 	t0 := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, w.spec.Timeout)
-	ans, err := w.api.put(rctx, region, key, w.document(id, region))
+	ans, node, err := w.api.put(rctx, region, key, w.document(id, region))
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -168,12 +170,16 @@ func (w *workload) write(ctx context.Context, region, key string, hot bool) (cli
 		}
 		w.errs.Add(1)
 		w.mu.Lock()
-		w.writeErrors[reason(err)]++
+		why := reason(err)
+		w.writeErrors[why]++
+		if _, ok := w.errorSample[why]; !ok {
+			w.errorSample[why] = err.Error()
+		}
 		w.mu.Unlock()
 		return client.WriteResult{}, false
 	}
 	now := time.Now()
-	a := AckedWrite{ID: id, Key: key, Region: region, At: now.Sub(w.start), Latency: now.Sub(t0), Conflict: hot,
+	a := AckedWrite{ID: id, Key: key, Region: region, Node: node, At: now.Sub(w.start), Latency: now.Sub(t0), Conflict: hot,
 		HLC: ans.HLC, AckedUnixMs: now.UnixMilli()}
 	dot, derr := writeDot(ans)
 	if derr == nil {
@@ -187,6 +193,31 @@ func (w *workload) write(ctx context.Context, region, key string, hot bool) (cli
 	}
 	w.mu.Unlock()
 	return ans, true
+}
+
+// probe writes key at node (of region) within timeout, not spread over
+// the region's nodes, and records the write like any other when it is
+// acknowledged (marked Probe). A failure is not counted: probes are sent
+// while a region has no leader, to see when it has one again.
+func (w *workload) probe(ctx context.Context, region, node, key string, timeout time.Duration) (AckedWrite, bool) {
+	id := "w" + strconv.FormatUint(w.nextID.Add(1), 10)
+	t0 := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	ans, by, err := w.api.put(rctx, node, key, w.document(id, region))
+	cancel()
+	if err != nil {
+		return AckedWrite{}, false
+	}
+	now := time.Now()
+	a := AckedWrite{ID: id, Key: key, Region: region, Node: by, At: now.Sub(w.start), Latency: now.Sub(t0), Probe: true,
+		HLC: ans.HLC, AckedUnixMs: now.UnixMilli()}
+	if dot, err := writeDot(ans); err == nil {
+		a.Dot = dot
+	}
+	w.mu.Lock()
+	w.ackedWrites = append(w.ackedWrites, a)
+	w.mu.Unlock()
+	return a, true
 }
 
 func (w *workload) read(ctx context.Context, region, key string) {
@@ -249,7 +280,7 @@ func (w *workload) results() ([]AckedWrite, []SessionRead, WorkloadStats) {
 	}
 	stats := WorkloadStats{
 		Ops: w.ops.Load(), Writes: w.writes.Load(), Acked: w.acked.Load(), ConflictWrites: w.conflictOps,
-		WriteErrors: copyMap(w.writeErrors), Reads: copyMap(w.reads), SessionReads: uint64(len(w.sessionReads)),
+		WriteErrors: copyMap(w.writeErrors), WriteErrorSamples: maps.Clone(w.errorSample), Reads: copyMap(w.reads), SessionReads: uint64(len(w.sessionReads)),
 		DotsUnknown: w.dotsUnknown, WriteLatency: percentiles(lat),
 	}
 	return acked, slices.Clone(w.sessionReads), stats

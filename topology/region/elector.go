@@ -115,7 +115,15 @@ func (e *Elector) Run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		h, ok, err := e.cfg.Lease.Read(ctx)
+		// A read is answered by any replica of the lease's bucket
+		// (JetStream's direct get, one replica picked at random per
+		// request): one of a node that is alive but stalled (a SIGSTOP, a
+		// long pause) takes the request and never answers. Bound each
+		// read, so that such a pick costs one check interval, not the
+		// client's default 5 s, and the next read goes elsewhere.
+		rctx, cancel := context.WithTimeout(ctx, e.cfg.Check)
+		h, ok, err := e.cfg.Lease.Read(rctx)
+		cancel()
 		if err != nil {
 			e.log.Debug("read lease", "err", err)
 			continue

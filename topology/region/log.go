@@ -123,7 +123,14 @@ func (l *Log) Append(ctx context.Context, after, term uint64, data []byte) (uint
 func (l *Log) publish(ctx context.Context, msg *nats.Msg, after uint64) (uint64, error) {
 	pause := 20 * time.Millisecond
 	for {
-		ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(after))
+		// Each attempt is bounded on its own: a message sent while the
+		// stream's leader moves may never be acknowledged, and waiting for
+		// that acknowledgement until ctx ends would spend the whole append
+		// timeout on one lost message (the retry is a duplicate the
+		// stream recognises by its identity).
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		ack, err := l.js.PublishMsg(actx, msg, jetstream.WithExpectLastSequence(after))
+		cancel()
 		if err == nil {
 			return ack.Sequence, nil
 		}
@@ -175,14 +182,6 @@ func (l *Log) First(ctx context.Context) (uint64, error) {
 // the follower's position and none arrived for a while: follow again.
 var ErrFollowStalled = errors.New("following the region log stalled")
 
-// followExpiry is the lifetime of Follow's pull requests (heartbeats every
-// quarter of it), and followStall how long Follow waits for an entry the
-// log holds before it gives up (see ErrFollowStalled).
-const (
-	followExpiry = 5 * time.Second
-	followStall  = 3 * time.Second
-)
-
 // Entry is one entry of the region log.
 type Entry struct {
 	Seq, Term uint64
@@ -192,6 +191,17 @@ type Entry struct {
 // ErrTrimmed is returned by Follow when the entries after the follower's
 // position are no longer in the log: it needs a snapshot.
 var ErrTrimmed = errors.New("the region log no longer holds the entries this node needs: it must be seeded from a snapshot")
+
+// publishAttempt bounds one attempt to append a message.
+const publishAttempt = time.Second
+
+// followHeartbeat is the idle heartbeat of a follower's log consumer;
+// followStall is how long Follow waits for an entry the log holds before
+// it starts over with a new consumer.
+const (
+	followHeartbeat = time.Second
+	followStall     = 3 * time.Second
+)
 
 // Follow delivers the entries after sequence after, in order, to apply,
 // until ctx ends or apply fails (its error is returned; the caller
@@ -215,11 +225,19 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 	if err != nil {
 		return fmt.Errorf("follow region log from %d: %w", after+1, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(512), jetstream.PullExpiry(followExpiry), jetstream.PullHeartbeat(followExpiry/4))
+	// The ordered consumer lives on one of the region's servers; if that
+	// server dies or stalls, the missing heartbeats make nats.go recreate
+	// it (elsewhere, likely) after two of them: keep that to seconds, as
+	// a follower that receives nothing cannot take over from the leader.
+	it, err := cons.Messages(jetstream.PullMaxMessages(512), jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return fmt.Errorf("follow region log from %d: %w", after+1, err)
 	}
-	defer it.Stop()
+	// Stopped in the background: while the ordered consumer is being
+	// recreated (its server lost: every attempt waits up to 10 s for a
+	// JetStream meta leader that may be the lost server) Stop waits for
+	// that attempt, and a node promoting itself stops following first.
+	defer func() { go it.Stop() }()
 	stopped := make(chan struct{})
 	go func() {
 		select {
@@ -251,29 +269,35 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 		}
 	}()
 	var parts asm
-	// A watchdog: a pull consumer can stop delivering after its stream's
-	// leader moves (the client does not always pull again after a
-	// "leadership change" status), so a follower that has received
-	// nothing for followStall while the log holds entries past what it
-	// read stops, and its caller follows again from what it applied.
-	watch := time.NewTicker(followStall / 3)
-	defer watch.Stop()
-	lastRecv := time.Now()
+	// A consumer whose server was lost may take nats.go long to recreate
+	// (each attempt waits up to 10 s, with a growing backoff between
+	// them): when nothing came for followStall while the log holds
+	// entries past next, give it up and follow again with a new one.
+	check := time.NewTicker(followStall / 2)
+	defer check.Stop()
+	heard := time.Now()
 	for {
 		var m jetstream.Msg
 		var ok bool
 		select {
 		case m, ok = <-msgs:
-		case <-watch.C:
-			if time.Since(lastRecv) < followStall {
+			heard = time.Now()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-check.C:
+			if time.Since(heard) < followStall {
 				continue
 			}
-			if last, _, err := l.Last(ctx); err == nil && last >= next {
-				return fmt.Errorf("%w: nothing delivered for %s while the log holds entries up to %d (waiting for %d)", ErrFollowStalled, followStall, last, next)
+			lctx, cancel := context.WithTimeout(ctx, followStall/2)
+			last, _, err := l.Last(lctx)
+			cancel()
+			if err == nil && last >= next {
+				return fmt.Errorf("%w: nothing delivered for %s while the log holds %d (wanted %d): following again with a new consumer",
+					ErrFollowStalled, time.Since(heard).Round(time.Millisecond), last, next)
 			}
+			heard = time.Now() // nothing to deliver, or the log is out of reach: look again later
 			continue
 		}
-		lastRecv = time.Now()
 		if !ok {
 			select {
 			case err := <-errc:
