@@ -724,7 +724,7 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
 			pending = true
 			continue
 		}
-		rn.log.Info("moved a stream's leader off the region's leader", "stream", name, "to", to)
+		rn.log.Info("moved a stream's leader off this node", "stream", name, "to", to)
 	}
 	return pending
 }

@@ -327,7 +327,10 @@ func TestRegionNodesProcesses(t *testing.T) {
 	victim.cmd.Wait()                          //nolint:errcheck // killed
 	ctx, stopLoad = context.WithCancel(context.Background())
 	wg = load(ctx, others(nodes, victim))
-	eventually(t, 10*time.Second, "writes without "+victim.name, func() bool { ack.mu.Lock(); defer ack.mu.Unlock(); return len(ack.values) > before+300 })
+	// A follower killed while it led the region log's JetStream stream
+	// pauses writes until JetStream elects another (4 to 9 s, more on a
+	// loaded machine): hence the wait.
+	eventually(t, 30*time.Second, "writes without "+victim.name, func() bool { ack.mu.Lock(); defer ack.mu.Unlock(); return len(ack.values) > before+300 })
 	stopLoad()
 	wg.Wait()
 	start(victim)
