@@ -108,17 +108,34 @@ func dump(t testing.TB, s *Store) map[string]string {
 // key, and the in-memory state derived from them.
 func sameState(t testing.TB, leader, follower *Store) {
 	t.Helper()
+	if d := storedDiff(t, leader, follower); d != "" {
+		t.Fatal(d)
+	}
+	sameMemory(t, leader, follower)
+}
+
+// storedDiff describes the first difference between the stored keys of
+// leader and follower, or returns "".
+func storedDiff(t testing.TB, leader, follower *Store) string {
+	t.Helper()
 	a, b := dump(t, leader), dump(t, follower)
 	for k, v := range a {
 		if b[k] != v {
-			t.Fatalf("key %q: leader %x, follower %x", k, v, b[k])
+			return fmt.Sprintf("key %q: leader %x, follower %x", k, v, b[k])
 		}
 	}
 	for k := range b {
 		if _, ok := a[k]; !ok {
-			t.Fatalf("key %q only at the follower", k)
+			return fmt.Sprintf("key %q only at the follower", k)
 		}
 	}
+	return ""
+}
+
+// sameMemory checks the in-memory state and the logs of leader and
+// follower agree.
+func sameMemory(t testing.TB, leader, follower *Store) {
+	t.Helper()
 	type state struct {
 		Actor                    string
 		Seq, Committed, OutboxLn uint64
@@ -227,7 +244,22 @@ func TestFollowerMirrorsLeader(t *testing.T) {
 		eventually(t, 5*time.Second, "the leader's trims", func() bool {
 			return leader.trimmedCommitted() >= min(leader.trimWant.Load(), leader.Committed())
 		})
-		catchUp()
+		// Whatever the leader still committed on its own (a trim-only
+		// commit after its idle pause) reaches the follower too.
+		diff := ""
+		eventually(t, 5*time.Second, "the follower to hold what the leader holds", func() bool {
+			catchUp()
+			lp, _ := leader.LogPosition()
+			fp, _ := follower.LogPosition()
+			if lp != fp || log.last() != applied {
+				return false
+			}
+			diff = storedDiff(t, leader, follower)
+			return diff == ""
+		})
+		if diff != "" {
+			t.Fatal(diff)
+		}
 		sameState(t, leader, follower)
 
 		// The follower takes over: the old leader follows, the new one
