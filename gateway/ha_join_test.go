@@ -45,7 +45,15 @@ func TestNodeJoinsByCopy(t *testing.T) {
 			}
 		}
 		for i := range 30 {
-			if w := do(t, "PUT", leader.HTTPURL()+fmt.Sprintf("/v1/kv/j%d-%d", round, i), []byte(fmt.Sprint(i))); w.status != http.StatusOK {
+			// A node's stop may cost the log a JetStream election (the
+			// node led its stream): writes are retried on 503, as
+			// clients do.
+			var w answer
+			eventually(t, 30*time.Second, "a write to be taken", func() bool {
+				w = do(t, "PUT", leader.HTTPURL()+fmt.Sprintf("/v1/kv/j%d-%d", round, i), []byte(fmt.Sprint(i)))
+				return w.status != http.StatusServiceUnavailable
+			})
+			if w.status != http.StatusOK {
 				t.Fatalf("write: %d %s", w.status, w.body)
 			}
 		}

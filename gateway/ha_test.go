@@ -136,7 +136,7 @@ func TestRegionOfSeveralNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := c.NodeByName(old)
-	eventually(t, 20*time.Second, old+" to catch up", func() bool {
+	eventually(t, 45*time.Second, old+" to catch up", func() bool {
 		_, ok, _ := back.Store().Get("from-b-2")
 		return ok && back.Status().Role == "follower" && back.Status().Leader == next.cfg.Node
 	})
