@@ -18,69 +18,37 @@ func TestBenchSmoke(t *testing.T) {
 		o = Options{Dir: t.TempDir(), Progress: os.Stdout}
 		figures, ratios = 34, 13
 	}
-	rep, err := Run(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Figures) != figures || len(rep.Ratios) != ratios {
-		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
-	}
-	for _, f := range rep.Figures {
-		if !(f.Value > 0) {
-			t.Fatalf("figure %q is %v", f.Name, f.Value)
-		}
-	}
-	for _, r := range rep.Ratios {
-		t.Logf("%s = %.2f (target %s, met %v)", r.Name, r.Value, r.Target, r.Met)
-	}
+	smoke(t, o, figures, ratios)
 }
 
 // TestNodesBenchSmoke runs the regions-of-several-nodes part at a tiny
 // size: every figure is measured (rates and p99s above zero).
 func TestNodesBenchSmoke(t *testing.T) {
 	o := Options{Dir: t.TempDir(), Writes: 100, Clients: 4, Only: []string{"nodes"}}
-	rep, err := Run(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Figures) != 6 || len(rep.Ratios) != 2 {
-		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
-	}
-	for _, f := range rep.Figures {
-		if !(f.Value > 0) {
-			t.Fatalf("figure %q is %v", f.Name, f.Value)
-		}
-	}
-	for _, r := range rep.Ratios {
-		t.Logf("%s = %.2f (target %s, met %v)", r.Name, r.Value, r.Target, r.Met)
-	}
+	smoke(t, o, 6, 2)
 }
 
 // TestLifecycleBenchSmoke runs the lifecycle part at a tiny size.
 func TestLifecycleBenchSmoke(t *testing.T) {
 	o := Options{Dir: t.TempDir(), Writes: 100, Clients: 4, SnapshotRecords: 2000, Only: []string{"lifecycle"}}
-	rep, err := Run(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Figures) != 3 || len(rep.Ratios) != 2 {
-		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
-	}
-	for _, f := range rep.Figures {
-		if !(f.Value > 0) {
-			t.Fatalf("figure %q is %v", f.Name, f.Value)
-		}
-	}
+	smoke(t, o, 3, 2)
 }
 
 // TestSecurityBenchSmoke runs the secured pair at a tiny size.
 func TestSecurityBenchSmoke(t *testing.T) {
 	o := Options{Dir: t.TempDir(), Writes: 100, Events: 500, Rate: 200, LagSeconds: 1, Clients: 4, Only: []string{"security"}}
+	smoke(t, o, 8, 3)
+}
+
+// smoke runs o and checks the report has figures figures, every one
+// measured (above zero), and ratios ratios, which it logs.
+func smoke(t *testing.T, o Options, figures, ratios int) {
+	t.Helper()
 	rep, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Figures) != 8 || len(rep.Ratios) != 3 {
+	if len(rep.Figures) != figures || len(rep.Ratios) != ratios {
 		t.Fatalf("report has %d figures and %d ratios: %+v", len(rep.Figures), len(rep.Ratios), rep)
 	}
 	for _, f := range rep.Figures {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 
 	"github.com/geogate/geogate/client"
@@ -38,31 +37,9 @@ func httpPuts(ctx context.Context, base, prefix string, n, clients int) (float64
 // with a bearer token, or over plain HTTP with tc nil. The connections are
 // set up before the clock starts, as keep-alive connections would be.
 func httpPutsAs(ctx context.Context, base, prefix string, n, clients int, tc *tls.Config, token string) (float64, error) {
-	u, err := url.Parse(base)
-	if err != nil {
-		return 0, err
-	}
-	if tc != nil {
-		tc = tc.Clone() // shares the session cache
-		tc.ServerName = u.Hostname()
-	}
 	body := []byte(`{"name":"benchmark","n":123456,"tags":["a","b"]}`)
-	conns := make(chan *putConn, clients)
-	for range clients {
-		c, err := dialPut(ctx, u.Host, tc)
-		if err != nil {
-			return 0, err
-		}
-		if token != "" {
-			c.auth = "Authorization: Bearer " + token + "\r\n"
-		}
-		defer c.conn.Close()
-		conns <- c
-	}
-	return parallel(n, clients, func(i int) error {
-		c := <-conns
-		defer func() { conns <- c }()
-		return c.put(fmt.Sprintf("bench-%s-%d", prefix, i), u.Host, body, i%checkEvery == 0)
+	return spread(ctx, []string{base}, n, clients, tc, token, func(c *putConn, host string, i int) error {
+		return c.put(fmt.Sprintf("bench-%s-%d", prefix, i), host, body, i%checkEvery == 0)
 	})
 }
 

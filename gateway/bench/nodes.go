@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -131,7 +132,7 @@ func regionLeader(ctx context.Context, c *gateway.Cluster, region string) (*gate
 func timedPuts(ctx context.Context, bases []string, prefix string, n, clients int) (float64, []time.Duration, error) {
 	body := []byte(`{"name":"benchmark","n":123456,"tags":["a","b"]}`)
 	lat := make([]time.Duration, n)
-	rate, err := spread(ctx, bases, n, clients, func(c *putConn, host string, i int) error {
+	rate, err := spread(ctx, bases, n, clients, nil, "", func(c *putConn, host string, i int) error {
 		start := time.Now()
 		err := c.put(fmt.Sprintf("bench-%s-%d", prefix, i), host, body, i%checkEvery == 0)
 		lat[i-1] = time.Since(start)
@@ -143,15 +144,17 @@ func timedPuts(ctx context.Context, bases []string, prefix string, n, clients in
 // gets runs n GETs of keys bench-<prefix>-<1..keys> chosen by a stride
 // from `clients` connections spread over bases, and returns their rate.
 func gets(ctx context.Context, bases []string, prefix string, keys, n, clients int) (float64, error) {
-	return spread(ctx, bases, n, clients, func(c *putConn, host string, i int) error {
+	return spread(ctx, bases, n, clients, nil, "", func(c *putConn, host string, i int) error {
 		return c.get(fmt.Sprintf("bench-%s-%d", prefix, 1+(i*7919)%keys), host)
 	})
 }
 
 // spread runs fn(1..n) over `clients` keep-alive connections, connection k
-// to bases[k mod len(bases)], each request on a free connection, and
-// returns the rate.
-func spread(ctx context.Context, bases []string, n, clients int, fn func(c *putConn, host string, i int) error) (float64, error) {
+// to bases[k mod len(bases)] (over TLS trusting tc when set, with a bearer
+// token when set), each request on a free connection, and returns the
+// rate. The connections are set up before the clock starts, as keep-alive
+// connections would be.
+func spread(ctx context.Context, bases []string, n, clients int, tc *tls.Config, token string, fn func(c *putConn, host string, i int) error) (float64, error) {
 	type conn struct {
 		c    *putConn
 		host string
@@ -162,11 +165,19 @@ func spread(ctx context.Context, bases []string, n, clients int, fn func(c *putC
 		if err != nil {
 			return 0, err
 		}
-		c, err := dialPut(ctx, u.Host, nil)
+		ktc := tc
+		if ktc != nil {
+			ktc = tc.Clone() // shares the session cache
+			ktc.ServerName = u.Hostname()
+		}
+		c, err := dialPut(ctx, u.Host, ktc)
 		if err != nil {
 			return 0, err
 		}
 		defer c.conn.Close()
+		if token != "" {
+			c.auth = "Authorization: Bearer " + token + "\r\n"
+		}
 		conns[k] = conn{c, u.Host}
 	}
 	free := make(chan int, clients)
