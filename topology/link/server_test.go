@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/geogate/geogate/internal/wait"
+	"github.com/nats-io/nats.go"
 )
 
 func TestStartServerPortTaken(t *testing.T) {
@@ -104,7 +106,36 @@ func TestClusterSecret(t *testing.T) {
 	a, b := start(0, "right"), start(1, "right")
 	wait.For(t, 20*time.Second, "the two nodes with the secret to route to each other", func() bool { return a.Routes() >= 1 && b.Routes() >= 1 })
 	intruder := start(2, "wrong")
+	// A route count is no proof: a node counts a route it solicited as
+	// soon as it reads the other side's INFO, before that side refuses its
+	// credentials. What must hold is that no message crosses: one
+	// published at a reaches b and never the intruder.
+	pub := connectTest(t, a.ClientURL())
+	var atB, atIntruder atomic.Int64
+	for _, c := range []struct {
+		s *Server
+		n *atomic.Int64
+	}{{b, &atB}, {intruder, &atIntruder}} {
+		nc := connectTest(t, c.s.ClientURL())
+		if _, err := nc.Subscribe("probe", func(*nats.Msg) { c.n.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func() bool {
+		if err := pub.Publish("probe", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		return pub.Flush() == nil
+	}
+	wait.For(t, 20*time.Second, "a message published at a to reach b", func() bool { return send() && atB.Load() > 0 })
 	wait.Holds(t, 3*time.Second, "the node without the secret to stay out", func() bool {
-		return intruder.Routes() == 0
+		send()
+		return atIntruder.Load() == 0
 	})
+	if atB.Load() < 2 {
+		t.Errorf("b received %d probes while the intruder was kept out, want them all", atB.Load())
+	}
 }
