@@ -209,9 +209,9 @@ func (n *Node) Unpublished() uint64 {
 		if n.cfg.Clustered() && !n.leading() {
 			return 0 // the leader publishes; it reports its own
 		}
-		return n.store.Committed()
+		return n.store.OutboxHead()
 	}
-	committed, acked := n.store.Committed(), p.Stats().Acked
+	committed, acked := n.store.OutboxHead(), p.Stats().Acked
 	if acked >= committed {
 		return 0
 	}

@@ -43,7 +43,7 @@ func openRaw(tb testing.TB, sync bool, open func(badger.Options) (*badger.DB, er
 	tb.Helper()
 	opts := testOptions(tb.TempDir(), "bench")
 	opts.Sync = sync
-	db, err := open(badgerOptions(opts))
+	db, err := open(badgerOptions(opts, hooks{}))
 	if err != nil {
 		tb.Fatalf("open badger: %v", err)
 	}
@@ -53,7 +53,7 @@ func openRaw(tb testing.TB, sync bool, open func(badger.Options) (*badger.DB, er
 
 func openBenchStore(tb testing.TB, sync bool) *Store {
 	tb.Helper()
-	return openTest(tb, "bench", "", func(o *Options) {
+	return openTest(tb, "bench", "", func(o *testOpts) {
 		o.Sync = sync
 		o.Clock = realClock()
 	})

@@ -123,7 +123,7 @@ func checkRetained(t *testing.T, s *Store, retention, groupMax uint64) {
 // reopen, and a position is never reused.
 func TestFeedRetention(t *testing.T) {
 	dir := t.TempDir()
-	s := openTest(t, "us", dir, func(o *Options) { o.FeedRetention = 10 })
+	s := openTest(t, "us", dir, func(o *testOpts) { o.FeedRetention = 10 })
 	for i := range 25 {
 		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k%02d", i), Value: doc(`%d`, i)})
 		checkRetained(t, s, 10, 1)
@@ -141,7 +141,7 @@ func TestFeedRetention(t *testing.T) {
 	}
 	s.Close()
 
-	s = openTest(t, "us", dir, func(o *Options) { o.FeedRetention = 10 })
+	s = openTest(t, "us", dir, func(o *testOpts) { o.FeedRetention = 10 })
 	if s.FeedHead() != 25 || s.FeedOldest() != 15 {
 		t.Fatalf("after reopen: head %d oldest %d, want 25 and 15", s.FeedHead(), s.FeedOldest())
 	}
@@ -290,7 +290,7 @@ func (o *observed) Observe(c Change) []ConflictEntry {
 // applying the events would have.
 func TestMergeShowsInFeed(t *testing.T) {
 	obs := &observed{}
-	us := openTest(t, "us", "", func(o *Options) { o.Observer = obs })
+	us := openTest(t, "us", "", func(o *testOpts) { o.Observer = obs })
 	eu := openTest(t, "eu", "", nil)
 	mustWrite(t, us, Mutation{Key: "k", Value: doc(`"us"`)})
 	mustWrite(t, eu, Mutation{Key: "k", Value: doc(`"eu"`)})

@@ -34,8 +34,8 @@ func (siblingObserver) Observe(c Change) []ConflictEntry {
 	return []ConflictEntry{{Key: c.Key, Rule: "test", Kept: &kept, Discarded: discarded, At: kept.HLC.Wall, Note: note}}
 }
 
-func withObserver(retention int) func(*Options) {
-	return func(o *Options) {
+func withObserver(retention int) func(*testOpts) {
+	return func(o *testOpts) {
 		o.Observer = siblingObserver{}
 		o.ConflictRetention = retention
 	}
@@ -199,7 +199,7 @@ func TestOnConflictsAfterCommit(t *testing.T) {
 		mu  sync.Mutex
 		got []ConflictEntry
 	)
-	s := openTest(t, "us", "", func(o *Options) {
+	s := openTest(t, "us", "", func(o *testOpts) {
 		withObserver(0)(o)
 		o.OnConflicts = func(es []ConflictEntry) {
 			mu.Lock()
@@ -231,7 +231,7 @@ func TestOnConflictsAfterCommit(t *testing.T) {
 func TestChangeFlags(t *testing.T) {
 	rec := &recordingObserver{}
 	local := newFakeClock(baseWall)
-	s := openTest(t, "us", "", func(o *Options) {
+	s := openTest(t, "us", "", func(o *testOpts) {
 		o.Observer = rec
 		o.Clock = conflict.NewClock(local.now, 60_000) // a minute of skew allowed
 	})
@@ -241,7 +241,7 @@ func TestChangeFlags(t *testing.T) {
 	}
 
 	fast := newFakeClock(baseWall)
-	eu := openTest(t, "eu", "", func(o *Options) { o.Clock = conflict.NewClock(fast.now, 0) })
+	eu := openTest(t, "eu", "", func(o *testOpts) { o.Clock = conflict.NewClock(fast.now, 0) })
 	near := writeEvents(t, eu, Mutation{Key: "near", Value: doc(`1`)})
 	fast.advance(time.Hour)
 	far := writeEvents(t, eu, Mutation{Key: "far", Value: doc(`2`)})
@@ -264,7 +264,7 @@ func TestChangeFlags(t *testing.T) {
 func TestConflictMaxAge(t *testing.T) {
 	clock := newFakeClock(baseWall)
 	dir := t.TempDir()
-	edit := func(o *Options) {
+	edit := func(o *testOpts) {
 		withObserver(1000)(o)
 		o.ConflictMaxAge = time.Minute
 		o.Clock = conflict.NewClock(clock.now, 0)

@@ -136,7 +136,7 @@ func TestTrimOutboxManyEntries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 5000 entries")
 	}
-	s := openTest(t, "us", "", func(o *Options) { o.Sync = false })
+	s := openTest(t, "us", "", func(o *testOpts) { o.Sync = false })
 	muts := make([]Mutation, 5000)
 	for i := range muts {
 		muts[i] = Mutation{Key: keyOf(i%7, i), Value: doc(`%d`, i)}

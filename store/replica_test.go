@@ -69,9 +69,9 @@ func (l *memLog) since(after uint64) []LogEntry {
 }
 
 // clusteredNode opens a store of a region of several nodes.
-func clusteredNode(t testing.TB, edit func(*Options)) *Store {
+func clusteredNode(t testing.TB, edit func(*testOpts)) *Store {
 	t.Helper()
-	return openTest(t, "us", "", func(o *Options) {
+	return openTest(t, "us", "", func(o *testOpts) {
 		o.Clustered = true
 		o.Observer = siblingObserver{}
 		o.ConflictRetention = 3
@@ -128,7 +128,7 @@ func sameState(t testing.TB, leader, follower *Store) {
 	}
 	of := func(s *Store) state {
 		seq, term := s.LogPosition()
-		return state{s.Actor(), s.Seq(), s.Committed(), s.OutboxLen(), s.Applied(), s.FeedHead(), s.FeedOldest(), seq, term}
+		return state{s.Actor(), s.Seq(), s.OutboxHead(), s.OutboxLen(), s.Applied(), s.FeedHead(), s.FeedOldest(), seq, term}
 	}
 	if x, y := of(leader), of(follower); fmt.Sprint(x) != fmt.Sprint(y) {
 		t.Fatalf("in-memory state:\n leader   %+v\n follower %+v", x, y)
@@ -213,7 +213,7 @@ func TestFollowerMirrorsLeader(t *testing.T) {
 					rt.Fatalf("apply: %v", err)
 				}
 			case 3:
-				if c := leader.Committed(); c > 0 {
+				if c := leader.OutboxHead(); c > 0 {
 					if err := leader.TrimOutbox(uint64(rapid.IntRange(0, int(c)).Draw(rt, "trim"))); err != nil {
 						rt.Fatalf("trim: %v", err)
 					}
@@ -225,7 +225,7 @@ func TestFollowerMirrorsLeader(t *testing.T) {
 		// A trim rides on a later commit, or its own after a pause:
 		// wait until the leader made it.
 		eventually(t, 5*time.Second, "the leader's trims", func() bool {
-			return leader.trimmedCommitted() >= min(leader.trimWant.Load(), leader.Committed())
+			return leader.trimmedCommitted() >= min(leader.trimWant.Load(), leader.OutboxHead())
 		})
 		catchUp()
 		sameState(t, leader, follower)

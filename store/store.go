@@ -67,12 +67,6 @@ type Options struct {
 	// draws it, see Lead) or a copy of the leader's store (LoadCopy).
 	Clustered bool
 
-	// keyFilterMin overrides keyFilterMin (tests: force rebuilds).
-	keyFilterMin uint
-	// ValueLogGCInterval is how often the store reclaims value-log space
-	// (valuelog.go); default 5 minutes, negative never.
-	ValueLogGCInterval time.Duration
-
 	// MaxEventBytes, if positive, bounds the encoded size of a local
 	// write's event (what is published to the replication stream): a write
 	// whose event would be larger is refused with ErrTooLarge, with
@@ -84,15 +78,6 @@ type Options struct {
 	// SmallFootprintMinFreeBytes with SmallFootprint; negative turns the
 	// free-space guard off (a failed commit still fails the storage).
 	MinFreeBytes int64
-	// SpaceCheckInterval is how often free space is read in the
-	// background (default 250ms); the writer also re-reads it before a
-	// commit when its last reading is older than 20ms.
-	SpaceCheckInterval time.Duration
-
-	// tuneBadger, if set, adjusts Badger's options last (tests: small
-	// memtables and value-log files, so that flushes, compactions and
-	// value-log rewrites happen after little data).
-	tuneBadger func(badger.Options) badger.Options
 }
 
 // Observer looks at a record a request changed and reports conflicts to log.
@@ -125,6 +110,7 @@ type Store struct {
 	// snaps picks Badger's commit and read timestamps (managed mode).
 	snaps    *snapshots
 	opts     Options
+	hooks    hooks
 	actor    string
 	log      *slog.Logger
 	outboxCh chan struct{}
@@ -146,7 +132,7 @@ type Store struct {
 	closeOnce sync.Once
 	closing   atomic.Bool
 
-	// state owned by the writer; published copies below for readers.
+	// State owned by the writer; exposed copies (for readers) below.
 	seq, oseq, cseq, trimmed uint64
 	cfirst                   uint64 // oldest conflict-log seq that may exist
 	keys                     *keyFilter
@@ -154,24 +140,25 @@ type Store struct {
 	batchReqs                []*request // the writer's, reused per turn
 	// chead caches the conflict log's oldest entry (the writer's).
 	chead *conflictHead
-	// lastTs is the newest timestamp a commit used, published or not.
+	// lastTs is the newest timestamp a commit used, exposed or not.
 	lastTs uint64
 	// selfPath is the path of a local write's outbox entry (read-only).
 	selfPath []string
 	wm       map[string]uint64
 	// fseq is the change log's newest position, ffirst its oldest
-	// (changes.go; the writer's); fcommitted and foldest are them as
-	// committed, for readers.
-	fseq, ffirst        uint64
-	fcommitted, foldest atomic.Uint64
+	// (changes.go; the writer's); feedHead and feedOldest expose them as
+	// of the last commit, for readers.
+	fseq, ffirst         uint64
+	feedHead, feedOldest atomic.Uint64
 
-	mu        sync.Mutex
-	applied   conflict.VV // published watermarks incl. own actor
-	changed   chan struct{}
-	waiters   bool // someone waits on changed (under mu)
-	trimWant  atomic.Uint64
-	stats     Stats
-	committed atomic.Uint64 // last outbox seq committed
+	mu       sync.Mutex
+	applied  conflict.VV // exposed watermarks incl. own actor
+	changed  chan struct{}
+	waiters  bool // someone waits on changed (under mu)
+	trimWant atomic.Uint64
+	stats    Stats
+	// outboxHead is the newest outbox seq committed (OutboxHead).
+	outboxHead atomic.Uint64
 	// batchBytes bounds the estimated size of one group commit, well under
 	// Badger's transaction limit.
 	batchBytes int
@@ -190,10 +177,10 @@ type Store struct {
 
 	// A region of several nodes (replica.go): the store's role, the
 	// region log's position and term of its last entry held here (the
-	// writer's; logPos publishes them), the Replicator a leading store
+	// writer's; logPos exposes them), the Replicator a leading store
 	// appends with, and whether a copy is being loaded or was cut off.
 	role         atomic.Int32
-	actorPub     atomic.Pointer[string] // the actor, for readers (Actor)
+	actorShown   atomic.Pointer[string] // the actor, for readers (Actor)
 	logSeq, term uint64
 	logPos       atomic.Pointer[[2]uint64]
 	rep          Replicator
@@ -212,7 +199,11 @@ type Stats struct {
 // Open opens or creates the store at opts.Dir. A new store draws a fresh
 // random actor epoch, so a region restarted from empty never reuses a dot or
 // an origin sequence its peers have seen (Riak KV679).
-func Open(opts Options) (*Store, error) {
+func Open(opts Options) (*Store, error) { return open(opts, hooks{}) }
+
+// open is Open with the tests' hooks (hooks.go).
+func open(opts Options, h hooks) (*Store, error) {
+	h = h.withDefaults()
 	if opts.Region == "" || opts.Clock == nil {
 		return nil, errors.New("store: region and clock are required")
 	}
@@ -221,9 +212,6 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.ConflictRetention <= 0 {
 		opts.ConflictRetention = 100_000
-	}
-	if opts.ValueLogGCInterval == 0 {
-		opts.ValueLogGCInterval = defaultValueLogGCInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -234,9 +222,6 @@ func Open(opts Options) (*Store, error) {
 			opts.MinFreeBytes = SmallFootprintMinFreeBytes
 		}
 	}
-	if opts.SpaceCheckInterval <= 0 {
-		opts.SpaceCheckInterval = defaultSpaceCheckInterval
-	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
@@ -244,7 +229,7 @@ func Open(opts Options) (*Store, error) {
 	if st := health.check(time.Now()); st.State == StorageFailed {
 		return nil, fmt.Errorf("open store %s: %s", opts.Dir, st.Reason)
 	}
-	db, err := badger.OpenManaged(badgerOptions(opts))
+	db, err := badger.OpenManaged(badgerOptions(opts, h))
 	if err != nil {
 		return nil, fmt.Errorf("open badger %s: %w", opts.Dir, err)
 	}
@@ -253,7 +238,7 @@ func Open(opts Options) (*Store, error) {
 	newest := db.MaxVersion()
 	db.SetDiscardTs(newest)
 	s := &Store{
-		db: db, snaps: newSnapshots(newest), opts: opts, log: opts.Logger.With("component", "store"),
+		db: db, snaps: newSnapshots(newest), opts: opts, hooks: h, log: opts.Logger.With("component", "store"),
 		outboxCh: make(chan struct{}, 1),
 		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),
@@ -277,13 +262,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.gcDone = make(chan struct{})
-	if opts.ValueLogGCInterval > 0 {
-		go s.collectValueLog(opts.ValueLogGCInterval)
+	if h.valueLogGC > 0 {
+		go s.collectValueLog(h.valueLogGC)
 	} else {
 		close(s.gcDone)
 	}
 	s.spaceDone = make(chan struct{})
-	go s.watchSpace(opts.SpaceCheckInterval)
+	go s.watchSpace(h.spaceCheck)
 	go func() { // the digest tree's first build (merkle.go)
 		defer close(s.treeDone)
 		if _, err := s.Scrub(); err != nil && !errors.Is(err, ErrClosed) {
@@ -302,11 +287,11 @@ func BadgerOptions(opts Options) badger.Options {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return badgerOptions(opts)
+	return badgerOptions(opts, hooks{})
 }
 
 // badgerOptions maps Options (defaults applied) to Badger's options.
-func badgerOptions(opts Options) badger.Options {
+func badgerOptions(opts Options, h hooks) badger.Options {
 	bo := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(opts.Sync).
 		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
@@ -319,8 +304,8 @@ func badgerOptions(opts Options) badger.Options {
 			WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20).WithNumCompactors(2).
 			WithNumMemtables(2).WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8)
 	}
-	if opts.tuneBadger != nil {
-		bo = opts.tuneBadger(bo)
+	if h.tuneBadger != nil {
+		bo = h.tuneBadger(bo)
 	}
 	return bo
 }
@@ -429,8 +414,8 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 		}
 		s.wm[string(it.Item().Key()[len(prefixWatermark):])] = n
 	}
-	s.publish(nil)
-	s.committed.Store(s.seq)
+	s.exposeApplied(nil)
+	s.outboxHead.Store(s.seq)
 	s.trimWant.Store(s.trimmed)
 	return nil
 }
@@ -492,8 +477,8 @@ func (s *Store) deriveSeqs(txn *badger.Txn) error {
 }
 
 func (s *Store) keyFilterMin() uint {
-	if s.opts.keyFilterMin > 0 {
-		return s.opts.keyFilterMin
+	if s.hooks.keyFilterMin > 0 {
+		return s.hooks.keyFilterMin
 	}
 	return keyFilterMin
 }
@@ -510,16 +495,16 @@ func newActor(region string) (string, error) {
 // Actor returns this store's actor name (region~epoch); "" for the store
 // of a node that has not yet received its region's.
 func (s *Store) Actor() string {
-	if a := s.actorPub.Load(); a != nil {
+	if a := s.actorShown.Load(); a != nil {
 		return *a
 	}
 	return ""
 }
 
-// setActor sets the writer's actor and publishes it to Actor.
+// setActor sets the writer's actor and exposes it to Actor.
 func (s *Store) setActor(actor string) {
 	s.actor = actor
-	s.actorPub.Store(&actor)
+	s.actorShown.Store(&actor)
 }
 
 // Close stops taking requests, finishes the ones queued and the reads in
@@ -731,10 +716,12 @@ func (s *Store) WaitApplied(ctx context.Context, want conflict.VV) conflict.VV {
 	}
 }
 
-// publish copies writer state for readers and wakes waiters: the
-// watermarks of the origins in dirty (all of them when dirty is nil) and the
-// own actor's sequence. Callers hold no lock; it takes s.mu.
-func (s *Store) publish(dirty map[string]uint64) {
+// exposeApplied copies the writer's applied positions for readers
+// (Applied, Seq, WaitApplied) and wakes the waiters: the watermarks of the
+// origins in dirty (all of them when dirty is nil) and the own actor's
+// sequence. The writer calls it after a commit succeeded. Callers hold no
+// lock; it takes s.mu.
+func (s *Store) exposeApplied(dirty map[string]uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if dirty == nil || s.applied == nil {
@@ -754,9 +741,10 @@ func (s *Store) publish(dirty map[string]uint64) {
 	}
 }
 
-// Committed returns the last outbox sequence committed; entries up to it
-// are readable with ReadOutbox until trimmed.
-func (s *Store) Committed() uint64 { return s.committed.Load() }
+// OutboxHead returns the newest outbox sequence committed (0 for none):
+// entries up to it are readable with ReadOutbox until trimmed. It never
+// decreases while the store is open.
+func (s *Store) OutboxHead() uint64 { return s.outboxHead.Load() }
 
 // badgerLogger adapts Badger's printf-style logger to slog. Badger logs at
 // debug level several times per commit, so a message is formatted only when

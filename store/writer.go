@@ -283,24 +283,24 @@ func (s *Store) writeBatch() {
 	s.queue = s.queue[n:]
 	s.qmu.Unlock()
 
-	var committed bool
+	var ok bool
 	if len(batch) == 1 && batch[0].control != nil && batch[0].control.load != nil {
 		c := batch[0].control
 		err := s.loadCopy(c.load)
 		if err != nil {
 			s.log.Error("loading a copy of the leader's store failed; the node loads one again before it serves", "err", err)
 		}
-		committed = err == nil
+		ok = err == nil
 		batch[0].resp <- response{err: err}
 	} else {
-		committed = s.commitBatch(batch)
+		ok = s.commitBatch(batch)
 	}
 	for range batch {
 		<-s.slots
 	}
 	// A trim bounded per commit may have more to do; after a failed commit
 	// the next request or TrimOutbox retries it.
-	moreTrim := committed && s.trimmed < min(s.trimWant.Load(), s.seq)
+	moreTrim := ok && s.trimmed < min(s.trimWant.Load(), s.seq)
 
 	s.qmu.Lock()
 	switch {
@@ -487,9 +487,9 @@ func (s *Store) commitBatch(batch []*request) bool {
 	if st.logged {
 		s.logPos.Store(&[2]uint64{s.logSeq, s.term})
 	}
-	s.committed.Store(s.seq)
-	s.foldest.Store(s.ffirst)
-	s.fcommitted.Store(s.fseq) // before publish, which wakes FeedWait
+	s.outboxHead.Store(s.seq)
+	s.feedOldest.Store(s.ffirst)
+	s.feedHead.Store(s.fseq) // before exposeApplied, which wakes FeedWait
 	s.mu.Lock()
 	s.stats.Writes += stats.Writes
 	s.stats.Applied += stats.Applied
@@ -499,8 +499,8 @@ func (s *Store) commitBatch(batch []*request) bool {
 	s.stats.Conflicts += stats.Conflicts
 	s.stats.Commits += stats.Commits
 	s.mu.Unlock()
-	s.publish(st.wmOld)
-	st.tree.committed(s)
+	s.exposeApplied(st.wmOld)
+	st.tree.afterCommit(s)
 	for i, r := range batch {
 		r.resp <- resps[i]
 	}
