@@ -105,6 +105,8 @@ func errorBody(err error) (int, map[string]any) {
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "outcome_unknown", msg: err.Error() + "; retry (a write with its context is safe to retry)"}
 	case errors.Is(err, store.ErrCopying):
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "node_seeding", msg: err.Error() + "; retry at another node, or here in a moment"}
+	case errors.Is(err, store.ErrObserving):
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "conflicts_pending", msg: err.Error() + "; retry in a moment"}
 	default:
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
 	}

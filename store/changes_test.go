@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -271,25 +270,12 @@ func TestFeedEntryCodec(t *testing.T) {
 	})
 }
 
-// observed records the changes a store's writer shows its Observer.
-type observed struct {
-	mu      sync.Mutex
-	changes []Change
-}
-
-func (o *observed) Observe(c Change) []ConflictEntry {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.changes = append(o.changes, c)
-	return nil
-}
-
 // TestMergeShowsInFeed: a record that changes by a merge (a snapshot or an
 // anti-entropy repair) gets a change-log entry for every version the merge
 // brought, and a merge that leaves siblings is shown to the Observer, as
 // applying the events would have.
 func TestMergeShowsInFeed(t *testing.T) {
-	obs := &observed{}
+	obs := &recordingObserver{}
 	us := openTest(t, "us", "", func(o *testOpts) { o.Observer = obs })
 	eu := openTest(t, "eu", "", nil)
 	mustWrite(t, us, Mutation{Key: "k", Value: doc(`"us"`)})
@@ -304,6 +290,7 @@ func TestMergeShowsInFeed(t *testing.T) {
 		t.Fatalf("merge: %d changed, %v", changed, err)
 	}
 	checkFeed(t, feedOf(t, us, head, ""), head+1, []feedWant{{"k", eu.Actor(), 1}, {"only-eu", eu.Actor(), 2}})
+	settle(t, us)
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	var merged []Change

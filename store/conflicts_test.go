@@ -16,6 +16,8 @@ import (
 // keeping the event's version and discarding the others.
 type siblingObserver struct{}
 
+func (siblingObserver) Notable(c Change) bool { return len(c.After.Versions) > 1 }
+
 func (siblingObserver) Observe(c Change) []ConflictEntry {
 	if len(c.After.Versions) < 2 {
 		return nil
@@ -175,11 +177,13 @@ func countKeys(t *testing.T, s *Store, prefix []byte) int {
 	return n
 }
 
-// recordingObserver keeps every change it is shown.
+// recordingObserver keeps every change it is shown (all are notable).
 type recordingObserver struct {
 	mu      sync.Mutex
 	changes []Change
 }
+
+func (o *recordingObserver) Notable(Change) bool { return true }
 
 func (o *recordingObserver) Observe(c Change) []ConflictEntry {
 	o.mu.Lock()
@@ -236,6 +240,7 @@ func TestChangeFlags(t *testing.T) {
 		o.Clock = conflict.NewClock(local.now, 60_000) // a minute of skew allowed
 	})
 	mustWrite(t, s, Mutation{Key: "m", Value: doc(`1`), Merged: true})
+	settle(t, s)
 	if c := rec.last(); !c.Local || !c.Merged || c.Skewed || c.Key != "m" {
 		t.Errorf("merged write: change %+v, want local and merged", c)
 	}
@@ -247,10 +252,12 @@ func TestChangeFlags(t *testing.T) {
 	far := writeEvents(t, eu, Mutation{Key: "far", Value: doc(`2`)})
 
 	mustApply(t, s, near[0].incoming())
+	settle(t, s)
 	if c := rec.last(); c.Local || c.Merged || c.Skewed || c.Key != "near" {
 		t.Errorf("event within the skew bound: change %+v, want remote, not skewed", c)
 	}
 	mustApply(t, s, far[0].incoming())
+	settle(t, s)
 	if c := rec.last(); !c.Skewed || c.Key != "far" {
 		t.Errorf("event an hour ahead: change %+v, want skewed", c)
 	}

@@ -73,6 +73,15 @@ func openTest(t testing.TB, region, dir string, edit func(*testOpts)) *Store {
 	return s
 }
 
+// settle waits until the observer has taken every change committed so far
+// (observe.go).
+func settle(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.WaitObserved(); err != nil {
+		t.Fatalf("observations: %v", err)
+	}
+}
+
 func mustWrite(t testing.TB, s *Store, m Mutation) WriteResult {
 	t.Helper()
 	res, err := s.Write(context.Background(), m)

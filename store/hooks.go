@@ -24,6 +24,8 @@ type hooks struct {
 	// spaceCheck is how often free space is read in the background
 	// (storage.go): 0 means defaultSpaceCheckInterval.
 	spaceCheck time.Duration
+	// observeWait bounds WaitObserved (observe.go): 0 means ObserveWait.
+	observeWait time.Duration
 }
 
 // withDefaults returns h with every unset interval at its default.
@@ -33,6 +35,9 @@ func (h hooks) withDefaults() hooks {
 	}
 	if h.spaceCheck <= 0 {
 		h.spaceCheck = defaultSpaceCheckInterval
+	}
+	if h.observeWait <= 0 {
+		h.observeWait = ObserveWait
 	}
 	return h
 }

@@ -38,10 +38,9 @@ type Options struct {
 	MaxBatch int
 	// Clock stamps local writes and observes replicated ones. Required.
 	Clock *conflict.Clock
-	// Observer, if set, is consulted inside the transaction for each
-	// record a request changed; the conflict entries it returns are written
-	// in the same transaction (so the conflict log is exactly as durable as
-	// the records).
+	// Observer, if set, finds the conflicts of the records requests
+	// change, for the conflict log (see Observer for when it runs and
+	// what the store guarantees).
 	Observer Observer
 	// ConflictRetention bounds the conflict log (entries; default 100000).
 	ConflictRetention int
@@ -52,9 +51,9 @@ type Options struct {
 	// default DefaultFeedRetention.
 	FeedRetention int
 	// OnConflicts, if set, receives the conflict-log entries of each commit
-	// once that commit is durable, in log order. It runs on the writer (the
-	// goroutine holding the writer role): it must be quick and must not
-	// call the Store.
+	// once that commit is durable, in log order, each entry once. It runs
+	// on the writer (the goroutine holding the writer role): it must be
+	// quick and must not call the Store.
 	OnConflicts func([]ConflictEntry)
 	// Logger receives Badger's and the writer's logs.
 	Logger *slog.Logger
@@ -80,13 +79,36 @@ type Options struct {
 	MinFreeBytes int64
 }
 
-// Observer looks at a record a request changed and reports conflicts to log.
-// It runs in the writer (inside the transaction) and must be pure and quick.
+// Observer finds the conflicts a record change makes, for the conflict log.
+// The store asks it in two steps (observe.go):
+//
+//   - Notable runs in the writer, inside the transaction of the change, for
+//     every record a local write, a replicated event or a merge changed
+//     (a replicated event only when it added a version or its clock was
+//     skewed). It must be pure and quick: no rule evaluation, logging,
+//     metrics, locks others hold long, or I/O. Every other write of the
+//     region waits while it runs.
+//   - Observe runs for each change Notable accepted, on the store's
+//     observer goroutine, after the change committed: one change at a time,
+//     in the order the changes committed, never concurrently with itself.
+//     It may evaluate rules, log and count. The entries it returns are
+//     appended to the conflict log, in that order, in one transaction with
+//     the removal of the change from the pending observations: each
+//     change's entries are appended exactly once. A change is stored with
+//     its commit, so a crash cannot lose it: after a restart (or in the
+//     region's next leader) Observe is called for the changes whose entries
+//     were not appended yet, so its side effects (logs, metrics) may repeat
+//     for those. Only a store that takes requests (Solo or Leading)
+//     observes; a follower holds the pending changes until it leads.
 type Observer interface {
+	Notable(change Change) bool
 	Observe(change Change) []ConflictEntry
 }
 
-// Change describes one record change inside a transaction.
+// Change describes one record change: the record before and after, and
+// what made it. Observe receives it as Notable saw it, even after a
+// restart (it is stored with the commit), whatever happened to the record
+// since.
 type Change struct {
 	Key    string
 	Before conflict.Record
@@ -157,11 +179,21 @@ type Store struct {
 	waiters  bool // someone waits on changed (under mu)
 	trimWant atomic.Uint64
 	stats    Stats
+	// pendingHead is the newest pending observation committed,
+	// observedThrough the newest whose entries are appended (observe.go).
+	pendingHead, observedThrough uint64
 	// outboxHead is the newest outbox seq committed (OutboxHead).
 	outboxHead atomic.Uint64
 	// batchBytes bounds the estimated size of one group commit, well under
 	// Badger's transaction limit.
 	batchBytes int
+
+	// Pending observations (observe.go): the newest stored and the oldest
+	// still pending (the writer's), and the observer goroutine's wake-up
+	// and end.
+	nseq, nfirst uint64
+	observeCh    chan struct{}
+	observeDone  chan struct{}
 
 	// The region lifecycle (merkle.go, merge.go, tombstones.go): the
 	// digest tree, its scrubs, the keys whose stored record failed its
@@ -194,6 +226,9 @@ const valueThreshold = 64 << 10
 // Stats are cumulative counters since Open.
 type Stats struct {
 	Writes, Applied, Duplicates, Gaps, Forwarded, Conflicts, Commits uint64
+	// LostObservations counts pending conflict observations that no
+	// longer decoded (altered on disk) and were dropped, each logged.
+	LostObservations uint64
 }
 
 // Open opens or creates the store at opts.Dir. A new store draws a fresh
@@ -244,6 +279,7 @@ func open(opts Options, h hooks) (*Store, error) {
 		wm: map[string]uint64{}, changed: make(chan struct{}),
 		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region}, health: health,
 		merkle: newMerkleTree(), treeDone: make(chan struct{}),
+		observeCh: make(chan struct{}, 1), observeDone: make(chan struct{}),
 	}
 	if opts.Clustered {
 		s.role.Store(int32(Following))
@@ -269,6 +305,10 @@ func open(opts Options, h hooks) (*Store, error) {
 	}
 	s.spaceDone = make(chan struct{})
 	go s.watchSpace(h.spaceCheck)
+	go s.observeLoop()
+	if s.nfirst <= s.nseq {
+		s.signalObserver() // changes a crash left unobserved
+	}
 	go func() { // the digest tree's first build (merkle.go)
 		defer close(s.treeDone)
 		if _, err := s.Scrub(); err != nil && !errors.Is(err, ErrClosed) {
@@ -393,6 +433,7 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 	if err := s.loadFeed(txn); err != nil {
 		return err
 	}
+	s.loadObservations(txn)
 	// The oldest conflict-log entry still stored (retention drops
 	// from the front).
 	s.cfirst = s.cseq + 1
@@ -524,6 +565,7 @@ func (s *Store) Close() error {
 		}
 		<-s.gcDone // a value-log rewrite under way ends first
 		<-s.spaceDone
+		<-s.observeDone // what it observed and did not append waits for the next start
 		<-s.treeDone    // the first tree build stops at s.closing
 		s.snaps.close() // and so do the reads in progress
 		err = s.closeBadger()
