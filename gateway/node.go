@@ -146,6 +146,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		MinFreeBytes:  minFreeBytes(cfg.Storage.MinFreeBytes),
 		MaxEventBytes: int(cfg.HTTP.MaxValueBytes + config.EventReserve - config.HeaderReserve),
 		OnConflicts:   n.publishConflicts,
+		OnOutbox:      n.notifyPublisher,
 		Logger:        n.log, SmallFootprint: opts.SmallFootprint,
 		FeedRetention: cfg.Watch.Retention, // the change feed's log (watch.go)
 	})

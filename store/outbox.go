@@ -177,17 +177,6 @@ func (s *Store) trimIdle() {
 	s.writeBatch()
 }
 
-// OutboxSignal returns a channel that receives a value (coalesced) after a
-// commit added outbox entries.
-func (s *Store) OutboxSignal() <-chan struct{} { return s.outboxCh }
-
-func (s *Store) signalOutbox() {
-	select {
-	case s.outboxCh <- struct{}{}:
-	default:
-	}
-}
-
 // trimOutbox deletes entries in (trimmed, trimWant] inside the batch, a
 // bounded number per commit.
 func (s *Store) trimOutbox(st *batchState) error {

@@ -50,6 +50,11 @@ type Options struct {
 	// FeedRetention bounds the change log (changes.go) in entries;
 	// default DefaultFeedRetention.
 	FeedRetention int
+	// OnOutbox, if set, is called after each commit that added outbox
+	// entries, once they are readable with ReadOutbox (the publisher's
+	// wake-up). It runs on the writer: it must be quick, must not block
+	// and must not call the Store.
+	OnOutbox func()
 	// OnConflicts, if set, receives the conflict-log entries of each commit
 	// once that commit is durable, in log order, each entry once. It runs
 	// on the writer (the goroutine holding the writer role): it must be
@@ -130,12 +135,11 @@ type Change struct {
 type Store struct {
 	db *badger.DB
 	// snaps picks Badger's commit and read timestamps (managed mode).
-	snaps    *snapshots
-	opts     Options
-	hooks    hooks
-	actor    string
-	log      *slog.Logger
-	outboxCh chan struct{}
+	snaps *snapshots
+	opts  Options
+	hooks hooks
+	actor string
+	log   *slog.Logger
 
 	// The writer role and its queue (see submit and writeBatch).
 	qmu     sync.Mutex
@@ -162,6 +166,8 @@ type Store struct {
 	batchReqs                []*request // the writer's, reused per turn
 	// chead caches the conflict log's oldest entry (the writer's).
 	chead *conflictHead
+	// pace spaces synced commits under concurrent load (pace.go).
+	pace pacer
 	// lastTs is the newest timestamp a commit used, exposed or not.
 	lastTs uint64
 	// selfPath is the path of a local write's outbox entry (read-only).
@@ -274,8 +280,7 @@ func open(opts Options, h hooks) (*Store, error) {
 	db.SetDiscardTs(newest)
 	s := &Store{
 		db: db, snaps: newSnapshots(newest), opts: opts, hooks: h, log: opts.Logger.With("component", "store"),
-		outboxCh: make(chan struct{}, 1),
-		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
+		slots: make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),
 		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region}, health: health,
 		merkle: newMerkleTree(), treeDone: make(chan struct{}),

@@ -273,6 +273,10 @@ func (s *Store) submit(ctx context.Context, r *request) (response, error) {
 // the role on: to the oldest queued request, to a goroutine of its own when
 // only an outbox trim is pending, or to nobody.
 func (s *Store) writeBatch() {
+	if d := s.pace.delay(time.Now()); d > 0 {
+		time.Sleep(d)
+	}
+	start := time.Now()
 	s.qmu.Lock()
 	n, size := 0, 0
 	for n < len(s.queue) && n < s.opts.MaxBatch && (n == 0 || size < s.batchBytes) {
@@ -305,6 +309,9 @@ func (s *Store) writeBatch() {
 	} else {
 		ok = s.commitBatch(batch)
 	}
+	s.qmu.Lock() // pace is the writer's; tests read it under qmu
+	s.pace.committed(start, time.Now(), s.opts.Sync && (len(batch) > 1 || len(s.queue) > 0))
+	s.qmu.Unlock()
 	for range batch {
 		<-s.slots
 	}
@@ -523,8 +530,8 @@ func (s *Store) commitBatch(batch []*request) bool {
 	for i, r := range batch {
 		r.resp <- resps[i]
 	}
-	if st.outboxed {
-		s.signalOutbox()
+	if st.outboxed && s.opts.OnOutbox != nil {
+		s.opts.OnOutbox()
 	}
 	if st.observed || st.lead {
 		s.signalObserver()
