@@ -12,9 +12,7 @@
 // it to the oldest request still queued. The writer takes whatever requests
 // are queued (up to Options.MaxBatch), runs them in one Badger transaction,
 // commits once and, when Options.Sync is set, fsyncs before it answers any of
-// them (group commit); under concurrent load a synced commit starts one
-// commit duration after the previous one ended, so that each holds more
-// (pace.go). A local write is therefore acknowledged only after its
+// them (group commit). A local write is therefore acknowledged only after its
 // record and its outbox entry are durable together; a replicated event is
 // acknowledged (and so may be acked to NATS) only after its record, the
 // origin's watermark and any forwarded outbox entry are durable together.

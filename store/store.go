@@ -166,8 +166,6 @@ type Store struct {
 	batchReqs                []*request // the writer's, reused per turn
 	// chead caches the conflict log's oldest entry (the writer's).
 	chead *conflictHead
-	// pace spaces synced commits under concurrent load (pace.go).
-	pace pacer
 	// lastTs is the newest timestamp a commit used, exposed or not.
 	lastTs uint64
 	// selfPath is the path of a local write's outbox entry (read-only).

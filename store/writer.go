@@ -273,10 +273,6 @@ func (s *Store) submit(ctx context.Context, r *request) (response, error) {
 // the role on: to the oldest queued request, to a goroutine of its own when
 // only an outbox trim is pending, or to nobody.
 func (s *Store) writeBatch() {
-	if d := s.pace.delay(time.Now()); d > 0 {
-		time.Sleep(d)
-	}
-	start := time.Now()
 	s.qmu.Lock()
 	n, size := 0, 0
 	for n < len(s.queue) && n < s.opts.MaxBatch && (n == 0 || size < s.batchBytes) {
@@ -309,9 +305,6 @@ func (s *Store) writeBatch() {
 	} else {
 		ok = s.commitBatch(batch)
 	}
-	s.qmu.Lock() // pace is the writer's; tests read it under qmu
-	s.pace.committed(start, time.Now(), s.opts.Sync && (len(batch) > 1 || len(s.queue) > 0))
-	s.qmu.Unlock()
 	for range batch {
 		<-s.slots
 	}
