@@ -198,9 +198,10 @@ func (s *Store) observeLoop() {
 	}
 }
 
-// observeTurn observes up to observeBatch pending observations and has the
-// writer append their entries; it reports whether to take another turn at
-// once (it took a full batch). A store that follows, or holds no Observer,
+// observeTurn observes up to observeBatch pending observations, fewer when
+// their entries would outgrow half a transaction, and has the writer
+// append the entries; it reports whether to take another turn at once
+// (more were pending). A store that follows, or holds no Observer,
 // leaves its pending observations to the region's leader (or a later
 // start). Failed appends are retried with a backoff until Close, the
 // entries computed once: Observe is called once per observation and run,
@@ -209,35 +210,23 @@ func (s *Store) observeTurn() bool {
 	if s.opts.Observer == nil || s.Role() == Following || s.copying.Load() {
 		return false
 	}
-	var (
-		changes []Change
-		from    uint64
-		through uint64
-		bad     []uint64
-	)
+	type pending struct {
+		seq    uint64
+		change Change
+		err    error // it does not decode
+	}
+	var read []pending
 	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixObserve, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
-		for it.Rewind(); it.Valid() && len(changes)+len(bad) < observeBatch; it.Next() {
-			seq := seqFromKey(prefixObserve, it.Item().Key())
-			if from == 0 {
-				from = seq
-			}
-			through = seq
-			var c Change
-			err := it.Item().Value(func(v []byte) error {
+		for it.Rewind(); it.Valid() && len(read) < observeBatch; it.Next() {
+			p := pending{seq: seqFromKey(prefixObserve, it.Item().Key())}
+			p.err = it.Item().Value(func(v []byte) error {
 				var err error
-				c, err = decodeChange(v)
+				p.change, err = decodeChange(v)
 				return err
 			})
-			if err != nil {
-				// Corrupt on disk: nothing can be observed of it. Said
-				// loudly, counted, and removed, so the queue moves on.
-				s.log.Error("a pending conflict observation does not decode; it is dropped", "seq", seq, "err", err)
-				bad = append(bad, seq)
-				continue
-			}
-			changes = append(changes, c)
+			read = append(read, p)
 		}
 		return nil
 	})
@@ -247,13 +236,31 @@ func (s *Store) observeTurn() bool {
 		}
 		return false
 	}
-	if from == 0 {
+	if len(read) == 0 {
 		return false
 	}
-	req := &observedRequest{from: from, through: through}
-	for _, c := range changes {
-		req.entries = append(req.entries, s.opts.Observer.Observe(c)...)
+	// Observe them in order, as many as one transaction takes (the
+	// entries carry the versions, whole).
+	req := &observedRequest{from: read[0].seq}
+	lost, size := 0, 0
+	for i, p := range read {
+		if i > 0 && size >= s.batchBytes/2 {
+			break
+		}
+		req.through = p.seq
+		if p.err != nil {
+			// Altered on disk: nothing can be observed of it. Said
+			// loudly, counted, and removed, so the queue moves on.
+			s.log.Error("a pending conflict observation does not decode; it is dropped", "seq", p.seq, "err", p.err)
+			lost++
+			continue
+		}
+		for _, e := range s.opts.Observer.Observe(p.change) {
+			req.entries = append(req.entries, e)
+			size += e.size()
+		}
 	}
+	more := req.through < read[len(read)-1].seq || len(read) == observeBatch
 	bo := newObserveBackoff()
 	for {
 		r := requestPool.Get().(*request)
@@ -261,12 +268,12 @@ func (s *Store) observeTurn() bool {
 		_, err := s.submit(context.Background(), r)
 		switch {
 		case err == nil:
-			if len(bad) > 0 {
+			if lost > 0 {
 				s.mu.Lock()
-				s.stats.LostObservations += uint64(len(bad))
+				s.stats.LostObservations += uint64(lost)
 				s.mu.Unlock()
 			}
-			return through-from+1 >= observeBatch
+			return more
 		case errors.Is(err, ErrClosed):
 			return false
 		case errors.Is(err, ErrNotLeader), errors.Is(err, errStaleObservations), errors.Is(err, ErrLogUnknown):
@@ -274,7 +281,7 @@ func (s *Store) observeTurn() bool {
 			// leader observes them.
 			return false
 		}
-		s.log.Warn("appending conflict-log entries failed; retrying", "observations", through-from+1, "err", err)
+		s.log.Warn("appending conflict-log entries failed; retrying", "observations", req.through-req.from+1, "err", err)
 		select {
 		case <-s.stop:
 			return false

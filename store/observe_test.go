@@ -266,3 +266,44 @@ func setRaw(t *testing.T, dir string, key, value []byte) {
 		t.Fatal(err)
 	}
 }
+
+// manyObserver logs 100 entries for every change it is shown, once its
+// gate is open.
+type manyObserver struct{ gate chan struct{} }
+
+func (manyObserver) Notable(Change) bool { return true }
+
+func (o manyObserver) Observe(c Change) []ConflictEntry {
+	<-o.gate
+	out := make([]ConflictEntry, 100)
+	for i := range out {
+		out[i] = ConflictEntry{Key: c.Key, Rule: "many", Note: fmt.Sprint(i)}
+	}
+	return out
+}
+
+// TestObserverTurnsFitATransaction: the entries of the changes waiting
+// together do not fit one transaction; the observer takes them over
+// several, in order, and none is lost or repeated.
+func TestObserverTurnsFitATransaction(t *testing.T) {
+	obs := manyObserver{gate: make(chan struct{})}
+	s := openTest(t, "us", "", func(o *testOpts) { o.Observer = obs })
+	var once sync.Once
+	open := func() { once.Do(func() { close(obs.gate) }) }
+	t.Cleanup(open)
+	const writes = 300
+	for i := range writes { // they wait for the observer, all together
+		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k%d", i), Value: doc(`1`)})
+	}
+	open()
+	settle(t, s)
+	if got := s.Stats().Conflicts; got != writes*100 {
+		t.Fatalf("%d entries appended, want %d", got, writes*100)
+	}
+	es := mustConflicts(t, s, "", 1000)
+	for i, e := range es { // newest first: notes 99 down to 0, change after change
+		if want := fmt.Sprint(99 - i%100); e.Note != want || e.Seq != uint64(writes*100-i) {
+			t.Fatalf("entry %d: seq %d note %s, want seq %d note %s", i, e.Seq, e.Note, writes*100-i, want)
+		}
+	}
+}
