@@ -77,9 +77,9 @@ func openTest(t testing.TB, region, dir string, edit func(*testOpts)) *Store {
 // (observe.go).
 func settle(t testing.TB, s *Store) {
 	t.Helper()
-	if err := s.WaitObserved(); err != nil {
-		t.Fatalf("observations: %v", err)
-	}
+	eventually(t, time.Minute, "the observer to take every change", func() bool {
+		return s.WaitObserved() == nil // each call waits up to ObserveWait
+	})
 }
 
 func mustWrite(t testing.TB, s *Store, m Mutation) WriteResult {
