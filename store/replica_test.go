@@ -224,12 +224,12 @@ func TestFollowerMirrorsLeader(t *testing.T) {
 				catchUp()
 			}
 		}
+		settle(t, leader) // the conflict-log entries of its changes are committed
 		// A trim rides on a later commit, or its own after a pause:
 		// wait until the leader made it.
 		eventually(t, 5*time.Second, "the leader's trims", func() bool {
 			return leader.trimmedCommitted() >= min(leader.trimWant.Load(), leader.OutboxHead())
 		})
-		settle(t, leader) // and the conflict-log entries of its changes
 		catchUp()
 		sameState(t, leader, follower)
 
