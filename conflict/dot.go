@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -17,7 +18,7 @@ type Dot struct {
 }
 
 // String renders the dot as actor:counter.
-func (d Dot) String() string { return fmt.Sprintf("%s:%d", d.Actor, d.Counter) }
+func (d Dot) String() string { return d.Actor + ":" + strconv.FormatUint(d.Counter, 10) }
 
 // Compare orders dots by actor, then counter. It is a total order.
 func (d Dot) Compare(o Dot) int {

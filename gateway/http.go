@@ -97,6 +97,8 @@ func errorBody(err error) (int, map[string]any) {
 		ae = &apiError{status: http.StatusRequestEntityTooLarge, code: "too_large", msg: err.Error()}
 	case errors.Is(err, store.ErrBadContext):
 		ae = &apiError{status: http.StatusBadRequest, code: "bad_context", msg: err.Error()}
+	case errors.Is(err, store.ErrObserving):
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "conflicts_pending", msg: err.Error() + "; retry in a moment"}
 	case errors.Is(err, store.ErrChecksum):
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "corrupt_record", msg: err.Error() + "; this region is repairing it from a peer: retry, or read at another region"}
 	case errors.Is(err, store.ErrContextAhead):

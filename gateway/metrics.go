@@ -84,6 +84,8 @@ func newMetrics(n *Node) *metrics {
 	stat("geogate_duplicate_events_total", "Replicated events recognised as already applied.", func() float64 { return float64(n.store.Stats().Duplicates) }, true)
 	stat("geogate_forwarded_events_total", "Replicated events forwarded into this region's stream.", func() float64 { return float64(n.store.Stats().Forwarded) }, true)
 	stat("geogate_store_commits_total", "Group commits of the store writer.", func() float64 { return float64(n.store.Stats().Commits) }, true)
+	stat("geogate_conflict_observations_pending", "Committed changes whose conflict-log entries the store's observer has not appended yet.", func() float64 { return float64(n.store.PendingObservations()) }, false)
+	stat("geogate_conflict_observations_lost_total", "Pending conflict observations dropped because they no longer decoded (each logged).", func() float64 { return float64(n.store.Stats().LostObservations) }, true)
 	stat("geogate_outbox_pending", "Outbox entries not yet trimmed: not yet in this region's stream, or (log_mode outbox) kept until every downstream region applied them.", func() float64 { return float64(n.store.OutboxLen()) }, false)
 	stat("geogate_seq", "This region's last own log sequence.", func() float64 { return float64(n.store.Seq()) }, false)
 	stat("geogate_outbox_unpublished", "Outbox entries not yet acknowledged by this region's stream.", func() float64 { return float64(n.Unpublished()) }, false)

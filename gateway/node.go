@@ -146,6 +146,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		MinFreeBytes:  minFreeBytes(cfg.Storage.MinFreeBytes),
 		MaxEventBytes: int(cfg.HTTP.MaxValueBytes + config.EventReserve - config.HeaderReserve),
 		OnConflicts:   n.publishConflicts,
+		OnOutbox:      n.notifyPublisher,
 		Logger:        n.log, SmallFootprint: opts.SmallFootprint,
 		FeedRetention: cfg.Watch.Retention, // the change feed's log (watch.go)
 	})
@@ -331,11 +332,22 @@ func (n *Node) matchRule(key string) (*rules.Rule, error) {
 // versions were kept as siblings, so nothing is lost.
 func (n *Node) ruleError(key string, err error) { n.book.failed(key, err) }
 
-// observer writes conflict-log entries for versions a rule collapses away.
-// It runs inside the store's transaction, so the log is as durable as the
-// records.
+// observer writes conflict-log entries for versions a rule collapses away,
+// and keeps the index of conflicted keys. The store stores each change
+// Notable accepts with its commit and calls Observe after the commit, off
+// the write path, in commit order (store.Observer).
 type observer struct{ n *Node }
 
+// Notable accepts the changes that may need a conflict-log entry or move a
+// key in or out of the conflicted index: a skewed clock, a resolver's
+// merge that superseded versions, or siblings before or after. It is pure
+// and quick, as the store's writer requires.
+func (observer) Notable(c store.Change) bool {
+	return c.Skewed || c.Merged && len(c.Outcome.Superseded) > 0 || len(c.Before.Versions) > 1 || len(c.After.Versions) > 1
+}
+
+// Observe evaluates the key's rule on a notable change: the entries to log,
+// the metrics and the rule failures to count.
 func (o observer) Observe(c store.Change) []store.ConflictEntry {
 	o.n.book.conflicted.note(c.Key, len(c.After.Versions))
 	var out []store.ConflictEntry

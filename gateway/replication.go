@@ -73,8 +73,9 @@ func (n *Node) checkPayload() error {
 	return nil
 }
 
-// startReplication launches the publisher, the outbox signal bridge and
-// one link per inbound edge of the plan.
+// startReplication launches the publisher and one link per inbound edge of
+// the plan. The store wakes the publisher after each commit that added
+// outbox entries (notifyPublisher).
 func (n *Node) startReplication(ctx context.Context) error {
 	mode, err := link.ParseMode(n.cfg.Replication.LogMode)
 	if err != nil {
@@ -102,16 +103,6 @@ func (n *Node) startReplication(ctx context.Context) error {
 			n.log.Error("publisher stopped", "err", err)
 		}
 	})
-	n.spawn(ctx, func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-n.store.OutboxSignal():
-				pub.Notify()
-			}
-		}
-	})
 	plan := n.currentPlan()
 	for _, edge := range plan.Inbound(n.cfg.Region) {
 		if err := n.startLink(ctx, edge.From, plan); err != nil { // topology_reload.go
@@ -119,6 +110,15 @@ func (n *Node) startReplication(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// notifyPublisher tells the publisher, once there is one, that outbox
+// entries were committed: the store's OnOutbox, called on its writer, so
+// it only signals (link.Publisher.Notify never blocks).
+func (n *Node) notifyPublisher() {
+	if p := n.publisher.Load(); p != nil {
+		p.Notify()
+	}
 }
 
 func (n *Node) link(peer string) *link.Link {
@@ -209,9 +209,9 @@ func (n *Node) Unpublished() uint64 {
 		if n.cfg.Clustered() && !n.leading() {
 			return 0 // the leader publishes; it reports its own
 		}
-		return n.store.Committed()
+		return n.store.OutboxHead()
 	}
-	committed, acked := n.store.Committed(), p.Stats().Acked
+	committed, acked := n.store.OutboxHead(), p.Stats().Acked
 	if acked >= committed {
 		return 0
 	}

@@ -151,12 +151,14 @@ func consequence(field string) string {
 }
 
 // conflictIndex is the set of keys whose frontier holds more than one
-// version, maintained from the store's observer (every record change) and
+// version, maintained from the store's observer (every change that leaves
+// siblings or had them, in commit order, shortly after its commit) and
 // seeded by one scan of the store at start. Listing verifies each key
 // against the store, so a stale entry is never shown.
 type conflictIndex struct {
-	// mu guards every field; it is taken inside the store's writer (the
-	// observer), so nothing that waits on the store may hold it.
+	// mu guards every field; it is taken on the store's observer
+	// goroutine, so nothing that waits on the store's observations may
+	// hold it.
 	mu   sync.Mutex
 	keys map[string]indexedRule
 	// touched records the keys noted while the seeding scan runs, which

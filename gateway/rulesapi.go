@@ -81,8 +81,13 @@ type conflictedKey struct {
 // prefix whose frontier holds more than one version (CouchDB's _conflicts
 // view), in byte order, with their rule. Keys come from the conflicted
 // index (a store scan until it is seeded) and each is read back from the
-// store, so a key shown holds siblings now.
+// store, so a key shown holds siblings now. The index is the store
+// observer's: the listing first waits for the changes committed before it.
 func (n *Node) listConflicted(w http.ResponseWriter, prefix, after string, limit int) {
+	if err := n.store.WaitObserved(); err != nil {
+		writeError(w, err)
+		return
+	}
 	var out []conflictedKey
 	add := func(key string, rec conflict.Record) bool {
 		if len(rec.Versions) < 2 {

@@ -192,8 +192,8 @@ func (s *Store) loadFeed(txn *badger.Txn) error {
 	if it.Rewind(); it.Valid() {
 		s.ffirst = seqFromKey(prefixChange, it.Item().Key())
 	}
-	s.fcommitted.Store(s.fseq)
-	s.foldest.Store(s.ffirst)
+	s.feedHead.Store(s.fseq)
+	s.feedOldest.Store(s.ffirst)
 	return nil
 }
 
@@ -250,20 +250,20 @@ func (s *Store) commitFeed(st *batchState) error {
 
 // FeedHead returns the position of the newest committed change (0 when
 // none). It never decreases while the store is open.
-func (s *Store) FeedHead() uint64 { return s.fcommitted.Load() }
+func (s *Store) FeedHead() uint64 { return s.feedHead.Load() }
 
 // FeedWait returns the newest committed position and, when it is not past
 // after, a channel that is closed after the next commit (which may or may
 // not add a change: check FeedHead again). It never blocks.
 func (s *Store) FeedWait(after uint64) (head uint64, next <-chan struct{}) {
-	if head = s.fcommitted.Load(); head > after {
+	if head = s.feedHead.Load(); head > after {
 		return head, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Checked again under the lock: a commit stores fcommitted before it
-	// publishes (which takes s.mu), so it cannot slip in between.
-	if head = s.fcommitted.Load(); head > after {
+	// Checked again under the lock: a commit stores feedHead before
+	// exposeApplied (which takes s.mu), so it cannot slip in between.
+	if head = s.feedHead.Load(); head > after {
 		return head, nil
 	}
 	s.waiters = true
@@ -283,14 +283,14 @@ const maxFeedReadBytes = 4 << 20
 // newest position.
 func (s *Store) ReadFeed(after uint64, prefix string, max int) (FeedPage, error) {
 	page := FeedPage{Next: after}
-	head := s.fcommitted.Load()
+	head := s.feedHead.Load()
 	switch {
 	case after > head:
 		return page, fmt.Errorf("read changes after %d: %w (newest %d)", after, ErrPositionAhead, head)
 	case after == head:
 		return page, nil
-	case after+1 < s.foldest.Load():
-		return page, fmt.Errorf("read changes: %w", &PositionGoneError{After: after, Oldest: s.foldest.Load()})
+	case after+1 < s.feedOldest.Load():
+		return page, fmt.Errorf("read changes: %w", &PositionGoneError{After: after, Oldest: s.feedOldest.Load()})
 	}
 	errStop := errors.New("page full")
 	err := s.view(func(txn *badger.Txn) error {
@@ -349,7 +349,7 @@ func (s *Store) ReadFeed(after uint64, prefix string, max int) (FeedPage, error)
 		if first {
 			// Nothing at or after after+1 though after < FeedHead: every
 			// entry from there was pruned meanwhile (the newest never is).
-			return &PositionGoneError{After: after, Oldest: s.foldest.Load()}
+			return &PositionGoneError{After: after, Oldest: s.feedOldest.Load()}
 		}
 		return nil
 	})
@@ -366,4 +366,4 @@ func (s *Store) ReadFeed(after uint64, prefix string, max int) (FeedPage, error)
 
 // FeedOldest returns the oldest position the change log still holds (one
 // past the newest when it is empty). It never decreases.
-func (s *Store) FeedOldest() uint64 { return s.foldest.Load() }
+func (s *Store) FeedOldest() uint64 { return s.feedOldest.Load() }

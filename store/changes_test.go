@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -123,7 +122,7 @@ func checkRetained(t *testing.T, s *Store, retention, groupMax uint64) {
 // reopen, and a position is never reused.
 func TestFeedRetention(t *testing.T) {
 	dir := t.TempDir()
-	s := openTest(t, "us", dir, func(o *Options) { o.FeedRetention = 10 })
+	s := openTest(t, "us", dir, func(o *testOpts) { o.FeedRetention = 10 })
 	for i := range 25 {
 		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k%02d", i), Value: doc(`%d`, i)})
 		checkRetained(t, s, 10, 1)
@@ -141,7 +140,7 @@ func TestFeedRetention(t *testing.T) {
 	}
 	s.Close()
 
-	s = openTest(t, "us", dir, func(o *Options) { o.FeedRetention = 10 })
+	s = openTest(t, "us", dir, func(o *testOpts) { o.FeedRetention = 10 })
 	if s.FeedHead() != 25 || s.FeedOldest() != 15 {
 		t.Fatalf("after reopen: head %d oldest %d, want 25 and 15", s.FeedHead(), s.FeedOldest())
 	}
@@ -271,26 +270,13 @@ func TestFeedEntryCodec(t *testing.T) {
 	})
 }
 
-// observed records the changes a store's writer shows its Observer.
-type observed struct {
-	mu      sync.Mutex
-	changes []Change
-}
-
-func (o *observed) Observe(c Change) []ConflictEntry {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.changes = append(o.changes, c)
-	return nil
-}
-
 // TestMergeShowsInFeed: a record that changes by a merge (a snapshot or an
 // anti-entropy repair) gets a change-log entry for every version the merge
 // brought, and a merge that leaves siblings is shown to the Observer, as
 // applying the events would have.
 func TestMergeShowsInFeed(t *testing.T) {
-	obs := &observed{}
-	us := openTest(t, "us", "", func(o *Options) { o.Observer = obs })
+	obs := &recordingObserver{}
+	us := openTest(t, "us", "", func(o *testOpts) { o.Observer = obs })
 	eu := openTest(t, "eu", "", nil)
 	mustWrite(t, us, Mutation{Key: "k", Value: doc(`"us"`)})
 	mustWrite(t, eu, Mutation{Key: "k", Value: doc(`"eu"`)})
@@ -304,6 +290,7 @@ func TestMergeShowsInFeed(t *testing.T) {
 		t.Fatalf("merge: %d changed, %v", changed, err)
 	}
 	checkFeed(t, feedOf(t, us, head, ""), head+1, []feedWant{{"k", eu.Actor(), 1}, {"only-eu", eu.Actor(), 2}})
+	settle(t, us)
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	var merged []Change

@@ -26,6 +26,19 @@ type ConflictEntry struct {
 	Note string `json:"note,omitempty"`
 }
 
+// size estimates the bytes an entry adds to a transaction (its log entry
+// and index key).
+func (e ConflictEntry) size() int {
+	n := 256 + 2*len(e.Key) + len(e.Rule) + len(e.Note)
+	if e.Kept != nil {
+		n += 128 + min(len(e.Kept.Value), valueThreshold)
+	}
+	for _, v := range e.Discarded {
+		n += 128 + min(len(v.Value), valueThreshold)
+	}
+	return n
+}
+
 func (s *Store) appendConflict(st *batchState, e ConflictEntry) error {
 	s.cseq++
 	e.Seq = s.cseq
@@ -130,8 +143,14 @@ func (s *Store) readConflict(txn *badger.Txn, seq uint64) (ConflictEntry, bool, 
 }
 
 // Conflicts returns up to limit conflict-log entries, newest first, for one
-// key or (key == "") for all keys.
+// key or (key == "") for all keys. The log reflects every change committed
+// before the call: Conflicts first waits for the observer to take them
+// (observe.go), and fails with ErrObserving if they still wait after
+// ObserveWait.
 func (s *Store) Conflicts(key string, limit int) ([]ConflictEntry, error) {
+	if err := s.WaitObserved(); err != nil {
+		return nil, fmt.Errorf("read conflicts: %w", err)
+	}
 	out := []ConflictEntry{}
 	err := s.view(func(txn *badger.Txn) error {
 		read := func(seq uint64) error {

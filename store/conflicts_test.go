@@ -16,6 +16,8 @@ import (
 // keeping the event's version and discarding the others.
 type siblingObserver struct{}
 
+func (siblingObserver) Notable(c Change) bool { return len(c.After.Versions) > 1 }
+
 func (siblingObserver) Observe(c Change) []ConflictEntry {
 	if len(c.After.Versions) < 2 {
 		return nil
@@ -34,8 +36,8 @@ func (siblingObserver) Observe(c Change) []ConflictEntry {
 	return []ConflictEntry{{Key: c.Key, Rule: "test", Kept: &kept, Discarded: discarded, At: kept.HLC.Wall, Note: note}}
 }
 
-func withObserver(retention int) func(*Options) {
-	return func(o *Options) {
+func withObserver(retention int) func(*testOpts) {
+	return func(o *testOpts) {
 		o.Observer = siblingObserver{}
 		o.ConflictRetention = retention
 	}
@@ -175,11 +177,13 @@ func countKeys(t *testing.T, s *Store, prefix []byte) int {
 	return n
 }
 
-// recordingObserver keeps every change it is shown.
+// recordingObserver keeps every change it is shown (all are notable).
 type recordingObserver struct {
 	mu      sync.Mutex
 	changes []Change
 }
+
+func (o *recordingObserver) Notable(Change) bool { return true }
 
 func (o *recordingObserver) Observe(c Change) []ConflictEntry {
 	o.mu.Lock()
@@ -199,7 +203,7 @@ func TestOnConflictsAfterCommit(t *testing.T) {
 		mu  sync.Mutex
 		got []ConflictEntry
 	)
-	s := openTest(t, "us", "", func(o *Options) {
+	s := openTest(t, "us", "", func(o *testOpts) {
 		withObserver(0)(o)
 		o.OnConflicts = func(es []ConflictEntry) {
 			mu.Lock()
@@ -231,26 +235,29 @@ func TestOnConflictsAfterCommit(t *testing.T) {
 func TestChangeFlags(t *testing.T) {
 	rec := &recordingObserver{}
 	local := newFakeClock(baseWall)
-	s := openTest(t, "us", "", func(o *Options) {
+	s := openTest(t, "us", "", func(o *testOpts) {
 		o.Observer = rec
 		o.Clock = conflict.NewClock(local.now, 60_000) // a minute of skew allowed
 	})
 	mustWrite(t, s, Mutation{Key: "m", Value: doc(`1`), Merged: true})
+	settle(t, s)
 	if c := rec.last(); !c.Local || !c.Merged || c.Skewed || c.Key != "m" {
 		t.Errorf("merged write: change %+v, want local and merged", c)
 	}
 
 	fast := newFakeClock(baseWall)
-	eu := openTest(t, "eu", "", func(o *Options) { o.Clock = conflict.NewClock(fast.now, 0) })
+	eu := openTest(t, "eu", "", func(o *testOpts) { o.Clock = conflict.NewClock(fast.now, 0) })
 	near := writeEvents(t, eu, Mutation{Key: "near", Value: doc(`1`)})
 	fast.advance(time.Hour)
 	far := writeEvents(t, eu, Mutation{Key: "far", Value: doc(`2`)})
 
 	mustApply(t, s, near[0].incoming())
+	settle(t, s)
 	if c := rec.last(); c.Local || c.Merged || c.Skewed || c.Key != "near" {
 		t.Errorf("event within the skew bound: change %+v, want remote, not skewed", c)
 	}
 	mustApply(t, s, far[0].incoming())
+	settle(t, s)
 	if c := rec.last(); !c.Skewed || c.Key != "far" {
 		t.Errorf("event an hour ahead: change %+v, want skewed", c)
 	}
@@ -264,7 +271,7 @@ func TestChangeFlags(t *testing.T) {
 func TestConflictMaxAge(t *testing.T) {
 	clock := newFakeClock(baseWall)
 	dir := t.TempDir()
-	edit := func(o *Options) {
+	edit := func(o *testOpts) {
 		withObserver(1000)(o)
 		o.ConflictMaxAge = time.Minute
 		o.Clock = conflict.NewClock(clock.now, 0)

@@ -187,8 +187,8 @@ func (s *Store) reload() error {
 		return fmt.Errorf("load copy: key filter: %w", err)
 	}
 	s.keys = keys
-	s.foldest.Store(s.ffirst)
-	s.fcommitted.Store(s.fseq)
+	s.feedOldest.Store(s.ffirst)
+	s.feedHead.Store(s.fseq)
 	s.suspectMu.Lock()
 	clear(s.suspects)
 	s.suspectMu.Unlock()

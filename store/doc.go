@@ -18,6 +18,16 @@
 // origin's watermark and any forwarded outbox entry are durable together.
 // A crash at any point leaves either all of a request's effects or none.
 //
+// # Words
+//
+// A commit is one Badger transaction the writer made durable (synced when
+// Options.Sync is set). A commit is exposed once reads see it: its read
+// timestamp (snapshots.go), the applied positions (Applied, WaitApplied)
+// and OutboxHead move after the commit succeeded, never before.
+// Publishing is replication's word only: the publisher (package
+// topology/link) publishes outbox entries to the region's stream; the
+// store never publishes.
+//
 // # Lifecycle
 //
 // The same writer merges records from peers (MergeRecords, a join that
@@ -37,6 +47,10 @@
 //	w/<actor>        applied watermark: highest OSeq of actor applied here
 //	c/<seq:8>        conflict-log entry
 //	k/<key>\x00<seq> conflict-log index by key
+//	n/<seq:8>        pending conflict observation (observe.go): a change
+//	                 the Observer's Notable accepted, stored with its
+//	                 commit, removed when its conflict-log entries are
+//	                 appended
 //	f/<pos:8>        change log (changes.go): key and dot of each record
 //	                 change, pos from 1 in commit order, pruned from the
 //	                 oldest (Options.FeedRetention)

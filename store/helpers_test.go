@@ -47,23 +47,39 @@ func testOptions(dir, region string) Options {
 	}
 }
 
+// testOpts are a test store's options and hooks (hooks.go), so that one
+// edit function sets either.
+type testOpts struct {
+	Options
+	hooks
+}
+
 // openTest opens a store in dir (a new temp dir if empty) and closes it
-// when the test ends. edit may adjust the options.
-func openTest(t testing.TB, region, dir string, edit func(*Options)) *Store {
+// when the test ends. edit may adjust the options and hooks.
+func openTest(t testing.TB, region, dir string, edit func(*testOpts)) *Store {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	opts := testOptions(dir, region)
+	o := testOpts{Options: testOptions(dir, region)}
 	if edit != nil {
-		edit(&opts)
+		edit(&o)
 	}
-	s, err := Open(opts)
+	s, err := open(o.Options, o.hooks)
 	if err != nil {
 		t.Fatalf("open %s: %v", region, err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// settle waits until the observer has taken every change committed so far
+// (observe.go).
+func settle(t testing.TB, s *Store) {
+	t.Helper()
+	eventually(t, time.Minute, "the observer to take every change", func() bool {
+		return s.WaitObserved() == nil // each call waits up to ObserveWait
+	})
 }
 
 func mustWrite(t testing.TB, s *Store, m Mutation) WriteResult {

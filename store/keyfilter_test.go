@@ -11,7 +11,7 @@ import (
 // missed lookup would leave the old one beside it.
 func TestKeyFilterNoFalseNegatives(t *testing.T) {
 	dir := t.TempDir()
-	small := func(o *Options) { o.keyFilterMin = 8 }
+	small := func(o *testOpts) { o.keyFilterMin = 8 }
 	s := openTest(t, "us", dir, small)
 	const n = 200
 	for i := range n {

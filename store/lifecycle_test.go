@@ -42,8 +42,8 @@ func TestReopenKeepsState(t *testing.T) {
 	if got := mustOutbox(t, s, 0); !slices.EqualFunc(got, outbox, outboxEntryEqual) {
 		t.Errorf("outbox after reopen = %+v, want %+v", got, outbox)
 	}
-	if s.Committed() != 4 {
-		t.Errorf("Committed = %d, want 4", s.Committed())
+	if s.OutboxHead() != 4 {
+		t.Errorf("Committed = %d, want 4", s.OutboxHead())
 	}
 
 	// Sequences continue; the watermark still orders replicated events.

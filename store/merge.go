@@ -193,7 +193,7 @@ func (s *Store) doLifecycle(st *batchState, lr *lifecycleRequest, stats *Stats) 
 			}
 		}
 		if added && len(after.Versions) > 1 {
-			if err := s.observe(st, Change{Key: kr.Key, Before: before, After: after, Outcome: conflict.Outcome{Added: true}}, stats); err != nil {
+			if err := s.observe(st, Change{Key: kr.Key, Before: before, After: after, Outcome: conflict.Outcome{Added: true}}); err != nil {
 				return res, err
 			}
 		}

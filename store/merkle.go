@@ -73,8 +73,8 @@ func storedHash(key string, v []byte) uint64 {
 }
 
 // merkleTree is the in-memory digest tree. mu guards levels and ready; the
-// writer holds it while it applies a commit's changes and publishes that
-// commit, so that the tree and the newest published read timestamp always
+// writer holds it while it applies a commit's changes and exposes that
+// commit, so that the tree and the newest exposed read timestamp always
 // describe the same commits (see Store.commit).
 type merkleTree struct {
 	mu sync.Mutex
@@ -86,7 +86,7 @@ type merkleTree struct {
 	// by flush, applied by commit once the commit succeeded (the writer's;
 	// not guarded by mu).
 	pending []merkleChange
-	// oseq is this region's own log position as of the newest published
+	// oseq is this region's own log position as of the newest exposed
 	// commit (set with it, under mu), so that a snapshot's read timestamp
 	// and its own position agree.
 	oseq uint64
@@ -131,7 +131,7 @@ var ErrTreeNotReady = errors.New("digest tree not built yet")
 // TreeNodes returns the digests of the nodes ids at level (0 the root, 1
 // to MerkleLevels; node i of level l covers the buckets i*16^(4-l) up to
 // (i+1)*16^(4-l) - 1), and the read timestamp's commits they reflect are
-// every commit published before the call.
+// every commit exposed before the call.
 func (s *Store) TreeNodes(level int, ids []uint32) ([]uint64, error) {
 	if level < 0 || level > MerkleLevels {
 		return nil, fmt.Errorf("tree level %d: want 0 to %d", level, MerkleLevels)
@@ -376,9 +376,9 @@ func (b *treeBatch) wrote(t *merkleTree, key string, stored []byte) {
 	}
 }
 
-// committed runs after the batch's commit: corrupt records it replaced are
-// no longer suspect.
-func (b *treeBatch) committed(s *Store) {
+// afterCommit runs after the batch's commit: corrupt records it replaced
+// are no longer suspect.
+func (b *treeBatch) afterCommit(s *Store) {
 	if len(b.replaced) > 0 {
 		s.clearSuspects(b.replaced)
 	}

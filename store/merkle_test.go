@@ -39,8 +39,8 @@ func treeLevel(t testing.TB, s *Store, level int) []uint64 {
 func TestTreeFollowsTheWriter(t *testing.T) {
 	// One pair of stores for every run: their state carries over, which
 	// only makes the histories longer.
-	s := openTest(t, "us", "", func(o *Options) { o.Sync = false })
-	eu := openTest(t, "eu", "", func(o *Options) { o.Sync = false })
+	s := openTest(t, "us", "", func(o *testOpts) { o.Sync = false })
+	eu := openTest(t, "eu", "", func(o *testOpts) { o.Sync = false })
 	waitTree(t, s)
 	rapid.Check(t, func(rt *rapid.T) {
 		ctx := context.Background()
@@ -243,7 +243,7 @@ func TestScrubFindsLiveDamage(t *testing.T) {
 	if err := txn.CommitAt(ts, nil); err != nil {
 		t.Fatal(err)
 	}
-	s.snaps.publish(ts)
+	s.snaps.expose(ts)
 	s.qmu.Lock()
 	s.writing = false
 	s.qmu.Unlock()

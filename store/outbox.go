@@ -103,7 +103,7 @@ func itemOutbox(item *badger.Item, seq uint64) (e OutboxEntry, err error) {
 // ReadOutbox returns up to max committed outbox entries with Seq > after,
 // in Seq order. Entries stay until TrimOutbox removes them.
 func (s *Store) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
-	last := s.committed.Load()
+	last := s.outboxHead.Load()
 	var out []OutboxEntry
 	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixOutbox, PrefetchValues: true, PrefetchSize: 128})
@@ -135,7 +135,7 @@ func (s *Store) ReadOutbox(after uint64, max int) ([]OutboxEntry, error) {
 // those entries are published again, which consumers recognise as
 // duplicates.
 func (s *Store) TrimOutbox(upTo uint64) error {
-	upTo = min(upTo, s.committed.Load())
+	upTo = min(upTo, s.outboxHead.Load())
 	for {
 		cur := s.trimWant.Load()
 		if upTo <= cur || s.trimWant.CompareAndSwap(cur, upTo) {
@@ -168,24 +168,13 @@ func (s *Store) armTrimLocked() {
 func (s *Store) trimIdle() {
 	s.qmu.Lock()
 	s.trimArmed = false
-	if s.closed || s.writing || s.trimmed >= min(s.trimWant.Load(), s.committed.Load()) {
+	if s.closed || s.writing || s.trimmed >= min(s.trimWant.Load(), s.outboxHead.Load()) {
 		s.qmu.Unlock()
 		return
 	}
 	s.writing = true
 	s.qmu.Unlock()
 	s.writeBatch()
-}
-
-// OutboxSignal returns a channel that receives a value (coalesced) after a
-// commit added outbox entries.
-func (s *Store) OutboxSignal() <-chan struct{} { return s.outboxCh }
-
-func (s *Store) signalOutbox() {
-	select {
-	case s.outboxCh <- struct{}{}:
-	default:
-	}
 }
 
 // trimOutbox deletes entries in (trimmed, trimWant] inside the batch, a
@@ -216,7 +205,7 @@ func (s *Store) trimOutbox(st *batchState) error {
 
 // OutboxLen returns how many committed entries wait to be trimmed.
 func (s *Store) OutboxLen() uint64 {
-	c, t := s.committed.Load(), s.trimWant.Load()
+	c, t := s.outboxHead.Load(), s.trimWant.Load()
 	if t >= c {
 		return 0
 	}

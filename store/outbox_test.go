@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,7 +137,7 @@ func TestTrimOutboxManyEntries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 5000 entries")
 	}
-	s := openTest(t, "us", "", func(o *Options) { o.Sync = false })
+	s := openTest(t, "us", "", func(o *testOpts) { o.Sync = false })
 	muts := make([]Mutation, 5000)
 	for i := range muts {
 		muts[i] = Mutation{Key: keyOf(i%7, i), Value: doc(`%d`, i)}
@@ -153,18 +154,33 @@ func TestTrimOutboxManyEntries(t *testing.T) {
 	})
 }
 
-func TestOutboxSignal(t *testing.T) {
-	s := openTest(t, "us", "", nil)
-	select {
-	case <-s.OutboxSignal():
-		t.Fatalf("signal before any write")
-	default:
+// TestOnOutbox: OnOutbox is called after a commit that added outbox
+// entries, which are then readable, and not for one that added none.
+func TestOnOutbox(t *testing.T) {
+	var (
+		s     *Store
+		calls atomic.Int32
+		seen  atomic.Uint64
+	)
+	s = openTest(t, "us", "", func(o *testOpts) {
+		o.OnOutbox = func() {
+			calls.Add(1)
+			seen.Store(s.OutboxHead())
+		}
+	})
+	if calls.Load() != 0 {
+		t.Fatalf("OnOutbox called %d times before any write", calls.Load())
 	}
 	mustWrite(t, s, Mutation{Key: "k", Value: doc(`1`)})
-	select {
-	case <-s.OutboxSignal():
-	case <-time.After(5 * time.Second):
-		t.Fatalf("no outbox signal after a write")
+	if calls.Load() != 1 || seen.Load() != 1 {
+		t.Fatalf("after a write: %d calls, head %d at the call; want 1 call with entry 1 readable", calls.Load(), seen.Load())
+	}
+	if err := s.TrimOutbox(1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the trim", func() bool { return s.OutboxLen() == 0 && s.trimmedCommitted() == 1 })
+	if calls.Load() != 1 {
+		t.Fatalf("a trim-only commit called OnOutbox (%d calls)", calls.Load())
 	}
 }
 

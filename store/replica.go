@@ -413,6 +413,9 @@ func (s *Store) absorb(st *batchState, fx effect) error {
 			st.cfirstMoved = true
 		}
 		s.chead = nil
+	case bytes.HasPrefix(k, prefixObserve):
+		s.absorbObservation(k, fx.op == fxSet)
+		st.observed = st.observed || fx.op == fxSet
 	case bytes.HasPrefix(k, prefixChange):
 		if fx.op == fxSet {
 			first := seqFromKey(prefixChange, k)

@@ -138,7 +138,7 @@ func frontierOf(r conflict.Record) []string {
 // exactly the writes its own position names, whatever commits during the
 // scan.
 func TestSnapshotIsOneReadTimestamp(t *testing.T) {
-	s := openTest(t, "us", "", func(o *Options) { o.Sync = false })
+	s := openTest(t, "us", "", func(o *testOpts) { o.Sync = false })
 	for i := range 500 {
 		mustWrite(t, s, Mutation{Key: fmt.Sprintf("k/%04d", i), Value: doc(`{"i":%d}`, i)})
 	}

@@ -14,8 +14,8 @@ import (
 // order concurrent writers, costs every commit several hand-offs to its two
 // watermark goroutines, about a third of a small commit's time on these
 // machines. Here the writer commits at the last commit's timestamp plus one
-// and then publishes it; a read sees exactly the commits published before
-// it began.
+// and then exposes it; a read sees exactly the commits exposed before it
+// began.
 
 // snapshots hands out read timestamps and tracks the ones in use, so that
 // Badger's compactions never discard a version an open read may still
@@ -23,9 +23,9 @@ import (
 // concurrent use.
 type snapshots struct {
 	mu sync.Mutex
-	// committed is the newest published commit timestamp: what a read
-	// that begins now sees.
-	committed uint64
+	// visible is the newest exposed commit timestamp: what a read that
+	// begins now sees.
+	visible uint64
 	// open counts the reads in progress at each read timestamp.
 	open map[uint64]int
 	// discard is the last value given to Badger's SetDiscardTs.
@@ -36,13 +36,13 @@ type snapshots struct {
 	drained *sync.Cond
 }
 
-func newSnapshots(committed uint64) *snapshots {
-	s := &snapshots{committed: committed, discard: committed, open: map[uint64]int{}}
+func newSnapshots(visible uint64) *snapshots {
+	s := &snapshots{visible: visible, discard: visible, open: map[uint64]int{}}
 	s.drained = sync.NewCond(&s.mu)
 	return s
 }
 
-// acquire returns the timestamp a new read runs at (every commit published
+// acquire returns the timestamp a new read runs at (every commit exposed
 // so far, nothing after) and keeps it from being discarded until release.
 // It fails (false) once close has begun.
 func (s *snapshots) acquire() (uint64, bool) {
@@ -51,7 +51,7 @@ func (s *snapshots) acquire() (uint64, bool) {
 	if s.closed {
 		return 0, false
 	}
-	ts := s.committed
+	ts := s.visible
 	s.open[ts]++
 	return ts, true
 }
@@ -85,17 +85,17 @@ func (s *snapshots) close() {
 func (s *snapshots) latest() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.committed
+	return s.visible
 }
 
-// publish makes the commit at ts (newer than every earlier one) visible to
+// expose makes the commit at ts (newer than every earlier one) visible to
 // reads that begin from now on. It returns the timestamp at or below which
 // Badger may now discard versions shadowed by a newer one (the oldest open
 // read, else ts) and whether that moved since the last call.
-func (s *snapshots) publish(ts uint64) (discard uint64, moved bool) {
+func (s *snapshots) expose(ts uint64) (discard uint64, moved bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.committed = ts
+	s.visible = ts
 	discard = ts
 	for open := range s.open {
 		discard = min(discard, open)
@@ -106,7 +106,7 @@ func (s *snapshots) publish(ts uint64) (discard uint64, moved bool) {
 }
 
 // view runs fn in a read-only Badger transaction on a snapshot of every
-// commit published before it began. Once Close has begun it returns
+// commit exposed before it began. Once Close has begun it returns
 // ErrClosed; Close closes Badger only after every view has returned. Once
 // the storage failed it returns ErrStorageFailed (see storage.go).
 func (s *Store) view(fn func(txn *badger.Txn) error) error {
@@ -133,8 +133,8 @@ func (s *Store) beginCommit() *badger.Txn {
 }
 
 // commit commits the writer's transaction at the next timestamp and, once
-// Badger has it (synced when Options.Sync is set), publishes it to reads.
-// A failed commit is not published: Badger may have applied part of it to
+// Badger has it (synced when Options.Sync is set), exposes it to reads.
+// A failed commit is not exposed: Badger may have applied part of it to
 // its memtable, and reads must not see half a transaction. The next commit
 // takes a newer timestamp all the same (lastTs), so versions a failed commit
 // left behind stay below it and are shadowed by what later commits write.
@@ -150,7 +150,7 @@ func (s *Store) commit(txn *badger.Txn) error {
 	s.merkle.mu.Lock()
 	s.merkle.applyPendingLocked()
 	s.merkle.oseq = s.oseq
-	discard, moved := s.snaps.publish(ts)
+	discard, moved := s.snaps.expose(ts)
 	s.merkle.mu.Unlock()
 	if moved {
 		s.db.SetDiscardTs(discard)

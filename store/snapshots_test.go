@@ -40,7 +40,7 @@ func TestSnapshotsDiscardNeverPassesOpenRead(t *testing.T) {
 				open = slices.Delete(open, j, j+1)
 			default:
 				committed++
-				discard, moved := s.publish(committed)
+				discard, moved := s.expose(committed)
 				want := committed
 				for _, ts := range open {
 					want = min(want, ts)
@@ -118,7 +118,7 @@ func TestReadIsASnapshot(t *testing.T) {
 func TestShadowedVersionsDiscarded(t *testing.T) {
 	// Small memtables: a MB of writes flushes one, and two
 	// flushed tables start a compaction.
-	s := openTest(t, "us", "", func(o *Options) {
+	s := openTest(t, "us", "", func(o *testOpts) {
 		o.tuneBadger = func(bo badger.Options) badger.Options { return bo.WithMemTableSize(1 << 20) }
 	})
 	filler := strings.Repeat("x", 4<<10)
@@ -198,7 +198,7 @@ func TestOpensStoreWrittenInBadgerTimestampMode(t *testing.T) {
 	// Badger in its own timestamp mode rewrites the record, as a store of
 	// the earlier layout would have.
 	opts := testOptions(dir, "us")
-	db, err := badger.Open(badgerOptions(opts))
+	db, err := badger.Open(badgerOptions(opts, hooks{}))
 	if err != nil {
 		t.Fatal(err)
 	}

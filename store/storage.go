@@ -15,7 +15,7 @@ import (
 // a page Badger writes to, and the process dies of SIGBUS instead of seeing
 // an error. The store therefore never lets its filesystem fill up: a
 // watcher reads the free space of the store's directory (statfs) every
-// Options.SpaceCheckInterval, and the writer checks it before every commit.
+// defaultSpaceCheckInterval, and the writer checks it before every commit.
 // Below Options.MinFreeBytes the store refuses local writes and replicated
 // applies (ErrInsufficientStorage) and keeps serving reads; once free space
 // is back above the bound plus a tenth of it (hysteresis, so it does not
@@ -87,7 +87,7 @@ const DefaultMinFreeBytes = 512 << 20
 // Options.SmallFootprint, whose memtables are 16 MiB.
 const SmallFootprintMinFreeBytes = 64 << 20
 
-// defaultSpaceCheckInterval is Options.SpaceCheckInterval's default.
+// defaultSpaceCheckInterval is how often the watcher reads free space.
 const defaultSpaceCheckInterval = 250 * time.Millisecond
 
 // FreeSpace returns the bytes available to unprivileged users on the

@@ -21,7 +21,7 @@ import (
 
 // smallBadger makes Badger flush and rotate files after little data, so a
 // test on a filesystem of a few dozen MiB exercises them.
-func smallBadger(o *Options) {
+func smallBadger(o *testOpts) {
 	o.tuneBadger = func(bo badger.Options) badger.Options {
 		return bo.WithMemTableSize(1 << 20).WithValueLogFileSize(2 << 20).WithBaseTableSize(256 << 10).
 			WithBlockCacheSize(1 << 20)
@@ -57,10 +57,10 @@ func mountOrSkip(t *testing.T, size int64) string {
 // readable.
 func TestLowSpaceRefusesWritesAndResumes(t *testing.T) {
 	fs := mountOrSkip(t, 96<<20)
-	s := openTest(t, "us", filepath.Join(fs, "store"), func(o *Options) {
+	s := openTest(t, "us", filepath.Join(fs, "store"), func(o *testOpts) {
 		smallBadger(o)
 		o.MinFreeBytes = 16 << 20
-		o.SpaceCheckInterval = 20 * time.Millisecond
+		o.spaceCheck = 20 * time.Millisecond
 	})
 	var acked []string
 	write := func(key string) error {
@@ -130,10 +130,10 @@ func TestIOErrorChild(t *testing.T) {
 		fmt.Fprintf(os.Stderr, format+"\n", a...)
 		os.Exit(2)
 	}
-	opts := testOptions(dir, "us")
+	opts := testOpts{Options: testOptions(dir, "us")}
 	smallBadger(&opts)
 	opts.MinFreeBytes = 8 << 20
-	s, err := Open(opts)
+	s, err := open(opts.Options, opts.hooks)
 	if err != nil {
 		die("open: %v", err)
 	}

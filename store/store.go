@@ -38,10 +38,9 @@ type Options struct {
 	MaxBatch int
 	// Clock stamps local writes and observes replicated ones. Required.
 	Clock *conflict.Clock
-	// Observer, if set, is consulted inside the transaction for each
-	// record a request changed; the conflict entries it returns are written
-	// in the same transaction (so the conflict log is exactly as durable as
-	// the records).
+	// Observer, if set, finds the conflicts of the records requests
+	// change, for the conflict log (see Observer for when it runs and
+	// what the store guarantees).
 	Observer Observer
 	// ConflictRetention bounds the conflict log (entries; default 100000).
 	ConflictRetention int
@@ -51,10 +50,15 @@ type Options struct {
 	// FeedRetention bounds the change log (changes.go) in entries;
 	// default DefaultFeedRetention.
 	FeedRetention int
+	// OnOutbox, if set, is called after each commit that added outbox
+	// entries, once they are readable with ReadOutbox (the publisher's
+	// wake-up). It runs on the writer: it must be quick, must not block
+	// and must not call the Store.
+	OnOutbox func()
 	// OnConflicts, if set, receives the conflict-log entries of each commit
-	// once that commit is durable, in log order. It runs on the writer (the
-	// goroutine holding the writer role): it must be quick and must not
-	// call the Store.
+	// once that commit is durable, in log order, each entry once. It runs
+	// on the writer (the goroutine holding the writer role): it must be
+	// quick and must not call the Store.
 	OnConflicts func([]ConflictEntry)
 	// Logger receives Badger's and the writer's logs.
 	Logger *slog.Logger
@@ -67,12 +71,6 @@ type Options struct {
 	// draws it, see Lead) or a copy of the leader's store (LoadCopy).
 	Clustered bool
 
-	// keyFilterMin overrides keyFilterMin (tests: force rebuilds).
-	keyFilterMin uint
-	// ValueLogGCInterval is how often the store reclaims value-log space
-	// (valuelog.go); default 5 minutes, negative never.
-	ValueLogGCInterval time.Duration
-
 	// MaxEventBytes, if positive, bounds the encoded size of a local
 	// write's event (what is published to the replication stream): a write
 	// whose event would be larger is refused with ErrTooLarge, with
@@ -84,24 +82,38 @@ type Options struct {
 	// SmallFootprintMinFreeBytes with SmallFootprint; negative turns the
 	// free-space guard off (a failed commit still fails the storage).
 	MinFreeBytes int64
-	// SpaceCheckInterval is how often free space is read in the
-	// background (default 250ms); the writer also re-reads it before a
-	// commit when its last reading is older than 20ms.
-	SpaceCheckInterval time.Duration
-
-	// tuneBadger, if set, adjusts Badger's options last (tests: small
-	// memtables and value-log files, so that flushes, compactions and
-	// value-log rewrites happen after little data).
-	tuneBadger func(badger.Options) badger.Options
 }
 
-// Observer looks at a record a request changed and reports conflicts to log.
-// It runs in the writer (inside the transaction) and must be pure and quick.
+// Observer finds the conflicts a record change makes, for the conflict log.
+// The store asks it in two steps (observe.go):
+//
+//   - Notable runs in the writer, inside the transaction of the change, for
+//     every record a local write, a replicated event or a merge changed
+//     (a replicated event only when it added a version or its clock was
+//     skewed). It must be pure and quick: no rule evaluation, logging,
+//     metrics, locks others hold long, or I/O. Every other write of the
+//     region waits while it runs.
+//   - Observe runs for each change Notable accepted, on the store's
+//     observer goroutine, after the change committed: one change at a time,
+//     in the order the changes committed, never concurrently with itself.
+//     It may evaluate rules, log and count. The entries it returns are
+//     appended to the conflict log, in that order, in one transaction with
+//     the removal of the change from the pending observations: each
+//     change's entries are appended exactly once. A change is stored with
+//     its commit, so a crash cannot lose it: after a restart (or in the
+//     region's next leader) Observe is called for the changes whose entries
+//     were not appended yet, so its side effects (logs, metrics) may repeat
+//     for those. Only a store that takes requests (Solo or Leading)
+//     observes; a follower holds the pending changes until it leads.
 type Observer interface {
+	Notable(change Change) bool
 	Observe(change Change) []ConflictEntry
 }
 
-// Change describes one record change inside a transaction.
+// Change describes one record change: the record before and after, and
+// what made it. Observe receives it as Notable saw it, even after a
+// restart (it is stored with the commit), whatever happened to the record
+// since.
 type Change struct {
 	Key    string
 	Before conflict.Record
@@ -123,11 +135,11 @@ type Change struct {
 type Store struct {
 	db *badger.DB
 	// snaps picks Badger's commit and read timestamps (managed mode).
-	snaps    *snapshots
-	opts     Options
-	actor    string
-	log      *slog.Logger
-	outboxCh chan struct{}
+	snaps *snapshots
+	opts  Options
+	hooks hooks
+	actor string
+	log   *slog.Logger
 
 	// The writer role and its queue (see submit and writeBatch).
 	qmu     sync.Mutex
@@ -146,7 +158,7 @@ type Store struct {
 	closeOnce sync.Once
 	closing   atomic.Bool
 
-	// state owned by the writer; published copies below for readers.
+	// State owned by the writer; exposed copies (for readers) below.
 	seq, oseq, cseq, trimmed uint64
 	cfirst                   uint64 // oldest conflict-log seq that may exist
 	keys                     *keyFilter
@@ -154,27 +166,38 @@ type Store struct {
 	batchReqs                []*request // the writer's, reused per turn
 	// chead caches the conflict log's oldest entry (the writer's).
 	chead *conflictHead
-	// lastTs is the newest timestamp a commit used, published or not.
+	// lastTs is the newest timestamp a commit used, exposed or not.
 	lastTs uint64
 	// selfPath is the path of a local write's outbox entry (read-only).
 	selfPath []string
 	wm       map[string]uint64
 	// fseq is the change log's newest position, ffirst its oldest
-	// (changes.go; the writer's); fcommitted and foldest are them as
-	// committed, for readers.
-	fseq, ffirst        uint64
-	fcommitted, foldest atomic.Uint64
+	// (changes.go; the writer's); feedHead and feedOldest expose them as
+	// of the last commit, for readers.
+	fseq, ffirst         uint64
+	feedHead, feedOldest atomic.Uint64
 
-	mu        sync.Mutex
-	applied   conflict.VV // published watermarks incl. own actor
-	changed   chan struct{}
-	waiters   bool // someone waits on changed (under mu)
-	trimWant  atomic.Uint64
-	stats     Stats
-	committed atomic.Uint64 // last outbox seq committed
+	mu       sync.Mutex
+	applied  conflict.VV // exposed watermarks incl. own actor
+	changed  chan struct{}
+	waiters  bool // someone waits on changed (under mu)
+	trimWant atomic.Uint64
+	stats    Stats
+	// pendingHead is the newest pending observation committed,
+	// observedThrough the newest whose entries are appended (observe.go).
+	pendingHead, observedThrough uint64
+	// outboxHead is the newest outbox seq committed (OutboxHead).
+	outboxHead atomic.Uint64
 	// batchBytes bounds the estimated size of one group commit, well under
 	// Badger's transaction limit.
 	batchBytes int
+
+	// Pending observations (observe.go): the newest stored and the oldest
+	// still pending (the writer's), and the observer goroutine's wake-up
+	// and end.
+	nseq, nfirst uint64
+	observeCh    chan struct{}
+	observeDone  chan struct{}
 
 	// The region lifecycle (merkle.go, merge.go, tombstones.go): the
 	// digest tree, its scrubs, the keys whose stored record failed its
@@ -190,10 +213,10 @@ type Store struct {
 
 	// A region of several nodes (replica.go): the store's role, the
 	// region log's position and term of its last entry held here (the
-	// writer's; logPos publishes them), the Replicator a leading store
+	// writer's; logPos exposes them), the Replicator a leading store
 	// appends with, and whether a copy is being loaded or was cut off.
 	role         atomic.Int32
-	actorPub     atomic.Pointer[string] // the actor, for readers (Actor)
+	actorShown   atomic.Pointer[string] // the actor, for readers (Actor)
 	logSeq, term uint64
 	logPos       atomic.Pointer[[2]uint64]
 	rep          Replicator
@@ -207,12 +230,19 @@ const valueThreshold = 64 << 10
 // Stats are cumulative counters since Open.
 type Stats struct {
 	Writes, Applied, Duplicates, Gaps, Forwarded, Conflicts, Commits uint64
+	// LostObservations counts pending conflict observations that no
+	// longer decoded (altered on disk) and were dropped, each logged.
+	LostObservations uint64
 }
 
 // Open opens or creates the store at opts.Dir. A new store draws a fresh
 // random actor epoch, so a region restarted from empty never reuses a dot or
 // an origin sequence its peers have seen (Riak KV679).
-func Open(opts Options) (*Store, error) {
+func Open(opts Options) (*Store, error) { return open(opts, hooks{}) }
+
+// open is Open with the tests' hooks (hooks.go).
+func open(opts Options, h hooks) (*Store, error) {
+	h = h.withDefaults()
 	if opts.Region == "" || opts.Clock == nil {
 		return nil, errors.New("store: region and clock are required")
 	}
@@ -221,9 +251,6 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.ConflictRetention <= 0 {
 		opts.ConflictRetention = 100_000
-	}
-	if opts.ValueLogGCInterval == 0 {
-		opts.ValueLogGCInterval = defaultValueLogGCInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -234,9 +261,6 @@ func Open(opts Options) (*Store, error) {
 			opts.MinFreeBytes = SmallFootprintMinFreeBytes
 		}
 	}
-	if opts.SpaceCheckInterval <= 0 {
-		opts.SpaceCheckInterval = defaultSpaceCheckInterval
-	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
@@ -244,7 +268,7 @@ func Open(opts Options) (*Store, error) {
 	if st := health.check(time.Now()); st.State == StorageFailed {
 		return nil, fmt.Errorf("open store %s: %s", opts.Dir, st.Reason)
 	}
-	db, err := badger.OpenManaged(badgerOptions(opts))
+	db, err := badger.OpenManaged(badgerOptions(opts, h))
 	if err != nil {
 		return nil, fmt.Errorf("open badger %s: %w", opts.Dir, err)
 	}
@@ -253,12 +277,12 @@ func Open(opts Options) (*Store, error) {
 	newest := db.MaxVersion()
 	db.SetDiscardTs(newest)
 	s := &Store{
-		db: db, snaps: newSnapshots(newest), opts: opts, log: opts.Logger.With("component", "store"),
-		outboxCh: make(chan struct{}, 1),
-		slots:    make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
+		db: db, snaps: newSnapshots(newest), opts: opts, hooks: h, log: opts.Logger.With("component", "store"),
+		slots: make(chan struct{}, 4*opts.MaxBatch), stop: make(chan struct{}), idle: make(chan struct{}),
 		wm: map[string]uint64{}, changed: make(chan struct{}),
 		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region}, health: health,
 		merkle: newMerkleTree(), treeDone: make(chan struct{}),
+		observeCh: make(chan struct{}, 1), observeDone: make(chan struct{}),
 	}
 	if opts.Clustered {
 		s.role.Store(int32(Following))
@@ -277,13 +301,17 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.gcDone = make(chan struct{})
-	if opts.ValueLogGCInterval > 0 {
-		go s.collectValueLog(opts.ValueLogGCInterval)
+	if h.valueLogGC > 0 {
+		go s.collectValueLog(h.valueLogGC)
 	} else {
 		close(s.gcDone)
 	}
 	s.spaceDone = make(chan struct{})
-	go s.watchSpace(opts.SpaceCheckInterval)
+	go s.watchSpace(h.spaceCheck)
+	go s.observeLoop()
+	if s.nfirst <= s.nseq {
+		s.signalObserver() // changes a crash left unobserved
+	}
 	go func() { // the digest tree's first build (merkle.go)
 		defer close(s.treeDone)
 		if _, err := s.Scrub(); err != nil && !errors.Is(err, ErrClosed) {
@@ -302,11 +330,11 @@ func BadgerOptions(opts Options) badger.Options {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return badgerOptions(opts)
+	return badgerOptions(opts, hooks{})
 }
 
 // badgerOptions maps Options (defaults applied) to Badger's options.
-func badgerOptions(opts Options) badger.Options {
+func badgerOptions(opts Options, h hooks) badger.Options {
 	bo := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(opts.Sync).
 		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
@@ -319,8 +347,8 @@ func badgerOptions(opts Options) badger.Options {
 			WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20).WithNumCompactors(2).
 			WithNumMemtables(2).WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8)
 	}
-	if opts.tuneBadger != nil {
-		bo = opts.tuneBadger(bo)
+	if h.tuneBadger != nil {
+		bo = h.tuneBadger(bo)
 	}
 	return bo
 }
@@ -408,6 +436,7 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 	if err := s.loadFeed(txn); err != nil {
 		return err
 	}
+	s.loadObservations(txn)
 	// The oldest conflict-log entry still stored (retention drops
 	// from the front).
 	s.cfirst = s.cseq + 1
@@ -429,8 +458,8 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 		}
 		s.wm[string(it.Item().Key()[len(prefixWatermark):])] = n
 	}
-	s.publish(nil)
-	s.committed.Store(s.seq)
+	s.exposeApplied(nil)
+	s.outboxHead.Store(s.seq)
 	s.trimWant.Store(s.trimmed)
 	return nil
 }
@@ -492,8 +521,8 @@ func (s *Store) deriveSeqs(txn *badger.Txn) error {
 }
 
 func (s *Store) keyFilterMin() uint {
-	if s.opts.keyFilterMin > 0 {
-		return s.opts.keyFilterMin
+	if s.hooks.keyFilterMin > 0 {
+		return s.hooks.keyFilterMin
 	}
 	return keyFilterMin
 }
@@ -510,16 +539,16 @@ func newActor(region string) (string, error) {
 // Actor returns this store's actor name (region~epoch); "" for the store
 // of a node that has not yet received its region's.
 func (s *Store) Actor() string {
-	if a := s.actorPub.Load(); a != nil {
+	if a := s.actorShown.Load(); a != nil {
 		return *a
 	}
 	return ""
 }
 
-// setActor sets the writer's actor and publishes it to Actor.
+// setActor sets the writer's actor and exposes it to Actor.
 func (s *Store) setActor(actor string) {
 	s.actor = actor
-	s.actorPub.Store(&actor)
+	s.actorShown.Store(&actor)
 }
 
 // Close stops taking requests, finishes the ones queued and the reads in
@@ -539,6 +568,7 @@ func (s *Store) Close() error {
 		}
 		<-s.gcDone // a value-log rewrite under way ends first
 		<-s.spaceDone
+		<-s.observeDone // what it observed and did not append waits for the next start
 		<-s.treeDone    // the first tree build stops at s.closing
 		s.snaps.close() // and so do the reads in progress
 		err = s.closeBadger()
@@ -731,10 +761,12 @@ func (s *Store) WaitApplied(ctx context.Context, want conflict.VV) conflict.VV {
 	}
 }
 
-// publish copies writer state for readers and wakes waiters: the
-// watermarks of the origins in dirty (all of them when dirty is nil) and the
-// own actor's sequence. Callers hold no lock; it takes s.mu.
-func (s *Store) publish(dirty map[string]uint64) {
+// exposeApplied copies the writer's applied positions for readers
+// (Applied, Seq, WaitApplied) and wakes the waiters: the watermarks of the
+// origins in dirty (all of them when dirty is nil) and the own actor's
+// sequence. The writer calls it after a commit succeeded. Callers hold no
+// lock; it takes s.mu.
+func (s *Store) exposeApplied(dirty map[string]uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if dirty == nil || s.applied == nil {
@@ -754,9 +786,10 @@ func (s *Store) publish(dirty map[string]uint64) {
 	}
 }
 
-// Committed returns the last outbox sequence committed; entries up to it
-// are readable with ReadOutbox until trimmed.
-func (s *Store) Committed() uint64 { return s.committed.Load() }
+// OutboxHead returns the newest outbox sequence committed (0 for none):
+// entries up to it are readable with ReadOutbox until trimmed. It never
+// decreases while the store is open.
+func (s *Store) OutboxHead() uint64 { return s.outboxHead.Load() }
 
 // badgerLogger adapts Badger's printf-style logger to slog. Badger logs at
 // debug level several times per commit, so a message is formatted only when

@@ -17,7 +17,7 @@ import (
 func TestCollectTombstones(t *testing.T) {
 	ctx := context.Background()
 	clock := newFakeClock(baseWall)
-	eu := openTest(t, "eu", "", func(o *Options) { o.Clock = conflict.NewClock(clock.now, 0) })
+	eu := openTest(t, "eu", "", func(o *testOpts) { o.Clock = conflict.NewClock(clock.now, 0) })
 	var evs []produced
 	for _, m := range []Mutation{
 		{Key: "gone", Value: doc(`{"v":1}`)},

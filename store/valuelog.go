@@ -12,12 +12,12 @@ import (
 // reclaims the space of overwritten, deleted and trimmed values (a
 // record's old versions, a published outbox entry, a pruned conflict-log
 // entry) only when its user asks it to rewrite a log file. The store asks
-// every Options.ValueLogGCInterval, the first time one interval after Open.
+// every defaultValueLogGCInterval, the first time one interval after Open.
 // Badger picks the files by the discard statistics its compactions keep
 // (garbage it has not compacted yet does not count) and never rewrites the
 // file it is appending to.
 
-// defaultValueLogGCInterval is Options.ValueLogGCInterval's default.
+// defaultValueLogGCInterval is how often the store asks.
 const defaultValueLogGCInterval = 5 * time.Minute
 
 // valueLogDiscardRatio is how much of a value-log file must be garbage

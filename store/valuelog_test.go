@@ -33,9 +33,9 @@ func vlogBytes(t *testing.T, dir string) int64 {
 // still holds its last value, before and after a restart.
 func TestValueLogReclaimed(t *testing.T) {
 	dir := t.TempDir()
-	small := func(gc time.Duration) func(o *Options) {
-		return func(o *Options) {
-			o.ValueLogGCInterval = gc
+	small := func(gc time.Duration) func(o *testOpts) {
+		return func(o *testOpts) {
+			o.valueLogGC = gc
 			o.tuneBadger = func(bo badger.Options) badger.Options {
 				return bo.WithMemTableSize(1 << 20).WithValueLogFileSize(1 << 20)
 			}
@@ -48,7 +48,7 @@ func TestValueLogReclaimed(t *testing.T) {
 	for i := range versions {
 		mustWrite(t, s, Mutation{Key: "big", Value: doc(`{"i":%d,"pad":"%s"}`, i, big), Supersede: true})
 	}
-	if err := s.TrimOutbox(s.Committed()); err != nil {
+	if err := s.TrimOutbox(s.OutboxHead()); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "outbox trimmed", func() bool { return s.OutboxLen() == 0 })

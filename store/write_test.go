@@ -122,8 +122,8 @@ func TestWriteEventsAndOutbox(t *testing.T) {
 			t.Errorf("write %d: OSeq = %d, want %d", i, r.Event.OSeq, i+1)
 		}
 	}
-	if s.Seq() != 5 || s.Applied()[s.Actor()] != 5 || s.Committed() != 5 {
-		t.Errorf("Seq %d, Applied %v, Committed %d; want 5, own actor at 5, 5", s.Seq(), s.Applied(), s.Committed())
+	if s.Seq() != 5 || s.Applied()[s.Actor()] != 5 || s.OutboxHead() != 5 {
+		t.Errorf("Seq %d, Applied %v, Committed %d; want 5, own actor at 5, 5", s.Seq(), s.Applied(), s.OutboxHead())
 	}
 	out := mustOutbox(t, s, 0)
 	if len(out) != len(results) {
@@ -147,7 +147,7 @@ func TestWriteAfterApplyHasLaterHLC(t *testing.T) {
 	s := openTest(t, "us", "", nil)
 	fast := newFakeClock(baseWall)
 	fast.advance(time.Hour)
-	eu := openTest(t, "eu", "", func(o *Options) { o.Clock = conflict.NewClock(fast.now, 0) })
+	eu := openTest(t, "eu", "", func(o *testOpts) { o.Clock = conflict.NewClock(fast.now, 0) })
 	ev := writeEvents(t, eu, Mutation{Key: "k", Value: doc(`1`)})
 	mustApply(t, s, ev[0].incoming())
 	w := mustWrite(t, s, Mutation{Key: "k", Value: doc(`2`), Supersede: true})

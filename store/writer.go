@@ -77,6 +77,9 @@ type request struct {
 	// control changes the store's role (replica.go); it is a batch of its
 	// own.
 	control *controlRequest
+	// observed appends the conflict-log entries of pending observations
+	// (observe.go).
+	observed *observedRequest
 	// resp carries the answer, or the writer role (response.lead); it has
 	// room for one message, and a request has at most one in flight.
 	resp chan response
@@ -98,6 +101,13 @@ func (r *request) size() int {
 	}
 	if r.local {
 		return 2*min(r.mut.Value.Len(), valueThreshold) + 2*len(r.mut.Key) + 256
+	}
+	if r.observed != nil {
+		n := 32 * int(r.observed.through-r.observed.from+1)
+		for _, e := range r.observed.entries {
+			n += e.size()
+		}
+		return n
 	}
 	n := 0
 	for _, in := range r.apply {
@@ -218,7 +228,7 @@ func (s *Store) Apply(ctx context.Context, batch []Incoming) ([]ApplyResult, err
 // next writer takes them all in one batch (group commit).
 func (s *Store) submit(ctx context.Context, r *request) (response, error) {
 	defer func() {
-		r.local, r.mut, r.apply, r.lifecycle, r.replica, r.control = false, Mutation{}, nil, nil, nil, nil
+		r.local, r.mut, r.apply, r.lifecycle, r.replica, r.control, r.observed = false, Mutation{}, nil, nil, nil, nil, nil
 		requestPool.Put(r)
 	}()
 	if s.closing.Load() {
@@ -283,24 +293,24 @@ func (s *Store) writeBatch() {
 	s.queue = s.queue[n:]
 	s.qmu.Unlock()
 
-	var committed bool
+	var ok bool
 	if len(batch) == 1 && batch[0].control != nil && batch[0].control.load != nil {
 		c := batch[0].control
 		err := s.loadCopy(c.load)
 		if err != nil {
 			s.log.Error("loading a copy of the leader's store failed; the node loads one again before it serves", "err", err)
 		}
-		committed = err == nil
+		ok = err == nil
 		batch[0].resp <- response{err: err}
 	} else {
-		committed = s.commitBatch(batch)
+		ok = s.commitBatch(batch)
 	}
 	for range batch {
 		<-s.slots
 	}
 	// A trim bounded per commit may have more to do; after a failed commit
 	// the next request or TrimOutbox retries it.
-	moreTrim := committed && s.trimmed < min(s.trimWant.Load(), s.seq)
+	moreTrim := ok && s.trimmed < min(s.trimWant.Load(), s.seq)
 
 	s.qmu.Lock()
 	switch {
@@ -335,6 +345,10 @@ type batchState struct {
 	// seq, oseq, cseq and trimmed as they were before the batch.
 	seq, oseq, cseq, trimmed, cfirst uint64
 	outboxed                         bool
+	// nseq and nfirst as they were before the batch, and whether it
+	// stored pending observations (observe.go).
+	nseq, nfirst uint64
+	observed     bool
 
 	// fseq and ffirst as they were before the batch, and the batch's
 	// change-log entry (changes.go).
@@ -384,12 +398,13 @@ func (s *Store) commitBatch(batch []*request) bool {
 	clear(st.dirty)
 	clear(st.wmOld)
 	st.tree.reset(s.merkle)
-	st.conflicts, st.outboxed = nil, false
+	st.conflicts, st.outboxed, st.observed = nil, false, false
 	role := s.Role()
 	lead := len(batch) == 1 && batch[0].control != nil && batch[0].control.lead != nil
 	st.txn = wtxn{raw: s.beginCommit(), capture: role == Leading || lead, fx: st.txn.fx[:0]}
 	st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst = s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst
 	st.fseq, st.ffirst, st.feed = s.fseq, s.ffirst, nil
+	st.nseq, st.nfirst = s.nseq, s.nfirst
 	st.actor, st.logSeq, st.term = s.actor, s.logSeq, s.term
 	st.append, st.lead, st.logged, st.cfirstMoved, st.ffirstMoved = false, false, false, false, false
 	defer st.txn.raw.Discard()
@@ -411,6 +426,8 @@ func (s *Store) commitBatch(batch []*request) bool {
 			continue
 		case r.local:
 			resps[i].write, resps[i].err = s.doWrite(st, &r.mut, &stats)
+		case r.observed != nil:
+			resps[i].err = s.doObserved(st, r.observed, &stats)
 		case r.lifecycle != nil:
 			resps[i].lifecycle, resps[i].err = s.doLifecycle(st, r.lifecycle, &stats)
 		default:
@@ -448,6 +465,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 	if err != nil {
 		s.seq, s.oseq, s.cseq, s.trimmed, s.cfirst = st.seq, st.oseq, st.cseq, st.trimmed, st.cfirst
 		s.fseq, s.ffirst = st.fseq, st.ffirst
+		s.nseq, s.nfirst = st.nseq, st.nfirst
 		s.setActor(st.actor)
 		s.logSeq, s.term = st.logSeq, st.term
 		s.merkle.pending = s.merkle.pending[:0]
@@ -487,9 +505,9 @@ func (s *Store) commitBatch(batch []*request) bool {
 	if st.logged {
 		s.logPos.Store(&[2]uint64{s.logSeq, s.term})
 	}
-	s.committed.Store(s.seq)
-	s.foldest.Store(s.ffirst)
-	s.fcommitted.Store(s.fseq) // before publish, which wakes FeedWait
+	s.outboxHead.Store(s.seq)
+	s.feedOldest.Store(s.ffirst)
+	s.feedHead.Store(s.fseq) // before exposeApplied, which wakes FeedWait
 	s.mu.Lock()
 	s.stats.Writes += stats.Writes
 	s.stats.Applied += stats.Applied
@@ -498,14 +516,18 @@ func (s *Store) commitBatch(batch []*request) bool {
 	s.stats.Forwarded += stats.Forwarded
 	s.stats.Conflicts += stats.Conflicts
 	s.stats.Commits += stats.Commits
+	s.pendingHead, s.observedThrough = s.nseq, s.nfirst-1
 	s.mu.Unlock()
-	s.publish(st.wmOld)
-	st.tree.committed(s)
+	s.exposeApplied(st.wmOld)
+	st.tree.afterCommit(s)
 	for i, r := range batch {
 		r.resp <- resps[i]
 	}
-	if st.outboxed {
-		s.signalOutbox()
+	if st.outboxed && s.opts.OnOutbox != nil {
+		s.opts.OnOutbox()
+	}
+	if st.observed || st.lead {
+		s.signalObserver()
 	}
 	if s.opts.OnConflicts != nil && len(st.conflicts) > 0 {
 		s.opts.OnConflicts(st.conflicts)
@@ -617,7 +639,7 @@ func (s *Store) doWrite(st *batchState, m *Mutation, stats *Stats) (WriteResult,
 	s.logChange(st, m.Key, s.actor, ev.OSeq)
 	st.records[m.Key], st.dirty[m.Key] = after, true
 	stats.Writes++
-	if err := s.observe(st, Change{Key: m.Key, Before: before, After: after, Event: ev, Local: true, Merged: m.Merged, Outcome: out}, stats); err != nil {
+	if err := s.observe(st, Change{Key: m.Key, Before: before, After: after, Event: ev, Local: true, Merged: m.Merged, Outcome: out}); err != nil {
 		return WriteResult{}, err
 	}
 	return WriteResult{Record: after, Event: ev, Outcome: out}, nil
@@ -702,25 +724,12 @@ func (s *Store) doApply(st *batchState, batch []Incoming, stats *Stats) ([]Apply
 		res[i] = ApplyResult{Done: true, Changed: changed, Outcome: out}
 		stats.Applied++
 		if out.Added || skewed {
-			if err := s.observe(st, Change{Key: ev.Key, Before: before, After: after, Event: ev, Skewed: skewed, Outcome: out}, stats); err != nil {
+			if err := s.observe(st, Change{Key: ev.Key, Before: before, After: after, Event: ev, Skewed: skewed, Outcome: out}); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return res, nil
-}
-
-func (s *Store) observe(st *batchState, c Change, stats *Stats) error {
-	if s.opts.Observer == nil {
-		return nil
-	}
-	for _, e := range s.opts.Observer.Observe(c) {
-		if err := s.appendConflict(st, e); err != nil {
-			return err
-		}
-		stats.Conflicts++
-	}
-	return nil
 }
 
 // appendOutbox adds an encoded entry (encodeOutbox) at the next outbox seq.

@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -11,8 +14,9 @@ import (
 
 func newBench() *cobra.Command {
 	var (
-		o       bench.Options
-		jsonOut string
+		o          bench.Options
+		jsonOut    string
+		lagSeconds int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -32,6 +36,18 @@ func newBench() *cobra.Command {
 			}
 			defer os.RemoveAll(dir)
 			o.Dir, o.Progress = dir, cmd.OutOrStdout()
+			if cmd.Flags().Changed("lag-seconds") {
+				if cmd.Flags().Changed("lag") {
+					return errors.New("--lag-seconds is the old spelling of --lag: give only --lag (a duration, e.g. --lag 5s)")
+				}
+				if lagSeconds <= 0 {
+					return fmt.Errorf("--lag-seconds must be a positive number of seconds, got %d; use --lag with a duration, e.g. --lag 5s", lagSeconds)
+				}
+				o.Lag = time.Duration(lagSeconds) * time.Second
+			}
+			if o.Lag <= 0 {
+				return fmt.Errorf("--lag must be a positive duration, e.g. --lag 5s, got %s", o.Lag)
+			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
 			rep, err := bench.Run(ctx, o)
@@ -50,7 +66,11 @@ func newBench() *cobra.Command {
 	f.IntVar(&o.Events, "events", 20000, "events in the replication throughput run")
 	f.IntVar(&o.Backlog, "backlog", 100000, "events in the catch-up backlog")
 	f.IntVar(&o.Rate, "rate", 1000, "writes per second in the lag run")
-	f.IntVar(&o.LagSeconds, "lag-seconds", 5, "duration of the lag run")
+	f.DurationVar(&o.Lag, "lag", 5*time.Second, "duration of the lag run (e.g. 5s)")
+	// The flag's former spelling, in whole seconds: still read, with a
+	// warning that names the new one.
+	f.IntVar(&lagSeconds, "lag-seconds", 0, "")
+	_ = f.MarkDeprecated("lag-seconds", "use --lag with a duration, e.g. --lag 5s")
 	f.IntVar(&o.Clients, "clients", 16, "concurrent HTTP clients")
 	f.IntVar(&o.SnapshotRecords, "snapshot-records", 200000, "records in the snapshot transferred between two regions")
 	f.StringSliceVar(&o.Only, "only", nil, "run only these parts: writes, rules, replication, security, nodes, lifecycle")

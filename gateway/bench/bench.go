@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,10 +36,10 @@ type Options struct {
 	Events int
 	// Backlog is the size of the catch-up backlog (default 100000).
 	Backlog int
-	// Rate and LagSeconds shape the steady-rate lag run (default 1000/s
-	// for 5s).
-	Rate       int
-	LagSeconds int
+	// Rate and Lag shape the steady-rate lag run: writes per second, for
+	// how long (default 1000/s for 5s).
+	Rate int
+	Lag  time.Duration
 	// Clients is the number of concurrent HTTP clients (default 16).
 	Clients int
 	// SnapshotRecords is the size of the snapshot transferred between two
@@ -62,7 +63,9 @@ func (o *Options) defaults() {
 	def(&o.Events, 20000)
 	def(&o.Backlog, 100000)
 	def(&o.Rate, 1000)
-	def(&o.LagSeconds, 5)
+	if o.Lag <= 0 {
+		o.Lag = 5 * time.Second
+	}
 	def(&o.Clients, 16)
 	def(&o.SnapshotRecords, 200000)
 	if o.Logger == nil {
@@ -109,8 +112,18 @@ func (r *Report) ratio(o *Options, name string, v float64, target string, met bo
 	fmt.Fprintf(o.Progress, "ratio %-46s %8.2f  (target %s: %s)\n", name, v, target, mark)
 }
 
-// Run performs the selected measurements.
+// Parts are the measurements Options.Only may select, in the order Run
+// runs them.
+var Parts = []string{"writes", "rules", "replication", "security", "nodes", "lifecycle"}
+
+// Run performs the selected measurements. A part Only names that is not
+// one of Parts is an error, before anything runs.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	for _, p := range o.Only {
+		if !slices.Contains(Parts, p) {
+			return nil, fmt.Errorf("no benchmark part %q: the parts are %s", p, strings.Join(Parts, ", "))
+		}
+	}
 	o.defaults()
 	rep := &Report{}
 	want := func(part string) bool { return len(o.Only) == 0 || slices.Contains(o.Only, part) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 )
 
 // TestBenchSmoke runs every measurement at a tiny size, so `geogate bench`
@@ -11,7 +12,7 @@ import (
 // GEOGATE_BENCH=1 runs the full-size benchmark here instead.
 func TestBenchSmoke(t *testing.T) {
 	// The rules part has its own smoke test (TestRuleOverheadSmoke).
-	o := Options{Dir: t.TempDir(), Writes: 150, Events: 500, Backlog: 1000, Rate: 200, LagSeconds: 1, Clients: 4,
+	o := Options{Dir: t.TempDir(), Writes: 150, Events: 500, Backlog: 1000, Rate: 200, Lag: time.Second, Clients: 4,
 		Only: []string{"writes", "replication"}}
 	figures, ratios := 9, 5
 	if os.Getenv("GEOGATE_BENCH") != "" {
@@ -36,7 +37,7 @@ func TestLifecycleBenchSmoke(t *testing.T) {
 
 // TestSecurityBenchSmoke runs the secured pair at a tiny size.
 func TestSecurityBenchSmoke(t *testing.T) {
-	o := Options{Dir: t.TempDir(), Writes: 100, Events: 500, Rate: 200, LagSeconds: 1, Clients: 4, Only: []string{"security"}}
+	o := Options{Dir: t.TempDir(), Writes: 100, Events: 500, Rate: 200, Lag: time.Second, Clients: 4, Only: []string{"security"}}
 	smoke(t, o, 8, 3)
 }
 

@@ -129,7 +129,7 @@ func replication(ctx context.Context, o *Options, rep *Report) error {
 	actor := r1.Actor()
 
 	// Lag at a steady rate.
-	p50, p99, err := steadyLag(ctx, r1, r2, o.Rate, o.LagSeconds)
+	p50, p99, err := steadyLag(ctx, r1, r2, o.Rate, o.Lag)
 	if err != nil {
 		return err
 	}
@@ -191,10 +191,10 @@ func waitApplied(ctx context.Context, s *store.Store, actor string, seq uint64, 
 	return s.WaitApplied(ctx, conflict.VV{actor: seq})
 }
 
-// steadyLag writes at rate/s at r1 for secs seconds and measures, per
-// event, the time from its acknowledgement at r1 to its apply at r2.
-func steadyLag(ctx context.Context, r1, r2 *store.Store, rate, secs int) (p50, p99 float64, err error) {
-	n := rate * secs
+// steadyLag writes at rate/s at r1 for d and measures, per event, the time
+// from its acknowledgement at r1 to its apply at r2.
+func steadyLag(ctx context.Context, r1, r2 *store.Store, rate int, d time.Duration) (p50, p99 float64, err error) {
+	n := max(int(float64(rate)*d.Seconds()), 1)
 	acked := make([]atomic.Int64, n+1) // unix ns of each event's ack, by oseq - base
 	base, actor := r1.Seq(), r1.Actor()
 	lags := make([]float64, 0, n)

@@ -101,10 +101,10 @@ func security(ctx context.Context, o *Options, rep *Report) error {
 		var perr, serr error
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			p50, p99, perr = steadyLag(ctx, p.plain.Node("r1").Store(), p.plain.Node("r2").Store(), o.Rate, o.LagSeconds)
+			p50, p99, perr = steadyLag(ctx, p.plain.Node("r1").Store(), p.plain.Node("r2").Store(), o.Rate, o.Lag)
 		})
 		wg.Go(func() {
-			s50, s99, serr = steadyLag(ctx, p.secured.Node("r1").Store(), p.secured.Node("r2").Store(), o.Rate, o.LagSeconds)
+			s50, s99, serr = steadyLag(ctx, p.secured.Node("r1").Store(), p.secured.Node("r2").Store(), o.Rate, o.Lag)
 		})
 		wg.Wait()
 		if err := errors.Join(perr, serr); err != nil {
