@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/geogate/geogate/internal/wait"
 )
 
 // Inside a region of several nodes, the nodes talk over one subject of the
@@ -120,7 +122,19 @@ func (rn *regionNode) forwardHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 		}
 	}()
-	rep, err := n.conn.RequestMsgWithContext(ctx, msg)
+	var rep *nats.Msg
+	for asked := time.Now(); ; {
+		rep, err = n.conn.RequestMsgWithContext(ctx, msg)
+		// A new leader subscribes once it leads, and its interest reaches
+		// this node's server over the region's routes a moment later:
+		// while another node holds the lease, ask again for a second.
+		if !errors.Is(err, nats.ErrNoResponders) || time.Since(asked) > time.Second {
+			break
+		}
+		if l := rn.leaderNow(); l.Node == "" || l.Node == n.cfg.Node || wait.Sleep(ctx, 50*time.Millisecond) != nil {
+			break
+		}
+	}
 	select {
 	case <-gone:
 		if err != nil && !errors.Is(err, nats.ErrNoResponders) {

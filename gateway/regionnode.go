@@ -457,11 +457,16 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 		// leader: every second while one cannot move yet (no follower
 		// replica is current, as right after the region starts), then
 		// every 10 s (a follower's loss may put one back here). Not
-		// before this node takes writes: asking a stream led by a stalled
+		// before this node takes writes (asking a stream led by a stalled
 		// server waits out a timeout, which would lengthen the failover
-		// under way.
+		// under way), and not in the term's first moment: the previous
+		// leader, stopping or lost, may still look like a current replica
+		// and must not be given the streams.
 		mctx, stopMoving := context.WithCancel(ctx)
 		n.spawn(mctx, func() {
+			if wait.Sleep(mctx, max(n.cfg.Election.LeaseTTL, 2*time.Second)) != nil {
+				return
+			}
 			for {
 				pause := 10 * time.Second
 				if rn.moveStreamLeaders(mctx) {
@@ -621,13 +626,13 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
 			continue
 		}
 		// A replica still counts as current for a while after its server
-		// died or stalled: only one heard from within the last two
-		// seconds (raft heartbeats come every second) is a target, or the
+		// died, stopped or stalled: only one heard from within the last
+		// 1.5 s (raft heartbeats come every second) is a target, or the
 		// move would leave the stream without a leader until its next
 		// election.
 		to := ""
 		for _, p := range info.Cluster.Replicas {
-			if p.Current && !p.Offline && p.Active < 2*time.Second {
+			if p.Current && !p.Offline && p.Active < 1500*time.Millisecond {
 				to = p.Name
 				break
 			}
