@@ -76,9 +76,11 @@ type regionNode struct {
 	// (replaced, or the lease expired), and replaced by a new channel:
 	// requests forwarded to the old leader stop waiting for it.
 	leaderGone chan struct{}
-	follow     *followRun
-	fencedCh   chan struct{} // closed when the log refused or lost an append this term
-	fenceOne   *sync.Once
+	// prev is the last other node this node saw lead.
+	prev     string
+	follow   *followRun
+	fencedCh chan struct{} // closed when the log refused or lost an append this term
+	fenceOne *sync.Once
 
 	// through is the last region-log message the follower loop consumed;
 	// lagEntries and lagSince describe how far behind the log's end it is.
@@ -193,6 +195,9 @@ func (rn *regionNode) setState(state, why string) {
 
 func (rn *regionNode) observe(h region.Holder) {
 	rn.mu.Lock()
+	if h.Node != "" && h.Node != rn.n.cfg.Node {
+		rn.prev = h.Node
+	}
 	if h != rn.leader {
 		close(rn.leaderGone)
 		rn.leaderGone = make(chan struct{})
@@ -459,17 +464,22 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 		// every 10 s (a follower's loss may put one back here). Not
 		// before this node takes writes (asking a stream led by a stalled
 		// server waits out a timeout, which would lengthen the failover
-		// under way), and not in the term's first moment: the previous
-		// leader, stopping or lost, may still look like a current replica
-		// and must not be given the streams.
+		// under way), and in the term's first 10 s never to the previous
+		// leader: stopping or lost, it may still look like a current
+		// replica.
 		mctx, stopMoving := context.WithCancel(ctx)
+		rn.mu.Lock()
+		prev := rn.prev
+		rn.mu.Unlock()
+		began := time.Now()
 		n.spawn(mctx, func() {
-			if wait.Sleep(mctx, max(n.cfg.Election.LeaseTTL, 2*time.Second)) != nil {
-				return
-			}
 			for {
 				pause := 10 * time.Second
-				if rn.moveStreamLeaders(mctx) {
+				avoid := ""
+				if time.Since(began) < 10*time.Second {
+					avoid = prev
+				}
+				if rn.moveStreamLeaders(mctx, avoid) {
 					pause = time.Second
 				}
 				if wait.Sleep(mctx, pause) != nil {
@@ -602,8 +612,9 @@ func (rn *regionNode) fetchCopy(ctx context.Context, leader string) (io.ReadClos
 // only after its election timeout (4 to 9 seconds); with those leaders on
 // the followers, losing the leader node costs only the lease's TTL. Best
 // effort: failures are logged. It reports whether a stream it leads could
-// not be moved (no current follower replica, or the request failed).
-func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
+// not be moved (no current follower replica but the server of node avoid,
+// or the request failed).
+func (rn *regionNode) moveStreamLeaders(ctx context.Context, avoid string) (pending bool) {
 	n := rn.n
 	js, err := jetstream.New(n.conn)
 	if err != nil {
@@ -632,7 +643,7 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
 		// election.
 		to := ""
 		for _, p := range info.Cluster.Replicas {
-			if p.Current && !p.Offline && p.Active < 1500*time.Millisecond {
+			if p.Current && !p.Offline && p.Active < 1500*time.Millisecond && (avoid == "" || p.Name != "geogate-"+avoid) {
 				to = p.Name
 				break
 			}
