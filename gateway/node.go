@@ -295,7 +295,7 @@ func (n *Node) shutdown() error {
 		// it leads to the other nodes first: otherwise the region's writes
 		// would wait for JetStream to notice and elect (4 to 9 s).
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		n.rn.moveStreamLeaders(ctx)
+		n.rn.moveStreamLeaders(ctx, "")
 		cancel()
 	}
 	if n.conn != nil {

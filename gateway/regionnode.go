@@ -86,9 +86,11 @@ type regionNode struct {
 	// streamLeadersMoved: the leader's streams have their own leaders on
 	// other nodes (read by status, hence atomic).
 	streamLeadersMoved atomic.Bool
-	follow             *followRun
-	fencedCh           chan struct{} // closed when the log refused or lost an append this term
-	fenceOne           *sync.Once
+	// prev is the last other node this node saw lead.
+	prev     string
+	follow   *followRun
+	fencedCh chan struct{} // closed when the log refused or lost an append this term
+	fenceOne *sync.Once
 
 	// through is the last region-log message the follower loop consumed;
 	// lagEntries and lagSince describe how far behind the log's end it is.
@@ -216,6 +218,9 @@ func (rn *regionNode) setState(state, why string) {
 
 func (rn *regionNode) observe(h region.Holder) {
 	rn.mu.Lock()
+	if h.Node != "" && h.Node != rn.n.cfg.Node {
+		rn.prev = h.Node
+	}
 	if h != rn.leader {
 		close(rn.leaderGone)
 		rn.leaderGone = make(chan struct{})
@@ -525,15 +530,25 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 		// leader: every second while one cannot move yet (no follower
 		// replica is current, as right after the region starts), then
 		// every 10 s (a follower's loss may put one back here). Not
-		// before this node takes writes: asking a stream led by a stalled
+		// before this node takes writes (asking a stream led by a stalled
 		// server waits out a timeout, which would lengthen the failover
-		// under way.
+		// under way), and in the term's first 10 s never to the previous
+		// leader: stopping or lost, it may still look like a current
+		// replica.
 		mctx, stopMoving := context.WithCancel(ctx)
 		rn.streamLeadersMoved.Store(false)
+		rn.mu.Lock()
+		prev := rn.prev
+		rn.mu.Unlock()
+		began := time.Now()
 		n.spawn(mctx, func() {
 			for {
 				pause := 10 * time.Second
-				pending := rn.moveStreamLeaders(mctx)
+				avoid := ""
+				if time.Since(began) < 10*time.Second {
+					avoid = prev
+				}
+				pending := rn.moveStreamLeaders(mctx, avoid)
 				rn.streamLeadersMoved.Store(!pending)
 				if pending {
 					pause = time.Second
@@ -673,8 +688,9 @@ func (rn *regionNode) fetchCopy(ctx context.Context, leader string) (io.ReadClos
 // only after its election timeout (4 to 9 seconds); with those leaders on
 // the followers, losing the leader node costs only the lease's TTL. Best
 // effort: failures are logged. It reports whether a stream it leads could
-// not be moved (no current follower replica, or the request failed).
-func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
+// not be moved (no current follower replica but the server of node avoid,
+// or the request failed).
+func (rn *regionNode) moveStreamLeaders(ctx context.Context, avoid string) (pending bool) {
 	n := rn.n
 	js, err := jetstream.New(n.conn)
 	if err != nil {
@@ -697,18 +713,15 @@ func (rn *regionNode) moveStreamLeaders(ctx context.Context) (pending bool) {
 			continue
 		}
 		// A replica still counts as current for a while after its server
-		// died or stalled: only one heard from within the last two
-		// seconds (raft heartbeats come every second) is a target, or the
+		// died, stopped or stalled: only one heard from within the last
+		// 1.5 s (raft heartbeats come every second) is a target, or the
 		// move would leave the stream without a leader until its next
 		// election.
 		to := ""
 		for _, p := range info.Cluster.Replicas {
-			if p.Current && !p.Offline && p.Active < 2*time.Second {
+			if p.Current && !p.Offline && p.Active < 1500*time.Millisecond && (avoid == "" || p.Name != "geogate-"+avoid) {
 				to = p.Name
 				break
-			}
-			if to == "" {
-				to = p.Name
 			}
 		}
 		if to == "" {

@@ -108,7 +108,7 @@ func CheckFailover(fos []Failover, bound *FailoverBound) CheckResult {
 			res.addDetail("%s: no probe write acknowledged by another node of %s within a minute of the fault", fo.Fault, fo.Region)
 			text += ", no write acknowledged after it"
 		default:
-			text += fmt.Sprintf(", first write acknowledged after %.2fs", fo.FailoverSeconds)
+			text += fmt.Sprintf(", first probe write acknowledged after %.2fs", fo.FailoverSeconds)
 			if bound != nil && fo.FailoverSeconds > bound.Max.Seconds() {
 				res.Pass = false
 				res.addDetail("%s: the first write another node acknowledged came %.2fs after the fault; the bound is %s",

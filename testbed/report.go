@@ -184,7 +184,7 @@ func Markdown(rep *Report) string {
 			text += fmt.Sprintf("; %d writes sent to %s itself while frozen and just after, %d acknowledged", fo.OldProbes, fo.Old, fo.OldAcked)
 		}
 		if fo.FirstAck != "" {
-			text += fmt.Sprintf("; failover_seconds %.2f (to the first write another node acknowledged, %s)", fo.FailoverSeconds, fo.FirstAck)
+			text += fmt.Sprintf("; failover_seconds %.2f (from the fault to the first probe write another node acknowledged, %s, of %d sent)", fo.FailoverSeconds, fo.FirstAck, fo.Probes)
 		} else {
 			text += "; no write acknowledged by another node after it"
 		}

@@ -178,3 +178,28 @@ func TestStatusesQuiescent(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkdownNodes: a run with a region of several nodes shows each node's
+// digest, the region's nodes and each failover with its failover_seconds.
+func TestMarkdownNodes(t *testing.T) {
+	rep := sampleReport()
+	rep.Nodes = map[string][]string{"a": {"a-1", "a-2"}, "b": {"b"}}
+	rep.Digests = map[string]string{"a-1": "abc", "a-2": "abc", "b": "abc"}
+	rep.Records = map[string]int{"a-1": 3, "a-2": 3, "b": 3}
+	rep.Conflicts = map[string]map[string]int{"default": {"a-1": 2, "a-2": 2, "b": 1}}
+	rep.Failovers = []Failover{{Region: "a", Fault: "kill a/leader", Old: "a-1", New: "a-2", At: 3 * time.Second,
+		ElectedSeconds: 2.6, Term: 2, FailoverSeconds: 2.45, FirstAck: "w9", Probes: 40}}
+	rep.FailoverSeconds = 2.45
+	md := Markdown(rep)
+	for _, want := range []string{
+		"| nodes of a | a-1, a-2 |",
+		"| digest a-2 | abc (3 records) |",
+		"| rule | a-1 | a-2 | b |",
+		"| default | 2 | 2 | 1 |",
+		"| failover a | kill a/leader at 3s: a-1 led; a-2 led from 2.60s after (status, term 2); failover_seconds 2.45 (from the fault to the first probe write another node acknowledged, w9, of 40 sent) |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
