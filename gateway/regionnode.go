@@ -400,7 +400,7 @@ func (rn *regionNode) followOnce(ctx context.Context) error {
 	}
 	rn.through.Store(pos)
 	rn.lagEntries.Store(last - min(last, pos))
-	err = rn.rlog.Follow(ctx, pos, func(es []region.Entry, through uint64) error {
+	err = rn.rlog.Follow(ctx, pos, func(es []region.Entry, through, pending uint64) error {
 		if len(es) > 0 {
 			entries := make([]store.LogEntry, len(es))
 			for i, e := range es {
@@ -411,7 +411,7 @@ func (rn *regionNode) followOnce(ctx context.Context) error {
 			}
 		}
 		rn.through.Store(through)
-		rn.noteLag(through)
+		rn.noteLag(pending)
 		return nil
 	})
 	switch {
@@ -423,17 +423,10 @@ func (rn *regionNode) followOnce(ctx context.Context) error {
 	return err
 }
 
-// noteLag records how far behind the log's end the follower is: the
-// ordered consumer delivers what is there, so being behind shows as
-// entries known to exist past through.
-func (rn *regionNode) noteLag(through uint64) {
-	ctx, cancel := context.WithTimeout(rn.ctx, time.Second)
-	defer cancel()
-	last, _, err := rn.rlog.Last(ctx)
-	if err != nil {
-		return
-	}
-	behind := last - min(last, through)
+// noteLag records how far behind the log's end the follower is, from the
+// count of entries the log held past the last one delivered (no request
+// to the stream: this runs after every batch a follower applies).
+func (rn *regionNode) noteLag(behind uint64) {
 	rn.lagEntries.Store(behind)
 	switch {
 	case behind == 0:

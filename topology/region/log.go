@@ -209,9 +209,13 @@ const (
 // delivered as they come. With each call, through is the sequence of the
 // last message read, which is past the last entry when parts a deposed
 // leader left were skipped (entries may be empty then): a node that has
-// applied through the log's last sequence has every entry. It fails with
-// ErrTrimmed when the entry after after is gone from the log.
-func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Entry, through uint64) error) error {
+// applied through the log's last sequence has every entry; pending is how
+// many messages the log held past through when through was delivered (0
+// when the follower had read to the log's end then), taken from the
+// delivery itself, so a follower learns its lag without asking the
+// stream. It fails with ErrTrimmed when the entry after after is gone from
+// the log.
+func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Entry, through, pending uint64) error) error {
 	first, err := l.First(ctx)
 	if err != nil {
 		return err
@@ -307,12 +311,14 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 			}
 		}
 		batch = batch[:0]
+		var pending uint64
 		for {
 			meta, err := m.Metadata()
 			if err != nil {
 				return fmt.Errorf("follow region log: %w", err)
 			}
 			seq := meta.Sequence.Stream
+			pending = meta.NumPending
 			if seq != next {
 				return fmt.Errorf("%w (got %d, wanted %d)", ErrTrimmed, seq, next)
 			}
@@ -333,7 +339,7 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(entries []Ent
 				break
 			}
 		}
-		if err := apply(batch, next-1); err != nil {
+		if err := apply(batch, next-1, pending); err != nil {
 			return err
 		}
 	}

@@ -167,7 +167,7 @@ func TestLogFencing(t *testing.T) {
 	// Follow delivers every entry in order from any point.
 	var got []Entry
 	fctx, cancel := context.WithCancel(ctx)
-	err = l.Follow(fctx, 10, func(es []Entry, _ uint64) error {
+	err = l.Follow(fctx, 10, func(es []Entry, _, _ uint64) error {
 		got = append(got, es...)
 		if len(got) >= 11 {
 			cancel()
@@ -356,7 +356,7 @@ func TestLogParts(t *testing.T) {
 	}
 	var got []Entry
 	fctx, cancel := context.WithCancel(ctx)
-	err = l.Follow(fctx, 0, func(es []Entry, through uint64) error {
+	err = l.Follow(fctx, 0, func(es []Entry, through, _ uint64) error {
 		if through != 6 && len(got)+len(es) >= 2 {
 			t.Errorf("through %d after the marker, want 6", through)
 		}
@@ -394,7 +394,7 @@ func TestFollowSurvivesStreamLeaderMoves(t *testing.T) {
 	go func() {
 		defer close(done)
 		for fctx.Err() == nil {
-			_ = l.Follow(fctx, applied.Load(), func(es []Entry, _ uint64) error {
+			_ = l.Follow(fctx, applied.Load(), func(es []Entry, _, _ uint64) error {
 				for _, e := range es {
 					if e.Seq != applied.Load()+1 {
 						return fmt.Errorf("entry %d after %d", e.Seq, applied.Load())
@@ -515,5 +515,42 @@ func TestSlowPromotionKeepsTheLease(t *testing.T) {
 	}
 	if h, ok, err := lease.Read(ctx); err != nil || !ok || h.Node != "slow" || h.Term != led.Load() {
 		t.Fatalf("lease %+v %v %v, want slow at term %d", h, ok, err, led.Load())
+	}
+}
+
+// TestFollowReportsPending: each delivery says how many entries the log
+// holds past it, so through+pending is the log's end while nothing is
+// appended, and the call that reaches the end reports none pending.
+func TestFollowReportsPending(t *testing.T) {
+	_, url := cluster(t, 1)
+	js := jsOf(t, url)
+	ctx := t.Context()
+	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "p", 1, 0, 0) })
+	const n = 150 // more than one delivery batch
+	var last uint64
+	for i := range n {
+		var err error
+		if last, err = l.Append(ctx, last, 1, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls, got := 0, 0
+	fctx, cancel := context.WithCancel(ctx)
+	err := l.Follow(fctx, 0, func(es []Entry, through, pending uint64) error {
+		calls++
+		got += len(es)
+		if through+pending != n {
+			t.Errorf("call %d: through %d + pending %d, want the log's end %d", calls, through, pending, n)
+		}
+		if got == n {
+			if pending != 0 {
+				t.Errorf("at the end: pending %d", pending)
+			}
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || got != n || calls < 2 {
+		t.Fatalf("follow: %v, %d entries in %d calls", err, got, calls)
 	}
 }
