@@ -97,6 +97,14 @@ func TestHomeModesAndFallback(t *testing.T) {
 	if a := do(t, "PUT", r1+"/v1/kv/b/1", []byte(`{"home":"mars"}`)); a.status != 400 || a.json(t)["code"] != "bad_home" {
 		t.Fatalf("bad home: %d %s", a.status, a.body)
 	}
+	// A home expression that fails at run time (no field to read) is a
+	// 400 too, counted under the rule and the field home.
+	if a := do(t, "PUT", r1+"/v1/kv/b/2", []byte(`["no","home"]`)); a.status != 400 || a.json(t)["code"] != "bad_home" {
+		t.Fatalf("failing home: %d %s", a.status, a.body)
+	}
+	if n := metricLine(t, c.Node("r1"), `geogate_rule_errors_total{field="home",rule="bad"} `); n != "2" {
+		t.Fatalf("geogate_rule_errors_total{field=home,rule=bad} = %q, want 2 (the unknown region and the failing expression)", n)
+	}
 	// Home down: reject by default (503), lww fallback writes locally.
 	if err := c.Stop("r2"); err != nil {
 		t.Fatal(err)
