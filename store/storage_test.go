@@ -209,7 +209,19 @@ func TestIOErrorFailsStorage(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	dir := filepath.Join(disk.Dir, "store")
+	acked := runIOChild(t, filepath.Join(disk.Dir, "store"), nil)
+	if len(acked) == 0 {
+		t.Fatal("no write was acknowledged before the failure")
+	}
+}
+
+// runIOChild runs TestIOErrorChild on a store in dir and returns the keys
+// it acknowledged; afterAck, if set, is called with the count after each
+// acknowledgement (the caller's moment to break the disk). It fails the
+// test unless the child met the failure, refused what followed and
+// closed the store.
+func runIOChild(t *testing.T, dir string, afterAck func(n int)) []string {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIOErrorChild$", "-test.v=false")
 	cmd.Env = append(os.Environ(), ioChildEnv+"="+dir)
 	var stderr bytes.Buffer
@@ -228,6 +240,9 @@ func TestIOErrorFailsStorage(t *testing.T) {
 		switch line := sc.Text(); {
 		case strings.HasPrefix(line, "ack "):
 			acked = append(acked, strings.TrimPrefix(line, "ack "))
+			if afterAck != nil {
+				afterAck(len(acked))
+			}
 		case line == "refused":
 			refused = true
 		case line == "closed":
@@ -240,8 +255,51 @@ func TestIOErrorFailsStorage(t *testing.T) {
 	if !refused || !closed {
 		t.Fatalf("the child did not get through the failure (refused %v, closed %v): %s", refused, closed, stderr.String())
 	}
-
 	if len(acked) == 0 {
 		t.Fatal("no write was acknowledged before the failure")
+	}
+	return acked
+}
+
+// TestReadOnlyFilesystemFailsStorage: the filesystem under a writing store
+// turns read-only (ext4's errors=remount-ro, triggered through sysfs as an
+// error the filesystem found itself would, with a healthy device). The
+// store in the child refuses what follows with ErrStorageFailed and
+// closes; mounted again, the filesystem holds every write the child
+// acknowledged, and the store opens on it.
+func TestReadOnlyFilesystemFailsStorage(t *testing.T) {
+	if os.Getenv(ioChildEnv) != "" {
+		t.Skip("inside the child")
+	}
+	disk, err := diskfault.NewFailingDisk(filepath.Join(t.TempDir(), "ext4"), 256<<20, 320<<20)
+	if errors.Is(err, diskfault.ErrUnsupported) {
+		t.Skipf("skipped: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := disk.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	dir := filepath.Join(disk.Dir, "store")
+	acked := runIOChild(t, dir, func(n int) {
+		if n == 200 {
+			if err := disk.TriggerError(); errors.Is(err, diskfault.ErrUnsupported) {
+				t.Skipf("skipped: %v", err)
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if err := disk.Remount(); err != nil {
+		t.Fatal(err)
+	}
+	s := openTest(t, "us", dir, smallBadger)
+	for _, k := range acked {
+		if _, ok, err := s.Get(k); err != nil || !ok {
+			t.Fatalf("acknowledged %s (of %d) missing after the filesystem was mounted again: %v", k, len(acked), err)
+		}
 	}
 }

@@ -168,6 +168,30 @@ func (d *FailingDisk) detach() error {
 	return errors.Join(errs...)
 }
 
+// TriggerError makes the filesystem act as on an error it detected
+// itself (ext4's trigger_fs_error in sysfs): with errors=remount-ro it
+// turns read-only at once, the device staying healthy. Needs a kernel with
+// that file (5.x and later).
+func (d *FailingDisk) TriggerError() error {
+	f := filepath.Join("/sys/fs/ext4", filepath.Base(d.loop), "trigger_fs_error")
+	if _, err := os.Stat(f); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	if err := os.WriteFile(f, []byte("geogate test\n"), 0); err != nil {
+		return fmt.Errorf("trigger an ext4 error on %s: %w", d.loop, err)
+	}
+	return nil
+}
+
+// Remount unmounts the filesystem and mounts it again, read-write (after
+// TriggerError, say).
+func (d *FailingDisk) Remount() error {
+	if err := d.detach(); err != nil {
+		return err
+	}
+	return d.attach()
+}
+
 // Close unmounts and removes everything.
 func (d *FailingDisk) Close() error {
 	return errors.Join(d.detach(), d.unmountBack(), os.RemoveAll(d.backDir))
