@@ -101,7 +101,16 @@ func TestLifecycleProcesses(t *testing.T) {
 	if _, stderr, err := runGeogate(t, "restore", damaged, "--config", us.config); err == nil || !strings.Contains(stderr, "truncated") {
 		t.Fatalf("restore of a cut backup: %v %q", err, stderr)
 	}
-	stdout, stderr, err = runGeogate(t, "restore", backup, "--config", us.config)
+	// Another region's config needs --other-region; a backup older than
+	// tombstones.grace needs --force (each checked before anything is
+	// written: the restore below still finds the directory empty).
+	if _, stderr, err := runGeogate(t, "restore", backup, "--config", eu.config); err == nil || !strings.Contains(stderr, "pass --other-region") {
+		t.Fatalf("restore of us-east's backup with eu-west's config: %v %q", err, stderr)
+	}
+	if _, stderr, err := runGeogate(t, "restore", backup, "--config", us.config, "--set", "tombstones.grace=1ms"); err == nil || !strings.Contains(stderr, "pass --force") {
+		t.Fatalf("restore of a backup older than tombstones.grace: %v %q", err, stderr)
+	}
+	stdout, stderr, err = runGeogate(t, "restore", backup, "--config", us.config, "--set", "tombstones.grace=1ms", "--force")
 	if err != nil || !strings.Contains(stdout, "restored") || !strings.Contains(stdout, "60 records") {
 		t.Fatalf("restore: %v\n%s%s", err, stdout, stderr)
 	}
