@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -144,6 +145,9 @@ type lifecycle struct {
 	snaps *snapServer // snapshot sessions served (snapshot_transfer.go)
 	// reseedMu serialises re-seeds: one snapshot merged at a time.
 	reseedMu sync.Mutex
+	// reseedBegun, if set (by tests), runs once a re-seed shows its link
+	// "reseeding", before it fetches the snapshot.
+	reseedBegun atomic.Pointer[func(peer string)]
 	// kick wakes the re-seed watcher (a forced re-seed).
 	kick chan string
 	// busy bounds the peers' requests served at once.

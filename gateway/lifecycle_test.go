@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,16 +103,39 @@ func TestReseedAfterRetention(t *testing.T) {
 	}
 	seq := a.publisher.Load().Stats().LastStreamSeq
 	eventually(t, 20*time.Second, "a's stream to drop the writes b has not read", func() bool { return streamFirstSeq(t, a) > seq })
+	// The re-seed waits, once it began, until the test saw the link
+	// "reseeding" in b's status.
+	begun, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hold := func(string) {
+		once.Do(func() {
+			close(begun)
+			<-release
+		})
+	}
+	b.life.reseedBegun.Store(&hold)
 	b.ResumeLink("a")
-	sawReseeding := false
-	eventually(t, 30*time.Second, "b to re-seed from a", func() bool {
+	select {
+	case <-begun:
+	case <-time.After(30 * time.Second):
+		t.Fatal("b did not begin a re-seed from a within 30s")
+	}
+	linkState := func() string {
 		for _, l := range b.Status().Links {
-			if l.From == "a" && l.State == link.StateReseeding {
-				sawReseeding = true
+			if l.From == "a" {
+				return l.State
 			}
 		}
-		return reseeds(b, "a") >= 1
-	})
+		return ""
+	}
+	if s := linkState(); s != link.StateReseeding {
+		t.Fatalf("link a -> b is %q during the re-seed, want %q", s, link.StateReseeding)
+	}
+	close(release)
+	eventually(t, 30*time.Second, "b to re-seed from a", func() bool { return reseeds(b, "a") >= 1 })
+	if s := linkState(); s == link.StateReseeding {
+		t.Fatalf("link a -> b still %q after the re-seed", s)
+	}
 	eventually(t, 10*time.Second, "a and b to converge", sameData(t, a, b))
 	if _, ok, _ := b.Store().Get("k/49"); !ok {
 		t.Fatal("b lacks a write of the trimmed stretch")
@@ -123,7 +147,7 @@ func TestReseedAfterRetention(t *testing.T) {
 	if st.Last == nil || st.Last.Records < 51 || st.Last.Error != "" {
 		t.Fatalf("re-seed status %+v", st)
 	}
-	t.Logf("re-seed: %+v (link seen reseeding: %v)", *st.Last, sawReseeding)
+	t.Logf("re-seed: %+v", *st.Last)
 }
 
 // TestEmptyRegionJoins: a region whose disk was wiped comes back empty,

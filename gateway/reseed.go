@@ -194,6 +194,9 @@ func (lc *lifecycle) reseed(ctx context.Context, peer, reason string) {
 	st.running = true
 	lc.mu.Unlock()
 	l.SetReseeding(true)
+	if f := lc.reseedBegun.Load(); f != nil {
+		(*f)(peer)
+	}
 	lc.log.Warn("re-seeding from a snapshot of the peer", "peer", peer, "reason", reason)
 	start := time.Now()
 	run := ReseedRun{At: start, Reason: reason}
