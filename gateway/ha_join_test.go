@@ -12,6 +12,8 @@ import (
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/store"
+	"github.com/geogate/geogate/topology/region"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestNodeJoinsByCopy: the region log keeps entries for region_log.max_age
@@ -162,4 +164,69 @@ func TestRegionOfOneBecomesThree(t *testing.T) {
 	put(t, leader, "after", `1`)
 	eventually(t, 20*time.Second, "the write after the conversion at b", func() bool { _, ok, _ := c.Node("b").Store().Get("after"); return ok })
 	eventually(t, 20*time.Second, "every node of a to hold the same records", sameData(t, followersOf(c, "a", nil)...))
+}
+
+// TestNodeAddedToRegion follows the README's "Add a node": a region of
+// three nodes holding data stops, every node's config gains a fourth node
+// (nats.replicas follows the node count), and the region starts again
+// with the new node's data directory empty. The new node copies the
+// leader's store and follows; the region takes writes, and every node
+// ends with the same records.
+func TestNodeAddedToRegion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a region of three, then of four, nodes")
+	}
+	dataDir := t.TempDir()
+	three := haCluster(t, func(s *ClusterSpec) { s.DataDir = dataDir })
+	leader := leaderOf(t, three, "a", 30*time.Second)
+	for i := range 30 {
+		put(t, leader, fmt.Sprintf("before%d", i), fmt.Sprint(i))
+	}
+	eventually(t, 30*time.Second, "the three nodes to hold the same records", sameData(t, followersOf(three, "a", nil)...))
+	if err := three.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	four := haCluster(t, func(s *ClusterSpec) {
+		s.DataDir = dataDir
+		s.NodesOf = map[string]int{"a": 4}
+	})
+	leader = leaderOf(t, four, "a", 60*time.Second)
+	var added *Node
+	for _, n := range four.RegionNodes("a") {
+		if n.cfg.Node == NodeName("a", 3) {
+			added = n
+		}
+	}
+	if added == nil || leader == added {
+		t.Fatalf("the added node %s is missing or leads (an empty node must not)", NodeName("a", 3))
+	}
+	eventually(t, 60*time.Second, "the added node to copy the leader's store and follow", func() bool {
+		_, ok, _ := added.Store().Get("before29")
+		return ok && added.Status().State == nodeFollowing
+	})
+	put(t, leader, "after", `1`)
+	eventually(t, 30*time.Second, "the write after the addition at every node of a", func() bool {
+		for _, n := range four.RegionNodes("a") {
+			if _, ok, _ := n.Store().Get("after"); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, 30*time.Second, "every node of a to hold the same records", sameData(t, followersOf(four, "a", nil)...))
+	// The region log is kept on all four nodes now (nats.replicas is the
+	// node count).
+	js, err := jetstream.New(leader.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the region log to have four replicas", func() bool {
+		st, err := js.Stream(t.Context(), region.LogStream("a"))
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(t.Context())
+		return err == nil && info.Config.Replicas == 4 && info.Cluster != nil && len(info.Cluster.Replicas) == 3
+	})
 }
