@@ -1,15 +1,20 @@
 package main
 
 import (
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/geogate/geogate/gateway"
+	"github.com/geogate/geogate/gateway/auth"
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/gateway/deploy"
 )
@@ -55,5 +60,90 @@ func TestPermissionsIsServerConfig(t *testing.T) {
 	}
 	if !strings.Contains(out, "geo_from_us-east_to_eu-west") || strings.Contains(out, "geo_from_us-east_to_ap-south") {
 		t.Errorf("in the star hubbed at eu-west, only eu-west pulls from us-east:\n%s", out)
+	}
+}
+
+// TestExternalNATSWithPermissions runs a secured two-region deployment on
+// external NATS servers: each region's server is a real nats-server (in
+// this process) configured by hand from the deployment's files, with TLS
+// client certificates required and exactly the users and permissions
+// `geogate permissions` prints; the regions run `geogate serve` with
+// nats.embedded off and nats.url pointing at their server. Writes
+// replicate both ways, and a homed write is forwarded.
+func TestExternalNATSWithPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "deploy")
+	base := freeBase(t)
+	nodes := initDeployment(t, dir, "--regions", "us-east,eu-west", "--base-port", strconv.Itoa(base))
+	for _, n := range nodes {
+		cfg, err := config.Load(n.config, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perms, err := run("permissions", "--config", n.config)
+		if err != nil {
+			t.Fatalf("%v: %s", err, perms)
+		}
+		u, err := url.Parse(cfg.Regions[n.region].NATS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := fmt.Sprintf("listen: %q\nserver_name: ext-%s\nmax_payload: 2097152\njetstream { store_dir: %q }\n"+
+			"tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n%s",
+			u.Host, n.region, t.TempDir(),
+			filepath.Join(dir, deploy.CertFile(n.region)), filepath.Join(dir, deploy.KeyFile(n.region)), filepath.Join(dir, deploy.CAFile), perms)
+		path := filepath.Join(t.TempDir(), "nats.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		opts, err := server.ProcessConfigFile(path)
+		if err != nil {
+			t.Fatalf("nats-server refuses %s: %v\n%s", path, err, conf)
+		}
+		opts.NoSigs = true
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.Start()
+		t.Cleanup(ns.Shutdown)
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("nats-server for %s not ready", n.region)
+		}
+		// The region uses its server instead of an embedded one.
+		f, err := os.OpenFile(n.config, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = fmt.Fprintf(f, "\nrules:\n  - {name: homed, match: 'key startsWith \"home/\"', strategy: home_region, home: '\"us-east\"'}\n"+
+			"  - {name: default, match: 'true', strategy: lww}\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		cfg, _ := config.Load(n.config, nil, nil)
+		startNode(t, n.config, "--nats-embedded=false", "--nats-url", cfg.Regions[n.region].NATS)
+	}
+	hc := newClient(t, filepath.Join(dir, deploy.CAFile), nil)
+	writer := httpsClient{http: hc, token: readToken(t, dir, auth.Writer)}
+	reader := httpsClient{http: hc, token: readToken(t, dir, auth.Reader)}
+	us, eu := nodes[0].url, nodes[1].url
+	if r := writer.do(t, "PUT", us+"/v1/kv/from-us", `{"v":1}`); r.status != 200 {
+		t.Fatalf("PUT at us-east: %d %s", r.status, r.body)
+	}
+	if r := writer.do(t, "PUT", eu+"/v1/kv/from-eu", `{"v":2}`); r.status != 200 {
+		t.Fatalf("PUT at eu-west: %d %s", r.status, r.body)
+	}
+	eventually(t, 20*time.Second, "each region's write at the other", func() bool {
+		return reader.do(t, "GET", eu+"/v1/kv/from-us", "").status == 200 && reader.do(t, "GET", us+"/v1/kv/from-eu", "").status == 200
+	})
+	eventually(t, 20*time.Second, "a homed write at eu-west forwarded to us-east", func() bool {
+		return writer.do(t, "PUT", eu+"/v1/kv/home/1", `{"v":3}`).status == 200
+	})
+	if r := reader.do(t, "GET", us+"/v1/kv/home/1?meta=true", ""); r.status != 200 || !strings.Contains(string(r.body), `"origin":"us-east"`) {
+		t.Fatalf("home/1 at us-east: %d %s; want a version made by us-east", r.status, r.body)
 	}
 }

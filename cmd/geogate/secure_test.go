@@ -141,7 +141,12 @@ func startNode(t *testing.T, path string, extra ...string) (*exec.Cmd, *syncBuff
 	select {
 	case l, ok := <-line:
 		if !ok || !strings.HasPrefix(l, "region ") {
-			t.Fatalf("serve printed %q; stderr: %s", l, logs)
+			rest := []string{l}
+			for l := range line { // until it ends: then its stdout and stderr are whole
+				rest = append(rest, l)
+			}
+			cmd.Wait() //nolint:errcheck // reporting what it printed
+			t.Fatalf("serve printed %q; stderr: %s", rest, logs)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("serve not up in 30s; stderr: %s", logs)
