@@ -51,8 +51,13 @@ const (
 	// DefaultAckWait is LinkConfig.AckWait's default.
 	DefaultAckWait = 5 * time.Second
 
-	pullExpiry      = 10 * time.Second
-	pullHeartbeat   = 4 * time.Second
+	pullExpiry = 10 * time.Second
+	// pullHeartbeat: a pull request whose consumer's leader moved (the
+	// peer region's leader moves its streams' leaders off its own node,
+	// or a node of the peer region died) gets nothing more, and the
+	// iterator asks again only after two missed heartbeats: at 1s the
+	// link resumes within about 2s instead of 8.
+	pullHeartbeat   = time.Second
 	infoInterval    = time.Second
 	minInfoInterval = 200 * time.Millisecond
 	infoTimeout     = 2 * time.Second
