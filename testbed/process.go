@@ -88,10 +88,14 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 		return nil, errNoBinary
 	}
 	all := sc.AllNodes()
-	ports, err := freePorts(3 * len(all))
+	// The ports stay held until the WAN proxies below have their own
+	// (each takes any free port): released earlier, one could be handed
+	// a node's port.
+	ports, release, err := freePorts(3 * len(all))
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	addr := map[string]nodeAddrs{}
 	for i, n := range all {
 		addr[n] = nodeAddrs{HTTP: fmt.Sprintf("127.0.0.1:%d", ports[3*i]), NATS: fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
@@ -150,6 +154,7 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 		}
 	}
 	// Every config is valid: only now write them and start processes.
+	release()
 	for _, n := range all {
 		p.configs[n] = filepath.Join(dir, n+".yaml")
 		if err := os.WriteFile(p.configs[n], file[n], 0o644); err != nil {
@@ -165,24 +170,28 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 	return p, nil
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
+// freePorts returns n distinct loopback ports, held until release is
+// called (release may be called more than once): nothing else in this
+// process is handed one of them before that.
+func freePorts(n int) (ports []int, release func(), err error) {
 	var lns []net.Listener
-	defer func() {
+	release = func() {
 		for _, ln := range lns {
 			ln.Close()
 		}
-	}()
-	ports := make([]int, 0, n)
+		lns = nil
+	}
+	ports = make([]int, 0, n)
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
+			release()
+			return nil, nil, fmt.Errorf("pick a free port: %w", err)
 		}
 		lns = append(lns, ln)
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	return ports, nil
+	return ports, release, nil
 }
 
 func (p *processes) urls() map[string]string { return maps.Clone(p.base) }
