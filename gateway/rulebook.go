@@ -33,6 +33,8 @@ type rulebook struct {
 	conflicted *conflictIndex
 
 	reloadOK, reloadAt prometheus.Gauge
+	// now is the failure log's clock (time.Now; tests replace it).
+	now func() time.Time
 }
 
 // RulesStatus describes the rule set in effect, as /v1/status shows it.
@@ -68,7 +70,7 @@ var descConflictedKeys = prometheus.NewDesc("geogate_conflicted_keys",
 	"Keys whose frontier holds more than one version (siblings), by the rule governing them.", []string{"rule"}, nil)
 
 func newRulebook(n *Node, set *rules.Set, source string) *rulebook {
-	b := &rulebook{n: n, failures: map[string]*failureLog{}, conflicted: newConflictIndex()}
+	b := &rulebook{n: n, failures: map[string]*failureLog{}, conflicted: newConflictIndex(), now: time.Now}
 	b.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "geogate_rules_last_reload_successful",
 		Help: "1 when the last attempt to load the rules (at start or a hot reload) put them in effect, 0 when it failed and the previous rules were kept."})
 	b.reloadAt = prometheus.NewGauge(prometheus.GaugeOpts{Name: "geogate_rules_last_reload_success_timestamp_seconds",
@@ -124,7 +126,7 @@ func (b *rulebook) failed(key string, err error) {
 			b.failures[id] = fl
 		}
 	}
-	if !fl.limit.Allow() {
+	if !fl.limit.AllowN(b.now(), 1) {
 		fl.suppressed++
 		b.mu.Unlock()
 		return

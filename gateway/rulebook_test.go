@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -247,5 +248,53 @@ func TestNewRefusesLintErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
 		t.Fatalf("a refused start touched the data directory: %v", err)
+	}
+}
+
+// TestRuleFailureLogIsRateLimited: a kind of rule failure is logged at
+// once, then at most once per failureLogEvery with the number of failures
+// not logged meanwhile; another kind has its own allowance; every failure
+// is counted.
+func TestRuleFailureLogIsRateLimited(t *testing.T) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c := startCluster(t, []string{"r1"}, "all-to-all", nil, func(s *ClusterSpec) {
+		s.Options = func(string) Options { return Options{Logger: logger} }
+	})
+	n := c.Node("r1")
+	b := n.book
+	now := time.Unix(1_000_000, 0)
+	b.now = func() time.Time { return now }
+	fail := func(rule, key string) {
+		b.failed(key, &rules.EvalError{Rule: rule, Field: "match", Key: key, Err: errors.New("boom")})
+	}
+	logged := func() []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "rule expression failed") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	fail("r", "k1")
+	now = now.Add(time.Second)
+	fail("r", "k2")
+	fail("r", "k3")
+	if got := logged(); len(got) != 1 || !strings.Contains(got[0], "key=k1") {
+		t.Fatalf("after three failures within a second, logged %q; want only the first", got)
+	}
+	now = now.Add(failureLogEvery)
+	fail("r", "k4")
+	got := logged()
+	if len(got) != 2 || !strings.Contains(got[1], "key=k4") || !strings.Contains(got[1], "suppressed_since_last_log=2") {
+		t.Fatalf("a minute later, logged %q; want k4's line saying 2 were suppressed", got)
+	}
+	fail("other", "k5")
+	if got := logged(); len(got) != 3 || !strings.Contains(got[2], "rule=other") {
+		t.Fatalf("another rule's failure: logged %q; want it at once", got)
+	}
+	if v := metricLine(t, n, `geogate_rule_errors_total{field="match",rule="r"} `); v != "4" {
+		t.Fatalf("geogate_rule_errors_total{rule=r} = %q, want 4: every failure counted, logged or not", v)
 	}
 }
