@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -138,12 +139,20 @@ func CheckFailover(fos []Failover, bound *FailoverBound) CheckResult {
 // leader mints after every entry the old one appended, so a write the old
 // leader acknowledged (answered itself) at or after the fault whose dot
 // counter is at least the smallest its successors minted after the fault
-// was taken after the successor took over. Without a write of a
+// was taken after the successor took over. The old leader's writes are
+// judged until a later fault of the region makes it the leader again
+// (from then on it leads lawfully, in a later term). Without a write of a
 // successor there is nothing to compare with, and it passes saying so.
 func CheckDeposed(fos []Failover, acked []AckedWrite, layout map[string][]string) CheckResult {
 	res := CheckResult{Name: "deposed_leader", Pass: true}
-	late, judged := 0, 0
+	judged := 0
 	for _, fo := range fos {
+		until := time.Duration(math.MaxInt64) // when fo.Old leads again after a later fault
+		for _, next := range fos {
+			if next.Region == fo.Region && next.At > fo.At && next.New == fo.Old && next.At < until {
+				until = next.At
+			}
+		}
 		lowest := map[string]uint64{} // actor -> smallest counter a successor minted
 		for _, a := range acked {
 			if a.At < fo.At || a.Node == "" || a.Node == fo.Old || a.Dot == (conflict.Dot{}) || !slices.Contains(layout[fo.Region], a.Node) {
@@ -157,9 +166,9 @@ func CheckDeposed(fos []Failover, acked []AckedWrite, layout map[string][]string
 			continue
 		}
 		judged++
-		old := 0
+		old, late := 0, 0
 		for _, a := range acked {
-			if a.Node != fo.Old || a.At < fo.At || a.Dot == (conflict.Dot{}) {
+			if a.Node != fo.Old || a.At < fo.At || a.At >= until || a.Dot == (conflict.Dot{}) {
 				continue
 			}
 			old++

@@ -262,6 +262,22 @@ func TestCheckDeposed(t *testing.T) {
 	if res := CheckDeposed([]Failover{fo}, acked[:2], layout); !res.Pass || !strings.Contains(res.Summary, "nothing to compare") {
 		t.Fatalf("without a successor's write: %s", res.Summary)
 	}
+	// A second fault deposes the successor and a-1 leads again (a later
+	// term): its writes from then on are lawful; one it acknowledged
+	// between its successor's first and that fault is not.
+	second := Failover{Region: "a", Fault: "freeze a/leader", Old: "a-2", New: "a-1", At: 10 * time.Second}
+	again := append(slices.Clone(acked), w("w6", "a-1", 14*time.Second, 30), w("w7", "a-3", 11*time.Second, 20))
+	if res := CheckDeposed([]Failover{fo, second}, again, layout); !res.Pass {
+		t.Fatalf("the old leader's writes after it was elected again fail: %s %v", res.Summary, res.Details)
+	}
+	again = append(again, w("w8", "a-1", 8*time.Second, 15))
+	res := CheckDeposed([]Failover{fo, second}, again, layout)
+	if res.Pass || len(res.Details) != 1 || !strings.Contains(res.Details[0], "w8") {
+		t.Fatalf("a late write before the old leader led again passes: %s %v", res.Summary, res.Details)
+	}
+	if !strings.Contains(res.Summary, "1 of them after its successor took over") || !strings.Contains(res.Summary, "0 of them after") {
+		t.Fatalf("late writes are not counted per fault: %s", res.Summary)
+	}
 }
 
 func TestCheckNodes(t *testing.T) {
