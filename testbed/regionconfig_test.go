@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -292,6 +293,86 @@ func checkNodeConfig(t *testing.T, sc *Scenario, plan *topology.Plan, r, node st
 		}
 		if peer != r && plan.HasLink(peer, r) && !strings.Contains(got.Regions[peer].NATS, fmt.Sprintf(":%d", 9001+10*slices.Index(sc.Regions, peer))) {
 			t.Errorf("%s: regions.%s.nats = %q, want the proxies of link %s->%s", node, peer, got.Regions[peer].NATS, peer, r)
+		}
+	}
+}
+
+// TestNodeConfigMatchesDeployment: the configs process mode gives the
+// nodes of a secured scenario of regions of three nodes agree with what
+// `geogate init --nodes 3` writes for the same regions (deploy.Write) in
+// everything but addresses, paths and what the scenario sets on purpose
+// (its sync and log level): the testbed tests what operators deploy.
+func TestNodeConfigMatchesDeployment(t *testing.T) {
+	sc, err := Parse([]byte(`
+mode: process
+regions: [us-east, eu-west]
+nodes: 3
+security: true
+topology: {kind: all-to-all}
+sync: true
+workload: {rate: 1, keys: 1}
+duration: 1s
+`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := topology.New(sc.Regions, sc.Topology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := securityMaterial(sc, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployDir := filepath.Join(t.TempDir(), "deploy")
+	written, err := deploy.Write(deployDir, deploy.Spec{Regions: sc.Regions, Nodes: 3, Topology: config.Topology{Kind: "all-to-all"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 6 {
+		t.Fatalf("deploy.Write wrote %d nodes, want 6", len(written))
+	}
+	// What must agree, as a comparable summary of a config.
+	type summary struct {
+		Region, Node                   string
+		Nodes, Regions                 []string
+		Replicas                       int
+		Election                       config.Election
+		RegionLog                      config.RegionLog
+		NATSSync                       string
+		DurabilitySync                 bool
+		Topology                       string
+		HTTPTLS, NATSTLS, Tokens, NKey bool
+		TokenKeys, Clustered           bool
+	}
+	sum := func(c *config.Config) summary {
+		s := summary{Region: c.Region, Node: c.Node, Replicas: c.NATS.Replicas, Election: c.Election, RegionLog: c.RegionLog,
+			NATSSync: c.NATS.Sync, DurabilitySync: c.Durability.Sync, Topology: c.Topology.Kind,
+			HTTPTLS: c.HTTP.TLS.CertFile != "", NATSTLS: c.NATS.TLS.CertFile != "", Tokens: c.Auth.TokensFile != "",
+			NKey: c.NATS.NKeySeedFile != "", TokenKeys: c.Security.TokenKeysFile != "", Clustered: c.NATS.ClusterListen != ""}
+		s.Nodes = slices.Sorted(maps.Keys(c.Nodes))
+		s.Regions = slices.Sorted(maps.Keys(c.Regions))
+		return s
+	}
+	for _, w := range written {
+		want, err := config.Load(w.Config, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", w.Name, err)
+		}
+		addrs := scenarioAddrs(sc, plan, w.Region, w.Name)
+		c, err := nodeConfig(sc, w.Region, w.Name, addrs, t.TempDir(), sec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := roundTrip(t, c, sc.Regions)
+		g, d := sum(got), sum(want)
+		if !reflect.DeepEqual(g, d) {
+			t.Errorf("%s: the testbed's config differs from geogate init's:\n testbed %+v\n init    %+v", w.Name, g, d)
+		}
+		// The comparison is of something: a secured node of three.
+		if d.Node != w.Name || len(d.Nodes) != 3 || d.Replicas != 3 || !d.HTTPTLS || !d.NATSTLS || !d.Tokens || !d.NKey || !d.TokenKeys ||
+			!d.Clustered || d.Election.LeaseTTL == 0 {
+			t.Errorf("%s: init's config is not that of a secured node of three: %+v", w.Name, d)
 		}
 	}
 }
