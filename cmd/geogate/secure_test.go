@@ -59,11 +59,26 @@ func (s *syncBuffer) String() string {
 }
 
 // freeBase returns a base port P such that P..P+99 look free (init's
-// deployment uses ports in that range).
+// deployment uses ports in that range). P is below the kernel's range of
+// ephemeral ports, so that no outgoing connection or listener on port 0
+// (other tests run beside this one) takes a port of the range while a
+// region restarts.
 func freeBase(t *testing.T) int {
 	t.Helper()
+	lo := 32768 // Linux's default ip_local_port_range starts here
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				lo = v
+			}
+		}
+	}
+	from, span := 10000, lo-deploy.PortSpan-10000
+	if span < 1000 { // an unusual range: anywhere, as before
+		from, span = 20000, 40000
+	}
 	for range 50 {
-		base := 20000 + rand.IntN(40000)
+		base := from + rand.IntN(span)
 		ok := true
 		for p := base; p < base+deploy.PortSpan && ok; p++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))

@@ -73,7 +73,8 @@ func TestReadVerbs(t *testing.T) {
 		}
 	}
 	var conflicts struct{ Conflicts []client.ConflictEntry }
-	eventually(t, 10*time.Second, "a conflict-log entry for k at r1", func() bool {
+	// Usually well under a second; once, on a loaded CI machine, over 10s.
+	eventually(t, 30*time.Second, "a conflict-log entry for k at r1", func() bool {
 		decode(t, "conflicts", mustRun(t, "conflicts", "k", "--url", u1, "-o", "json"), &conflicts)
 		return len(conflicts.Conflicts) > 0
 	})
