@@ -74,16 +74,18 @@ func TestExternalNATSWithPermissions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "deploy")
 	base := freeBase(t)
 	nodes := initDeployment(t, dir, "--regions", "us-east,eu-west", "--base-port", strconv.Itoa(base))
+	natsURL := map[string]string{} // region -> the URL of its server
 	for _, n := range nodes {
 		cfg, err := config.Load(n.config, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		natsURL[n.region] = cfg.Regions[n.region].NATS
 		perms, err := run("permissions", "--config", n.config)
 		if err != nil {
 			t.Fatalf("%v: %s", err, perms)
 		}
-		u, err := url.Parse(cfg.Regions[n.region].NATS)
+		u, err := url.Parse(natsURL[n.region])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,23 +111,11 @@ func TestExternalNATSWithPermissions(t *testing.T) {
 		if !ns.ReadyForConnections(10 * time.Second) {
 			t.Fatalf("nats-server for %s not ready", n.region)
 		}
-		// The region uses its server instead of an embedded one.
-		f, err := os.OpenFile(n.config, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = fmt.Fprintf(f, "\nrules:\n  - {name: homed, match: 'key startsWith \"home/\"', strategy: home_region, home: '\"us-east\"'}\n"+
-			"  - {name: default, match: 'true', strategy: lww}\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		appendHomeRules(t, n.config)
 	}
+	// Each region uses its server instead of an embedded one.
 	for _, n := range nodes {
-		cfg, _ := config.Load(n.config, nil, nil)
-		startNode(t, n.config, "--nats-embedded=false", "--nats-url", cfg.Regions[n.region].NATS)
+		startNode(t, n.config, "--nats-embedded=false", "--nats-url", natsURL[n.region])
 	}
 	hc := newClient(t, filepath.Join(dir, deploy.CAFile), nil)
 	writer := httpsClient{http: hc, token: readToken(t, dir, auth.Writer)}
@@ -140,10 +130,5 @@ func TestExternalNATSWithPermissions(t *testing.T) {
 	eventually(t, 20*time.Second, "each region's write at the other", func() bool {
 		return reader.do(t, "GET", eu+"/v1/kv/from-us", "").status == 200 && reader.do(t, "GET", us+"/v1/kv/from-eu", "").status == 200
 	})
-	eventually(t, 20*time.Second, "a homed write at eu-west forwarded to us-east", func() bool {
-		return writer.do(t, "PUT", eu+"/v1/kv/home/1", `{"v":3}`).status == 200
-	})
-	if r := reader.do(t, "GET", us+"/v1/kv/home/1?meta=true", ""); r.status != 200 || !strings.Contains(string(r.body), `"origin":"us-east"`) {
-		t.Fatalf("home/1 at us-east: %d %s; want a version made by us-east", r.status, r.body)
-	}
+	checkHomeForwarded(t, writer, reader, eu, us)
 }

@@ -337,18 +337,7 @@ func TestSecuredDeployment(t *testing.T) {
 	// Keys under home/ live in us-east: eu-west forwards their writes over
 	// the secured NATS link, with the credentials init wrote.
 	for _, n := range nodes {
-		f, err := os.OpenFile(n.config, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = f.WriteString("\nrules:\n  - {name: homed, match: 'key startsWith \"home/\"', strategy: home_region, home: '\"us-east\"'}\n" +
-			"  - {name: default, match: 'true', strategy: lww}\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		appendHomeRules(t, n.config)
 	}
 	_, usLogs := startNode(t, nodes[0].config)
 	_, euLogs := startNode(t, nodes[1].config)
@@ -443,22 +432,7 @@ func TestSecuredDeployment(t *testing.T) {
 	})
 
 	t.Run("home", func(t *testing.T) {
-		// Forwarded to the home region and made there (its origin is
-		// us-east), answered to the client at eu-west.
-		var r reply
-		eventually(t, 20*time.Second, "a homed write at eu-west forwarded to us-east", func() bool {
-			r = writer.do(t, "PUT", euURL+"/v1/kv/home/1", `{"v":1}`)
-			return r.status == 200
-		})
-		m := reader.do(t, "GET", usURL+"/v1/kv/home/1?meta=true", "")
-		var meta struct {
-			Versions []struct {
-				Origin string `json:"origin"`
-			} `json:"versions"`
-		}
-		if err := json.Unmarshal(m.body, &meta); m.status != 200 || err != nil || len(meta.Versions) != 1 || meta.Versions[0].Origin != "us-east" {
-			t.Fatalf("home/1 at us-east: %d %s (%v); want one version made by us-east", m.status, m.body, err)
-		}
+		checkHomeForwarded(t, writer, reader, euURL, usURL)
 		if r := reader.do(t, "PUT", euURL+"/v1/kv/home/2", `{"v":2}`); r.status != 403 {
 			t.Errorf("reader's homed PUT at eu-west: %d %s, want 403 before any forwarding", r.status, r.body)
 		}
@@ -681,4 +655,41 @@ func TestSecuredSingleNode(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the renewed certificate served", func() bool { return serial() != before })
 	eventually(t, 5*time.Second, "the reload logged", func() bool { return strings.Contains(logs.String(), "certificate reloaded") })
+}
+
+// appendHomeRules adds to the config at path the rules that make keys
+// under home/ live in us-east (every other key lww).
+func appendHomeRules(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("\nrules:\n  - {name: homed, match: 'key startsWith \"home/\"', strategy: home_region, home: '\"us-east\"'}\n" +
+		"  - {name: default, match: 'true', strategy: lww}\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkHomeForwarded writes home/1 at eu-west (appendHomeRules' rules) and
+// checks that it was forwarded to us-east and made there: us-east holds
+// one version of it, of origin us-east.
+func checkHomeForwarded(t *testing.T, writer, reader httpsClient, euURL, usURL string) {
+	t.Helper()
+	eventually(t, 20*time.Second, "a homed write at eu-west forwarded to us-east", func() bool {
+		return writer.do(t, "PUT", euURL+"/v1/kv/home/1", `{"v":1}`).status == 200
+	})
+	m := reader.do(t, "GET", usURL+"/v1/kv/home/1?meta=true", "")
+	var meta struct {
+		Versions []struct {
+			Origin string `json:"origin"`
+		} `json:"versions"`
+	}
+	if err := json.Unmarshal(m.body, &meta); m.status != 200 || err != nil || len(meta.Versions) != 1 || meta.Versions[0].Origin != "us-east" {
+		t.Fatalf("home/1 at us-east: %d %s (%v); want one version made by us-east", m.status, m.body, err)
+	}
 }
