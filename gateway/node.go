@@ -176,6 +176,9 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		defer n.wg.Done()
 		n.book.seedConflicted()
 	}()
+	// Observe reads the rule book, the metrics and the NATS connection:
+	// the store holds the changes a crash left unobserved until now.
+	n.store.StartObserving()
 	return n, nil
 }
 

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/rules"
+	"github.com/geogate/geogate/store"
 )
 
 // metricLine returns the value of the first /metrics line starting with
@@ -296,5 +298,59 @@ func TestRuleFailureLogIsRateLimited(t *testing.T) {
 	}
 	if v := metricLine(t, n, `geogate_rule_errors_total{field="match",rule="r"} `); v != "4" {
 		t.Fatalf("geogate_rule_errors_total{rule=r} = %q, want 4: every failure counted, logged or not", v)
+	}
+}
+
+// anyObserver marks every change that leaves siblings as needing an
+// observation, and is never started: the changes stay pending in the
+// store, as a crash between a commit and its observation leaves them.
+type anyObserver struct{}
+
+func (anyObserver) Notable(c store.Change) bool                { return len(c.After.Versions) > 1 }
+func (anyObserver) Observe(store.Change) []store.ConflictEntry { panic("never started") }
+
+// TestRestartWithUnobservedChanges: a region whose store holds changes a
+// crash left unobserved starts cleanly (the store observed them while the
+// node was still being built, before the rule book existed, and crashed
+// the process), and logs their conflicts under the region's rules.
+func TestRestartWithUnobservedChanges(t *testing.T) {
+	c := startCluster(t, []string{"solo"}, "all-to-all", []rules.Spec{{Name: "newest", Match: "true", Strategy: "lww"}})
+	dir := c.Node("solo").cfg.DataDir
+	if err := c.Stop("solo"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Open(store.Options{Dir: filepath.Join(dir, "store"), Region: "solo", Sync: true,
+		Clock: conflict.NewClock(conflict.WallClock, 0), Observer: anyObserver{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 { // no contexts: each write after the first adds a sibling
+		if _, err := s.Write(context.Background(), store.Mutation{Key: "k", Value: store.MustParseDoc(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.PendingObservations(); n != 3 {
+		t.Fatalf("%d pending observations, want 3", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := c.StartRegion(context.Background(), "solo"); err != nil {
+		t.Fatal(err)
+	}
+	n := c.Node("solo")
+	eventually(t, 20*time.Second, "the pending observations to be logged", func() bool { return n.Store().PendingObservations() == 0 })
+	cs, err := n.Store().Conflicts("k", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 3 {
+		t.Fatalf("%d conflict-log entries for k, want 3: %+v", len(cs), cs)
+	}
+	for _, e := range cs {
+		if e.Rule != "newest" || len(e.Discarded) == 0 {
+			t.Errorf("entry %d: rule %q with %d discarded, want rule newest discarding versions", e.Seq, e.Rule, len(e.Discarded))
+		}
 	}
 }

@@ -52,6 +52,7 @@ func testOptions(dir, region string) Options {
 type testOpts struct {
 	Options
 	hooks
+	holdObserver bool // openTest leaves StartObserving to the test
 }
 
 // openTest opens a store in dir (a new temp dir if empty) and closes it
@@ -68,6 +69,9 @@ func openTest(t testing.TB, region, dir string, edit func(*testOpts)) *Store {
 	s, err := open(o.Options, o.hooks)
 	if err != nil {
 		t.Fatalf("open %s: %v", region, err)
+	}
+	if !o.holdObserver {
+		s.StartObserving()
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s

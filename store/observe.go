@@ -187,6 +187,11 @@ var errStaleObservations = errors.New("the pending observations changed since th
 // Close begins.
 func (s *Store) observeLoop() {
 	defer close(s.observeDone)
+	select {
+	case <-s.stop:
+		return
+	case <-s.observeStart:
+	}
 	for {
 		select {
 		case <-s.stop:
@@ -299,6 +304,14 @@ func (b *observeBackoff) next() time.Duration {
 	d := b.d
 	b.d = min(2*b.d, 5*time.Second)
 	return d
+}
+
+// StartObserving lets the store call its Observer: before it, changes
+// that need observing are stored as pending and wait. The owner calls it
+// once whatever Observe reads is in place (the store may hold changes a
+// crash left unobserved, which it observes at once). It is idempotent.
+func (s *Store) StartObserving() {
+	s.startOnce.Do(func() { close(s.observeStart) })
 }
 
 // signalObserver wakes the observer goroutine (signals coalesce).

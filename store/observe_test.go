@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,6 +96,62 @@ func TestObserverOffTheWritePath(t *testing.T) {
 	}
 	if n := s.PendingObservations(); n != 0 || countKeys(t, s, prefixObserve) != 0 {
 		t.Errorf("%d pending, %d stored after the entries: want none", n, countKeys(t, s, prefixObserve))
+	}
+}
+
+// startedObserver is siblingObserver that counts the calls made before
+// the test allowed them.
+type startedObserver struct {
+	siblingObserver
+	started, early atomic.Int32
+}
+
+func (o *startedObserver) Observe(c Change) []ConflictEntry {
+	if o.started.Load() == 0 {
+		o.early.Add(1)
+	}
+	return o.siblingObserver.Observe(c)
+}
+
+// TestObserverWaitsForStart: the store does not call its Observer before
+// StartObserving (its owner may still be building what Observe reads),
+// neither for new changes nor for those a previous run left pending; they
+// wait, durably, and are observed in order once it starts.
+func TestObserverWaitsForStart(t *testing.T) {
+	dir := t.TempDir()
+	obs := &startedObserver{}
+	hold := func(o *testOpts) { o.Observer, o.holdObserver, o.observeWait = obs, true, 200*time.Millisecond }
+	s := openTest(t, "us", dir, hold)
+	for i := range 3 { // entries 1..2, of key k
+		mustWrite(t, s, Mutation{Key: "k", Value: doc(`%d`, i)})
+	}
+	if err := s.WaitObserved(); !errors.Is(err, ErrObserving) {
+		t.Fatalf("WaitObserved before StartObserving: %v, want ErrObserving", err)
+	}
+	if n := s.PendingObservations(); n != 2 {
+		t.Fatalf("%d pending observations before the start, want 2", n)
+	}
+	if err := s.Close(); err != nil { // Close does not wait for a start that never came
+		t.Fatal(err)
+	}
+
+	s = openTest(t, "us", dir, hold)
+	mustWrite(t, s, Mutation{Key: "k", Value: doc(`3`)}) // entry 3
+	if err := s.WaitObserved(); !errors.Is(err, ErrObserving) {
+		t.Fatalf("WaitObserved after a restart, before StartObserving: %v, want ErrObserving", err)
+	}
+	if n := s.PendingObservations(); n != 3 {
+		t.Fatalf("%d pending observations after the restart, want 3", n)
+	}
+	obs.started.Store(1)
+	s.StartObserving()
+	s.StartObserving() // idempotent
+	es := mustConflicts(t, s, "", 10)
+	if got := conflictSeqs(es); !slices.Equal(got, []uint64{3, 2, 1}) {
+		t.Fatalf("entries %v, want 3 2 1", got)
+	}
+	if n := obs.early.Load(); n != 0 {
+		t.Fatalf("Observe was called %d times before StartObserving", n)
 	}
 }
 

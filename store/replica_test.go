@@ -404,6 +404,7 @@ func TestNodeCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	node.StartObserving()
 	// A copy cut off: the store refuses reads, also once reopened.
 	cut := io.LimitReader(bytes.NewReader(copyBuf.Bytes()), int64(copyBuf.Len()-10))
 	if _, err := node.LoadCopy(ctx, cut); err == nil {
@@ -424,6 +425,7 @@ func TestNodeCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	node.StartObserving()
 	t.Cleanup(func() { _ = node.Close() })
 	if !node.Copying() {
 		t.Fatal("a reopened store forgot its copy was cut off")

@@ -40,7 +40,9 @@ type Options struct {
 	Clock *conflict.Clock
 	// Observer, if set, finds the conflicts of the records requests
 	// change, for the conflict log (see Observer for when it runs and
-	// what the store guarantees).
+	// what the store guarantees). The store calls it only after
+	// StartObserving, so its owner can finish building what Observe
+	// uses; the changes committed before wait, durably, until then.
 	Observer Observer
 	// ConflictRetention bounds the conflict log (entries; default 100000).
 	ConflictRetention int
@@ -198,6 +200,8 @@ type Store struct {
 	nseq, nfirst uint64
 	observeCh    chan struct{}
 	observeDone  chan struct{}
+	observeStart chan struct{} // closed by StartObserving
+	startOnce    sync.Once
 
 	// The region lifecycle (merkle.go, merge.go, tombstones.go): the
 	// digest tree, its scrubs, the keys whose stored record failed its
@@ -282,7 +286,7 @@ func open(opts Options, h hooks) (*Store, error) {
 		wm: map[string]uint64{}, changed: make(chan struct{}),
 		batchBytes: int(db.MaxBatchSize() / 4), selfPath: []string{opts.Region}, health: health,
 		merkle: newMerkleTree(), treeDone: make(chan struct{}),
-		observeCh: make(chan struct{}, 1), observeDone: make(chan struct{}),
+		observeCh: make(chan struct{}, 1), observeDone: make(chan struct{}), observeStart: make(chan struct{}),
 	}
 	if opts.Clustered {
 		s.role.Store(int32(Following))
