@@ -46,14 +46,18 @@ func newDeploymentView(n *Node) *deploymentView {
 // peerURLs returns every region's HTTP base URL as this region reaches it.
 func (n *Node) peerURLs() map[string]string {
 	out := map[string]string{}
-	for r, e := range n.cfg.Regions {
+	for r, e := range n.current().cfg.Regions { // as the last topology reload left them
 		out[r] = e.HTTP
 	}
-	for r, p := range n.peers { // set by Start: the addresses in use
+	// n.peers: the addresses in use, set by Start, changed by a topology
+	// reload.
+	n.mu.Lock()
+	for r, p := range n.peers {
 		if p.HTTP != "" {
 			out[r] = p.HTTP
 		}
 	}
+	n.mu.Unlock()
 	out[n.cfg.Region] = n.HTTPURL()
 	return out
 }

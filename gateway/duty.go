@@ -17,6 +17,9 @@ type duties struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	stopped bool // stopDuties began: spawn adds nothing to wg
 }
 
 // dutyKey marks the context of a run of duties.
@@ -27,8 +30,8 @@ type dutyKey struct{}
 func (n *Node) spawn(ctx context.Context, f func()) {
 	n.wg.Add(1)
 	d, _ := ctx.Value(dutyKey{}).(*duties)
-	if d != nil {
-		d.wg.Add(1)
+	if d != nil && !d.add() {
+		d = nil // its context is cancelled: f returns soon, unwaited
 	}
 	go func() {
 		defer n.wg.Done()
@@ -37,6 +40,19 @@ func (n *Node) spawn(ctx context.Context, f func()) {
 		}
 		f()
 	}()
+}
+
+// add counts a goroutine stopDuties waits for, unless stopDuties began
+// (a goroutine spawned as the duties stop, e.g. a topology reload racing
+// a step-down): then it reports false, so that no Add races the Wait.
+func (d *duties) add() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return false
+	}
+	d.wg.Add(1)
+	return true
 }
 
 // startDuties starts the leader's duties under parent. On error, what
@@ -65,6 +81,9 @@ func (n *Node) startDuties(parent context.Context) (*duties, error) {
 // (nothing they delivered is acked unapplied), the publisher stops, the
 // subscriptions are gone.
 func (n *Node) stopDuties(d *duties) {
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
 	d.cancel()
 	d.wg.Wait()
 	n.duty.CompareAndSwap(d, nil)

@@ -190,6 +190,7 @@ func (rn *regionNode) serveNode(ctx context.Context) (func(), error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	closed := false
+	rn.copies.reopen() // closed when the previous term ended
 	sub, err := n.conn.QueueSubscribe(nodeSubject(n.cfg.Region), "geogate", func(m *nats.Msg) {
 		switch m.Header.Get(hdrOp) {
 		case opHTTP:

@@ -144,6 +144,9 @@ func relay(w http.ResponseWriter, reply forwardReply) {
 	w.Write(append(reply.Body, '\n')) //nolint:errcheck // client gone
 }
 
+// errClosing refuses new peer connections once the node began to close.
+var errClosing = errors.New("the region is shutting down")
+
 // peerConn returns this region's connection to a peer's NATS server,
 // created on first use and reconnecting on its own afterwards.
 func (n *Node) peerConn(peer string) (c *nats.Conn, created bool, err error) {
@@ -151,6 +154,9 @@ func (n *Node) peerConn(peer string) (c *nats.Conn, created bool, err error) {
 	defer n.mu.Unlock()
 	if c, ok := n.peerConns[peer]; ok {
 		return c, false, nil
+	}
+	if n.closing.Load() { // a connection made now would outlive the node
+		return nil, false, fmt.Errorf("connect to %s: %w", peer, errClosing)
 	}
 	cc := n.natsConn("geogate-"+n.cfg.Region+"-to-"+peer, peer)
 	cc.Background, cc.Timeout = true, time.Second

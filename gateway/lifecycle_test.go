@@ -390,3 +390,43 @@ func TestTombstonesCollected(t *testing.T) {
 		return true
 	})
 }
+
+// TestCloseDuringStalledBackup: a backup download whose client stopped
+// reading does not keep the region from stopping. Shutdown waits 10 s for
+// requests under way, then cuts their connections, which ends the
+// snapshot's store read that Close waits for.
+func TestCloseDuringStalledBackup(t *testing.T) {
+	c := startCluster(t, []string{"solo"}, "all-to-all", nil)
+	n := c.Node("solo")
+	big := fmt.Sprintf(`{"pad":%q}`, bytes.Repeat([]byte("x"), 512<<10))
+	for i := range 40 { // 20 MiB: more than the sockets' buffers hold
+		put(t, n, fmt.Sprintf("big/%02d", i), big)
+	}
+	resp, err := http.Get(n.HTTPURL() + "/v1/admin/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("backup: %s", resp.Status)
+	}
+	// Read a little, then stop reading: the handler blocks on its writes.
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	began := time.Now()
+	go func() { closed <- c.Stop("solo") }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("the region stopped %v after Close began", time.Since(began).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		t.Fatal("Close still waits 60 s after it began, for a backup download nobody reads")
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Fatal("the stalled download ended cleanly; want it cut (the snapshot has no end block)")
+	}
+}

@@ -218,13 +218,16 @@ type Peer struct{ HTTP, NATS string }
 // of peers are retried in the background.
 func (n *Node) Start(ctx context.Context, peers map[string]Peer) error {
 	ctx, n.cancel = context.WithCancel(ctx)
-	n.peers = map[string]Peer{}
+	addrs := map[string]Peer{}
 	for r, e := range n.cfg.Regions {
-		n.peers[r] = Peer{HTTP: e.HTTP, NATS: e.NATS}
+		addrs[r] = Peer{HTTP: e.HTTP, NATS: e.NATS}
 		if p, ok := peers[r]; ok {
-			n.peers[r] = p
+			addrs[r] = p
 		}
 	}
+	n.mu.Lock()
+	n.peers = addrs
+	n.mu.Unlock()
 	if err := n.serveClock(); err != nil {
 		return err
 	}
@@ -272,7 +275,13 @@ func (n *Node) Close() error {
 	}
 	if n.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		n.server.Shutdown(ctx) //nolint:errcheck // best effort; we close below
+		if err := n.server.Shutdown(ctx); err != nil {
+			// Requests still running after 10 s (a backup download, a
+			// client that stopped reading) hold store reads that Close
+			// would wait for: their connections are cut.
+			n.log.Warn("requests still running at shutdown; closing their connections", "err", err)
+			n.server.Close() //nolint:errcheck // closing anyway
+		}
 		cancel()
 	}
 	return n.shutdown()

@@ -216,6 +216,13 @@ func (rn *regionNode) setState(state, why string) {
 	}
 }
 
+// diverged records that this node's store cannot follow the region log,
+// and why, and returns the reason as an error.
+func (rn *regionNode) diverged(why string) error {
+	rn.setState(nodeDiverged, why)
+	return errors.New(why)
+}
+
 func (rn *regionNode) observe(h region.Holder) {
 	rn.mu.Lock()
 	if h.Node != "" && h.Node != rn.n.cfg.Node {
@@ -377,12 +384,10 @@ func (rn *regionNode) followOnce(ctx context.Context) error {
 	case st.Actor() == "":
 		rn.setState(nodeFollowing, "an empty store: following the region log from its start")
 	case pos == 0 && last > 0:
-		rn.setState(nodeDiverged, "this node's store holds writes of its own but never followed the region log, which other nodes started: "+
+		return rn.diverged("this node's store holds writes of its own but never followed the region log, which other nodes started: " +
 			"start the node that holds the region's data first, or move this node's data aside to seed it from the leader")
-		return errors.New(rn.why)
 	case pos > last:
-		rn.setState(nodeDiverged, fmt.Sprintf("this node's store holds region-log entries up to %d, beyond the log's end (%d): the log lost entries (a majority of the nodes lost power with nats.sync an interval?); move this node's data aside to seed it from the leader", pos, last))
-		return errors.New(rn.why)
+		return rn.diverged(fmt.Sprintf("this node's store holds region-log entries up to %d, beyond the log's end (%d): the log lost entries (a majority of the nodes lost power with nats.sync an interval?); move this node's data aside to seed it from the leader", pos, last))
 	case pos+1 < first:
 		return rn.copyFromLeader(ctx, fmt.Sprintf("the region log no longer holds the entries after %d (it starts at %d)", pos, first))
 	case pos > 0:
@@ -391,8 +396,7 @@ func (rn *regionNode) followOnce(ctx context.Context) error {
 			return err
 		}
 		if ok && t != term {
-			rn.setState(nodeDiverged, fmt.Sprintf("this node's store holds entry %d of term %d; the region log's entry %d is of term %d: move this node's data aside to seed it from the leader", pos, term, pos, t))
-			return errors.New(rn.why)
+			return rn.diverged(fmt.Sprintf("this node's store holds entry %d of term %d; the region log's entry %d is of term %d: move this node's data aside to seed it from the leader", pos, term, pos, t))
 		}
 		rn.setState(nodeFollowing, "")
 	default:

@@ -223,9 +223,10 @@ func TestReloadRunsLintChecks(t *testing.T) {
 	}
 	replaceFile(t, path, ruleFile("stock-v3", ""))
 	eventually(t, 5*time.Second, "rule stock-v3", func() bool { r, _ := n.rules().Match("stock/1"); return r.Name() == "stock-v3" })
-	if got := metricLine(t, n, "geogate_rules_last_reload_successful "); got != "1" {
-		t.Fatalf("last reload successful = %q after a good file", got)
-	}
+	// The gauge is set just after the rules take effect (setRules).
+	eventually(t, 5*time.Second, "last reload successful = 1 after a good file", func() bool {
+		return metricLine(t, n, "geogate_rules_last_reload_successful ") == "1"
+	})
 }
 
 // TestNewRefusesLintErrors: a config built in code (not validated) whose

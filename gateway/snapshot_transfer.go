@@ -53,6 +53,7 @@ type snapServer struct {
 	log      *slog.Logger
 	mu       sync.Mutex
 	sessions map[string]*snapSession
+	closed   bool // by closeAll, until reopen: open refuses
 }
 
 type snapSession struct {
@@ -80,6 +81,11 @@ func newSnapServer(log *slog.Logger) *snapServer {
 func (ss *snapServer) open(peer string, produce func(ctx context.Context, w io.Writer) error) (string, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	if ss.closed {
+		// A request that arrived as serving stopped: a session opened now
+		// would hold a store read that nothing ends.
+		return "", errors.New("not serving snapshots now (shutting down, or no longer the region's leader); retry")
+	}
 	if len(ss.sessions) >= maxSnapSessions {
 		return "", fmt.Errorf("busy: %d snapshot sessions already served; retry later", len(ss.sessions))
 	}
@@ -198,8 +204,10 @@ func (ss *snapServer) reap(ctx context.Context) {
 	}
 }
 
+// closeAll ends every session and refuses new ones until reopen.
 func (ss *snapServer) closeAll() {
 	ss.mu.Lock()
+	ss.closed = true
 	all := make([]*snapSession, 0, len(ss.sessions))
 	for _, s := range ss.sessions {
 		all = append(all, s)
@@ -208,6 +216,13 @@ func (ss *snapServer) closeAll() {
 	for _, s := range all {
 		ss.end(s)
 	}
+}
+
+// reopen lets open start sessions again (after closeAll).
+func (ss *snapServer) reopen() {
+	ss.mu.Lock()
+	ss.closed = false
+	ss.mu.Unlock()
 }
 
 // fetchSnapshot opens a snapshot session at peer and returns the stream

@@ -92,6 +92,13 @@ func (n *Node) startLink(ctx context.Context, from string, plan *topology.Plan) 
 	lctx, cancel := context.WithCancel(ctx)
 	rl := &runningLink{link: l, origins: origins, stop: cancel, done: make(chan struct{})}
 	n.mu.Lock()
+	if ctx.Err() != nil {
+		// The duties stopped (stopDuties cancels, then clears the
+		// links): a link registered now would be listed forever.
+		n.mu.Unlock()
+		cancel()
+		return nil
+	}
 	n.links[from] = l
 	if n.running == nil {
 		n.running = map[string]*runningLink{}

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,6 +81,39 @@ func TestAddAndRemoveRegion(t *testing.T) {
 	two := []string{"a", "b"}
 	a := startFromFile(t, writeRegionFile(t, dir, "a", two, ports))
 	b := startFromFile(t, writeRegionFile(t, dir, "b", two, ports))
+	// Status reads all along, racing the reloads' changes to the regions'
+	// addresses (the race detector watches them in CI).
+	stopPolling, polled := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stopPolling:
+				polled <- n
+				return
+			default:
+			}
+			if resp, err := http.Get(a.HTTPURL() + "/v1/status"); err == nil {
+				io.Copy(io.Discard, resp.Body) //nolint:errcheck // only the read matters
+				resp.Body.Close()
+				n++
+			}
+		}
+	}()
+	defer func() {
+		close(stopPolling)
+		if n := <-polled; n == 0 {
+			t.Error("no status read succeeded during the reloads")
+		}
+	}()
+	urls := func(n *Node) []string {
+		var out []string
+		for r := range do(t, "GET", n.HTTPURL()+"/v1/status", nil).json(t)["urls"].(map[string]any) {
+			out = append(out, r)
+		}
+		slices.Sort(out)
+		return out
+	}
 	for i := range 20 {
 		put(t, a, fmt.Sprintf("k/%02d", i), `{"v":1}`)
 	}
@@ -94,6 +129,9 @@ func TestAddAndRemoveRegion(t *testing.T) {
 	})
 	if got := a.Status().Topology; !strings.Contains(got, "c") {
 		t.Fatalf("a's topology after the reload: %q", got)
+	}
+	if got := urls(a); !slices.Equal(got, three) {
+		t.Fatalf("a's status lists the URLs of %v after the reload, want %v", got, three)
 	}
 	eventually(t, 20*time.Second, "c to catch up", sameData(t, a, b, c))
 	put(t, c, "from-c", `{"v":"c"}`)
@@ -116,6 +154,9 @@ func TestAddAndRemoveRegion(t *testing.T) {
 		return slices.Equal(linkFroms(a), []string{"c"}) && slices.Equal(linkFroms(c), []string{"a"})
 	})
 	eventually(t, 10*time.Second, "a's outbox holds for b released", func() bool { return a.Store().OutboxLen() == 0 })
+	if got := urls(a); !slices.Equal(got, acOnly) {
+		t.Fatalf("a's status lists the URLs of %v after b's removal, want %v", got, acOnly)
+	}
 	put(t, a, "after-removal", `{"v":3}`)
 	eventually(t, 10*time.Second, "a and c to converge without b", sameData(t, a, c))
 	if _, ok := a.Status().Lifecycle.Reseeds["b"]; ok {
