@@ -176,6 +176,7 @@ func newLifecycle(n *Node) *lifecycle {
 
 // start serves peers' requests and runs the loops, until ctx ends.
 func (lc *lifecycle) start(ctx context.Context) error {
+	lc.snaps.reopen() // closed when the previous run of duties ended
 	sub, err := lc.n.conn.Subscribe(lifecycleSubject(lc.n.cfg.Region), lc.serve)
 	if err != nil {
 		return fmt.Errorf("serve lifecycle requests: %w", err)

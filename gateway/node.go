@@ -86,8 +86,13 @@ type Node struct {
 	running map[string]*runningLink
 	// topo is the regions and plan in effect once a reload changed them
 	// (nil: cfg's and plan's).
-	topo  atomic.Pointer[topoState]
-	peers map[string]Peer // set by Start
+	topo atomic.Pointer[topoState]
+	// reloading serialises topology reloads (two watchers of one file
+	// would start a link twice).
+	reloading sync.Mutex
+	// installing serialises installs of rule sets (setRules).
+	installing sync.Mutex
+	peers      map[string]Peer // set by Start
 	// peerConns are connections to peers' NATS for home forwarding.
 	peerConns map[string]*nats.Conn
 	merges    *mergeQueue

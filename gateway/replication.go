@@ -83,8 +83,11 @@ func (n *Node) startReplication(ctx context.Context) error {
 	}
 	// Outbox mode keeps an entry until the consumer of every region that
 	// pulls from this region's stream has finished it.
+	// The plan in effect: a follower takes topology reloads too, and
+	// applies them here when it comes to lead.
+	plan := n.currentPlan()
 	var downstream []string
-	for _, e := range n.plan.Outbound(n.cfg.Region) {
+	for _, e := range plan.Outbound(n.cfg.Region) {
 		downstream = append(downstream, link.ConsumerName(n.cfg.Region, e.To))
 	}
 	pub, err := link.NewPublisher(link.PublisherConfig{
@@ -103,7 +106,6 @@ func (n *Node) startReplication(ctx context.Context) error {
 			n.log.Error("publisher stopped", "err", err)
 		}
 	})
-	plan := n.currentPlan()
 	for _, edge := range plan.Inbound(n.cfg.Region) {
 		if err := n.startLink(ctx, edge.From, plan); err != nil { // topology_reload.go
 			return err

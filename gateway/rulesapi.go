@@ -40,6 +40,10 @@ func (n *Node) startingRules() (*rules.Set, error) {
 
 // setRules installs set as the rule set in effect, loaded from source.
 func (n *Node) setRules(set *rules.Set, source string) {
+	// One install at a time (the API and the file watcher may race), so
+	// the status and metrics describe the set in effect.
+	n.installing.Lock()
+	defer n.installing.Unlock()
 	n.ruleSet.Store(set)
 	n.book.installed(set, source)
 }

@@ -140,6 +140,8 @@ func topologyKeys(changed []string) bool {
 // them in effect (see above). It returns a description of what changed,
 // or an error (nothing changed).
 func (n *Node) reloadTopology(ctx context.Context, path string) (string, error) {
+	n.reloading.Lock()
+	defer n.reloading.Unlock()
 	fc, err := config.Load(path, os.Environ(), nil)
 	if err != nil {
 		return "", err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/store"
 )
 
 // regionFiles writes one config file per region of regions (all-to-all,
@@ -161,5 +162,25 @@ func TestAddAndRemoveRegion(t *testing.T) {
 	eventually(t, 10*time.Second, "a and c to converge without b", sameData(t, a, c))
 	if _, ok := a.Status().Lifecycle.Reseeds["b"]; ok {
 		t.Fatal("a still reports a link from b")
+	}
+
+	// a's duties end and start again, as when a node of a region steps
+	// down and later leads: the new run takes the reloaded plan (no hold
+	// for b's consumer, which is gone) and serves snapshots to peers again.
+	a.stopDuties(a.duty.Load())
+	if _, err := a.startDuties(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	put(t, a, "after-restart", `{"v":4}`)
+	eventually(t, 10*time.Second, "a and c to converge after a's duties restarted", sameData(t, a, c))
+	eventually(t, 10*time.Second, "a's outbox to empty (nothing held for the removed b)", func() bool { return a.Store().OutboxLen() == 0 })
+	snap, err := c.life.fetchSnapshot(t.Context(), "a")
+	if err != nil {
+		t.Fatalf("c fetching a's snapshot after a's duties restarted: %v", err)
+	}
+	info, err := store.VerifySnapshot(snap)
+	snap.Close()
+	if err != nil || info.Records == 0 {
+		t.Fatalf("a's snapshot after its duties restarted: %+v, %v", info, err)
 	}
 }

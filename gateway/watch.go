@@ -100,11 +100,13 @@ func (f *watchFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// The hook first, then the check: Close sets closing before Shutdown
+	// runs the hooks, so a stream that sees closing unset is ended by it.
+	f.hookOnce.Do(func() { f.n.server.RegisterOnShutdown(f.shutdown) })
 	if f.n.closing.Load() {
 		writeError(w, store.ErrClosed)
 		return
 	}
-	f.hookOnce.Do(func() { f.n.server.RegisterOnShutdown(f.shutdown) })
 	if !resume {
 		after = f.n.store.FeedHead()
 	}
