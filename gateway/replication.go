@@ -82,9 +82,9 @@ func (n *Node) startReplication(ctx context.Context) error {
 		return fmt.Errorf("replication.log_mode: %w", err)
 	}
 	// Outbox mode keeps an entry until the consumer of every region that
-	// pulls from this region's stream has finished it.
-	// The plan in effect: a follower takes topology reloads too, and
-	// applies them here when it comes to lead.
+	// pulls from this region's stream has finished it, by the plan in
+	// effect: a follower takes topology reloads too, and applies them
+	// here when it comes to lead.
 	plan := n.currentPlan()
 	var downstream []string
 	for _, e := range plan.Outbound(n.cfg.Region) {
