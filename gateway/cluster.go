@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	neturl "net/url"
 	"path/filepath"
 	"strings"
 
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/ports"
 	"github.com/geogate/geogate/rules"
 	"github.com/geogate/geogate/store"
 )
@@ -147,25 +147,15 @@ func (spec ClusterSpec) NodeConfig(i, k int, ports [][]nodePorts) (*config.Confi
 // <region>-<k+1>.
 func NodeName(region string, k int) string { return fmt.Sprintf("%s-%d", region, k+1) }
 
-// freePorts takes n free loopback ports (listen, note, close: another
-// process may take one in between, which a test then retries).
+// freePorts takes n free loopback ports (held until all are taken, then
+// released: another process may take one before the node binds it, which
+// a test then retries).
 func freePorts(n int) ([]int, error) {
-	var out []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	ps, release, err := ports.Hold(n)
+	if err == nil {
+		release()
 	}
-	return out, nil
+	return ps, err
 }
 
 func hostOf(url string) string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/geogate/geogate/conflict"
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/gateway/deploy"
+	"github.com/geogate/geogate/internal/ports"
 	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/store"
 	"github.com/geogate/geogate/topology"
@@ -91,15 +91,15 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 	// The ports stay held until the WAN proxies below have their own
 	// (each takes any free port): released earlier, one could be handed
 	// a node's port.
-	ports, release, err := freePorts(3 * len(all))
+	free, release, err := ports.Hold(3 * len(all))
 	if err != nil {
 		return nil, err
 	}
 	defer release()
 	addr := map[string]nodeAddrs{}
 	for i, n := range all {
-		addr[n] = nodeAddrs{HTTP: fmt.Sprintf("127.0.0.1:%d", ports[3*i]), NATS: fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
-			Cluster: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2])}
+		addr[n] = nodeAddrs{HTTP: fmt.Sprintf("127.0.0.1:%d", free[3*i]), NATS: fmt.Sprintf("127.0.0.1:%d", free[3*i+1]),
+			Cluster: fmt.Sprintf("127.0.0.1:%d", free[3*i+2])}
 	}
 	p := &processes{
 		bin: bin, log: log, sec: sec, nodes: all, region: map[string]string{}, clustered: map[string]bool{},
@@ -168,30 +168,6 @@ func startProcesses(ctx context.Context, sc *Scenario, plan *topology.Plan, dir,
 		}
 	}
 	return p, nil
-}
-
-// freePorts returns n distinct loopback ports, held until release is
-// called (release may be called more than once): nothing else in this
-// process is handed one of them before that.
-func freePorts(n int) (ports []int, release func(), err error) {
-	var lns []net.Listener
-	release = func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-		lns = nil
-	}
-	ports = make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			release()
-			return nil, nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, release, nil
 }
 
 func (p *processes) urls() map[string]string { return maps.Clone(p.base) }
