@@ -111,6 +111,9 @@ func (n *Node) startReplication(ctx context.Context) error {
 			return err
 		}
 	}
+	// Consumers of regions the plan no longer sends to, left by reloads
+	// this node took while it did not lead.
+	n.spawn(ctx, func() { n.pruneConsumers(ctx, plan) })
 	return nil
 }
 

@@ -274,3 +274,51 @@ func (n *Node) deleteConsumer(ctx context.Context, name string) {
 		n.log.Warn("delete the consumer of a region no longer in the plan", "consumer", name, "err", err)
 	}
 }
+
+// pruneConsumers deletes the durable consumers of this region's stream
+// that belong to regions plan does not send to: those a topology reload
+// left behind when it was applied by a node that did not lead (the reload
+// deletes them only at the leader) or when its deletion failed. It runs
+// when a node comes to lead; best effort, so a failure is logged and the
+// next lead tries again. Only link consumers (link.ConsumerName of this
+// region) are touched.
+func (n *Node) pruneConsumers(ctx context.Context, plan *topology.Plan) {
+	js, err := jetstream.New(n.conn)
+	if err != nil {
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(lctx, link.StreamName(n.cfg.Region))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
+			n.log.Warn("list the consumers of this region's stream", "err", err)
+		}
+		return
+	}
+	names := st.ConsumerNames(lctx)
+	var stale []string
+	for name := range names.Name() {
+		if to, ok := consumerTarget(n.cfg.Region, name); ok && !plan.HasLink(n.cfg.Region, to) {
+			stale = append(stale, name)
+		}
+	}
+	if err := names.Err(); err != nil && ctx.Err() == nil {
+		n.log.Warn("list the consumers of this region's stream", "err", err)
+	}
+	for _, name := range stale {
+		n.log.Info("deleting the consumer of a region no longer in the plan", "consumer", name)
+		n.deleteConsumer(ctx, name)
+	}
+}
+
+// consumerTarget returns the region a link consumer of region's stream
+// feeds (the inverse of link.ConsumerName(region, to)), and whether name
+// is such a consumer. Region names hold no '_', so the split is unique.
+func consumerTarget(region, name string) (string, bool) {
+	to, ok := strings.CutPrefix(name, link.ConsumerName(region, ""))
+	if !ok || to == "" || strings.Contains(to, "_") {
+		return "", false
+	}
+	return to, true
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/store"
+	"github.com/geogate/geogate/topology/link"
 )
 
 // regionFiles writes one config file per region of regions (all-to-all,
@@ -166,10 +170,27 @@ func TestAddAndRemoveRegion(t *testing.T) {
 
 	// a's duties end and start again, as when a node of a region steps
 	// down and later leads: the new run takes the reloaded plan (no hold
-	// for b's consumer, which is gone) and serves snapshots to peers again.
+	// for b's consumer, which is gone), deletes a consumer for b that a
+	// node not leading at the reload would have left, keeps c's, and
+	// serves snapshots to peers again.
+	js, err := jetstream.New(a.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leftover := link.ConsumerName("a", "b")
+	if _, err := js.CreateConsumer(t.Context(), link.StreamName("a"), jetstream.ConsumerConfig{Durable: leftover, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
 	a.stopDuties(a.duty.Load())
 	if _, err := a.startDuties(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the leftover consumer for b to be deleted", func() bool {
+		_, err := js.Consumer(t.Context(), link.StreamName("a"), leftover)
+		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	})
+	if _, err := js.Consumer(t.Context(), link.StreamName("a"), link.ConsumerName("a", "c")); err != nil {
+		t.Fatalf("c's consumer on a's stream after a's duties restarted: %v", err)
 	}
 	put(t, a, "after-restart", `{"v":4}`)
 	eventually(t, 10*time.Second, "a and c to converge after a's duties restarted", sameData(t, a, c))
@@ -182,5 +203,26 @@ func TestAddAndRemoveRegion(t *testing.T) {
 	snap.Close()
 	if err != nil || info.Records == 0 {
 		t.Fatalf("a's snapshot after its duties restarted: %+v, %v", info, err)
+	}
+}
+
+// TestConsumerTarget: only this region's link consumers are recognised,
+// and a region whose name extends this one's is not taken for it.
+func TestConsumerTarget(t *testing.T) {
+	for _, tc := range []struct {
+		region, name, to string
+		ok               bool
+	}{
+		{"a", link.ConsumerName("a", "b"), "b", true},
+		{"a", link.ConsumerName("a", "us-east"), "us-east", true},
+		{"a", link.ConsumerName("a-b", "c"), "", false},
+		{"a-b", link.ConsumerName("a", "b-c"), "", false},
+		{"a", "geo_from_a_to_", "", false},
+		{"a", "other", "", false},
+	} {
+		to, ok := consumerTarget(tc.region, tc.name)
+		if to != tc.to || ok != tc.ok {
+			t.Errorf("consumerTarget(%q, %q) = %q, %v; want %q, %v", tc.region, tc.name, to, ok, tc.to, tc.ok)
+		}
 	}
 }
