@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/ports"
 )
 
 // childSpec tells a re-executed test binary to run one region of a cluster
@@ -62,12 +62,12 @@ func runChild(raw string) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ps, release, err := ports.Hold(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	release()
+	return ps[0]
 }
 
 func startChild(t *testing.T, cs childSpec) *exec.Cmd {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/geogate/geogate/client"
 	"github.com/geogate/geogate/gateway"
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/internal/ports"
 )
 
 // TestMain lets a test run this binary's main: the test binary re-executes
@@ -38,12 +38,12 @@ func geogate(args ...string) *exec.Cmd {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ps, release, err := ports.Hold(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	release()
+	return ps[0]
 }
 
 func writeConfig(t *testing.T, dir string, httpPort, natsPort int) string {

@@ -32,3 +32,26 @@ func TestHold(t *testing.T) {
 	}
 	ln.Close()
 }
+
+// TestHoldAvoidsEphemeralRange: where the kernel's ephemeral range is
+// known and leaves room below it, every port is drawn below it, from
+// 10000 up, so outgoing connections never take one.
+func TestHoldAvoidsEphemeralRange(t *testing.T) {
+	top := ephemeralStart()
+	if top-lowest < 1000 {
+		t.Skipf("ephemeral range starts at %d: no room below it on this machine", top)
+	}
+	ps, release, err := Hold(40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if len(ps) != 40 {
+		t.Fatalf("%d ports, want 40", len(ps))
+	}
+	for _, p := range ps {
+		if p < lowest || p >= top {
+			t.Fatalf("port %d outside [%d, %d): %v", p, lowest, top, ps)
+		}
+	}
+}

@@ -2,12 +2,12 @@ package link
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/geogate/geogate/internal/ports"
 	"github.com/geogate/geogate/internal/wait"
 	"github.com/nats-io/nats.go"
 )
@@ -82,14 +82,14 @@ func TestStartServerSyncInterval(t *testing.T) {
 // other; a node of the same cluster name with another secret (another
 // region's, say) is kept out.
 func TestClusterSecret(t *testing.T) {
+	ps, release, err := ports.Hold(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
 	var addrs []string
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, l.Addr().String())
-		l.Close()
+	for _, p := range ps {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
 	}
 	start := func(i int, secret string) *Server {
 		c := &ClusterOptions{Name: "r", Listen: addrs[i], Secret: secret}

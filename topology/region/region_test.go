@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"pgregory.net/rapid"
 
+	"github.com/geogate/geogate/internal/ports"
 	"github.com/geogate/geogate/internal/wait"
 	"github.com/geogate/geogate/topology/link"
 )
@@ -26,14 +26,14 @@ func cluster(t *testing.T, n int) ([]*link.Server, string) {
 	servers := make([]*link.Server, n)
 	// Every node needs its peers' route addresses up front: take free
 	// ports first.
+	ps, release, err := ports.Hold(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
 	var routes []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, l.Addr().String())
-		l.Close()
+	for _, p := range ps {
+		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", p))
 	}
 	var urls []string
 	for i := range n {
