@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/gateway/config"
+	"github.com/geogate/geogate/store"
 )
 
 // haCluster runs region a with three nodes and region b with one, all to
@@ -141,4 +142,39 @@ func TestRegionOfSeveralNodes(t *testing.T) {
 		return ok && back.Status().Role == "follower" && back.Status().Leader == next.cfg.Node
 	})
 	eventually(t, 20*time.Second, "the region's nodes to hold the same records", sameData(t, append(followersOf(c, "a", nil), b)...))
+}
+
+// TestAbandonedPromotionFollowsAgain: a node whose promotion succeeded (it
+// caught up, its term marker is in the log, its store leads) while its
+// elector found the lease lost is handed to abandon instead of lead: it
+// stops acknowledging and follows the log again, so the writes the region
+// acknowledges afterwards reach it. (Without abandon the node kept a
+// leading store and a stopped follower loop, and never applied another
+// entry.)
+func TestAbandonedPromotionFollowsAgain(t *testing.T) {
+	c := haCluster(t)
+	leader := leaderOf(t, c, "a", 30*time.Second)
+	f := followersOf(c, "a", leader)[0]
+	put(t, leader, "before", `1`)
+	eventually(t, 20*time.Second, "the follower to apply the first write", func() bool {
+		_, ok, _ := f.Store().Get("before")
+		return ok
+	})
+	term := leader.Status().Term + 1
+	if err := f.rn.promote(t.Context(), term); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	f.rn.abandon(term)
+	if role := f.Store().Role(); role == store.Leading {
+		t.Fatalf("%s's store still leads after abandon", f.cfg.Node)
+	}
+	// f's marker fenced the leader off; the region elects again and goes
+	// on taking writes, at whichever node leads now.
+	eventually(t, 30*time.Second, "a write the region acknowledges", func() bool {
+		return do(t, "PUT", leaderOf(t, c, "a", 20*time.Second).HTTPURL()+"/v1/kv/after", []byte(`2`)).status == http.StatusOK
+	})
+	eventually(t, 15*time.Second, f.cfg.Node+" to apply the write acknowledged after its abandoned promotion", func() bool {
+		_, ok, _ := f.Store().Get("after")
+		return ok
+	})
 }

@@ -197,7 +197,7 @@ func (rn *regionNode) run(ctx context.Context) {
 	rn.log.Info("region log and lease open", "replicas", replicas, "lease_ttl", cfg.Election.LeaseTTL)
 	rn.startFollowing()
 	rn.el = region.NewElector(region.ElectorConfig{Node: cfg.Node, Lease: rn.lease, Log: rn.rlog, Logger: rn.log,
-		Hooks: region.Hooks{Promote: rn.promote, Lead: rn.lead, Observe: rn.observe, Ready: rn.ready}})
+		Hooks: region.Hooks{Promote: rn.promote, Lead: rn.lead, Abandon: rn.abandon, Observe: rn.observe, Ready: rn.ready}})
 	rn.el.Run(ctx)
 	rn.stopFollowing()
 }
@@ -503,6 +503,18 @@ func (rn *regionNode) promote(ctx context.Context, term uint64) error {
 	rn.term = term
 	rn.mu.Unlock()
 	return nil
+}
+
+// abandon undoes a promotion the elector could not follow with lead (the
+// lease was lost while promote ran): the store stops acknowledging and the
+// node follows the log again, from the store's position.
+func (rn *regionNode) abandon(term uint64) {
+	rn.log.Warn("the lease was lost as this node finished catching up; following again", "term", term)
+	if err := rn.n.store.Follow(context.WithoutCancel(rn.ctx)); err != nil {
+		rn.log.Error("store: follow", "err", err)
+	}
+	rn.setState(nodeFollowing, "")
+	rn.startFollowing()
 }
 
 // lead runs the leader's duties for term until ctx ends (the lease is

@@ -41,6 +41,13 @@ type Hooks struct {
 	// region's data and follows the log); a node that could not does not
 	// try for the lease, so that one that can gets it.
 	Ready func() bool
+	// Abandon runs when Promote returned nil but the lease was lost while
+	// it ran (the renewal beside it found another holder): Lead is not
+	// called for that term, and Abandon must undo what Promote did, so
+	// that the node follows the log again. Anything the promoted node
+	// appended meanwhile passed the log's fence, so nothing needs undoing
+	// in the log. Never called at the same time as Promote or Lead.
+	Abandon func(term uint64)
 }
 
 // ElectorConfig configures an Elector.
@@ -193,6 +200,9 @@ func (e *Elector) promote(ctx context.Context, term uint64) error {
 	cancel(nil)
 	<-done // the lease is renewed by one goroutine at a time
 	if errors.Is(lost, ErrLost) {
+		if err == nil && e.cfg.Hooks.Abandon != nil {
+			e.cfg.Hooks.Abandon(term)
+		}
 		return fmt.Errorf("lease lost while catching up: %w", ErrLost)
 	}
 	return err
