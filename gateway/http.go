@@ -548,7 +548,14 @@ func (n *Node) handleLinkAdmin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if action == "pause" {
-		l.Pause()
+		ctx, cancel := context.WithTimeout(r.Context(), pauseWait)
+		err := l.Pause(ctx)
+		cancel()
+		if err != nil {
+			writeError(w, errorf(http.StatusServiceUnavailable, "pause_pending",
+				"the link from %s is paused, but an apply under way has not finished within %s; it applies nothing more once that one ends", peer, pauseWait))
+			return
+		}
 	} else {
 		l.Resume()
 	}

@@ -281,15 +281,23 @@ func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([
 	return results, nil
 }
 
-// PauseLink pauses the inbound link from peer (as the admin API does); it
-// reports whether such a link exists.
+// PauseLink pauses the inbound link from peer (as the admin API does) and
+// returns once the link stopped applying (link.Link.Pause), or after
+// pauseWait with a warning logged; it reports whether such a link exists.
 func (n *Node) PauseLink(peer string) bool {
 	l := n.link(peer)
 	if l != nil {
-		l.Pause()
+		ctx, cancel := context.WithTimeout(context.Background(), pauseWait)
+		defer cancel()
+		if err := l.Pause(ctx); err != nil {
+			n.log.Warn("pause link", "from", peer, "err", err)
+		}
 	}
 	return l != nil
 }
+
+// pauseWait bounds how long a pause waits for an apply under way.
+const pauseWait = 10 * time.Second
 
 // ResumeLink resumes the inbound link from peer; it reports whether such a
 // link exists.

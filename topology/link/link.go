@@ -254,23 +254,30 @@ type Link struct {
 	running atomic.Bool
 	readers sync.WaitGroup // iterator readers; may outlive a session until its connection closes
 
-	mu       sync.Mutex
-	paused   bool
-	nc       *nats.Conn // current connection, nil between sessions
-	ready    bool       // consumer set up in the current session
-	fetching bool       // a pull iterator is open
-	infoOK   bool       // the latest consumer info succeeded
-	pending  uint64
-	applied  uint64
-	skipped  uint64
-	waiting  uint64
-	lastHB   time.Time
-	lag      *lagTracker
-	lastInfo time.Time
-	rejected uint64
-	stall    *Stall    // set when the link stalled, cleared by Resume
-	blocked  string    // why Apply keeps failing ("" when it does not)
-	blockLog time.Time // when a blocked apply was last logged
+	mu     sync.Mutex
+	paused bool
+	// Pause waits for the consume loop to stop: pauses counts Pause
+	// calls, haltedAt the count the loop last stopped for; consuming is
+	// whether the loop runs; halt is closed (and replaced) when either
+	// changes.
+	pauses, haltedAt uint64
+	consuming        bool
+	halt             chan struct{}
+	nc               *nats.Conn // current connection, nil between sessions
+	ready            bool       // consumer set up in the current session
+	fetching         bool       // a pull iterator is open
+	infoOK           bool       // the latest consumer info succeeded
+	pending          uint64
+	applied          uint64
+	skipped          uint64
+	waiting          uint64
+	lastHB           time.Time
+	lag              *lagTracker
+	lastInfo         time.Time
+	rejected         uint64
+	stall            *Stall    // set when the link stalled, cleared by Resume
+	blocked          string    // why Apply keeps failing ("" when it does not)
+	blockLog         time.Time // when a blocked apply was last logged
 	// behind is the peer's latest heartbeat's report of how far its own
 	// publisher is behind its log (Heartbeat.BehindMs).
 	behind time.Duration
@@ -346,6 +353,7 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		// applied and acked, so the pipeline never stalls on the bound.
 		maxAckPending: ackPendingBatches * cfg.Batch,
 		wake:          make(chan struct{}, 1),
+		halt:          make(chan struct{}),
 		infoKick:      make(chan struct{}, 1),
 		lag:           newLagTracker(cfg.Clock()),
 	}, nil
@@ -354,10 +362,64 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 // now is the link's clock.
 func (l *Link) now() time.Time { return l.cfg.Clock() }
 
-// Pause stops pulling: messages already delivered to the link are applied,
-// then nothing more is fetched. The durable consumer stays on the peer, so
-// nothing is lost. Idempotent.
-func (l *Link) Pause() { l.setPaused(true) }
+// Pause stops pulling and returns once the link has stopped applying: the
+// messages delivered to it before are applied, none after, until Resume.
+// The durable consumer stays on the peer, so nothing is lost. Idempotent.
+// If an apply under way does not end before ctx does (a disk that stalls),
+// Pause returns ctx's error; the link is paused all the same and stops
+// applying once that apply ends.
+func (l *Link) Pause(ctx context.Context) error {
+	l.mu.Lock()
+	l.pauses++
+	want := l.pauses
+	l.mu.Unlock()
+	l.setPaused(true)
+	for {
+		l.mu.Lock()
+		if !l.consuming || l.haltedAt >= want || !l.paused {
+			l.mu.Unlock()
+			return nil
+		}
+		halt := l.halt
+		l.mu.Unlock()
+		select {
+		case <-halt:
+		case <-ctx.Done():
+			return fmt.Errorf("link from %s paused, but an apply under way has not finished: %w", l.cfg.Peer, ctx.Err())
+		}
+	}
+}
+
+// noteHaltLocked wakes the Pause calls waiting for the consume loop.
+func (l *Link) noteHaltLocked() {
+	close(l.halt)
+	l.halt = make(chan struct{})
+}
+
+// setConsuming records whether the consume loop runs (while it does not,
+// nothing is applied).
+func (l *Link) setConsuming(c bool) {
+	l.mu.Lock()
+	l.consuming = c
+	l.noteHaltLocked()
+	l.mu.Unlock()
+}
+
+// haltedForPause reports whether the link must not pull (paused or
+// stalled) and, if so, records that the consume loop stopped for every
+// Pause so far.
+func (l *Link) haltedForPause() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.paused && l.stall == nil {
+		return false
+	}
+	if l.haltedAt != l.pauses {
+		l.haltedAt = l.pauses
+		l.noteHaltLocked()
+	}
+	return true
+}
 
 // Resume restarts pulling after Pause, or after a stall (the message it
 // stalled at is delivered again: resume once the cause is fixed, e.g. after
@@ -373,7 +435,9 @@ func (l *Link) setPaused(p bool) {
 		l.stall = nil
 	}
 	l.mu.Unlock()
-	if changed {
+	// A Pause wakes the loop even when already paused, so that a loop
+	// parked by an earlier Pause records that it stopped for this one.
+	if changed || p {
 		select {
 		case l.wake <- struct{}{}:
 		default:
@@ -571,11 +635,13 @@ func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *b
 // consume pulls and applies until ctx is done (nil) or the consumer is gone
 // (error). Pause drains the iterator and waits for Resume.
 func (l *Link) consume(ctx context.Context, cons jetstream.Consumer) error {
+	l.setConsuming(true)
+	defer l.setConsuming(false)
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if l.isPaused() {
+		if l.haltedForPause() {
 			select {
 			case <-l.wake:
 			case <-ctx.Done():

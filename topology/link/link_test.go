@@ -173,8 +173,15 @@ func TestLinkPauseResume(t *testing.T) {
 	goRun(t, l.Run)
 	waitFor(t, 10*time.Second, "first batch applied", func() bool { return rec.appliedCount() == n1 })
 
-	l.Pause()
-	l.Pause() // idempotent
+	if err := l.Pause(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.Status(); s.Fetching {
+		t.Fatalf("a pull is still open after Pause returned: %+v", s)
+	}
+	if err := l.Pause(t.Context()); err != nil { // idempotent, and returns at once
+		t.Fatal(err)
+	}
 	waitFor(t, 5*time.Second, "paused and no pull open", func() bool {
 		s := l.Status()
 		return s.State == StatePaused && !s.Fetching

@@ -79,7 +79,9 @@ func TestOutboxModeTrimsAfterEveryDownstream(t *testing.T) {
 	})
 	waitFor(t, 5*time.Second, "outbox trimmed once both finished", func() bool { return ob.len() == 0 })
 
-	lc.Pause()
+	if err := lc.Pause(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	waitPaused(t, lc)
 	ob.add("a~e1", "a", nil, n1+1, n2)
 	p.Notify()
@@ -307,7 +309,9 @@ func testLostTail(t *testing.T, release time.Duration, foreign int) {
 	if checks {
 		waitFor(t, 5*time.Second, "first batch trimmed", func() bool { return ob.len() == 0 })
 	}
-	l.Pause()
+	if err := l.Pause(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	waitPaused(t, l)
 
 	// What the disk would hold after a power loss: the store as it is now.
@@ -379,7 +383,9 @@ func TestOutboxModeRecreatesDeletedStream(t *testing.T) {
 	goRun(t, l.Run)
 	waitFor(t, 10*time.Second, "first batch applied", func() bool { return rec.appliedCount() == n1 })
 	waitFor(t, 5*time.Second, "first batch trimmed", func() bool { return ob.len() == 0 })
-	l.Pause()
+	if err := l.Pause(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	waitPaused(t, l)
 	ob.add("a~e1", "a", nil, n1+1, n2)
 	p.Notify()
