@@ -40,12 +40,50 @@ import (
 
 // reseedState is one inbound link's re-seeding state (under lifecycle.mu).
 type reseedState struct {
-	// behindSince is when this region was last seen behind the peer with
-	// the behind actors' positions at progress; zero when not behind.
-	behindSince time.Time
-	progress    uint64
-	running     bool
-	status      ReseedStatus
+	// stuck holds each actor this region is behind the peer on, with its
+	// position here and since when that position has not moved; empty
+	// when not behind. Each actor is judged on its own, so that progress
+	// on one origin of the link cannot hide another that is stuck.
+	stuck   map[string]stuckActor
+	running bool
+	status  ReseedStatus
+}
+
+// queuedStuckFactor multiplies replication.reseed_after for a link that
+// still has events to deliver when an actor looks stuck.
+const queuedStuckFactor = 4
+
+// stuckActor is one actor this region is behind the peer on.
+type stuckActor struct {
+	at    uint64    // this region's position of the actor
+	since time.Time // when at was first seen
+}
+
+// track takes the actors this region is behind the peer on, with its
+// positions of them, seen at now: an actor whose position did not move
+// keeps its time, any other starts at now, and actors no longer behind
+// are dropped.
+func (st *reseedState) track(behind map[string]uint64, now time.Time) {
+	stuck := make(map[string]stuckActor, len(behind))
+	for actor, at := range behind {
+		if prev, ok := st.stuck[actor]; ok && prev.at == at {
+			stuck[actor] = prev
+		} else {
+			stuck[actor] = stuckActor{at: at, since: now}
+		}
+	}
+	st.stuck = stuck
+}
+
+// oldest returns the actor stuck the longest and since when ("" and the
+// zero time when none is).
+func (st *reseedState) oldest() (actor string, since time.Time) {
+	for a, sa := range st.stuck {
+		if actor == "" || sa.since.Before(since) || sa.since.Equal(since) && a < actor {
+			actor, since = a, sa.since
+		}
+	}
+	return actor, since
 }
 
 // ReseedStatus is one link's re-seeding in GET /v1/status (lifecycle).
@@ -115,50 +153,48 @@ func (lc *lifecycle) needsReseed(peer string, now time.Time) string {
 	if l == nil || st.running {
 		return ""
 	}
-	state := l.Status().State
+	ls := l.Status()
+	state := ls.State
 	fresh := heard && now.Sub(h.received) < 3*lc.n.cfg.Replication.Heartbeat+lifecycleTimeout
 	if (state != link.StateUp && state != link.StateReseeding) || !fresh {
-		st.behindSince = time.Time{}
+		st.stuck = nil
 		return ""
 	}
-	behind, progress, first := lc.behind(peer, h.Applied)
-	if len(behind) == 0 {
-		st.behindSince = time.Time{}
-		return ""
+	st.track(lc.behind(peer, h.Applied), now)
+	// An actor that does not move while the link still has events to
+	// deliver may only be queued behind other origins' events (a large
+	// backlog): it must then stay stuck for longer.
+	actor, since := st.oldest()
+	wait := lc.n.cfg.Replication.ReseedAfter
+	if ls.Pending > 0 {
+		wait *= queuedStuckFactor
 	}
-	if st.behindSince.IsZero() || progress != st.progress {
-		st.behindSince, st.progress = now, progress
-		return ""
-	}
-	if now.Sub(st.behindSince) < lc.n.cfg.Replication.ReseedAfter {
+	if actor == "" || now.Sub(since) < wait {
 		return ""
 	}
 	return fmt.Sprintf("%s has applied %s up to %d, this region only up to %d, with no progress for %s: its stream no longer holds those events",
-		peer, first, h.Applied[first], lc.n.store.Applied()[first], now.Sub(st.behindSince).Round(time.Second))
+		peer, actor, h.Applied[actor], st.stuck[actor].at, now.Sub(since).Round(time.Second))
 }
 
 // behind returns the actors of which the peer has applied more than this
 // region, among those the link from peer carries (their region is one of
 // the link's origins) and this region's own earlier actors (which no link
-// carries); progress is the sum of this region's positions of those actors.
-func (lc *lifecycle) behind(peer string, peerApplied conflict.VV) (actors []string, progress uint64, first string) {
+// carries), each with this region's position of it.
+func (lc *lifecycle) behind(peer string, peerApplied conflict.VV) map[string]uint64 {
 	origins := lc.n.currentPlan().FilterOrigins(lc.n.cfg.Region, peer)
 	local := lc.n.store.Applied()
 	own := lc.n.store.Actor()
+	out := map[string]uint64{}
 	for _, actor := range peerApplied.Actors() {
 		region := conflict.RegionOf(actor)
 		if actor == own || (region != lc.n.cfg.Region && !slices.Contains(origins, region)) {
 			continue
 		}
 		if peerApplied[actor] > local[actor] {
-			actors = append(actors, actor)
-			progress += local[actor]
+			out[actor] = local[actor]
 		}
 	}
-	if len(actors) > 0 {
-		first = actors[0]
-	}
-	return actors, progress, first
+	return out
 }
 
 // errReseedRunning is returned for a forced re-seed while one runs.
@@ -224,7 +260,7 @@ func (lc *lifecycle) reseed(ctx context.Context, peer, reason string) {
 	lc.m.reseeds.WithLabelValues(peer, result).Inc()
 	lc.mu.Lock()
 	st.running = false
-	st.behindSince = time.Time{}
+	st.stuck = nil
 	st.status.Last = &run
 	if err == nil {
 		st.status.Reseeds++
@@ -244,9 +280,10 @@ func (lc *lifecycle) reseedStatus() map[string]ReseedStatus {
 		switch {
 		case st.running:
 			rs.State = link.StateReseeding
-		case !st.behindSince.IsZero():
+		case len(st.stuck) > 0:
+			_, since := st.oldest()
 			rs.State = "behind"
-			rs.BehindSeconds = now.Sub(st.behindSince).Seconds()
+			rs.BehindSeconds = now.Sub(since).Seconds()
 		default:
 			rs.State = "ok"
 		}
