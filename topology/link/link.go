@@ -45,9 +45,17 @@ const (
 // acked. Both scale with Batch, the one knob the configuration exposes
 // (replication.batch): a link that needs more in flight over a long round
 // trip gets it with a larger batch.
+//
+// gapRoom is the least room for messages delivered and not yet acked: a
+// publisher has up to DefaultWindow publishes in flight, so after a lost
+// publish up to that many later events of the origin may be stored before
+// it is republished; they wait (Nak'd, still pending) until it arrives,
+// which the server delivers only while the pending count is below the
+// bound. Twice the window leaves room for a second loss.
 const (
 	prefetchBatches   = 4
 	ackPendingBatches = 16
+	gapRoom           = 2 * DefaultWindow
 	// DefaultAckWait is LinkConfig.AckWait's default.
 	DefaultAckWait = 5 * time.Second
 
@@ -350,8 +358,10 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		filters:  filters,
 		prefetch: prefetchBatches * cfg.Batch,
 		// Room for the prefetched messages plus the batches being
-		// applied and acked, so the pipeline never stalls on the bound.
-		maxAckPending: ackPendingBatches * cfg.Batch,
+		// applied and acked, so the pipeline never stalls on the bound;
+		// and at least gapRoom: events waiting behind a gap stay pending
+		// (Nak'd), and the one that fills the gap must still be delivered.
+		maxAckPending: max(ackPendingBatches*cfg.Batch, gapRoom),
 		wake:          make(chan struct{}, 1),
 		halt:          make(chan struct{}),
 		infoKick:      make(chan struct{}, 1),
@@ -606,7 +616,11 @@ func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *b
 	}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		cons, err := js.CreateOrUpdateConsumer(cctx, l.stream, cfg)
+		err := l.dropNarrowerConsumer(cctx, js)
+		var cons jetstream.Consumer
+		if err == nil {
+			cons, err = js.CreateOrUpdateConsumer(cctx, l.stream, cfg)
+		}
 		cancel()
 		if err == nil {
 			l.mu.Lock()
@@ -630,6 +644,42 @@ func (l *Link) ensureConsumer(ctx context.Context, js jetstream.JetStream, bo *b
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// dropNarrowerConsumer deletes the link's durable consumer if it filters
+// out an origin the link now carries (a topology change gave the link a
+// new origin). An updated filter keeps the consumer's position, so the
+// new origin's events stored behind it would never be delivered; the
+// consumer is created again from the stream's start instead, and the
+// events already applied come again as duplicates, which the Applier's
+// watermarks drop. Nothing to do when there is no consumer yet.
+func (l *Link) dropNarrowerConsumer(ctx context.Context, js jetstream.JetStream) error {
+	cons, err := js.Consumer(ctx, l.stream, l.consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	had := cons.CachedInfo().Config.FilterSubjects
+	if f := cons.CachedInfo().Config.FilterSubject; f != "" {
+		had = append(had, f)
+	}
+	var added []string
+	for _, f := range l.filters {
+		if !slices.Contains(had, f) {
+			added = append(added, f)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	l.log.Info("the link carries new origins: its consumer starts again from the stream's start, so that their events stored before are delivered (those already applied are dropped as duplicates)",
+		"consumer", l.consumer, "added", added)
+	if err := js.DeleteConsumer(ctx, l.stream, l.consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete consumer %s to widen its filter: %w", l.consumer, err)
+	}
+	return nil
 }
 
 // consume pulls and applies until ctx is done (nil) or the consumer is gone

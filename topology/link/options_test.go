@@ -52,8 +52,8 @@ func TestLinkConsumerSettings(t *testing.T) {
 	if info.Config.AckWait != 42*time.Second {
 		t.Errorf("consumer AckWait = %v, want the configured 42s", info.Config.AckWait)
 	}
-	if info.Config.MaxAckPending != ackPendingBatches*8 {
-		t.Errorf("consumer MaxAckPending = %d, want %d for batch 8", info.Config.MaxAckPending, ackPendingBatches*8)
+	if want := max(ackPendingBatches*8, gapRoom); info.Config.MaxAckPending != want {
+		t.Errorf("consumer MaxAckPending = %d, want %d for batch 8 (at least the room a publisher's gap needs)", info.Config.MaxAckPending, want)
 	}
 	r.stop(t)
 
