@@ -18,6 +18,11 @@ var (
 	// newest outbox entries); Open derives newer values from the entries.
 	keySeqs    = []byte("m/seqs")
 	keyTrimmed = []byte("m/trimmed") // outbox entries <= this are deleted
+	// keyObserved holds the last pending-observation number assigned (8
+	// bytes), written by each observer turn as it deletes observations:
+	// a store opened with none pending goes on numbering from there, as
+	// every other node of its region does.
+	keyObserved = []byte("m/observed")
 )
 
 func recordKey(key string) []byte { return append(append([]byte{}, prefixRecord...), key...) }

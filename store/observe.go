@@ -173,6 +173,9 @@ func (s *Store) doObserved(st *batchState, o *observedRequest, stats *Stats) err
 			return fmt.Errorf("observation %d: %w", q, err)
 		}
 	}
+	if err := st.txn.Set(keyObserved, binary.BigEndian.AppendUint64(nil, s.nseq)); err != nil {
+		return fmt.Errorf("observations %d to %d: %w", o.from, o.through, err)
+	}
 	s.nfirst = o.through + 1
 	return nil
 }
@@ -367,9 +370,23 @@ func (s *Store) WaitObserved() error {
 }
 
 // loadObservations derives the pending observations' bounds from the keys
-// (Open, reload).
-func (s *Store) loadObservations(txn *badger.Txn) {
-	s.nseq, s.nfirst = 0, 1
+// and keyObserved (Open, reload): with none pending, numbering goes on
+// after the last number assigned, so that every node of a region numbers
+// alike whenever it restarted.
+func (s *Store) loadObservations(txn *badger.Txn) error {
+	s.nseq = 0
+	if item, err := txn.Get(keyObserved); err == nil {
+		if err := item.Value(func(v []byte) error {
+			n, err := decodeU64(v)
+			s.nseq = n
+			return err
+		}); err != nil {
+			return fmt.Errorf("read %s: %w", keyObserved, err)
+		}
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return fmt.Errorf("read %s: %w", keyObserved, err)
+	}
+	s.nfirst = s.nseq + 1
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixObserve})
 	if it.Rewind(); it.Valid() {
 		s.nfirst = seqFromKey(prefixObserve, it.Item().Key())
@@ -377,23 +394,27 @@ func (s *Store) loadObservations(txn *badger.Txn) {
 	it.Close()
 	rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefixObserve, Reverse: true})
 	if rit.Seek(seqKey(prefixObserve, ^uint64(0))); rit.Valid() {
-		s.nseq = seqFromKey(prefixObserve, rit.Item().Key())
-	} else {
-		s.nfirst = 1
+		s.nseq = max(s.nseq, seqFromKey(prefixObserve, rit.Item().Key()))
 	}
 	rit.Close()
 	s.mu.Lock()
 	s.pendingHead, s.observedThrough = s.nseq, s.nfirst-1
 	s.mu.Unlock()
+	return nil
 }
 
 // absorbObservation keeps a follower's bounds of the pending observations
-// as the region log's effects set and delete them.
+// as the region log's effects set and delete them. With none pending, the
+// leader's number is taken as it comes: a store written before
+// keyObserved existed may have restarted its numbering.
 func (s *Store) absorbObservation(k []byte, set bool) {
 	seq := binary.BigEndian.Uint64(k[len(prefixObserve):])
-	if set {
+	switch {
+	case set && s.nfirst > s.nseq:
+		s.nseq, s.nfirst = seq, seq
+	case set:
 		s.nseq = max(s.nseq, seq)
-		return
+	default:
+		s.nfirst = max(s.nfirst, seq+1)
 	}
-	s.nfirst = max(s.nfirst, seq+1)
 }

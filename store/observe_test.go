@@ -364,3 +364,92 @@ func TestObserverTurnsFitATransaction(t *testing.T) {
 		}
 	}
 }
+
+// holdObserver is siblingObserver that blocks in Observe while hold is set,
+// until release is closed.
+type holdObserver struct {
+	siblingObserver
+	hold    atomic.Bool
+	entered atomic.Int32
+	release chan struct{}
+}
+
+func (o *holdObserver) Observe(c Change) []ConflictEntry {
+	if o.hold.Load() {
+		o.entered.Add(1)
+		<-o.release
+	}
+	return o.siblingObserver.Observe(c)
+}
+
+// TestRestartedFollowerLeadsObserves: a follower restarted while no
+// observation was pending must go on numbering them as the leader does
+// (it used to start again at 1 while the leader went on counting). The
+// leader commits a notable change and is deposed before observing it; the
+// restarted follower leads and observes that change, and counts it as
+// the one pending.
+func TestRestartedFollowerLeadsObserves(t *testing.T) {
+	ctx := context.Background()
+	log := &memLog{}
+	obs := &holdObserver{release: make(chan struct{})}
+	leader := clusteredNode(t, func(o *testOpts) { o.Observer = obs })
+	t.Cleanup(func() { close(obs.release) }) // before the leader closes
+	fdir := t.TempDir()
+	follower := openTest(t, "us", fdir, func(o *testOpts) {
+		o.Clustered, o.Observer, o.ConflictRetention, o.FeedRetention = true, siblingObserver{}, 3, 4
+	})
+	if err := leader.Lead(ctx, 1, 0, memAppender{log, 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // two notable changes: n/1, n/2
+		mustWrite(t, leader, Mutation{Key: "k", Value: doc(`%d`, i)})
+	}
+	settle(t, leader) // observed: n/1, n/2 deleted
+	if err := follower.ApplyLog(ctx, log.since(0)); err != nil {
+		t.Fatal(err)
+	}
+	if n := follower.PendingObservations(); n != 0 {
+		t.Fatalf("follower pending %d, want 0", n)
+	}
+	// The follower restarts: nothing pending on disk.
+	if err := follower.Close(); err != nil {
+		t.Fatal(err)
+	}
+	follower = openTest(t, "us", fdir, func(o *testOpts) {
+		o.Clustered, o.Observer, o.ConflictRetention, o.FeedRetention = true, siblingObserver{}, 3, 4
+		o.observeWait = 500 * time.Millisecond
+	})
+	fpos, _ := follower.LogPosition()
+	// The leader commits one more notable change (n/3) and is deposed
+	// before its observer appends its entry.
+	obs.hold.Store(true)
+	mustWrite(t, leader, Mutation{Key: "k", Value: doc(`3`)})
+	eventually(t, 5*time.Second, "the leader's observer to take n/3", func() bool { return obs.entered.Load() > 0 })
+	if err := follower.ApplyLog(ctx, log.since(fpos)); err != nil {
+		t.Fatal(err)
+	}
+	if n := follower.PendingObservations(); n != 1 {
+		t.Fatalf("restarted follower: %d observations pending, want 1", n)
+	}
+	if err := leader.Follow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.Lead(ctx, 2, log.last(), memAppender{log, 2}); err != nil {
+		t.Fatal(err)
+	}
+	// The new leader must observe the pending change.
+	deadline := time.Now().Add(5 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = follower.WaitObserved(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("new leader never observed the pending change: %v (pending %d)", err, follower.PendingObservations())
+	}
+	es := mustConflicts(t, follower, "k", 10)
+	if len(es) != 3 {
+		t.Fatalf("conflict entries %d, want 3", len(es))
+	}
+}

@@ -440,7 +440,9 @@ func (s *Store) loadIn(txn *badger.Txn) error {
 	if err := s.loadFeed(txn); err != nil {
 		return err
 	}
-	s.loadObservations(txn)
+	if err := s.loadObservations(txn); err != nil {
+		return err
+	}
 	// The oldest conflict-log entry still stored (retention drops
 	// from the front).
 	s.cfirst = s.cseq + 1
