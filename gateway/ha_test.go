@@ -1,14 +1,17 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/geogate/geogate/gateway/config"
 	"github.com/geogate/geogate/store"
+	"github.com/geogate/geogate/testbed/diskfault"
 )
 
 // haCluster runs region a with three nodes and region b with one, all to
@@ -175,6 +178,63 @@ func TestAbandonedPromotionFollowsAgain(t *testing.T) {
 	})
 	eventually(t, 15*time.Second, f.cfg.Node+" to apply the write acknowledged after its abandoned promotion", func() bool {
 		_, ok, _ := f.Store().Get("after")
+		return ok
+	})
+}
+
+// TestLeaderWithFullDiskStepsDown: every node of region a keeps its data
+// on a real small filesystem (tmpfs); the leader's fills up. It steps down
+// and another node, whose disk takes writes, leads: the region takes
+// writes again within seconds, the full node serves reads meanwhile and
+// does not try to lead, and once space is freed it follows and catches up.
+func TestLeaderWithFullDiskStepsDown(t *testing.T) {
+	root := t.TempDir()
+	for i := 1; i <= 3; i++ {
+		fs := filepath.Join(root, fmt.Sprintf("a-%d", i))
+		unmount, err := diskfault.MountTmpfs(fs, 256<<20)
+		if errors.Is(err, diskfault.ErrUnsupported) {
+			t.Skipf("skipped: %v", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unmount() }) //nolint:errcheck // best effort after the nodes closed
+	}
+	c := haCluster(t, func(s *ClusterSpec) {
+		s.DataDir = root
+		lease := s.Tune
+		s.Tune = func(cfg *config.Config) {
+			lease(cfg)
+			cfg.Storage.MinFreeBytes = 96 << 20
+			cfg.Replication.StreamMaxBytes = 16 << 20 // JetStream reserves it on the small disk
+			cfg.RegionLog.MaxBytes = 16 << 20
+		}
+	})
+	leader := leaderOf(t, c, "a", 30*time.Second)
+	put(t, leader, "before", `1`)
+	release, err := diskfault.Fill(filepath.Join(root, leader.cfg.Node), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next *Node
+	eventually(t, 20*time.Second, "another node to lead", func() bool {
+		next = leaderOf(t, c, "a", 20*time.Second)
+		return next != leader
+	})
+	eventually(t, 10*time.Second, "the region to take a write", func() bool {
+		return do(t, "PUT", next.HTTPURL()+"/v1/kv/during", []byte(`2`)).status == http.StatusOK
+	})
+	if a := do(t, "GET", leader.HTTPURL()+"/v1/kv/before", nil); a.status != http.StatusOK {
+		t.Fatalf("a read at the node with the full disk: %d %s", a.status, a.body)
+	}
+	if role := leader.Status().Role; role == "leader" {
+		t.Fatalf("%s leads again with a full disk", leader.cfg.Node)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, leader.cfg.Node+" to apply the write made while its disk was full", func() bool {
+		_, ok, _ := leader.Store().Get("during")
 		return ok
 	})
 }

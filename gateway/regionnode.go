@@ -242,8 +242,8 @@ func (rn *regionNode) observe(h region.Holder) {
 	}
 }
 
-// ready reports whether this node could lead: it follows the log and has
-// applied it to its end. A follower's log consumer lives on one of the
+// ready reports whether this node could lead: it follows the log, has
+// applied it to its end, and its storage takes writes. A follower's log consumer lives on one of the
 // region's servers, picked at random: when that is the lost leader's, the
 // follower stops receiving entries without knowing it until its consumer
 // is found dead. Such a node must leave the lease to one that holds every
@@ -253,7 +253,7 @@ func (rn *regionNode) ready() bool {
 	rn.mu.Lock()
 	following, since := rn.state == nodeFollowing, rn.firstSince
 	rn.mu.Unlock()
-	if !following {
+	if !following || rn.n.store.Storage().State != store.StorageOK {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(rn.ctx, time.Second)
@@ -505,6 +505,9 @@ func (rn *regionNode) promote(ctx context.Context, term uint64) error {
 	return nil
 }
 
+// storageCheck is how often a leader looks at its storage's health.
+const storageCheck = time.Second
+
 // abandon undoes a promotion the elector could not follow with lead (the
 // lease was lost while promote ran): the store stops acknowledging and the
 // node follows the log again, from the store's position.
@@ -567,11 +570,25 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 				}
 			}
 		})
-		select {
-		case <-ctx.Done():
-		case <-fenced:
-			rn.log.Warn("the region log refused or lost an append: another node leads, or may; stepping down", "term", term)
+		// A leader whose disk cannot take writes (full, or failed) hands
+		// the region to a node whose disk can.
+		check := time.NewTicker(storageCheck)
+	watch:
+		for {
+			select {
+			case <-ctx.Done():
+				break watch
+			case <-fenced:
+				rn.log.Warn("the region log refused or lost an append: another node leads, or may; stepping down", "term", term)
+				break watch
+			case <-check.C:
+				if st := n.store.Storage(); st.State != store.StorageOK {
+					rn.log.Warn("this node's storage takes no writes; stepping down so that another node leads", "term", term, "storage", st.State, "reason", st.Reason)
+					break watch
+				}
+			}
 		}
+		check.Stop()
 		stopMoving()
 	}
 	// Stop acknowledging first: from here the store refuses writes.

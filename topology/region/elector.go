@@ -32,7 +32,8 @@ type Hooks struct {
 	Promote func(ctx context.Context, term uint64) error
 	// Lead runs the leader's duties for term until ctx ends (the lease was
 	// lost, or the node stops); it returns when they are stopped. If it
-	// returns on its own (the node found itself fenced), leadership ends.
+	// returns on its own (the node found itself fenced, or cannot take
+	// writes), leadership ends and the lease is given back.
 	Lead func(ctx context.Context, term uint64)
 	// Observe is told who leads whenever it changes, this node included
 	// (Holder{} when nobody does).
@@ -228,7 +229,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-done:
-			why = "fenced by a newer leader"
+			why = "the node stopped leading (fenced by a newer leader, or unable to take writes)"
 			break loop
 		case <-t.C:
 		}
