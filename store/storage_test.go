@@ -112,8 +112,13 @@ func TestLowSpaceRefusesWritesAndResumes(t *testing.T) {
 	}
 }
 
-// ioChildEnv names the store directory of TestIOErrorChild.
-const ioChildEnv = "GEOGATE_STORE_IOERROR_CHILD"
+// ioChildEnv names the store directory of TestIOErrorChild;
+// ioChildLeadsEnv, if set, makes its store the leader of a region of
+// several nodes (a region log in memory).
+const (
+	ioChildEnv      = "GEOGATE_STORE_IOERROR_CHILD"
+	ioChildLeadsEnv = "GEOGATE_STORE_IOERROR_LEADS"
+)
 
 // TestIOErrorChild is the process TestIOErrorFailsStorage runs on the
 // failing disk. It only runs when started by that test: it writes until a
@@ -133,9 +138,16 @@ func TestIOErrorChild(t *testing.T) {
 	opts := testOpts{Options: testOptions(dir, "us")}
 	smallBadger(&opts)
 	opts.MinFreeBytes = 8 << 20
+	leads := os.Getenv(ioChildLeadsEnv) != ""
+	opts.Clustered = leads
 	s, err := open(opts.Options, opts.hooks)
 	if err != nil {
 		die("open: %v", err)
+	}
+	if leads {
+		if err := s.Lead(context.Background(), 1, 0, memAppender{&memLog{}, 1}); err != nil {
+			die("lead: %v", err)
+		}
 	}
 	var failure error
 	var first string
@@ -154,6 +166,12 @@ func TestIOErrorChild(t *testing.T) {
 		die("the failing disk never failed a write (or failed the first one: %v)", failure)
 	}
 	fmt.Fprintf(os.Stderr, "write failed: %v\n", failure)
+	// A leader's failed commit came after the region log took the batch,
+	// which the region's next leader applies: its outcome is unknown to
+	// the client. A region of one node has no such log.
+	if unknown := errors.Is(failure, ErrLogUnknown); unknown != leads {
+		die("the failed write's error %q: outcome unknown %v, want %v (leader of several nodes: %v)", failure, unknown, leads, leads)
+	}
 	if st := s.Storage(); st.State != StorageFailed || st.Reason == "" {
 		die("storage status %+v after an I/O error, want failed with a reason", st)
 	}
@@ -201,6 +219,18 @@ func TestIOErrorFailsStorage(t *testing.T) {
 	runIOChild(t, filepath.Join(disk.Dir, "store"), nil)
 }
 
+// TestIOErrorLeaderAnswersUnknown: the same failing disk under the leader
+// of a region of several nodes. The region log took the batch before the
+// commit failed, so the client is told its write's outcome is unknown
+// (the region's next leader applies it), not that it failed.
+func TestIOErrorLeaderAnswersUnknown(t *testing.T) {
+	if os.Getenv(ioChildEnv) != "" {
+		t.Skip("inside the child")
+	}
+	disk := failingDisk(t, 256<<20, 40<<20)
+	runIOChild(t, filepath.Join(disk.Dir, "store"), nil, ioChildLeadsEnv+"=1")
+}
+
 // failingDisk makes a diskfault.FailingDisk for the test (skipping it
 // where the machine cannot) and removes it at the end.
 func failingDisk(t *testing.T, fsSize, backing int64) *diskfault.FailingDisk {
@@ -225,10 +255,10 @@ func failingDisk(t *testing.T, fsSize, backing int64) *diskfault.FailingDisk {
 // acknowledgement (the caller's moment to break the disk). It fails the
 // test unless the child met the failure, refused what followed and
 // closed the store.
-func runIOChild(t *testing.T, dir string, afterAck func(n int)) []string {
+func runIOChild(t *testing.T, dir string, afterAck func(n int), env ...string) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIOErrorChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), ioChildEnv+"="+dir)
+	cmd.Env = append(append(os.Environ(), ioChildEnv+"="+dir), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

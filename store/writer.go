@@ -494,8 +494,14 @@ func (s *Store) commitBatch(batch []*request) bool {
 			s.health.fail(fmt.Sprintf("a commit failed: %v", err), time.Now())
 			s.log.Error("storage failed: refusing reads, writes and applies until restart", "err", err)
 		}
+		answer := fmt.Errorf("commit: %w", err)
+		if st.logged && !replicated {
+			// The region log took the batch, so the region's next
+			// leader applies it: to the client its outcome is unknown.
+			answer = fmt.Errorf("commit: %w: the region log holds the batch, which the region's next leader applies, but this node could not commit it: %w", ErrLogUnknown, err)
+		}
 		for _, r := range batch {
-			r.resp <- response{err: fmt.Errorf("commit: %w", err)}
+			r.resp <- response{err: answer}
 		}
 		return false
 	}
