@@ -561,6 +561,9 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 					avoid = prev
 				}
 				pending := rn.moveStreamLeaders(mctx, avoid)
+				if mctx.Err() != nil {
+					return // the term ended: its flag is no longer this node's to set
+				}
 				rn.streamLeadersMoved.Store(!pending)
 				if pending {
 					pause = time.Second
