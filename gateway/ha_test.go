@@ -163,10 +163,19 @@ func TestAbandonedPromotionFollowsAgain(t *testing.T) {
 		_, ok, _ := f.Store().Get("before")
 		return ok
 	})
-	term := leader.Status().Term + 1
-	if err := f.rn.promote(t.Context(), term); err != nil {
-		t.Fatalf("promote: %v", err)
-	}
+	// The promotion's marker append may meet a busy JetStream: try again,
+	// under a term above every node's.
+	var term uint64
+	eventually(t, 20*time.Second, f.cfg.Node+"'s promotion", func() bool {
+		for _, n := range c.RegionNodes("a") {
+			term = max(term, n.Status().Term+1)
+		}
+		err := f.rn.promote(t.Context(), term)
+		if err != nil {
+			t.Logf("promote at term %d: %v", term, err)
+		}
+		return err == nil
+	})
 	f.rn.abandon(term)
 	if role := f.Store().Role(); role == store.Leading {
 		t.Fatalf("%s's store still leads after abandon", f.cfg.Node)
@@ -182,59 +191,61 @@ func TestAbandonedPromotionFollowsAgain(t *testing.T) {
 	})
 }
 
-// TestLeaderWithFullDiskStepsDown: every node of region a keeps its data
-// on a real small filesystem (tmpfs); the leader's fills up. It steps down
-// and another node, whose disk takes writes, leads: the region takes
-// writes again within seconds, the full node serves reads meanwhile and
-// does not try to lead, and once space is freed it follows and catches up.
-func TestLeaderWithFullDiskStepsDown(t *testing.T) {
+// TestLeaderWithFailedDiskStepsDown: every node of region a keeps its data
+// on a real ext4 filesystem of its own; the leader's turns read-only (an
+// error the filesystem reports, as a failing disk makes it). The write
+// that meets it is answered 503 outcome_unknown, since the region log
+// took it; the leader's storage fails, it steps down, and another node,
+// whose disk works, leads within seconds and holds that write.
+func TestLeaderWithFailedDiskStepsDown(t *testing.T) {
 	root := t.TempDir()
+	disks := map[string]*diskfault.FailingDisk{}
 	for i := 1; i <= 3; i++ {
-		fs := filepath.Join(root, fmt.Sprintf("a-%d", i))
-		unmount, err := diskfault.MountTmpfs(fs, 256<<20)
+		node := fmt.Sprintf("a-%d", i)
+		d, err := diskfault.NewFailingDisk(filepath.Join(root, node), 256<<20, 320<<20)
 		if errors.Is(err, diskfault.ErrUnsupported) {
 			t.Skipf("skipped: %v", err)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { unmount() }) //nolint:errcheck // best effort after the nodes closed
+		t.Cleanup(func() { d.Close() }) //nolint:errcheck // best effort after the nodes closed
+		disks[node] = d
 	}
 	c := haCluster(t, func(s *ClusterSpec) {
 		s.DataDir = root
 		lease := s.Tune
 		s.Tune = func(cfg *config.Config) {
 			lease(cfg)
-			cfg.Storage.MinFreeBytes = 96 << 20
+			cfg.Storage.MinFreeBytes = 16 << 20
 			cfg.Replication.StreamMaxBytes = 16 << 20 // JetStream reserves it on the small disk
 			cfg.RegionLog.MaxBytes = 16 << 20
 		}
 	})
 	leader := leaderOf(t, c, "a", 30*time.Second)
 	put(t, leader, "before", `1`)
-	release, err := diskfault.Fill(filepath.Join(root, leader.cfg.Node), 64<<20)
-	if err != nil {
+	if err := disks[leader.cfg.Node].TriggerError(); errors.Is(err, diskfault.ErrUnsupported) {
+		t.Skipf("skipped: %v", err)
+	} else if err != nil {
 		t.Fatal(err)
+	}
+	a := do(t, "PUT", leader.HTTPURL()+"/v1/kv/during", []byte(`2`))
+	if a.status != http.StatusServiceUnavailable || a.json(t)["code"] != "outcome_unknown" {
+		t.Fatalf("the write that met the read-only filesystem: %d %s, want 503 outcome_unknown", a.status, a.body)
 	}
 	var next *Node
 	eventually(t, 20*time.Second, "another node to lead", func() bool {
 		next = leaderOf(t, c, "a", 20*time.Second)
 		return next != leader
 	})
-	eventually(t, 10*time.Second, "the region to take a write", func() bool {
-		return do(t, "PUT", next.HTTPURL()+"/v1/kv/during", []byte(`2`)).status == http.StatusOK
-	})
-	if a := do(t, "GET", leader.HTTPURL()+"/v1/kv/before", nil); a.status != http.StatusOK {
-		t.Fatalf("a read at the node with the full disk: %d %s", a.status, a.body)
-	}
-	if role := leader.Status().Role; role == "leader" {
-		t.Fatalf("%s leads again with a full disk", leader.cfg.Node)
-	}
-	if err := release(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, leader.cfg.Node+" to apply the write made while its disk was full", func() bool {
-		_, ok, _ := leader.Store().Get("during")
+	eventually(t, 10*time.Second, "the write answered outcome_unknown at the new leader", func() bool {
+		_, ok, _ := next.Store().Get("during")
 		return ok
 	})
+	eventually(t, 10*time.Second, "the region to take a write", func() bool {
+		return do(t, "PUT", next.HTTPURL()+"/v1/kv/after", []byte(`3`)).status == http.StatusOK
+	})
+	if role := leader.Status().Role; role == "leader" {
+		t.Fatalf("%s leads again with a failed disk", leader.cfg.Node)
+	}
 }

@@ -243,7 +243,7 @@ func (rn *regionNode) observe(h region.Holder) {
 }
 
 // ready reports whether this node could lead: it follows the log, has
-// applied it to its end, and its storage takes writes. A follower's log consumer lives on one of the
+// applied it to its end, and its storage has not failed. A follower's log consumer lives on one of the
 // region's servers, picked at random: when that is the lost leader's, the
 // follower stops receiving entries without knowing it until its consumer
 // is found dead. Such a node must leave the lease to one that holds every
@@ -253,7 +253,7 @@ func (rn *regionNode) ready() bool {
 	rn.mu.Lock()
 	following, since := rn.state == nodeFollowing, rn.firstSince
 	rn.mu.Unlock()
-	if !following || rn.n.store.Storage().State != store.StorageOK {
+	if !following || rn.n.store.Storage().State == store.StorageFailed {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(rn.ctx, time.Second)
@@ -573,8 +573,11 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 				}
 			}
 		})
-		// A leader whose disk cannot take writes (full, or failed) hands
-		// the region to a node whose disk can.
+		// A leader whose storage failed (an I/O error, a filesystem
+		// turned read-only: it refuses everything until a restart) hands
+		// the region to a node whose disk works. Low space does not: the
+		// nodes hold the same data, so theirs is likely as low, and the
+		// leader's trims go on meanwhile.
 		check := time.NewTicker(storageCheck)
 	watch:
 		for {
@@ -585,8 +588,8 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 				rn.log.Warn("the region log refused or lost an append: another node leads, or may; stepping down", "term", term)
 				break watch
 			case <-check.C:
-				if st := n.store.Storage(); st.State != store.StorageOK {
-					rn.log.Warn("this node's storage takes no writes; stepping down so that another node leads", "term", term, "storage", st.State, "reason", st.Reason)
+				if st := n.store.Storage(); st.State == store.StorageFailed {
+					rn.log.Warn("this node's storage failed; stepping down so that another node leads", "term", term, "reason", st.Reason)
 					break watch
 				}
 			}

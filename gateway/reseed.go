@@ -161,12 +161,13 @@ func (lc *lifecycle) needsReseed(peer string, now time.Time) string {
 		return ""
 	}
 	st.track(lc.behind(peer, h.Applied), now)
-	// An actor that does not move while the link still has events to
-	// deliver may only be queued behind other origins' events (a large
-	// backlog): it must then stay stuck for longer.
+	// An actor that does not move while the link's consumer still has
+	// events to deliver may only be queued behind other origins' events
+	// (a large backlog): it must then stay stuck for longer. Events held
+	// back behind a gap are delivered already and do not count.
 	actor, since := st.oldest()
 	wait := lc.n.cfg.Replication.ReseedAfter
-	if ls.Pending > 0 {
+	if l.Undelivered() > 0 {
 		wait *= queuedStuckFactor
 	}
 	if actor == "" || now.Sub(since) < wait {

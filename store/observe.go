@@ -32,7 +32,8 @@ import (
 //     for the changes committed before it began (WaitObserved).
 
 // prefixObserve is the key space of pending observations: n/<seq:8>, seq
-// from 1 in commit order, gapless from the oldest to the newest.
+// from 1 in commit order for the region's lifetime (keyObserved carries it
+// across an empty queue), gapless from the oldest to the newest.
 var prefixObserve = []byte("n/")
 
 // observeBatch is the most pending observations one turn of the observer

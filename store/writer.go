@@ -495,7 +495,7 @@ func (s *Store) commitBatch(batch []*request) bool {
 			s.log.Error("storage failed: refusing reads, writes and applies until restart", "err", err)
 		}
 		answer := fmt.Errorf("commit: %w", err)
-		if st.logged && !replicated {
+		if st.logged && !replicated && role == Leading {
 			// The region log took the batch, so the region's next
 			// leader applies it: to the client its outcome is unknown.
 			answer = fmt.Errorf("commit: %w: the region log holds the batch, which the region's next leader applies, but this node could not commit it: %w", ErrLogUnknown, err)

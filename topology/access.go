@@ -67,6 +67,7 @@ const (
 	jsConsumerCreate = "$JS.API.CONSUMER.CREATE."
 	jsConsumerInfo   = "$JS.API.CONSUMER.INFO."
 	jsConsumerNext   = "$JS.API.CONSUMER.MSG.NEXT."
+	jsConsumerDelete = "$JS.API.CONSUMER.DELETE."
 	jsAck            = "$JS.ACK."
 )
 
@@ -84,11 +85,12 @@ const (
 //     (for tools using its credentials; no region's own connections use
 //     it);
 //   - only when the plan has the link server -> R: R may read the stream's
-//     info, create, update and read the info of its own durable consumer
-//     Consumer(server, R) on Stream(server), pull from it, acknowledge its
-//     messages, receive the server's heartbeats, and send requests to the
-//     server's lifecycle service (Lifecycle(server): snapshots to re-seed
-//     from, anti-entropy, applied positions);
+//     info, create, update, delete and read the info of its own durable
+//     consumer Consumer(server, R) on Stream(server) (a link that gains an
+//     origin recreates it from the stream's start), pull from it,
+//     acknowledge its messages, receive the server's heartbeats, and send
+//     requests to the server's lifecycle service (Lifecycle(server):
+//     snapshots to re-seed from, anti-entropy, applied positions);
 //   - R may never publish into the server's stream subjects (denied even
 //     if another allow would match), nor use any other JetStream API: it
 //     cannot delete, purge or change a stream, nor create, delete or read
@@ -118,6 +120,7 @@ func (p *Plan) Grants(server string, names Names) []Grant {
 				jsConsumerCreate+own+".>", // create or update, one filter subject in the name
 				jsConsumerInfo+own,
 				jsConsumerNext+own,
+				jsConsumerDelete+own,
 				jsAck+own+".>",
 			)
 			if names.Lifecycle != nil {

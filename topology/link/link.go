@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -276,16 +277,19 @@ type Link struct {
 	fetching         bool       // a pull iterator is open
 	infoOK           bool       // the latest consumer info succeeded
 	pending          uint64
-	applied          uint64
-	skipped          uint64
-	waiting          uint64
-	lastHB           time.Time
-	lag              *lagTracker
-	lastInfo         time.Time
-	rejected         uint64
-	stall            *Stall    // set when the link stalled, cleared by Resume
-	blocked          string    // why Apply keeps failing ("" when it does not)
-	blockLog         time.Time // when a blocked apply was last logged
+	// undelivered is the consumer's NumPending from the latest info:
+	// messages of the link's origins the server has not delivered yet.
+	undelivered uint64
+	applied     uint64
+	skipped     uint64
+	waiting     uint64
+	lastHB      time.Time
+	lag         *lagTracker
+	lastInfo    time.Time
+	rejected    uint64
+	stall       *Stall    // set when the link stalled, cleared by Resume
+	blocked     string    // why Apply keeps failing ("" when it does not)
+	blockLog    time.Time // when a blocked apply was last logged
 	// behind is the peer's latest heartbeat's report of how far its own
 	// publisher is behind its log (Heartbeat.BehindMs).
 	behind time.Duration
@@ -460,6 +464,16 @@ func (l *Link) isPaused() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.paused || l.stall != nil
+}
+
+// Undelivered returns how many messages of the link's origins its
+// consumer had not delivered at the latest consumer info (0 before one):
+// unlike Status().Pending it leaves out those delivered and waiting for
+// an ack, such as events held back behind a gap.
+func (l *Link) Undelivered() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.undelivered
 }
 
 // Status returns a snapshot of the link.
@@ -665,9 +679,12 @@ func (l *Link) dropNarrowerConsumer(ctx context.Context, js jetstream.JetStream)
 	if f := cons.CachedInfo().Config.FilterSubject; f != "" {
 		had = append(had, f)
 	}
+	if len(had) == 0 {
+		return nil // no filter: it delivers every subject already
+	}
 	var added []string
 	for _, f := range l.filters {
-		if !slices.Contains(had, f) {
+		if !slices.ContainsFunc(had, func(h string) bool { return subjectCovers(h, f) }) {
 			added = append(added, f)
 		}
 	}
@@ -676,10 +693,45 @@ func (l *Link) dropNarrowerConsumer(ctx context.Context, js jetstream.JetStream)
 	}
 	l.log.Info("the link carries new origins: its consumer starts again from the stream's start, so that their events stored before are delivered (those already applied are dropped as duplicates)",
 		"consumer", l.consumer, "added", added)
-	if err := js.DeleteConsumer(ctx, l.stream, l.consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("delete consumer %s to widen its filter: %w", l.consumer, err)
+	dctx, cancel := context.WithTimeout(ctx, deleteTimeout)
+	err = js.DeleteConsumer(dctx, l.stream, l.consumer)
+	cancel()
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		// A request the server refuses for want of permission goes
+		// unanswered (or fails as a violation); anything else, or the
+		// caller's end, is retried.
+		refused := errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, context.DeadlineExceeded)
+		if ctx.Err() != nil || !refused {
+			return fmt.Errorf("delete consumer %s to widen its filter: %w", l.consumer, err)
+		}
+		// A peer's server that does not let this region delete its
+		// own consumer (permissions written for an older version):
+		// the filter is updated in place, and the events of the new
+		// origins stored before its position come by a re-seed.
+		l.log.Warn("could not delete the consumer to widen its filter (is $JS.API.CONSUMER.DELETE for it granted on the peer's server?); updating it in place: the new origins' events stored before its position come by a re-seed",
+			"consumer", l.consumer, "err", err)
 	}
 	return nil
+}
+
+// deleteTimeout bounds the deletion of a link's consumer.
+const deleteTimeout = 2 * time.Second
+
+// subjectCovers reports whether the NATS subject filter pattern matches
+// every message of subject, a subject without wildcards.
+func subjectCovers(pattern, subject string) bool {
+	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, tok := range p {
+		switch {
+		case tok == ">":
+			return i < len(s)
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		}
+	}
+	return len(p) == len(s)
 }
 
 // consume pulls and applies until ctx is done (nil) or the consumer is gone
@@ -1035,6 +1087,7 @@ func (l *Link) refresh(ctx context.Context, cons jetstream.Consumer, lost contex
 		l.infoOK = err == nil
 		if err == nil {
 			l.pending = info.NumPending + uint64(info.NumAckPending)
+			l.undelivered = info.NumPending
 			l.lag.contact(l.now())
 			if info.NumPending == 0 && info.NumAckPending == 0 {
 				l.lag.idle(sent)

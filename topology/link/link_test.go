@@ -432,3 +432,26 @@ func TestGapLongerThanBatchesPending(t *testing.T) {
 	applied, _, _ := rec.snapshot()
 	checkOrder(t, applied, "a~x", n)
 }
+
+// TestSubjectCovers: which consumer filters already deliver a subject, so
+// that a link widens (recreates) its consumer only when one is missing.
+func TestSubjectCovers(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"geo.h.a", "geo.h.a", true},
+		{"geo.h.a", "geo.h.d", false},
+		{"geo.h.*", "geo.h.d", true},
+		{"geo.*.d", "geo.h.d", true},
+		{"geo.>", "geo.h.d", true},
+		{">", "geo.h.d", true},
+		{"geo.h.d.>", "geo.h.d", false},
+		{"geo.h", "geo.h.d", false},
+		{"geo.h.d.x", "geo.h.d", false},
+	} {
+		if got := subjectCovers(tc.pattern, tc.subject); got != tc.want {
+			t.Errorf("subjectCovers(%q, %q) = %v, want %v", tc.pattern, tc.subject, got, tc.want)
+		}
+	}
+}
