@@ -553,7 +553,7 @@ func (n *Node) handleLinkAdmin(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		if err != nil {
 			writeError(w, errorf(http.StatusServiceUnavailable, "pause_pending",
-				"the link from %s is paused, but an apply under way has not finished within %s; it applies nothing more once that one ends", peer, pauseWait))
+				"the link from %s is paused, but an apply under way has not finished within %s; the link stops once it has applied what was delivered to it before the pause", peer, pauseWait))
 			return
 		}
 	} else {

@@ -381,7 +381,8 @@ func (l *Link) now() time.Time { return l.cfg.Clock() }
 // The durable consumer stays on the peer, so nothing is lost. Idempotent.
 // If an apply under way does not end before ctx does (a disk that stalls),
 // Pause returns ctx's error; the link is paused all the same and stops
-// applying once that apply ends.
+// once it has applied what was delivered to it before (a Pause called
+// again returns then).
 func (l *Link) Pause(ctx context.Context) error {
 	l.mu.Lock()
 	l.pauses++
