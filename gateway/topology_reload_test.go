@@ -20,16 +20,24 @@ import (
 	"github.com/geogate/geogate/topology/link"
 )
 
-// regionFiles writes one config file per region of regions (all-to-all,
-// short lifecycle settings) into dir, each naming every region of names.
+// writeRegionFile writes region's config file into dir (all-to-all,
+// short lifecycle settings), naming every region of names.
 func writeRegionFile(t *testing.T, dir, region string, names []string, ports map[string][2]int) string {
+	t.Helper()
+	return writeRegionFileWith(t, dir, region, names, ports, "", "1s")
+}
+
+// writeRegionFileWith is writeRegionFile with a topology section (YAML,
+// empty for all-to-all) and replication.reseed_after.
+func writeRegionFileWith(t *testing.T, dir, region string, names []string, ports map[string][2]int, topology, reseedAfter string) string {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "region: %s\nregions:\n", region)
 	for _, r := range names {
 		fmt.Fprintf(&b, "  %s: { http: \"http://127.0.0.1:%d\", nats: \"nats://127.0.0.1:%d\" }\n", r, ports[r][0], ports[r][1])
 	}
-	fmt.Fprintf(&b, "data_dir: %s\nreplication: { heartbeat: 200ms, reseed_after: 1s }\nlog: { level: error }\n", filepath.Join(dir, "data", region))
+	b.WriteString(topology)
+	fmt.Fprintf(&b, "data_dir: %s\nreplication: { heartbeat: 200ms, reseed_after: %s }\nlog: { level: error }\n", filepath.Join(dir, "data", region), reseedAfter)
 	path := filepath.Join(dir, region+".yaml")
 	// Write through a rename, as configuration tools do.
 	tmp := path + ".tmp"
@@ -227,24 +235,10 @@ func TestConsumerTarget(t *testing.T) {
 	}
 }
 
+// writeStarRegionFile writes region's config file for a star with hub h.
 func writeStarRegionFile(t *testing.T, dir, region string, names []string, ports map[string][2]int, reseedAfter string) string {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "region: %s\nregions:\n", region)
-	for _, r := range names {
-		fmt.Fprintf(&b, "  %s: { http: \"http://127.0.0.1:%d\", nats: \"nats://127.0.0.1:%d\" }\n", r, ports[r][0], ports[r][1])
-	}
-	fmt.Fprintf(&b, "topology: { kind: star, hub: h }\n")
-	fmt.Fprintf(&b, "data_dir: %s\nreplication: { heartbeat: 200ms, reseed_after: %s }\nlog: { level: error }\n", filepath.Join(dir, "data", region), reseedAfter)
-	path := filepath.Join(dir, region+".yaml")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeRegionFileWith(t, dir, region, names, ports, "topology: { kind: star, hub: h }\n", reseedAfter)
 }
 
 // TestStarSpokeGetsEarlierEventsOfNewSpoke: in a star h (hub), a, c,

@@ -478,13 +478,9 @@ func TestRosterKeepsData(t *testing.T) {
 // node catches up, so the node leads at the term it took, and nobody else
 // could take the lease meanwhile.
 func TestSlowPromotionKeepsTheLease(t *testing.T) {
-	_, url := cluster(t, 1)
-	js := jsOf(t, url)
 	ctx := t.Context()
 	const ttl = time.Second
-	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 1, 0, 0) })
-	lease := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", "slow", 1, ttl) })
-	rival := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", "rival", 1, ttl) })
+	_, l, lease, rival := electionRig(t, "slow", "rival", ttl)
 	var led atomic.Uint64
 	var stolen atomic.Bool
 	e := NewElector(ElectorConfig{Node: "slow", Lease: lease, Log: l, Hooks: Hooks{
@@ -561,13 +557,8 @@ func TestFollowReportsPending(t *testing.T) {
 // and must let the node undo its promotion: Abandon runs for the term,
 // Lead never does.
 func TestPromotionAbandonedWhenLeaseLost(t *testing.T) {
-	_, url := cluster(t, 1)
-	js := jsOf(t, url)
 	ctx := t.Context()
-	const ttl = time.Second
-	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 1, 0, 0) })
-	lease := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", "a", 1, ttl) })
-	rival := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", "b", 1, ttl) })
+	js, l, lease, rival := electionRig(t, "a", "b", time.Second)
 	kv, err := js.KeyValue(ctx, LeaseBucket("r"))
 	if err != nil {
 		t.Fatal(err)
@@ -610,4 +601,17 @@ func TestPromotionAbandonedWhenLeaseLost(t *testing.T) {
 	if led.Load() == promoted.Load() {
 		t.Fatalf("the Elector led term %d, whose lease was lost while it promoted", led.Load())
 	}
+}
+
+// electionRig opens, on a cluster of one server, region r's log and the
+// leases of node and rival with the given TTL.
+func electionRig(t *testing.T, node, rival string, ttl time.Duration) (jetstream.JetStream, *Log, *Lease, *Lease) {
+	t.Helper()
+	_, url := cluster(t, 1)
+	js := jsOf(t, url)
+	ctx := t.Context()
+	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 1, 0, 0) })
+	a := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", node, 1, ttl) })
+	b := retry(t, "open lease", func() (*Lease, error) { return OpenLease(ctx, js, "r", rival, 1, ttl) })
+	return js, l, a, b
 }
