@@ -1,6 +1,9 @@
 package link
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // maxTrackedHeartbeats bounds the heartbeats a lagTracker remembers while it
 // is behind. Dropping the oldest can only make the reported lag larger.
@@ -18,7 +21,9 @@ type hbMark struct {
 //
 // A link is caught up to a heartbeat (received at t, stream_seq s) once it
 // has finished every message up to s: the highest stream sequence it acked
-// or skipped is >= s with no message left waiting for a redelivery, or a
+// or skipped is >= s with no message up to s left waiting for a redelivery
+// (later ones may wait: under steady load after a gap, some newer message
+// nearly always waits for a moment behind the one before it), or a
 // consumer info requested after t reported nothing pending and nothing
 // awaiting an ack (the subject filter may exclude the stream's last
 // messages, so the first test alone could never pass).
@@ -108,9 +113,13 @@ func (t *lagTracker) needsIdleCheck() bool { return len(t.hbs) > 0 }
 // advance moves the caught-up mark to the newest heartbeat that qualifies
 // and forgets the ones before it.
 func (t *lagTracker) advance() {
+	oldestWaiting := uint64(math.MaxUint64)
+	for seq := range t.waiting {
+		oldestWaiting = min(oldestWaiting, seq)
+	}
 	for i := len(t.hbs) - 1; i >= 0; i-- {
 		h := t.hbs[i]
-		if (h.seq <= t.processed && len(t.waiting) == 0) || !h.recv.After(t.idleAt) {
+		if (h.seq <= t.processed && h.seq < oldestWaiting) || !h.recv.After(t.idleAt) {
 			if !t.caughtSet || h.recv.After(t.caught) {
 				t.caught, t.caughtSet = h.recv, true
 			}

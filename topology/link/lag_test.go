@@ -31,6 +31,13 @@ func TestLagTracker(t *testing.T) {
 		{"a waiting message blocks catching up", []step{
 			{"hb", 1, 10, 0}, {"wait", 2, 5, 1}, {"done", 2, 10, 1}, {"done", 3, 5, 2},
 		}},
+		{"a message newer than the heartbeat waiting does not", []step{
+			// Steady load after a gap: some newer message keeps waiting a
+			// moment behind its predecessor; what the heartbeat vouched
+			// for is all done.
+			{"hb", 1, 10, 0}, {"wait", 2, 12, 1}, {"done", 2, 10, 0}, {"hb", 3, 20, 0}, {"wait", 3.5, 22, -1}, {"done", 3.5, 12, 0.5},
+			{"done", 4, 20, 0},
+		}},
 		{"idle info after the heartbeat catches up", []step{
 			{"hb", 1, 10, 0}, {"idle", 0.5, 0, 0}, {"check", 1.4, 0, 0.4}, {"idle", 1.5, 0, 0}, {"check", 4, 0, 3},
 		}},
