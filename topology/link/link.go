@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -685,7 +685,7 @@ func (l *Link) dropNarrowerConsumer(ctx context.Context, js jetstream.JetStream)
 	}
 	var added []string
 	for _, f := range l.filters {
-		if !slices.ContainsFunc(had, func(h string) bool { return subjectCovers(h, f) }) {
+		if !slices.ContainsFunc(had, func(h string) bool { return server.SubjectMatchesFilter(f, h) }) {
 			added = append(added, f)
 		}
 	}
@@ -717,23 +717,6 @@ func (l *Link) dropNarrowerConsumer(ctx context.Context, js jetstream.JetStream)
 
 // deleteTimeout bounds the deletion of a link's consumer.
 const deleteTimeout = 2 * time.Second
-
-// subjectCovers reports whether the NATS subject filter pattern matches
-// every message of subject, a subject without wildcards.
-func subjectCovers(pattern, subject string) bool {
-	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
-	for i, tok := range p {
-		switch {
-		case tok == ">":
-			return i < len(s)
-		case i >= len(s):
-			return false
-		case tok != "*" && tok != s[i]:
-			return false
-		}
-	}
-	return len(p) == len(s)
-}
 
 // consume pulls and applies until ctx is done (nil) or the consumer is gone
 // (error). Pause drains the iterator and waits for Resume.

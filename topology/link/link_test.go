@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -433,9 +434,10 @@ func TestGapLongerThanBatchesPending(t *testing.T) {
 	checkOrder(t, applied, "a~x", n)
 }
 
-// TestSubjectCovers: which consumer filters already deliver a subject, so
-// that a link widens (recreates) its consumer only when one is missing.
-func TestSubjectCovers(t *testing.T) {
+// TestFilterCovers: the NATS matcher a link asks whether its consumer's
+// filters already deliver a subject (so that it widens, recreating the
+// consumer, only when one is missing) behaves as the link relies on.
+func TestFilterCovers(t *testing.T) {
 	for _, tc := range []struct {
 		pattern, subject string
 		want             bool
@@ -450,8 +452,8 @@ func TestSubjectCovers(t *testing.T) {
 		{"geo.h", "geo.h.d", false},
 		{"geo.h.d.x", "geo.h.d", false},
 	} {
-		if got := subjectCovers(tc.pattern, tc.subject); got != tc.want {
-			t.Errorf("subjectCovers(%q, %q) = %v, want %v", tc.pattern, tc.subject, got, tc.want)
+		if got := server.SubjectMatchesFilter(tc.subject, tc.pattern); got != tc.want {
+			t.Errorf("SubjectMatchesFilter(%q, %q) = %v, want %v", tc.subject, tc.pattern, got, tc.want)
 		}
 	}
 }
