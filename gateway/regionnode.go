@@ -243,12 +243,12 @@ func (rn *regionNode) observe(h region.Holder) {
 }
 
 // ready reports whether this node could lead: it follows the log, has
-// applied it to its end, and its storage has not failed. A follower's log consumer lives on one of the
-// region's servers, picked at random: when that is the lost leader's, the
-// follower stops receiving entries without knowing it until its consumer
-// is found dead. Such a node must leave the lease to one that holds every
-// entry, rather than take it and fail to catch up (which held a failover
-// up by a lease TTL per attempt).
+// applied it to its end, and its storage has not failed. A follower's log
+// consumer lives on one of the region's servers, picked at random: when
+// that is the lost leader's, the follower stops receiving entries without
+// knowing it until its consumer is found dead. Such a node must leave the
+// lease to one that holds every entry, rather than take it and fail to
+// catch up (which held a failover up by a lease TTL per attempt).
 func (rn *regionNode) ready() bool {
 	rn.mu.Lock()
 	following, since := rn.state == nodeFollowing, rn.firstSince

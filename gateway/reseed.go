@@ -153,8 +153,7 @@ func (lc *lifecycle) needsReseed(peer string, now time.Time) string {
 	if l == nil || st.running {
 		return ""
 	}
-	ls := l.Status()
-	state := ls.State
+	state := l.Status().State
 	fresh := heard && now.Sub(h.received) < 3*lc.n.cfg.Replication.Heartbeat+lifecycleTimeout
 	if (state != link.StateUp && state != link.StateReseeding) || !fresh {
 		st.stuck = nil

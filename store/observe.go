@@ -174,7 +174,7 @@ func (s *Store) doObserved(st *batchState, o *observedRequest, stats *Stats) err
 			return fmt.Errorf("observation %d: %w", q, err)
 		}
 	}
-	if err := st.txn.Set(keyObserved, binary.BigEndian.AppendUint64(nil, s.nseq)); err != nil {
+	if err := st.txn.Set(keyObserved, encodeU64(s.nseq)); err != nil {
 		return fmt.Errorf("observations %d to %d: %w", o.from, o.through, err)
 	}
 	s.nfirst = o.through + 1
@@ -376,16 +376,8 @@ func (s *Store) WaitObserved() error {
 // alike whenever it restarted.
 func (s *Store) loadObservations(txn *badger.Txn) error {
 	s.nseq = 0
-	if item, err := txn.Get(keyObserved); err == nil {
-		if err := item.Value(func(v []byte) error {
-			n, err := decodeU64(v)
-			s.nseq = n
-			return err
-		}); err != nil {
-			return fmt.Errorf("read %s: %w", keyObserved, err)
-		}
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
-		return fmt.Errorf("read %s: %w", keyObserved, err)
+	if err := getU64(txn, keyObserved, &s.nseq); err != nil {
+		return err
 	}
 	s.nfirst = s.nseq + 1
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixObserve})
