@@ -299,7 +299,7 @@ func (n *Node) pruneConsumers(ctx context.Context, plan *topology.Plan) {
 	names := st.ConsumerNames(lctx)
 	var stale []string
 	for name := range names.Name() {
-		if to, ok := consumerTarget(n.cfg.Region, name); ok && !plan.HasLink(n.cfg.Region, to) {
+		if to, ok := link.ConsumerTarget(n.cfg.Region, name); ok && !plan.HasLink(n.cfg.Region, to) {
 			stale = append(stale, name)
 		}
 	}
@@ -310,15 +310,4 @@ func (n *Node) pruneConsumers(ctx context.Context, plan *topology.Plan) {
 		n.log.Info("deleting the consumer of a region no longer in the plan", "consumer", name)
 		n.deleteConsumer(ctx, name)
 	}
-}
-
-// consumerTarget returns the region a link consumer of region's stream
-// feeds (the inverse of link.ConsumerName(region, to)), and whether name
-// is such a consumer. Region names hold no '_', so the split is unique.
-func consumerTarget(region, name string) (string, bool) {
-	to, ok := strings.CutPrefix(name, link.ConsumerName(region, ""))
-	if !ok || to == "" || strings.Contains(to, "_") {
-		return "", false
-	}
-	return to, true
 }

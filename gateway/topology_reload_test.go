@@ -214,27 +214,6 @@ func TestAddAndRemoveRegion(t *testing.T) {
 	}
 }
 
-// TestConsumerTarget: only this region's link consumers are recognised,
-// and a region whose name extends this one's is not taken for it.
-func TestConsumerTarget(t *testing.T) {
-	for _, tc := range []struct {
-		region, name, to string
-		ok               bool
-	}{
-		{"a", link.ConsumerName("a", "b"), "b", true},
-		{"a", link.ConsumerName("a", "us-east"), "us-east", true},
-		{"a", link.ConsumerName("a-b", "c"), "", false},
-		{"a-b", link.ConsumerName("a", "b-c"), "", false},
-		{"a", "geo_from_a_to_", "", false},
-		{"a", "other", "", false},
-	} {
-		to, ok := consumerTarget(tc.region, tc.name)
-		if to != tc.to || ok != tc.ok {
-			t.Errorf("consumerTarget(%q, %q) = %q, %v; want %q, %v", tc.region, tc.name, to, ok, tc.to, tc.ok)
-		}
-	}
-}
-
 // writeStarRegionFile writes region's config file for a star with hub h.
 func writeStarRegionFile(t *testing.T, dir, region string, names []string, ports map[string][2]int, reseedAfter string) string {
 	t.Helper()

@@ -91,6 +91,17 @@ func ConsumerName(peer, region string) string {
 	return "geo_from_" + sanitizeName(peer) + "_to_" + sanitizeName(region)
 }
 
+// ConsumerTarget is the inverse of ConsumerName for peer's stream: the
+// region a consumer named name feeds, and whether name is such a consumer.
+// Region names hold no '_' (config validation), so the split is unique.
+func ConsumerTarget(peer, name string) (string, bool) {
+	to, ok := strings.CutPrefix(name, ConsumerName(peer, ""))
+	if !ok || to == "" || strings.Contains(to, "_") {
+		return "", false
+	}
+	return to, true
+}
+
 // Subject returns the subject of an event of originRegion stored in the
 // stream of region stream: geo.<stream>.<originRegion>.
 func Subject(stream, originRegion string) string {

@@ -183,3 +183,24 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerTarget: only this region's link consumers are recognised,
+// and a region whose name extends this one's is not taken for it.
+func TestConsumerTarget(t *testing.T) {
+	for _, tc := range []struct {
+		region, name, to string
+		ok               bool
+	}{
+		{"a", ConsumerName("a", "b"), "b", true},
+		{"a", ConsumerName("a", "us-east"), "us-east", true},
+		{"a", ConsumerName("a-b", "c"), "", false},
+		{"a-b", ConsumerName("a", "b-c"), "", false},
+		{"a", "geo_from_a_to_", "", false},
+		{"a", "other", "", false},
+	} {
+		to, ok := ConsumerTarget(tc.region, tc.name)
+		if to != tc.to || ok != tc.ok {
+			t.Errorf("ConsumerTarget(%q, %q) = %q, %v; want %q, %v", tc.region, tc.name, to, ok, tc.to, tc.ok)
+		}
+	}
+}
