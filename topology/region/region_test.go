@@ -385,9 +385,12 @@ func TestFollowSurvivesStreamLeaderMoves(t *testing.T) {
 	_, url := cluster(t, 3)
 	js := jsOf(t, url)
 	ctx := t.Context()
-	// Entries expire after a second, so the follower's consumer often
-	// points past the log's first entry when the leader moves.
-	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 3, time.Second, 0) })
+	// Entries expire after two seconds, so the follower's consumer often
+	// points past the log's first entry when the leader moves. (An entry
+	// that expires before the follower has it can never be applied: the
+	// follower must be following before the first append, and have time
+	// to take each entry on a loaded machine.)
+	l := retry(t, "open log", func() (*Log, error) { return OpenLog(ctx, js, "r", 3, 2*time.Second, 0) })
 	var applied atomic.Uint64
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -407,6 +410,10 @@ func TestFollowSurvivesStreamLeaderMoves(t *testing.T) {
 		}
 	}()
 	defer func() { cancel(); <-done }()
+	wait.For(t, 20*time.Second, "the follower's consumer on the log", func() bool {
+		s, err := js.Stream(ctx, LogStream("r"))
+		return err == nil && s.CachedInfo().State.Consumers > 0
+	})
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
