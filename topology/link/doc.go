@@ -38,8 +38,9 @@
 //
 // Link: a message is acked only after Applier.Apply returned it done, so a
 // crash anywhere leads to redelivery, never to loss; the Applier is
-// idempotent by watermark. Messages Apply leaves waiting are Nak'd with a
-// short delay and come back. Loop prevention: filters exclude the
+// idempotent by watermark. Messages Apply leaves waiting behind a gap are
+// parked unacked (their ack deadline extended) and offered again the moment
+// their origin advances. Loop prevention: filters exclude the
 // receiver's own origin, a Geo-Path holding the receiver is acked unapplied,
 // and watermarks make any repeat a no-op.
 //

@@ -50,7 +50,7 @@ const (
 // gapRoom is the least room for messages delivered and not yet acked: a
 // publisher has up to DefaultWindow publishes in flight, so after a lost
 // publish up to that many later events of the origin may be stored before
-// it is republished; they wait (Nak'd, still pending) until it arrives,
+// it is republished; they wait (parked or Nak'd, still pending) until it arrives,
 // which the server delivers only while the pending count is below the
 // bound. Twice the window leaves room for a second loss.
 const (
@@ -96,8 +96,10 @@ type Verdict uint8
 
 const (
 	// Wait: the message must wait for an earlier event of its origin (a
-	// gap); the link naks it and it is delivered again after GapDelay. It
-	// is the zero Verdict, so a Result left unset never acks a message.
+	// gap). The link parks it, unacked, and offers it again as soon as an
+	// event of its origin is applied, and every GapDelay; past the parking
+	// bounds it naks it and it is delivered again after GapDelay. It is the
+	// zero Verdict, so a Result left unset never acks a message.
 	Wait Verdict = iota
 	// Applied: the message is finished (applied now, or recognised as
 	// applied before by its origin's watermark); the link acks it.
@@ -161,8 +163,10 @@ type LinkConfig struct {
 	// and must cover the time a message waits among the requested-ahead
 	// ones before Apply finishes with it. Default DefaultAckWait.
 	AckWait time.Duration
-	// GapDelay is how long a message Apply left waiting (Wait) stays away
-	// before it is redelivered (default 100ms).
+	// GapDelay is how often the link offers parked messages (Wait) again,
+	// one per origin, for gaps filled by another path (a re-seed), and how
+	// long a message stays away when the parking is full and the link naks
+	// it instead (default 100ms).
 	GapDelay time.Duration
 	// MaxRejects is how many deliveries of a message the Applier may
 	// reject before the link stalls on it (default DefaultMaxRejects).
@@ -209,7 +213,8 @@ type LinkStatus struct {
 	// Skipped counts messages acked without Apply because Geo-Path already
 	// held this region, and malformed messages terminated.
 	Skipped uint64 `json:"skipped"`
-	// Waiting counts Naks of messages Apply left waiting (a gap).
+	// Waiting counts the times Apply left a message waiting (a gap), each
+	// offer of a parked message included.
 	Waiting uint64 `json:"waiting"`
 	// LastHeartbeat is when the latest peer heartbeat was received (zero if none).
 	LastHeartbeat time.Time `json:"last_heartbeat"`
@@ -232,8 +237,8 @@ type LinkStatus struct {
 // fire-and-forget Ack per finished message after Apply returned (a small
 // publish with no round trip; a batch's acks leave in one write). AckAll would
 // need a single ack per batch, but it acks every earlier message too, which
-// is wrong for the ones Apply left waiting behind a gap; they are Nak'd with
-// GapDelay instead. AckSync per message costs one round trip each (see
+// is wrong for the ones Apply left waiting behind a gap; they are parked
+// unacked instead (see parking). AckSync per message costs one round trip each (see
 // BenchmarkRawJetStream/ack=sync). A lost ack only causes a redelivery after
 // AckWait, which the Applier's watermark turns into a no-op.
 //
@@ -295,6 +300,8 @@ type Link struct {
 	behind time.Duration
 	// reseeding is set while the region merges a snapshot of the peer.
 	reseeding bool
+	// parkLimit bounds the messages parked behind gaps (parking).
+	parkLimit int
 }
 
 // SetReseeding marks the link as re-seeding from its peer's snapshot (on)
@@ -364,8 +371,10 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		// Room for the prefetched messages plus the batches being
 		// applied and acked, so the pipeline never stalls on the bound;
 		// and at least gapRoom: events waiting behind a gap stay pending
-		// (Nak'd), and the one that fills the gap must still be delivered.
+		// (parked or Nak'd), and the one that fills the gap must still be
+		// delivered.
 		maxAckPending: max(ackPendingBatches*cfg.Batch, gapRoom),
+		parkLimit:     parkLimit,
 		wake:          make(chan struct{}, 1),
 		halt:          make(chan struct{}),
 		infoKick:      make(chan struct{}, 1),
@@ -802,10 +811,23 @@ func (l *Link) read(it jetstream.MessagesContext, out chan<- jetstream.Msg, quit
 // the iterator: messages already delivered are still applied. A stall stops
 // the iterator and naks what it still holds. When ctx is done it stops the
 // iterator, Naks the messages it holds (so that they come back at once on
-// the next run instead of after AckWait) and returns false.
+// the next run instead of after AckWait) and returns false. Messages parked
+// behind a gap are offered again when their origin advances and every
+// GapDelay, and nak'd when process returns.
 func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-chan jetstream.Msg, quit chan<- struct{}) bool {
 	batch := make([]jetstream.Msg, 0, l.cfg.Batch)
 	stopped := false
+	park := newParking(l.parkLimit)
+	defer park.release()
+	touchEvery := l.cfg.AckWait / 3
+	tick := time.NewTicker(min(l.cfg.GapDelay, touchEvery))
+	defer tick.Stop()
+	lastRetry := l.now()
+	stall := func() {
+		it.Stop()
+		stopped = true
+		park.release() // they come back on Resume
+	}
 	for {
 		select {
 		case m, ok := <-out:
@@ -829,9 +851,21 @@ func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-
 					break fill
 				}
 			}
-			if l.handle(ctx, batch) {
-				it.Stop()
-				stopped = true
+			if l.offer(ctx, batch, park) {
+				stall()
+			}
+		case <-tick.C:
+			if stopped || len(park.msgs) == 0 {
+				continue
+			}
+			now := l.now()
+			park.touch(now, touchEvery)
+			if now.Sub(lastRetry) < l.cfg.GapDelay {
+				continue
+			}
+			lastRetry = now
+			if l.offer(ctx, parkedJetStream(park.firsts()), park) {
+				stall()
 			}
 		case <-l.wake:
 			if l.isPaused() {
@@ -855,6 +889,52 @@ func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-
 	}
 }
 
+// parkedJetStream returns the messages of parked.
+func parkedJetStream(parked []parkedMsg) []jetstream.Msg {
+	msgs := make([]jetstream.Msg, len(parked))
+	for i, m := range parked {
+		msgs[i] = m.msg
+	}
+	return msgs
+}
+
+// offer applies msgs (in batches of at most Batch), parks those Apply left
+// waiting, and, while some origin advanced, offers that origin's parked
+// messages again, so that a run waiting behind a gap follows the message
+// that filled it at once. It reports whether the link stalled. It ends:
+// each round after the first applies at least one parked message, which
+// leaves the parking for good.
+func (l *Link) offer(ctx context.Context, msgs []jetstream.Msg, park *parking) (stalled bool) {
+	for len(msgs) > 0 {
+		var progressed []string
+		for len(msgs) > 0 {
+			n := min(len(msgs), l.cfg.Batch)
+			h := l.handle(ctx, msgs[:n])
+			msgs = msgs[n:]
+			park.park(h.waiting, l.cfg.GapDelay)
+			if ctx.Err() != nil {
+				for _, m := range msgs {
+					_ = m.Nak() // come again at once to the next run
+				}
+				return false
+			}
+			if h.stalled {
+				for _, m := range msgs {
+					_ = m.Nak()
+				}
+				return true
+			}
+			for _, o := range h.progressed {
+				if !slices.Contains(progressed, o) {
+					progressed = append(progressed, o)
+				}
+			}
+		}
+		msgs = parkedJetStream(park.take(progressed))
+	}
+	return false
+}
+
 // rejection is a message the link or the Applier rejected.
 type rejection struct {
 	msg    jetstream.Msg
@@ -864,11 +944,22 @@ type rejection struct {
 	reason error
 }
 
-// handle decodes, filters, applies and acks one batch, and reports whether
-// the link stalled on it. On an Apply error it retries the same messages
-// with backoff until ctx is done (then nothing is acked), showing the link
-// blocked meanwhile.
-func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool) {
+// handled is what handle did with a batch.
+type handled struct {
+	// stalled: the link stalled on a message of the batch.
+	stalled bool
+	// waiting are the messages Apply left waiting behind a gap, neither
+	// acked nor nak'd: the caller parks or naks them.
+	waiting []parkedMsg
+	// progressed lists the origins of the messages Apply finished.
+	progressed []string
+}
+
+// handle decodes, filters, applies and acks one batch, and returns what
+// became of it. On an Apply error it retries the same messages with backoff
+// until ctx is done (then nothing is acked or nak'd; they come again after
+// AckWait), showing the link blocked meanwhile.
+func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (h handled) {
 	msgs := make([]Message, 0, len(batch))
 	src := make([]jetstream.Msg, 0, len(batch))
 	metas := make([]*jetstream.MsgMetadata, 0, len(batch))
@@ -915,11 +1006,11 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool)
 				break
 			}
 			if ctx.Err() != nil {
-				return false
+				return h
 			}
 			l.setBlocked(err)
 			if wait.Sleep(ctx, bo.next()) != nil {
-				return false
+				return h
 			}
 		}
 	}
@@ -931,8 +1022,11 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool)
 			_ = jm.Ack()
 			finished = append(finished, msgs[i].StreamSeq)
 			applied++
+			if !slices.Contains(h.progressed, msgs[i].Origin) {
+				h.progressed = append(h.progressed, msgs[i].Origin)
+			}
 		case Wait:
-			_ = jm.NakWithDelay(l.cfg.GapDelay)
+			h.waiting = append(h.waiting, parkedMsg{msg: jm, origin: msgs[i].Origin, oseq: msgs[i].OSeq, size: len(jm.Data())})
 			gaps = append(gaps, msgs[i].StreamSeq)
 			waiting++
 		default:
@@ -946,7 +1040,7 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool)
 	for _, r := range rejects {
 		gaps = append(gaps, r.meta.Sequence.Stream)
 		if l.reject(r) {
-			stalled = true
+			h.stalled = true
 		}
 	}
 	now := l.now()
@@ -963,7 +1057,7 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (stalled bool)
 	l.skipped += skipped
 	l.waiting += waiting
 	l.mu.Unlock()
-	return stalled
+	return h
 }
 
 // reject handles a rejected message: delivered again after a delay while it
