@@ -3,7 +3,6 @@ package link
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -400,35 +399,19 @@ func TestLinkRecreatesLostConsumer(t *testing.T) {
 
 // TestGapLongerThanBatchesPending: a publish lost and republished after
 // later ones (events 2..41 of one origin stored before event 1) with the
-// smallest batch: the events waiting behind the gap stay pending (Nak'd),
+// smallest batch: the events waiting behind the gap stay pending (parked),
 // and the consumer must still have room to deliver event 1, after which
-// all are applied in order. (With the bound at 16 batches, 16 messages,
-// the link re-Nak'd the waiting events forever and applied nothing.)
+// all are applied in order. A bound of 16 batches (16 messages) would be
+// filled by the waiting events, and event 1 would never be delivered.
 func TestGapLongerThanBatchesPending(t *testing.T) {
-	s := startTestServer(t, "a", -1, t.TempDir())
-	nc := connectTest(t, s.ClientURL())
-	_ = newTestPublisher(t, "a", nc, &memOutbox{}) // creates GEO_a
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 41
-	pub := func(oseq uint64) {
-		e := OutboxEntry{Seq: oseq, Origin: "a~x", OriginRegion: "a", OSeq: oseq, Data: []byte(fmt.Sprintf(`{"origin":"a~x","oseq":%d}`, oseq))}
-		if _, err := js.PublishMsg(t.Context(), encodeMsg("a", e, ackedPrefix{})); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rig := newGapRig(t)
 	for o := uint64(2); o <= n; o++ {
-		pub(o)
+		rig.pub(o)
 	}
-	pub(1)
+	rig.pub(1)
 	rec := newRecorder()
-	l, err := NewLink(LinkConfig{Region: "b", Peer: "a", URL: s.ClientURL(), Origins: []string{"a"}, Applier: rec, GapDelay: 20 * time.Millisecond, Batch: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	goRun(t, l.Run)
+	startGapLink(t, rig, rec, LinkConfig{GapDelay: 20 * time.Millisecond, Batch: 1}, 0)
 	waitFor(t, 20*time.Second, "every event applied", func() bool { return rec.appliedCount() == n })
 	applied, _, _ := rec.snapshot()
 	checkOrder(t, applied, "a~x", n)

@@ -50,6 +50,20 @@ func startGapLink(t *testing.T, rig gapRig, rec *recorder, cfg LinkConfig, limit
 	return l
 }
 
+// startGapped publishes origin a~x's events 2..n (1 is missing), starts a
+// link over them and waits until it has seen each of them wait.
+func startGapped(t *testing.T, n uint64, cfg LinkConfig, limit int) (gapRig, *recorder, *Link) {
+	t.Helper()
+	rig := newGapRig(t)
+	for o := uint64(2); o <= n; o++ {
+		rig.pub(o)
+	}
+	rec := newRecorder()
+	l := startGapLink(t, rig, rec, cfg, limit)
+	wait.For(t, 10*time.Second, "every event after the gap seen waiting", func() bool { return rec.gapCount() >= int(n-1) })
+	return rig, rec, l
+}
+
 func (r *recorder) gapCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -73,13 +87,7 @@ func (r *recorder) raise(origin string, wm uint64) {
 // would not see them again during the test.
 func TestParkedEventsFollowTheGapFiller(t *testing.T) {
 	const n = 30
-	rig := newGapRig(t)
-	for o := uint64(2); o <= n; o++ {
-		rig.pub(o)
-	}
-	rec := newRecorder()
-	l := startGapLink(t, rig, rec, LinkConfig{GapDelay: time.Hour, Batch: 8}, 0)
-	wait.For(t, 10*time.Second, "every event after the gap seen waiting", func() bool { return rec.gapCount() >= n-1 })
+	rig, rec, l := startGapped(t, n, LinkConfig{GapDelay: time.Hour, Batch: 8}, 0)
 	rig.pub(1)
 	wait.For(t, 10*time.Second, "every event applied", func() bool { return rec.appliedCount() == n })
 	applied, _, _ := rec.snapshot()
@@ -93,13 +101,7 @@ func TestParkedEventsFollowTheGapFiller(t *testing.T) {
 // parking: every event still arrives, in order.
 func TestParkingLimitNaksTheRest(t *testing.T) {
 	const n = 25
-	rig := newGapRig(t)
-	for o := uint64(2); o <= n; o++ {
-		rig.pub(o)
-	}
-	rec := newRecorder()
-	startGapLink(t, rig, rec, LinkConfig{GapDelay: 20 * time.Millisecond, Batch: 4}, 3)
-	wait.For(t, 10*time.Second, "events after the gap seen waiting", func() bool { return rec.gapCount() >= n-1 })
+	rig, rec, _ := startGapped(t, n, LinkConfig{GapDelay: 20 * time.Millisecond, Batch: 4}, 3)
 	rig.pub(1)
 	wait.For(t, 20*time.Second, "every event applied", func() bool { return rec.appliedCount() == n })
 	applied, _, _ := rec.snapshot()
@@ -111,13 +113,7 @@ func TestParkingLimitNaksTheRest(t *testing.T) {
 // origin's first parked event again every GapDelay.
 func TestParkedEventsOfferedAgainEveryGapDelay(t *testing.T) {
 	const n = 12
-	rig := newGapRig(t)
-	for o := uint64(2); o <= n; o++ {
-		rig.pub(o)
-	}
-	rec := newRecorder()
-	startGapLink(t, rig, rec, LinkConfig{GapDelay: 20 * time.Millisecond, AckWait: time.Minute, Batch: 4}, 0)
-	wait.For(t, 10*time.Second, "events after the gap seen waiting", func() bool { return rec.gapCount() >= n-1 })
+	_, rec, _ := startGapped(t, n, LinkConfig{GapDelay: 20 * time.Millisecond, AckWait: time.Minute, Batch: 4}, 0)
 	rec.raise("a~x", 1)
 	wait.For(t, 10*time.Second, "events after the gap applied", func() bool { return rec.appliedCount() == n-1 })
 	applied, _, _ := rec.snapshot()
@@ -131,13 +127,7 @@ func TestParkedEventsOfferedAgainEveryGapDelay(t *testing.T) {
 // The link keeps parked messages' ack deadlines from running out: the
 // server does not deliver them again while the link holds them.
 func TestParkedMessagesNotRedelivered(t *testing.T) {
-	rig := newGapRig(t)
-	for o := uint64(2); o <= 4; o++ {
-		rig.pub(o)
-	}
-	rec := newRecorder()
-	startGapLink(t, rig, rec, LinkConfig{GapDelay: time.Hour, AckWait: time.Second, Batch: 8}, 0)
-	wait.For(t, 10*time.Second, "events after the gap seen waiting", func() bool { return rec.gapCount() >= 3 })
+	rig, rec, _ := startGapped(t, 4, LinkConfig{GapDelay: time.Hour, AckWait: time.Second, Batch: 8}, 0)
 	wait.Holds(t, 3*time.Second, "oseq 2 delivered once (its ack deadline extended)", func() bool {
 		return rec.deliveriesOf("a~x", 2) == 1
 	})
@@ -150,13 +140,7 @@ func TestParkedMessagesNotRedelivered(t *testing.T) {
 // before their ack deadline.
 func TestPauseReleasesParkedMessages(t *testing.T) {
 	const n = 10
-	rig := newGapRig(t)
-	for o := uint64(2); o <= n; o++ {
-		rig.pub(o)
-	}
-	rec := newRecorder()
-	l := startGapLink(t, rig, rec, LinkConfig{GapDelay: time.Hour, AckWait: time.Minute, Batch: 4}, 0)
-	wait.For(t, 10*time.Second, "events after the gap seen waiting", func() bool { return rec.gapCount() >= n-1 })
+	rig, rec, l := startGapped(t, n, LinkConfig{GapDelay: time.Hour, AckWait: time.Minute, Batch: 4}, 0)
 	if err := l.Pause(t.Context()); err != nil {
 		t.Fatal(err)
 	}
