@@ -85,8 +85,8 @@ func TestExternalNATSTooSmallIsRefused(t *testing.T) {
 
 // TestForgedTokensRefused replays the forged-context data loss through the
 // API: a context naming this region's own actor at 2^64-1 (the write's dot
-// used to wrap to 0, and that write and every later one of the key
-// vanished) or at a counter it never wrote is refused, as are tokens
+// would wrap to 0, and that write and every later one of the key would
+// vanish) or at a counter it never wrote is refused, as are tokens
 // altered, signed by another deployment, or signed with a key this region
 // does not hold; later writes of the key stay visible.
 func TestForgedTokensRefused(t *testing.T) {
@@ -216,8 +216,8 @@ func TestContextFromAnotherRegionWaits(t *testing.T) {
 }
 
 // TestSmallInputFaults: X-Geo-Wait that would overflow a duration is
-// capped at sessions.max_wait (it used to turn negative and answer 503 at
-// once), and a body with invalid UTF-8 inside a JSON string is refused.
+// capped at sessions.max_wait (not turned negative, which would answer 503
+// at once), and a body with invalid UTF-8 inside a JSON string is refused.
 func TestSmallInputFaults(t *testing.T) {
 	c := startCluster(t, []string{"solo"}, "all-to-all", nil, func(s *ClusterSpec) {
 		s.Tune = func(cfg *config.Config) {

@@ -383,8 +383,8 @@ func (o *holdObserver) Observe(c Change) []ConflictEntry {
 }
 
 // TestRestartedFollowerLeadsObserves: a follower restarted while no
-// observation was pending must go on numbering them as the leader does
-// (it used to start again at 1 while the leader went on counting). The
+// observation was pending must go on numbering them as the leader does,
+// not start again at 1 while the leader goes on counting. The
 // leader commits a notable change and is deposed before observing it; the
 // restarted follower leads and observes that change, and counts it as
 // the one pending.

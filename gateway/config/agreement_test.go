@@ -54,10 +54,11 @@ func isTopologyKey(k string) bool {
 
 // TestValidateAgreesWithRules: for every rule, Validate refuses it exactly
 // when rules.Check (what `geogate rules lint` and the gateway run) finds an
-// error, under the key of the field Check names. The first cases are where
-// the two used to disagree: Validate accepted field combinations Compile
-// refuses (so gateway.New failed at start), and refused blank or
-// space-padded values Compile accepted.
+// error, under the key of the field Check names. The first cases are the
+// ones where the two can part most easily: field combinations Compile
+// refuses (which Validate must refuse too, or gateway.New fails at start),
+// and blank or space-padded values Compile accepts (which Validate must
+// accept).
 func TestValidateAgreesWithRules(t *testing.T) {
 	tests := []struct {
 		name string
@@ -115,9 +116,8 @@ func TestValidateAgreesWithRules(t *testing.T) {
 
 // TestValidateAgreesWithTopology: Validate refuses the region names and the
 // topology section exactly when Plan (what gateway.New builds) fails. The
-// first case is where they used to disagree: the gateway passed the
-// configured order as the region list, so topology.New could not see that
-// the order left a region out.
+// first case is an order that leaves a region out, which topology.New sees
+// only if it is given the region list and the order apart.
 func TestValidateAgreesWithTopology(t *testing.T) {
 	tests := []struct {
 		name    string

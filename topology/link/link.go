@@ -820,7 +820,7 @@ func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-
 	park := newParking(l.parkLimit)
 	defer park.release()
 	touchEvery := l.cfg.AckWait / 3
-	tick := time.NewTicker(min(l.cfg.GapDelay, touchEvery))
+	tick := time.NewTicker(max(min(l.cfg.GapDelay, touchEvery), time.Millisecond))
 	defer tick.Stop()
 	lastRetry := l.now()
 	stall := func() {
