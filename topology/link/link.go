@@ -819,10 +819,13 @@ func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-
 	stopped := false
 	park := newParking(l.parkLimit)
 	defer park.release()
+	// Touches and retries run on the ticker's own (monotonic) times, not
+	// on cfg.Clock, which only stamps what the link reports.
 	touchEvery := l.cfg.AckWait / 3
-	tick := time.NewTicker(max(min(l.cfg.GapDelay, touchEvery), time.Millisecond))
+	every := max(min(l.cfg.GapDelay, touchEvery), time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
-	lastRetry := l.now()
+	lastRetry := time.Now()
 	stall := func() {
 		it.Stop()
 		stopped = true
@@ -854,14 +857,13 @@ func (l *Link) process(ctx context.Context, it jetstream.MessagesContext, out <-
 			if l.offer(ctx, batch, park) {
 				stall()
 			}
-		case <-tick.C:
+		case now := <-tick.C:
 			if stopped || len(park.msgs) == 0 {
 				continue
 			}
-			now := l.now()
-			park.touch(now, touchEvery)
-			if now.Sub(lastRetry) < l.cfg.GapDelay {
-				continue
+			park.touch(now, touchEvery-every/2)
+			if now.Sub(lastRetry) < l.cfg.GapDelay-every/2 {
+				continue // ticks jitter: half a tick early is on time
 			}
 			lastRetry = now
 			if l.offer(ctx, parkedJetStream(park.firsts()), park) {
@@ -901,16 +903,18 @@ func parkedJetStream(parked []parkedMsg) []jetstream.Msg {
 // offer applies msgs (in batches of at most Batch), parks those Apply left
 // waiting, and, while some origin advanced, offers that origin's parked
 // messages again, so that a run waiting behind a gap follows the message
-// that filled it at once. It reports whether the link stalled. It ends:
-// each round after the first applies at least one parked message, which
-// leaves the parking for good.
+// that filled it at once. It reports whether the link stalled. It ends: a
+// round follows only one that applied something, and from the second round
+// on everything applied comes out of the (finite) parking for good.
 func (l *Link) offer(ctx context.Context, msgs []jetstream.Msg, park *parking) (stalled bool) {
 	for len(msgs) > 0 {
 		var progressed []string
 		for len(msgs) > 0 {
 			n := min(len(msgs), l.cfg.Batch)
 			h := l.handle(ctx, msgs[:n])
-			msgs = msgs[n:]
+			if !h.aborted { // an aborted batch is nak'd with the rest below
+				msgs = msgs[n:]
+			}
 			park.park(h.waiting, l.cfg.GapDelay)
 			if ctx.Err() != nil {
 				for _, m := range msgs {
@@ -948,6 +952,9 @@ type rejection struct {
 type handled struct {
 	// stalled: the link stalled on a message of the batch.
 	stalled bool
+	// aborted: ctx ended while Apply kept failing; nothing of the batch
+	// was acked, nak'd or reported waiting.
+	aborted bool
 	// waiting are the messages Apply left waiting behind a gap, neither
 	// acked nor nak'd: the caller parks or naks them.
 	waiting []parkedMsg
@@ -1006,10 +1013,12 @@ func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (h handled) {
 				break
 			}
 			if ctx.Err() != nil {
+				h.aborted = true
 				return h
 			}
 			l.setBlocked(err)
 			if wait.Sleep(ctx, bo.next()) != nil {
+				h.aborted = true
 				return h
 			}
 		}

@@ -34,7 +34,8 @@ type parkedMsg struct {
 // the gap's filler at once.
 //
 // A parked message stays unacked: the link extends its ack deadline
-// (InProgress) while it holds it and naks it when it lets it go, so a crash
+// (InProgress) when it parks it and at least every AckWait/3 while it holds
+// it, and naks it when it lets it go, so a crash
 // or a lost connection only brings it again. It is owned by the consume
 // loop (not safe for concurrent use).
 type parking struct {
@@ -56,6 +57,8 @@ func (p *parking) park(w []parkedMsg, delay time.Duration) {
 			_ = m.msg.NakWithDelay(delay)
 			continue
 		}
+		// Its deadline ran from its delivery; from here touch keeps it.
+		_ = m.msg.InProgress()
 		p.msgs = append(p.msgs, m)
 		p.bytes += m.size
 	}
