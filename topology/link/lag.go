@@ -44,7 +44,7 @@ type lagTracker struct {
 	caught      time.Time
 	caughtSet   bool
 	processed   uint64              // highest stream seq acked or skipped
-	waiting     map[uint64]struct{} // stream seqs nak'd, awaiting redelivery
+	waiting     map[uint64]struct{} // stream seqs waiting behind a gap (parked or nak'd)
 	idleAt      time.Time           // send time of the latest info that showed nothing pending
 	lastHB      time.Time           // receive time of the latest heartbeat
 	spacing     time.Duration       // between the two latest heartbeats
@@ -89,7 +89,8 @@ func (t *lagTracker) done(seq uint64) {
 	}
 }
 
-// wait records that the message at stream seq was nak'd and will come again.
+// wait records that the message at stream seq waits behind a gap (parked,
+// or nak'd to come again).
 func (t *lagTracker) wait(seq uint64) { t.waiting[seq] = struct{}{} }
 
 // settled re-evaluates after a batch of done/wait calls.
@@ -113,6 +114,9 @@ func (t *lagTracker) needsIdleCheck() bool { return len(t.hbs) > 0 }
 // advance moves the caught-up mark to the newest heartbeat that qualifies
 // and forgets the ones before it.
 func (t *lagTracker) advance() {
+	if len(t.hbs) == 0 {
+		return // nothing to catch up to (and no need to scan waiting)
+	}
 	oldestWaiting := uint64(math.MaxUint64)
 	for seq := range t.waiting {
 		oldestWaiting = min(oldestWaiting, seq)

@@ -685,9 +685,10 @@ func (l *Link) dropNarrowerConsumer(ctx context.Context, js jetstream.JetStream)
 	if err != nil {
 		return err
 	}
-	had := cons.CachedInfo().Config.FilterSubjects
-	if f := cons.CachedInfo().Config.FilterSubject; f != "" {
-		had = append(had, f)
+	cfg := cons.CachedInfo().Config
+	had := slices.Clone(cfg.FilterSubjects) // appended to: not the cached info's
+	if cfg.FilterSubject != "" {
+		had = append(had, cfg.FilterSubject)
 	}
 	if len(had) == 0 {
 		return nil // no filter: it delivers every subject already
@@ -928,11 +929,10 @@ func (l *Link) offer(ctx context.Context, msgs []jetstream.Msg, park *parking) (
 				}
 				return true
 			}
-			for _, o := range h.progressed {
-				if !slices.Contains(progressed, o) {
-					progressed = append(progressed, o)
-				}
-			}
+			progressed = append(progressed, h.progressed...)
+		}
+		if len(progressed) == 0 {
+			return false
 		}
 		msgs = parkedJetStream(park.take(progressed))
 	}
@@ -964,8 +964,8 @@ type handled struct {
 
 // handle decodes, filters, applies and acks one batch, and returns what
 // became of it. On an Apply error it retries the same messages with backoff
-// until ctx is done (then nothing is acked or nak'd; they come again after
-// AckWait), showing the link blocked meanwhile.
+// until ctx is done (then nothing is acked or nak'd and h.aborted is set:
+// offer naks them), showing the link blocked meanwhile.
 func (l *Link) handle(ctx context.Context, batch []jetstream.Msg) (h handled) {
 	msgs := make([]Message, 0, len(batch))
 	src := make([]jetstream.Msg, 0, len(batch))

@@ -41,19 +41,17 @@ type parkedMsg struct {
 type parking struct {
 	msgs        []parkedMsg
 	bytes       int
-	limit, max  int
+	limit       int // messages; parkBytes bounds their bytes
 	lastTouched time.Time
 }
 
-func newParking(limit int) *parking {
-	return &parking{limit: limit, max: parkBytes}
-}
+func newParking(limit int) *parking { return &parking{limit: limit} }
 
 // park holds the messages of w while the bounds allow and naks the rest with
 // delay (they are delivered again after it).
 func (p *parking) park(w []parkedMsg, delay time.Duration) {
 	for _, m := range w {
-		if len(p.msgs) >= p.limit || p.bytes+m.size > p.max {
+		if len(p.msgs) >= p.limit || p.bytes+m.size > parkBytes {
 			_ = m.msg.NakWithDelay(delay)
 			continue
 		}

@@ -102,6 +102,9 @@ func TestParkedEventsFollowTheGapFiller(t *testing.T) {
 func TestParkingLimitNaksTheRest(t *testing.T) {
 	const n = 25
 	rig, rec, _ := startGapped(t, n, LinkConfig{GapDelay: 20 * time.Millisecond, Batch: 4}, 3)
+	// The newest event is past the limit: nak'd, it is delivered again
+	// (a parked one would be offered again only after oseq 2, the first).
+	wait.For(t, 10*time.Second, "an event past the limit delivered again", func() bool { return rec.deliveriesOf("a~x", n) > 1 })
 	rig.pub(1)
 	wait.For(t, 20*time.Second, "every event applied", func() bool { return rec.appliedCount() == n })
 	applied, _, _ := rec.snapshot()
