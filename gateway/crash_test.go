@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/geogate/geogate/gateway/config"
-	"github.com/geogate/geogate/internal/ports"
 )
 
 // childSpec tells a re-executed test binary to run one region of a cluster
@@ -58,16 +57,6 @@ func runChild(raw string) {
 	}
 	fmt.Println("ready")
 	select {} // until SIGKILL
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ps, release, err := ports.Hold(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	release()
-	return ps[0]
 }
 
 func startChild(t *testing.T, cs childSpec) *exec.Cmd {
@@ -118,7 +107,11 @@ func TestKill9DuringWrites(t *testing.T) {
 	}
 	regions := []string{"r1", "r2", "r3"}
 	spec := ClusterSpec{Regions: regions, Topology: config.Topology{Kind: "all-to-all"}, DataDir: t.TempDir(), Sync: true}
-	childHTTP, childNATS := freePort(t), freePort(t)
+	ps, err := freePorts(2) // distinct: held together
+	if err != nil {
+		t.Fatal(err)
+	}
+	childHTTP, childNATS := ps[0], ps[1]
 	// r2 and r3 run in this process.
 	peers := map[string]Peer{"r1": {HTTP: fmt.Sprintf("http://127.0.0.1:%d", childHTTP), NATS: fmt.Sprintf("nats://127.0.0.1:%d", childNATS)}}
 	var nodes []*Node

@@ -36,14 +36,16 @@ func geogate(args ...string) *exec.Cmd {
 	return cmd
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct free loopback ports (held together, then
+// released for the caller to bind).
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ps, release, err := ports.Hold(1)
+	ps, release, err := ports.Hold(n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	release()
-	return ps[0]
+	return ps
 }
 
 func writeConfig(t *testing.T, dir string, httpPort, natsPort int) string {
@@ -113,8 +115,9 @@ func run(args ...string) (string, error) {
 
 func TestServeGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
-	httpPort := freePort(t)
-	path := writeConfig(t, dir, httpPort, freePort(t))
+	ps := freePorts(t, 2)
+	httpPort := ps[0]
+	path := writeConfig(t, dir, httpPort, ps[1])
 	url := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	cmd, stderr := startServe(t, path)
 	if out, err := run("put", "greeting", `{"hello":"world"}`, "--url", url); err != nil || !strings.Contains(out, `"key":"greeting"`) {
@@ -214,8 +217,9 @@ func TestClientVerbs(t *testing.T) {
 // rules reloads them, as with --config.
 func TestServeReloadsRulesFromGEOGATE_CONFIG(t *testing.T) {
 	dir := t.TempDir()
-	httpPort := freePort(t)
-	path := writeConfig(t, dir, httpPort, freePort(t))
+	ps := freePorts(t, 2)
+	httpPort := ps[0]
+	path := writeConfig(t, dir, httpPort, ps[1])
 	cmd := geogate("serve")
 	cmd.Env = append(cmd.Env, config.EnvConfigFile+"="+path)
 	runServe(t, cmd)

@@ -565,7 +565,7 @@ func TestSecuredSingleNode(t *testing.T) {
 		t.Fatal("a refused config touched the data directory")
 	}
 
-	metricsPort := freePort(t)
+	metricsPort := freePorts(t, 1)[0]
 	_, logs := startNode(t, cfg, "--set", "http.tls.client_ca_file="+caFile, "--set", fmt.Sprintf("metrics.listen=127.0.0.1:%d", metricsPort))
 	ca, err := pki.LoadCA(caFile, filepath.Join(dir, deploy.CAKeyFile))
 	if err != nil {
