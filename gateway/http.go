@@ -548,10 +548,7 @@ func (n *Node) handleLinkAdmin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if action == "pause" {
-		ctx, cancel := context.WithTimeout(r.Context(), pauseWait)
-		err := l.Pause(ctx)
-		cancel()
-		if err != nil {
+		if err := pauseLink(r.Context(), l); err != nil {
 			writeError(w, errorf(http.StatusServiceUnavailable, "pause_pending",
 				"the link from %s is paused, but an apply under way has not finished within %s; the link stops once it has applied what was delivered to it before the pause", peer, pauseWait))
 			return

@@ -513,9 +513,20 @@ const storageCheck = time.Second
 // node follows the log again, from the store's position.
 func (rn *regionNode) abandon(term uint64) {
 	rn.log.Warn("the lease was lost as this node finished catching up; following again", "term", term)
-	if err := rn.n.store.Follow(context.WithoutCancel(rn.ctx)); err != nil {
+	rn.stopAcknowledging(rn.ctx)
+	rn.followAgain()
+}
+
+// stopAcknowledging puts the store back to following: from its return the
+// store refuses writes.
+func (rn *regionNode) stopAcknowledging(ctx context.Context) {
+	if err := rn.n.store.Follow(context.WithoutCancel(ctx)); err != nil {
 		rn.log.Error("store: follow", "err", err)
 	}
+}
+
+// followAgain shows the node as following and starts its follower loop.
+func (rn *regionNode) followAgain() {
 	rn.setState(nodeFollowing, "")
 	rn.startFollowing()
 }
@@ -598,9 +609,7 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 		stopMoving()
 	}
 	// Stop acknowledging first: from here the store refuses writes.
-	if err := n.store.Follow(context.WithoutCancel(ctx)); err != nil {
-		rn.log.Error("store: follow", "err", err)
-	}
+	rn.stopAcknowledging(ctx)
 	if stopServing != nil {
 		stopServing()
 	}
@@ -608,8 +617,7 @@ func (rn *regionNode) lead(ctx context.Context, term uint64) {
 		n.stopDuties(d)
 	}
 	rn.copies.closeAll()
-	rn.setState(nodeFollowing, "")
-	rn.startFollowing()
+	rn.followAgain()
 }
 
 // logAppender is the leading store's Replicator: it appends to the region

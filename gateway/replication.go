@@ -287,9 +287,7 @@ func (a applier) Apply(ctx context.Context, from string, msgs []link.Message) ([
 func (n *Node) PauseLink(peer string) bool {
 	l := n.link(peer)
 	if l != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), pauseWait)
-		defer cancel()
-		if err := l.Pause(ctx); err != nil {
+		if err := pauseLink(context.Background(), l); err != nil {
 			n.log.Warn("pause link", "from", peer, "err", err)
 		}
 	}
@@ -298,6 +296,14 @@ func (n *Node) PauseLink(peer string) bool {
 
 // pauseWait bounds how long a pause waits for an apply under way.
 const pauseWait = 10 * time.Second
+
+// pauseLink pauses l and waits, up to pauseWait, until it stopped applying
+// (link.Link.Pause); the link stays paused either way.
+func pauseLink(ctx context.Context, l *link.Link) error {
+	ctx, cancel := context.WithTimeout(ctx, pauseWait)
+	defer cancel()
+	return l.Pause(ctx)
+}
 
 // ResumeLink resumes the inbound link from peer; it reports whether such a
 // link exists.
