@@ -261,7 +261,7 @@ func TestStarSpokeGetsEarlierEventsOfNewSpoke(t *testing.T) {
 
 	writeStarRegionFile(t, dir, "a", four, ports, never)
 	writeStarRegionFile(t, dir, "c", four, ports, never)
-	eventually(t, 15*time.Second, "c to reload", func() bool { return strings.Contains(c.Status().Topology, "d") })
+	eventually(t, 15*time.Second, "c to reload", func() bool { return c.currentPlan().Has("d") })
 	put(t, d, "from-d-3", `{"v":3}`)
 	eventually(t, 20*time.Second, "c to apply d's writes, those forwarded before it reloaded included", func() bool {
 		_, ok1, _ := c.Store().Get("from-d-1")

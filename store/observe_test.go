@@ -419,6 +419,14 @@ func TestRestartedFollowerLeadsObserves(t *testing.T) {
 		o.Clustered, o.Observer, o.ConflictRetention, o.FeedRetention = true, siblingObserver{}, 3, 4
 		o.observeWait = 500 * time.Millisecond
 	})
+	// Before any log entry tells it the leader's numbers, it goes on from
+	// the last one assigned (m/observed): n/1 and n/2 were, none pending.
+	follower.mu.Lock()
+	head, through := follower.pendingHead, follower.observedThrough
+	follower.mu.Unlock()
+	if head != 2 || through != 2 {
+		t.Fatalf("restarted follower numbers observations from head %d, through %d; want 2 and 2", head, through)
+	}
 	fpos, _ := follower.LogPosition()
 	// The leader commits one more notable change (n/3) and is deposed
 	// before its observer appends its entry.
@@ -438,16 +446,7 @@ func TestRestartedFollowerLeadsObserves(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The new leader must observe the pending change.
-	deadline := time.Now().Add(5 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = follower.WaitObserved(); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("new leader never observed the pending change: %v (pending %d)", err, follower.PendingObservations())
-	}
+	eventually(t, 5*time.Second, "the new leader to observe the pending change", func() bool { return follower.WaitObserved() == nil })
 	es := mustConflicts(t, follower, "k", 10)
 	if len(es) != 3 {
 		t.Fatalf("conflict entries %d, want 3", len(es))
