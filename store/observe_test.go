@@ -387,8 +387,15 @@ func (o *holdObserver) Observe(c Change) []ConflictEntry {
 // not start again at 1 while the leader goes on counting. The
 // leader commits a notable change and is deposed before observing it; the
 // restarted follower leads and observes that change, and counts it as
-// the one pending.
+// the one pending. A store written before m/observed existed restarts at
+// 0 and takes the leader's numbers from the first observation the log
+// brings.
 func TestRestartedFollowerLeadsObserves(t *testing.T) {
+	t.Run("m/observed kept", func(t *testing.T) { testRestartedFollowerLeads(t, false) })
+	t.Run("store from before m/observed", func(t *testing.T) { testRestartedFollowerLeads(t, true) })
+}
+
+func testRestartedFollowerLeads(t *testing.T, old bool) {
 	ctx := context.Background()
 	log := &memLog{}
 	obs := &holdObserver{release: make(chan struct{})}
@@ -415,17 +422,25 @@ func TestRestartedFollowerLeadsObserves(t *testing.T) {
 	if err := follower.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if old {
+		setRaw(t, fdir, keyObserved, encodeU64(0)) // as if never written
+	}
 	follower = openTest(t, "us", fdir, func(o *testOpts) {
 		o.Clustered, o.Observer, o.ConflictRetention, o.FeedRetention = true, siblingObserver{}, 3, 4
 		o.observeWait = 500 * time.Millisecond
 	})
 	// Before any log entry tells it the leader's numbers, it goes on from
 	// the last one assigned (m/observed): n/1 and n/2 were, none pending.
+	// Without m/observed it starts again at 0.
+	want := uint64(2)
+	if old {
+		want = 0
+	}
 	follower.mu.Lock()
 	head, through := follower.pendingHead, follower.observedThrough
 	follower.mu.Unlock()
-	if head != 2 || through != 2 {
-		t.Fatalf("restarted follower numbers observations from head %d, through %d; want 2 and 2", head, through)
+	if head != want || through != want {
+		t.Fatalf("restarted follower numbers observations from head %d, through %d; want %d and %d", head, through, want, want)
 	}
 	fpos, _ := follower.LogPosition()
 	// The leader commits one more notable change (n/3) and is deposed
